@@ -1,1 +1,12 @@
-fn main(){}
+//! The `dagrun` command line: parse arguments, hand the work to the engine, print results.
+//! `dagrun PIPELINE.yaml` is short for `dagrun run PIPELINE.yaml`.
+
+mod cli;
+
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let mut args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    cli::insert_default_command(&mut args);
+    cli::main(args)
+}

@@ -1,1 +1,28 @@
-pub fn x(){}
+//! dagrun's engine: pipeline specs, the typed node graph, cache keys, planning, the parallel
+//! scheduler and run records. It knows nothing of recommendation; node kinds plug in through
+//! the [`Kind`] trait and a [`Registry`].
+
+pub mod context;
+pub mod error;
+pub mod key;
+pub mod kind;
+pub mod pipeline;
+pub mod plan;
+pub mod record;
+pub mod run;
+pub mod spec;
+pub mod suggest;
+pub mod ui;
+
+pub use context::{CancelToken, Cancelled, Device, Inputs, NodeContext, PortError};
+pub use error::{Loc, SpecError, SpecErrors};
+pub use key::KeyComponents;
+pub use kind::{ArtifactType, BoxError, DynKind, Kind, ParamError, Port, Registry, Resource, Signature};
+pub use pipeline::Pipeline;
+pub use plan::Selection;
+pub use record::{NodeStatus, RunOutcome};
+pub use run::{run, RunError, RunOptions, RunReport};
+pub use spec::Override;
+pub use ui::{Progress, Ui};
+
+pub use dagrun_cache as cache;

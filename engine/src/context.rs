@@ -1,0 +1,269 @@
+//! What a running node sees: its inputs (read-only artifacts), and a context that gives it
+//! a derived seed, a scratch directory, the device, progress, a logger, cancellation and
+//! the places to write its outputs.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use arrow_array::RecordBatch;
+use arrow_schema::SchemaRef;
+use dagrun_cache::table::{self, check_columns, Table};
+use dagrun_cache::{CacheError, Digest};
+
+use crate::kind::Port;
+use crate::ui::{Progress, Ui};
+
+/// The file a table artifact's rows live in.
+pub const TABLE_FILE: &str = "table.parquet";
+/// The file naming an artifact's type.
+pub const MANIFEST_FILE: &str = "artifact.json";
+
+/// Where models run. Not part of any cache key: a result means the same on every device.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Device {
+    #[default]
+    Cpu,
+    Cuda(usize),
+}
+
+impl FromStr for Device {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Device, String> {
+        match s {
+            "cpu" => Ok(Device::Cpu),
+            "cuda" | "gpu" => Ok(Device::Cuda(0)),
+            _ => match s.strip_prefix("cuda:").map(str::parse) {
+                Some(Ok(i)) => Ok(Device::Cuda(i)),
+                _ => Err(format!("unknown device `{s}` (expected `cpu`, `cuda` or `cuda:N`)")),
+            },
+        }
+    }
+}
+
+impl fmt::Display for Device {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Device::Cpu => write!(f, "cpu"),
+            Device::Cuda(i) => write!(f, "cuda:{i}"),
+        }
+    }
+}
+
+/// A cancellation flag shared by a run and its nodes (set by Ctrl-C).
+#[derive(Clone, Debug, Default)]
+pub struct CancelToken(Arc<AtomicBool>);
+
+impl CancelToken {
+    pub fn new() -> CancelToken {
+        CancelToken::default()
+    }
+    pub fn cancel(&self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+    pub fn is_cancelled(&self) -> bool {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+/// Returned by a node that stopped because the run was cancelled.
+#[derive(Debug, thiserror::Error)]
+#[error("cancelled")]
+pub struct Cancelled;
+
+/// A misuse of inputs or outputs by a node, or a failure reading or writing them.
+#[derive(Debug, thiserror::Error)]
+pub enum PortError {
+    #[error("no input port `{0}` is connected")]
+    NoInput(String),
+    #[error("no output port `{0}`")]
+    NoOutput(String),
+    #[error("input `{port}` is a {ty}, not a table")]
+    NotATable { port: String, ty: String },
+    #[error("output `{port}`: the table does not fit type {ty}: {why}")]
+    OutputContract { port: String, ty: String, why: String },
+    #[error("input `{port}` ({digest}): {why}")]
+    InputContract { port: String, digest: String, why: String },
+    #[error(transparent)]
+    Cache(#[from] CacheError),
+}
+
+/// One connected input artifact.
+#[derive(Clone, Debug)]
+pub struct InputArtifact {
+    pub port: Port,
+    pub digest: Digest,
+    pub dir: PathBuf,
+}
+
+/// A node's connected inputs, by port name.
+#[derive(Clone, Debug, Default)]
+pub struct Inputs {
+    items: BTreeMap<String, InputArtifact>,
+}
+
+impl Inputs {
+    pub(crate) fn new(items: BTreeMap<String, InputArtifact>) -> Inputs {
+        Inputs { items }
+    }
+
+    /// The artifact on `port`, or `None` for an unconnected optional input.
+    pub fn get(&self, port: &str) -> Option<&InputArtifact> {
+        self.items.get(port)
+    }
+
+    /// Whether an (optional) input is connected.
+    pub fn has(&self, port: &str) -> bool {
+        self.items.contains_key(port)
+    }
+
+    /// The read-only directory of the artifact on `port`.
+    pub fn dir(&self, port: &str) -> Result<&Path, PortError> {
+        self.items.get(port).map(|a| a.dir.as_path()).ok_or_else(|| PortError::NoInput(port.into()))
+    }
+
+    /// Reads the table on `port`, checking that its schema still satisfies the port's type.
+    pub fn table(&self, port: &str) -> Result<Table, PortError> {
+        let a = self.items.get(port).ok_or_else(|| PortError::NoInput(port.into()))?;
+        if !a.port.ty.is_table {
+            return Err(PortError::NotATable { port: port.into(), ty: a.port.ty.name.into() });
+        }
+        let bad = |why: String| PortError::InputContract { port: port.into(), digest: a.digest.short(), why };
+        let t = table::read_parquet(&a.dir.join(TABLE_FILE))?;
+        check_columns(&t.schema, a.port.ty.columns).map_err(|why| bad(format!("does not fit type {}: {why}", a.port.ty)))?;
+        Ok(t)
+    }
+}
+
+/// The running node's view of the engine.
+pub struct NodeContext {
+    pub(crate) node_id: String,
+    pub(crate) seed: u64,
+    pub(crate) device: Device,
+    pub(crate) scratch: PathBuf,
+    pub(crate) outputs: BTreeMap<String, (Port, PathBuf)>,
+    pub(crate) written: Mutex<Vec<String>>,
+    pub(crate) progress: Progress,
+    pub(crate) ui: Arc<Ui>,
+    pub(crate) cancel: CancelToken,
+    pub(crate) threads: usize,
+}
+
+impl NodeContext {
+    /// A context for running a node outside the scheduler (tests, benchmarks): outputs go
+    /// to subdirectories of `dir`, named by port.
+    pub fn standalone(node_id: &str, seed: u64, dir: &Path, outputs: &[Port]) -> std::io::Result<NodeContext> {
+        let scratch = dir.join("scratch");
+        std::fs::create_dir_all(&scratch)?;
+        let mut outs = BTreeMap::new();
+        for p in outputs {
+            let d = dir.join(&p.name);
+            std::fs::create_dir_all(&d)?;
+            outs.insert(p.name.clone(), (p.clone(), d));
+        }
+        Ok(NodeContext {
+            node_id: node_id.into(),
+            seed,
+            device: Device::Cpu,
+            scratch,
+            outputs: outs,
+            written: Mutex::new(Vec::new()),
+            progress: Progress::hidden(),
+            ui: Ui::silent(),
+            cancel: CancelToken::new(),
+            threads: 1,
+        })
+    }
+
+    pub fn node_id(&self) -> &str {
+        &self.node_id
+    }
+
+    /// The node's seed, derived from the pipeline seed and the node id.
+    pub fn seed(&self) -> u64 {
+        self.seed
+    }
+
+    pub fn device(&self) -> Device {
+        self.device
+    }
+
+    /// How many threads the node may use.
+    pub fn threads(&self) -> usize {
+        self.threads
+    }
+
+    /// A private directory, deleted after the node finishes.
+    pub fn scratch_dir(&self) -> &Path {
+        &self.scratch
+    }
+
+    pub fn progress(&self) -> &Progress {
+        &self.progress
+    }
+
+    /// Logs a line, prefixed with the node id.
+    pub fn log(&self, msg: impl AsRef<str>) {
+        self.ui.println(&format!("[{}] {}", self.node_id, msg.as_ref()));
+    }
+
+    /// Whether the run is being cancelled; long loops should check and return [`Cancelled`].
+    pub fn is_cancelled(&self) -> bool {
+        self.cancel.is_cancelled()
+    }
+
+    /// `Err(Cancelled)` once the run is being cancelled.
+    pub fn check_cancelled(&self) -> Result<(), Cancelled> {
+        if self.is_cancelled() {
+            Err(Cancelled)
+        } else {
+            Ok(())
+        }
+    }
+
+    fn output(&self, port: &str) -> Result<&(Port, PathBuf), PortError> {
+        self.outputs.get(port).ok_or_else(|| PortError::NoOutput(port.into()))
+    }
+
+    fn mark_written(&self, port: &str) {
+        if let Ok(mut w) = self.written.lock() {
+            if !w.iter().any(|p| p == port) {
+                w.push(port.to_string());
+            }
+        }
+    }
+
+    /// The directory to write the files of output `port` into (for non-table artifacts).
+    pub fn output_dir(&self, port: &str) -> Result<&Path, PortError> {
+        let (_, dir) = self.output(port)?;
+        self.mark_written(port);
+        Ok(dir)
+    }
+
+    /// Writes output `port` as a table, checking the schema against the port's type.
+    pub fn write_table(&self, port: &str, schema: &SchemaRef, batches: &[RecordBatch]) -> Result<(), PortError> {
+        let (p, dir) = self.output(port)?;
+        check_columns(schema, p.ty.columns).map_err(|why| PortError::OutputContract {
+            port: port.into(),
+            ty: p.ty.name.into(),
+            why,
+        })?;
+        table::write_parquet(&dir.join(TABLE_FILE), schema, batches)?;
+        self.mark_written(port);
+        Ok(())
+    }
+
+    /// Writes output `port` as a one-batch table.
+    pub fn write_batch(&self, port: &str, batch: &RecordBatch) -> Result<(), PortError> {
+        self.write_table(port, &batch.schema(), std::slice::from_ref(batch))
+    }
+
+    /// Output ports the node has not written.
+    pub(crate) fn unwritten(&self) -> Vec<String> {
+        let w = self.written.lock().map(|w| w.clone()).unwrap_or_default();
+        self.outputs.keys().filter(|p| !w.contains(p)).cloned().collect()
+    }
+}

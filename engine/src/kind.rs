@@ -1,0 +1,247 @@
+//! Node kinds: the one trait every kind implements, its ports and artifact types, and the
+//! registry that maps kind names to implementations.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
+
+use dagrun_cache::table::ColumnSpec;
+use schemars::JsonSchema;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::context::{Inputs, NodeContext};
+
+/// An error returned by a node's `run`.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// The type of what flows along an edge. Two ports connect only if their types have the same
+/// name. A table type lists the columns it guarantees; they are checked when the table is
+/// written and again when it is read.
+#[derive(Clone, Copy, Debug)]
+pub struct ArtifactType {
+    pub name: &'static str,
+    /// What the artifact holds, for `dagrun kinds` and messages.
+    pub doc: &'static str,
+    /// For table types: the columns every such table has (others may follow).
+    pub columns: &'static [ColumnSpec],
+    /// Whether the artifact is a single Parquet table (`table.parquet`).
+    pub is_table: bool,
+}
+
+impl ArtifactType {
+    /// A table type with these required columns.
+    pub const fn table(name: &'static str, doc: &'static str, columns: &'static [ColumnSpec]) -> ArtifactType {
+        ArtifactType { name, doc, columns, is_table: true }
+    }
+
+    /// A type whose artifacts are arbitrary files (weights, configs).
+    pub const fn files(name: &'static str, doc: &'static str) -> ArtifactType {
+        ArtifactType { name, doc, columns: &[], is_table: false }
+    }
+}
+
+impl PartialEq for ArtifactType {
+    fn eq(&self, other: &Self) -> bool {
+        self.name == other.name
+    }
+}
+
+impl fmt::Display for ArtifactType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name)
+    }
+}
+
+/// A named input or output of a node.
+#[derive(Clone, Debug)]
+pub struct Port {
+    pub name: String,
+    pub ty: ArtifactType,
+    /// An optional input may be left unconnected.
+    pub optional: bool,
+}
+
+impl Port {
+    pub fn new(name: impl Into<String>, ty: ArtifactType) -> Port {
+        Port { name: name.into(), ty, optional: false }
+    }
+
+    pub fn optional(name: impl Into<String>, ty: ArtifactType) -> Port {
+        Port { name: name.into(), ty, optional: true }
+    }
+}
+
+/// The ports of a node, which may depend on its params.
+#[derive(Clone, Debug, Default)]
+pub struct Signature {
+    pub inputs: Vec<Port>,
+    pub outputs: Vec<Port>,
+}
+
+/// What a node needs from the machine; the scheduler runs `gpu` nodes one at a time and an
+/// `exclusive` node alone.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Resource {
+    Cpu,
+    Gpu,
+    Exclusive,
+}
+
+impl fmt::Display for Resource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Resource::Cpu => "cpu",
+            Resource::Gpu => "gpu",
+            Resource::Exclusive => "exclusive",
+        })
+    }
+}
+
+/// A problem with a node's params. `path` names the field (dotted, relative to `params`)
+/// when it is known, so the error can point at its line.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ParamError {
+    pub path: Vec<String>,
+    pub message: String,
+}
+
+impl ParamError {
+    /// An error about one field.
+    pub fn field(field: &str, message: impl Into<String>) -> ParamError {
+        ParamError { path: field.split('.').map(str::to_string).collect(), message: message.into() }
+    }
+
+    /// An error about the params as a whole.
+    pub fn whole(message: impl Into<String>) -> ParamError {
+        ParamError { path: Vec::new(), message: message.into() }
+    }
+}
+
+/// A node kind. Implement this for each kind; the registry stores it behind [`DynKind`].
+pub trait Kind: Send + Sync + 'static {
+    /// The params, deserialised from the node's `params:` (use `deny_unknown_fields`).
+    type Params: Serialize + DeserializeOwned + JsonSchema + Send + Sync;
+
+    /// The name used in `kind:`.
+    fn name(&self) -> &'static str;
+    /// Bumped whenever the kind's output for the same inputs and params changes meaning;
+    /// part of every cache key.
+    fn version(&self) -> u32;
+    /// One line on what the kind does.
+    fn summary(&self) -> &'static str;
+    /// Ports for these params; also the place for checks serde cannot express.
+    fn signature(&self, params: &Self::Params) -> Result<Signature, ParamError>;
+    /// The resource class for these params.
+    fn resource(&self, _params: &Self::Params) -> Resource {
+        Resource::Cpu
+    }
+    /// Whether the node's derived seed may change its output (and so belongs in its key).
+    fn seeded(&self) -> bool {
+        true
+    }
+    /// Computes the outputs. Read inputs through `inputs`, write every output port through
+    /// `ctx`, report progress and check for cancellation through `ctx`.
+    fn run(&self, params: &Self::Params, ctx: &NodeContext, inputs: &Inputs) -> Result<(), BoxError>;
+}
+
+/// The object-safe face of a [`Kind`], working on params as JSON.
+pub trait DynKind: Send + Sync {
+    fn name(&self) -> &'static str;
+    fn version(&self) -> u32;
+    fn summary(&self) -> &'static str;
+    fn seeded(&self) -> bool;
+    /// The JSON Schema of the params.
+    fn params_schema(&self) -> serde_json::Value;
+    /// Parses params and re-serialises them with every default filled in: the canonical form
+    /// that goes into the cache key.
+    fn canonical_params(&self, params: &serde_json::Value) -> Result<serde_json::Value, ParamError>;
+    fn signature(&self, params: &serde_json::Value) -> Result<Signature, ParamError>;
+    fn resource(&self, params: &serde_json::Value) -> Resource;
+    fn run(&self, params: &serde_json::Value, ctx: &NodeContext, inputs: &Inputs) -> Result<(), BoxError>;
+}
+
+fn parse<K: Kind>(params: &serde_json::Value) -> Result<K::Params, ParamError> {
+    serde_path_to_error::deserialize::<_, K::Params>(params).map_err(|e| {
+        let path: Vec<String> = e
+            .path()
+            .iter()
+            .filter_map(|seg| match seg {
+                serde_path_to_error::Segment::Map { key } => Some(key.clone()),
+                serde_path_to_error::Segment::Seq { index } => Some(index.to_string()),
+                serde_path_to_error::Segment::Enum { variant } => Some(variant.clone()),
+                serde_path_to_error::Segment::Unknown => None,
+            })
+            .collect();
+        ParamError { path, message: e.into_inner().to_string() }
+    })
+}
+
+impl<K: Kind> DynKind for K {
+    fn name(&self) -> &'static str {
+        Kind::name(self)
+    }
+    fn version(&self) -> u32 {
+        Kind::version(self)
+    }
+    fn summary(&self) -> &'static str {
+        Kind::summary(self)
+    }
+    fn seeded(&self) -> bool {
+        Kind::seeded(self)
+    }
+    fn params_schema(&self) -> serde_json::Value {
+        serde_json::to_value(schemars::schema_for!(K::Params)).unwrap_or(serde_json::Value::Null)
+    }
+    fn canonical_params(&self, params: &serde_json::Value) -> Result<serde_json::Value, ParamError> {
+        let typed = parse::<K>(params)?;
+        serde_json::to_value(&typed).map_err(|e| ParamError::whole(e.to_string()))
+    }
+    fn signature(&self, params: &serde_json::Value) -> Result<Signature, ParamError> {
+        Kind::signature(self, &parse::<K>(params)?)
+    }
+    fn resource(&self, params: &serde_json::Value) -> Resource {
+        parse::<K>(params).map(|p| Kind::resource(self, &p)).unwrap_or(Resource::Cpu)
+    }
+    fn run(&self, params: &serde_json::Value, ctx: &NodeContext, inputs: &Inputs) -> Result<(), BoxError> {
+        let typed = parse::<K>(params).map_err(|e| format!("params: {}", e.message))?;
+        Kind::run(self, &typed, ctx, inputs)
+    }
+}
+
+/// Maps kind names to implementations.
+#[derive(Clone, Default)]
+pub struct Registry {
+    kinds: BTreeMap<&'static str, Arc<dyn DynKind>>,
+}
+
+impl Registry {
+    pub fn new() -> Registry {
+        Registry::default()
+    }
+
+    /// Adds a kind; a second kind with the same name replaces the first.
+    pub fn register<K: Kind>(&mut self, kind: K) {
+        self.kinds.insert(Kind::name(&kind), Arc::new(kind));
+    }
+
+    pub fn get(&self, name: &str) -> Option<&Arc<dyn DynKind>> {
+        self.kinds.get(name)
+    }
+
+    /// Kind names in order.
+    pub fn names(&self) -> impl Iterator<Item = &'static str> + Clone + '_ {
+        self.kinds.keys().copied()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.kinds.is_empty()
+    }
+}
+
+impl fmt::Debug for Registry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list().entries(self.kinds.keys()).finish()
+    }
+}

@@ -1,0 +1,558 @@
+//! The scheduler: runs a pipeline's nodes in dependency order, independent ones in parallel
+//! up to `jobs` (`gpu` nodes one at a time, `exclusive` nodes alone), looking each key up as
+//! soon as its inputs are known (so identical outputs cut off reruns downstream), verifying
+//! inputs before use, and publishing outputs atomically with the action entry last.
+
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use dagrun_cache::{unix_ms, ActionEntry, CacheError, Check, Digest, Store};
+use serde::Serialize;
+
+use crate::context::{CancelToken, Cancelled, Device, InputArtifact, Inputs, NodeContext, MANIFEST_FILE};
+use crate::key::KeyComponents;
+use crate::kind::{BoxError, Resource};
+use crate::pipeline::{Node, Pipeline};
+use crate::plan::{self, components, lookup, Lookup, NodePlan};
+use crate::record::{self, NodeRecord, NodeStatus, RunOutcome, RunRecord};
+use crate::ui::{Progress, Ui};
+
+/// How to run.
+#[derive(Clone, Debug)]
+pub struct RunOptions {
+    /// Most nodes running at once.
+    pub jobs: usize,
+    /// After a failure, finish the branches that do not depend on it.
+    pub keep_going: bool,
+    /// Nodes to recompute even if cached (indices into the pipeline).
+    pub force: BTreeSet<usize>,
+    /// The selected nodes (see [`plan::Selection`]).
+    pub targets: Vec<bool>,
+    pub device: Device,
+    pub cancel: CancelToken,
+    pub ui: Arc<Ui>,
+}
+
+/// What happened to one node.
+#[derive(Clone, Debug, Serialize)]
+pub struct NodeOutcome {
+    pub id: String,
+    pub kind: String,
+    pub status: NodeStatus,
+    pub key: Option<Digest>,
+    /// The first output's digest (most nodes have one output).
+    pub digest: Option<Digest>,
+    pub outputs: BTreeMap<String, Digest>,
+    pub seconds: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+    #[serde(skip)]
+    pub components: Option<KeyComponents>,
+}
+
+/// The result of a run.
+#[derive(Clone, Debug, Serialize)]
+pub struct RunReport {
+    pub pipeline: String,
+    pub run_id: String,
+    pub outcome: RunOutcome,
+    pub seconds: f64,
+    pub nodes: Vec<NodeOutcome>,
+}
+
+/// Why a run could not start or finish its bookkeeping.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Cache(#[from] CacheError),
+    #[error("{}", blocked_message(.0))]
+    Blocked(Vec<String>),
+}
+
+fn blocked_message(ids: &[String]) -> String {
+    let list: Vec<String> = ids.iter().map(|i| format!("`{i}`")).collect();
+    format!(
+        "the selected nodes need {} which {} not selected and not in the cache; select {} too (or drop --only/--from)",
+        list.join(", "),
+        if ids.len() == 1 { "is" } else { "are" },
+        if ids.len() == 1 { "it" } else { "them" },
+    )
+}
+
+#[derive(Clone, Debug)]
+enum State {
+    Waiting,
+    Ready { key: Digest, comps: KeyComponents },
+    Running { key: Digest, comps: KeyComponents },
+    Done { status: NodeStatus, key: Digest, comps: KeyComponents, outputs: BTreeMap<String, Digest>, seconds: f64, note: Option<String> },
+    Failed { key: Option<Digest>, comps: Option<KeyComponents>, error: String, seconds: f64 },
+    Skipped { note: String },
+}
+
+enum WorkResult {
+    Ran { outputs: BTreeMap<String, Digest>, seconds: f64 },
+    CachedByOther { entry: ActionEntry },
+    Failed { error: String, seconds: f64 },
+    Cancelled { seconds: f64 },
+    InputDamaged { producer: usize, what: String },
+}
+
+/// Runs the selected part of a pipeline against `store`.
+pub fn run(p: &Pipeline, store: &Store, opts: &RunOptions) -> Result<RunReport, RunError> {
+    let started = Instant::now();
+    let started_ms = unix_ms();
+    let run_id = record::new_run_id(started_ms);
+    let _store_lock = store.lock_shared()?;
+    store.check_writable()?;
+
+    let planned = plan::plan(p, Some(store), &opts.targets, &opts.force);
+    let blocked: Vec<String> =
+        planned.iter().zip(&p.nodes).filter(|(pl, _)| matches!(pl.plan, NodePlan::Blocked)).map(|(_, n)| n.id.clone()).collect();
+    if !blocked.is_empty() {
+        return Err(RunError::Blocked(blocked));
+    }
+    let n = p.nodes.len();
+    let needed: Vec<bool> = planned.iter().map(|pl| !matches!(pl.plan, NodePlan::Unneeded)).collect();
+    let targets: Vec<bool> = (0..n).map(|i| opts.targets[i] || opts.force.contains(&i)).collect();
+    let mut forced: Vec<bool> = (0..n).map(|i| opts.force.contains(&i)).collect();
+    let mut resets = vec![0u32; n];
+    let mut state: Vec<State> = (0..n)
+        .map(|i| if needed[i] { State::Waiting } else { State::Skipped { note: "not selected".into() } })
+        .collect();
+    let verified: Arc<Mutex<HashSet<Digest>>> = Arc::default();
+    let (tx, rx) = mpsc::channel::<(usize, WorkResult)>();
+    let mut running: Vec<usize> = Vec::new();
+    let mut failed_any = false;
+
+    std::thread::scope(|scope| {
+        loop {
+            // Resolve every waiting node whose inputs are all known.
+            for i in 0..n {
+                if !matches!(state[i], State::Waiting) {
+                    continue;
+                }
+                let node = &p.nodes[i];
+                if let Some(e) = node.inputs.iter().find(|e| matches!(state[e.from], State::Failed { .. } | State::Skipped { .. })) {
+                    let up = &p.nodes[e.from].id;
+                    let note = match &state[e.from] {
+                        State::Failed { .. } => format!("upstream `{up}` failed"),
+                        _ => format!("upstream `{up}` did not run"),
+                    };
+                    state[i] = State::Skipped { note };
+                    continue;
+                }
+                let mut inputs = BTreeMap::new();
+                let mut all_known = true;
+                for e in &node.inputs {
+                    match &state[e.from] {
+                        State::Done { outputs, .. } => {
+                            inputs.insert(e.port.clone(), outputs[&e.from_port]);
+                        }
+                        _ => all_known = false,
+                    }
+                }
+                if !all_known {
+                    continue;
+                }
+                let comps = components(node, &inputs);
+                let key = comps.key();
+                if !forced[i] {
+                    if let Lookup::Hit(entry) = lookup(store, &key) {
+                        state[i] = State::Done {
+                            status: NodeStatus::Cached,
+                            key,
+                            comps,
+                            outputs: entry.outputs,
+                            seconds: 0.0,
+                            note: None,
+                        };
+                        continue;
+                    }
+                }
+                if !targets[i] {
+                    state[i] = State::Skipped { note: "not selected, and no longer in the cache".into() };
+                    continue;
+                }
+                state[i] = State::Ready { key, comps };
+            }
+
+            let stopping = opts.cancel.is_cancelled() || (failed_any && !opts.keep_going);
+            if !stopping {
+                for i in 0..n {
+                    if running.len() >= opts.jobs.max(1) {
+                        break;
+                    }
+                    let State::Ready { key, comps } = &state[i] else { continue };
+                    if !can_start(p.nodes[i].resource, &running, p) {
+                        continue;
+                    }
+                    let (key, comps) = (*key, comps.clone());
+                    let job = Job {
+                        index: i,
+                        node: &p.nodes[i],
+                        key,
+                        comps: comps.clone(),
+                        forced: forced[i],
+                        inputs: input_artifacts(p, i, &state, store),
+                        producer_keys: p.nodes[i]
+                            .inputs
+                            .iter()
+                            .filter_map(|e| match &state[e.from] {
+                                State::Done { key, .. } => Some((e.port.clone(), (e.from, *key))),
+                                _ => None,
+                            })
+                            .collect(),
+                        store,
+                        device: opts.device,
+                        cancel: opts.cancel.clone(),
+                        ui: opts.ui.clone(),
+                        verified: verified.clone(),
+                    };
+                    state[i] = State::Running { key, comps };
+                    running.push(i);
+                    let tx = tx.clone();
+                    scope.spawn(move || {
+                        let index = job.index;
+                        let result = job.execute();
+                        let _ = tx.send((index, result));
+                    });
+                }
+            }
+
+            if running.is_empty() {
+                let ready_left = state.iter().any(|s| matches!(s, State::Ready { .. }));
+                if stopping || !ready_left {
+                    let note = if opts.cancel.is_cancelled() { "interrupted" } else { "the run stopped after a failure" };
+                    for s in state.iter_mut() {
+                        if matches!(s, State::Waiting | State::Ready { .. }) {
+                            *s = State::Skipped { note: note.into() };
+                        }
+                    }
+                    break;
+                }
+            }
+
+            let Ok((i, result)) = rx.recv_timeout(Duration::from_millis(50)) else { continue };
+            running.retain(|&r| r != i);
+            let (key, comps) = match &state[i] {
+                State::Running { key, comps } => (*key, comps.clone()),
+                _ => unreachable!("a result for a node that was not running"),
+            };
+            let id = &p.nodes[i].id;
+            match result {
+                WorkResult::Ran { outputs, seconds } => {
+                    forced[i] = false;
+                    opts.ui.println(&format!("[{id}] ran in {}", human_seconds(seconds)));
+                    state[i] = State::Done { status: NodeStatus::Ran, key, comps, outputs, seconds, note: None };
+                }
+                WorkResult::CachedByOther { entry } => {
+                    state[i] = State::Done {
+                        status: NodeStatus::Cached,
+                        key,
+                        comps,
+                        outputs: entry.outputs,
+                        seconds: 0.0,
+                        note: Some("computed by another dagrun process meanwhile".into()),
+                    };
+                }
+                WorkResult::Failed { error, seconds } => {
+                    opts.ui.println(&format!("[{id}] failed: {error}"));
+                    failed_any = true;
+                    state[i] = State::Failed { key: Some(key), comps: Some(comps), error, seconds };
+                }
+                WorkResult::Cancelled { seconds } => {
+                    state[i] = State::Failed { key: Some(key), comps: Some(comps), error: "interrupted".into(), seconds };
+                }
+                WorkResult::InputDamaged { producer, what } => {
+                    let up = &p.nodes[producer].id;
+                    opts.ui.println(&format!("[{id}] input from `{up}` is damaged ({what}); recomputing `{up}`"));
+                    resets[producer] += 1;
+                    if resets[producer] > 2 || !targets[producer] {
+                        failed_any = true;
+                        state[producer] = State::Failed {
+                            key: None,
+                            comps: None,
+                            error: format!("its cached output is damaged ({what}) and could not be recomputed"),
+                            seconds: 0.0,
+                        };
+                        state[i] = State::Skipped { note: format!("upstream `{up}` failed") };
+                    } else {
+                        forced[producer] = true;
+                        state[producer] = State::Waiting;
+                        state[i] = State::Waiting;
+                    }
+                }
+            }
+        }
+    });
+
+    let outcome = if opts.cancel.is_cancelled() {
+        RunOutcome::Interrupted
+    } else if state.iter().any(|s| matches!(s, State::Failed { .. })) {
+        RunOutcome::Failed
+    } else {
+        RunOutcome::Ok
+    };
+    let nodes: Vec<NodeOutcome> = p.nodes.iter().zip(state).map(|(node, s)| outcome_of(node, s)).collect();
+    let report = RunReport { pipeline: p.name.clone(), run_id: run_id.clone(), outcome, seconds: started.elapsed().as_secs_f64(), nodes };
+    let record = RunRecord {
+        pipeline: p.name.clone(),
+        spec: p.file.display().to_string(),
+        run_id,
+        started_unix_ms: started_ms,
+        seconds: report.seconds,
+        outcome,
+        nodes: report
+            .nodes
+            .iter()
+            .map(|o| NodeRecord {
+                id: o.id.clone(),
+                kind: o.kind.clone(),
+                status: o.status,
+                key: o.key,
+                components: o.components.clone(),
+                outputs: o.outputs.clone(),
+                seconds: o.seconds,
+                note: o.error.clone().or_else(|| o.note.clone()),
+            })
+            .collect(),
+    };
+    record::save(store, &record)?;
+    Ok(report)
+}
+
+fn outcome_of(node: &Node, s: State) -> NodeOutcome {
+    let mut o = NodeOutcome {
+        id: node.id.clone(),
+        kind: node.kind.name().to_string(),
+        status: NodeStatus::Skipped,
+        key: None,
+        digest: None,
+        outputs: BTreeMap::new(),
+        seconds: 0.0,
+        error: None,
+        note: None,
+        components: None,
+    };
+    match s {
+        State::Done { status, key, comps, outputs, seconds, note } => {
+            o.status = status;
+            o.key = Some(key);
+            o.digest = node.outputs.first().and_then(|p| outputs.get(&p.name).copied());
+            o.outputs = outputs;
+            o.seconds = seconds;
+            o.note = note;
+            o.components = Some(comps);
+        }
+        State::Failed { key, comps, error, seconds } => {
+            o.status = NodeStatus::Failed;
+            o.key = key;
+            o.components = comps;
+            o.error = Some(error);
+            o.seconds = seconds;
+        }
+        State::Skipped { note } => o.note = Some(note),
+        State::Waiting | State::Ready { .. } | State::Running { .. } => o.note = Some("did not run".into()),
+    }
+    o
+}
+
+fn can_start(resource: Resource, running: &[usize], p: &Pipeline) -> bool {
+    let busy = |r: Resource| running.iter().any(|&j| p.nodes[j].resource == r);
+    match resource {
+        Resource::Exclusive => running.is_empty(),
+        Resource::Gpu => !busy(Resource::Gpu) && !busy(Resource::Exclusive),
+        Resource::Cpu => !busy(Resource::Exclusive),
+    }
+}
+
+fn input_artifacts(p: &Pipeline, i: usize, state: &[State], store: &Store) -> BTreeMap<String, InputArtifact> {
+    let node = &p.nodes[i];
+    node.inputs
+        .iter()
+        .filter_map(|e| match &state[e.from] {
+            State::Done { outputs, .. } => {
+                let digest = outputs[&e.from_port];
+                let port = node.input_ports.iter().find(|pp| pp.name == e.port)?.clone();
+                Some((e.port.clone(), InputArtifact { port, digest, dir: store.artifact_dir(&digest) }))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+/// One node's execution on a worker thread.
+struct Job<'a> {
+    index: usize,
+    node: &'a Node,
+    key: Digest,
+    comps: KeyComponents,
+    forced: bool,
+    inputs: BTreeMap<String, InputArtifact>,
+    /// Input port -> (producer index, producer key).
+    producer_keys: BTreeMap<String, (usize, Digest)>,
+    store: &'a Store,
+    device: Device,
+    cancel: CancelToken,
+    ui: Arc<Ui>,
+    verified: Arc<Mutex<HashSet<Digest>>>,
+}
+
+impl Job<'_> {
+    fn execute(self) -> WorkResult {
+        let started = Instant::now();
+        let failed = |error: String| WorkResult::Failed { error, seconds: started.elapsed().as_secs_f64() };
+
+        // Inputs are rehashed once per run before anything reads them.
+        for (port, a) in &self.inputs {
+            if self.verified.lock().map(|v| v.contains(&a.digest)).unwrap_or(false) {
+                continue;
+            }
+            match self.store.check_artifact(&a.digest, Check::Full) {
+                Ok(_) => {
+                    if let Ok(mut v) = self.verified.lock() {
+                        v.insert(a.digest);
+                    }
+                }
+                Err(damage) => {
+                    let (producer, producer_key) = self.producer_keys[port];
+                    if let Err(e) = self.store.quarantine(&a.digest).and_then(|_| self.store.remove_action(&producer_key)) {
+                        return failed(format!("input `{port}` is damaged ({damage}) and could not be set aside: {e}"));
+                    }
+                    return WorkResult::InputDamaged { producer, what: format!("{} {damage}", a.digest.short()) };
+                }
+            }
+        }
+
+        let id = &self.node.id;
+        let ui = self.ui.clone();
+        let cancel = self.cancel.clone();
+        let _lock = match self.store.lock_key(&self.key, &|| cancel.is_cancelled(), &mut |pid| {
+            let who = pid.map(|p| format!(" (pid {p})")).unwrap_or_default();
+            ui.println(&format!("[{id}] waiting: another dagrun{who} is computing this node"));
+        }) {
+            Ok(l) => l,
+            Err(CacheError::Interrupted) => return WorkResult::Cancelled { seconds: started.elapsed().as_secs_f64() },
+            Err(e) => return failed(e.to_string()),
+        };
+        if !self.forced {
+            if let Lookup::Hit(entry) = lookup(self.store, &self.key) {
+                return WorkResult::CachedByOther { entry };
+            }
+        }
+
+        match self.compute(started) {
+            Ok(r) => r,
+            Err(e) => failed(e),
+        }
+    }
+
+    fn compute(&self, started: Instant) -> Result<WorkResult, String> {
+        let store = self.store;
+        let scratch = store.stage().map_err(|e| e.to_string())?;
+        let mut stagings = BTreeMap::new();
+        let mut outputs = BTreeMap::new();
+        for port in &self.node.outputs {
+            let s = store.stage().map_err(|e| e.to_string())?;
+            outputs.insert(port.name.clone(), (port.clone(), s.path().to_path_buf()));
+            stagings.insert(port.name.clone(), s);
+        }
+        let ctx = NodeContext {
+            node_id: self.node.id.clone(),
+            seed: self.node.seed,
+            device: self.device,
+            scratch: scratch.path().to_path_buf(),
+            outputs,
+            written: Mutex::new(Vec::new()),
+            progress: Progress::new(&self.ui, &self.node.id),
+            ui: self.ui.clone(),
+            cancel: self.cancel.clone(),
+            threads: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+        };
+        let inputs = Inputs::new(self.inputs.clone());
+        let result = catch_unwind(AssertUnwindSafe(|| self.node.kind.run(&self.node.params, &ctx, &inputs)));
+        ctx.progress.finish();
+        let seconds = started.elapsed().as_secs_f64();
+        match result {
+            Err(panic) => {
+                let msg = panic
+                    .downcast_ref::<String>()
+                    .cloned()
+                    .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                    .unwrap_or_else(|| "unknown panic".into());
+                return Err(format!("the node panicked: {msg}"));
+            }
+            Ok(Err(e)) => {
+                if e.downcast_ref::<Cancelled>().is_some() || self.cancel.is_cancelled() {
+                    return Ok(WorkResult::Cancelled { seconds });
+                }
+                return Err(error_chain(&*e));
+            }
+            Ok(Ok(())) => {}
+        }
+        let unwritten = ctx.unwritten();
+        if !unwritten.is_empty() {
+            return Err(format!("kind `{}` finished without writing output {}", self.node.kind.name(), unwritten.join(", ")));
+        }
+        drop(ctx);
+        drop(scratch);
+        let mut digests = BTreeMap::new();
+        for port in &self.node.outputs {
+            let staging = stagings.remove(&port.name).expect("staged");
+            let manifest = serde_json::json!({ "type": port.ty.name, "format": if port.ty.is_table { "table" } else { "files" } });
+            std::fs::write(staging.path().join(MANIFEST_FILE), format!("{manifest}\n"))
+                .map_err(|e| CacheError::io(staging.path(), e).to_string())?;
+            let published = store.publish(staging).map_err(|e| e.to_string())?;
+            if let Ok(mut v) = self.verified.lock() {
+                v.insert(published.digest);
+            }
+            digests.insert(port.name.clone(), published.digest);
+        }
+        let entry = ActionEntry {
+            key: self.key,
+            kind: self.node.kind.name().to_string(),
+            outputs: digests.clone(),
+            components: serde_json::to_value(&self.comps).unwrap_or_default(),
+            created_unix_ms: unix_ms(),
+            seconds,
+        };
+        store.put_action(&entry).map_err(|e| e.to_string())?;
+        Ok(WorkResult::Ran { outputs: digests, seconds })
+    }
+}
+
+/// An error and its causes, joined with ": ".
+pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts = vec![e.to_string()];
+    let mut cur = e.source();
+    while let Some(s) = cur {
+        let t = s.to_string();
+        if !parts.last().is_some_and(|l| l.contains(&t)) {
+            parts.push(t);
+        }
+        cur = s.source();
+    }
+    parts.join(": ")
+}
+
+/// Seconds for people: `0.42 s`, `12.3 s`, `4m 05s`.
+pub fn human_seconds(s: f64) -> String {
+    if s < 10.0 {
+        format!("{s:.2} s")
+    } else if s < 60.0 {
+        format!("{s:.1} s")
+    } else {
+        let m = (s / 60.0).floor();
+        format!("{}m {:02}s", m as u64, (s - m * 60.0).round() as u64)
+    }
+}
+
+#[allow(dead_code)]
+fn _assert_send(e: BoxError) -> BoxError {
+    e
+}

@@ -1,0 +1,227 @@
+//! `dagrun cache ls|verify|gc`.
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::PathBuf;
+
+use clap::{Args, Subcommand};
+use dagrun_engine::cache::{Check, Digest, Store};
+use dagrun_engine::context::MANIFEST_FILE;
+use dagrun_engine::record;
+use serde_json::json;
+
+use super::util::{self, columns, human_bytes, CliError, CliResult};
+use super::EXIT_FAILED;
+
+#[derive(Subcommand, Debug)]
+pub enum CacheCommand {
+    /// List stored artifacts: digest, type, size, age and the nodes that produced them.
+    Ls(CacheArgs),
+    /// Rehash every artifact and report the damaged ones (exit 1 if any).
+    Verify(VerifyArgs),
+    /// Delete artifacts that the latest runs of every pipeline did not reach.
+    Gc(GcArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct CacheArgs {
+    /// The cache directory (default: $DAGRUN_CACHE_DIR, else `.dagrun`).
+    #[arg(long, value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct VerifyArgs {
+    #[command(flatten)]
+    pub cache: CacheArgs,
+    /// Move damaged artifacts to quarantine and drop the entries that name them, so the
+    /// next run recomputes them.
+    #[arg(long)]
+    pub fix: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct GcArgs {
+    #[command(flatten)]
+    pub cache: CacheArgs,
+    /// Keep what the newest N runs of each pipeline reached.
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    pub keep_runs: usize,
+    /// Say what would be deleted, delete nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+pub fn cache(c: CacheCommand) -> CliResult {
+    match c {
+        CacheCommand::Ls(a) => ls(a),
+        CacheCommand::Verify(a) => verify(a),
+        CacheCommand::Gc(a) => gc(a),
+    }
+}
+
+fn open(a: &CacheArgs) -> Result<Store, CliError> {
+    let dir = util::cache_dir(&a.cache_dir, None);
+    util::existing_store(&a.cache_dir, None)?
+        .ok_or_else(|| CliError::Usage(format!("no dagrun cache at {} (pass --cache-dir)", dir.display())))
+}
+
+fn artifact_type(store: &Store, d: &Digest) -> String {
+    std::fs::read(store.artifact_dir(d).join(MANIFEST_FILE))
+        .ok()
+        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+        .and_then(|v| v.get("type").and_then(|t| t.as_str()).map(str::to_string))
+        .unwrap_or_else(|| "?".into())
+}
+
+fn ls(a: CacheArgs) -> CliResult {
+    let store = open(&a)?;
+    let (entries, _) = store.actions()?;
+    let mut producers: BTreeMap<Digest, Vec<String>> = BTreeMap::new();
+    for e in &entries {
+        for (port, d) in &e.outputs {
+            producers.entry(*d).or_default().push(format!("{}.{port}", e.kind));
+        }
+    }
+    let mut nodes: BTreeMap<Digest, Vec<String>> = BTreeMap::new();
+    for p in record::pipelines(&store) {
+        if let Some(rec) = record::latest(&store, &p, 1).into_iter().next() {
+            for n in rec.nodes {
+                for d in n.outputs.values() {
+                    nodes.entry(*d).or_default().push(format!("{p}/{}", n.id));
+                }
+            }
+        }
+    }
+    let mut infos: Vec<_> = store.artifacts()?.into_iter().map(|d| (d, store.artifact_info(&d))).collect();
+    infos.sort_by_key(|(_, i)| std::cmp::Reverse(i.as_ref().map(|i| i.modified)));
+    if a.json {
+        let items: Vec<_> = infos
+            .iter()
+            .map(|(d, info)| {
+                json!({
+                    "digest": d.hex(),
+                    "type": artifact_type(&store, d),
+                    "bytes": info.as_ref().map(|i| i.size),
+                    "files": info.as_ref().map(|i| i.files),
+                    "produced_by": producers.get(d).cloned().unwrap_or_default(),
+                    "latest_runs": nodes.get(d).cloned().unwrap_or_default(),
+                })
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&items).map_err(|e| CliError::Failed(e.into()))?);
+        return Ok(0);
+    }
+    let mut rows = vec![vec!["digest".to_string(), "type".into(), "size".into(), "modified".into(), "nodes".into()]];
+    let mut total = 0;
+    for (d, info) in &infos {
+        let (size, modified) = match info {
+            Some(i) => {
+                total += i.size;
+                let ms = i.modified.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
+                (human_bytes(i.size), util::format_time(ms))
+            }
+            None => ("?".into(), "damaged".into()),
+        };
+        let names = nodes.get(d).or_else(|| producers.get(d)).map(|v| v.join(", ")).unwrap_or_default();
+        rows.push(vec![d.short(), artifact_type(&store, d), size, modified, names]);
+    }
+    print!("{}", columns(&rows));
+    println!("{} artifacts, {} in {}", infos.len(), human_bytes(total), store.root().display());
+    Ok(0)
+}
+
+fn verify(a: VerifyArgs) -> CliResult {
+    let store = open(&a.cache)?;
+    let digests = store.artifacts()?;
+    let mut bad = Vec::new();
+    for d in &digests {
+        if let Err(damage) = store.check_artifact(d, Check::Full) {
+            bad.push((*d, damage.to_string()));
+        }
+    }
+    let (entries, unreadable) = store.actions()?;
+    let bad_set: HashSet<Digest> = bad.iter().map(|(d, _)| *d).collect();
+    let dangling: Vec<_> = entries
+        .iter()
+        .filter(|e| e.outputs.values().any(|d| bad_set.contains(d) || !store.artifact_dir(d).exists()))
+        .collect();
+    if a.fix {
+        let _lock = store.lock_shared()?;
+        for (d, _) in &bad {
+            store.quarantine(d)?;
+        }
+        for e in &dangling {
+            store.remove_action(&e.key)?;
+        }
+        for p in &unreadable {
+            std::fs::remove_file(p).map_err(|e| CliError::Failed(e.into()))?;
+        }
+    }
+    if a.cache.json {
+        let out = json!({
+            "artifacts": digests.len(),
+            "damaged": bad.iter().map(|(d, why)| json!({"digest": d.hex(), "problem": why})).collect::<Vec<_>>(),
+            "entries": entries.len(),
+            "entries_dangling": dangling.len(),
+            "entries_unreadable": unreadable.iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),
+            "fixed": a.fix,
+        });
+        println!("{}", serde_json::to_string_pretty(&out).map_err(|e| CliError::Failed(e.into()))?);
+    } else {
+        for (d, why) in &bad {
+            println!("DAMAGED  {}  {}  {why}", d.hex(), artifact_type(&store, d));
+        }
+        for p in &unreadable {
+            println!("UNREADABLE entry {}", p.display());
+        }
+        println!(
+            "{} artifacts checked, {} damaged; {} entries, {} naming a damaged or missing artifact{}",
+            digests.len(),
+            bad.len(),
+            entries.len(),
+            dangling.len(),
+            if a.fix && (!bad.is_empty() || !dangling.is_empty() || !unreadable.is_empty()) {
+                " (fixed: damaged artifacts quarantined, their entries removed; the next run recomputes them)"
+            } else {
+                ""
+            }
+        );
+    }
+    Ok(if bad.is_empty() && unreadable.is_empty() && (dangling.is_empty() || a.fix) { 0 } else { EXIT_FAILED })
+}
+
+fn gc(a: GcArgs) -> CliResult {
+    let store = open(&a.cache)?;
+    if a.keep_runs == 0 {
+        return Err(CliError::Usage("--keep-runs must be at least 1".into()));
+    }
+    let mut keep = HashSet::new();
+    let pipelines = record::pipelines(&store);
+    for p in &pipelines {
+        for rec in record::latest(&store, p, a.keep_runs) {
+            for n in rec.nodes {
+                keep.extend(n.outputs.values().copied());
+            }
+        }
+    }
+    let report = store.gc(&keep, a.dry_run)?;
+    if a.cache.json {
+        println!("{}", serde_json::to_string_pretty(&report).map_err(|e| CliError::Failed(e.into()))?);
+    } else {
+        println!(
+            "{} {} artifacts ({}), {} cache entries, {} leftover temporary files; kept {} artifacts reached by the latest {} run(s) of {} pipeline(s)",
+            if a.dry_run { "would delete" } else { "deleted" },
+            report.artifacts_removed,
+            human_bytes(report.bytes_freed),
+            report.actions_removed,
+            report.temp_removed,
+            report.artifacts_kept,
+            a.keep_runs,
+            pipelines.len()
+        );
+    }
+    Ok(0)
+}

@@ -1,0 +1,79 @@
+//! `dagrun explain`: one node's key, status, and what changed since it was last computed.
+
+use std::collections::BTreeSet;
+
+use clap::Args;
+use dagrun_engine::key::diff;
+use dagrun_engine::plan::{plan as make_plan, NodePlan};
+use dagrun_engine::run::human_seconds;
+
+use super::util::{self, CliResult};
+use super::SpecArgs;
+
+#[derive(Args, Debug)]
+pub struct ExplainArgs {
+    #[command(flatten)]
+    pub spec: SpecArgs,
+    /// The node to explain.
+    pub node: String,
+}
+
+pub fn explain(a: ExplainArgs) -> CliResult {
+    let registry = util::registry();
+    let pipeline = util::load(&a.spec, &registry)?;
+    let i = *util::node_indices(&pipeline, "explain", std::slice::from_ref(&a.node))?.iter().next().expect("one node");
+    let store = util::existing_store(&a.spec.cache_dir, Some(&pipeline))?;
+    let targets = vec![true; pipeline.nodes.len()];
+    let planned = make_plan(&pipeline, store.as_ref(), &targets, &BTreeSet::new());
+    let node = &pipeline.nodes[i];
+    let p = &planned[i];
+
+    println!("node `{}` (kind `{}`, implementation version {})", node.id, node.kind.name(), node.kind.version());
+    match &p.plan {
+        NodePlan::Cached { key, entry } => {
+            println!("  key      {}", key.hex());
+            println!("  status   cached: computed {} in {}", util::format_time(entry.created_unix_ms), human_seconds(entry.seconds));
+            for (port, d) in &entry.outputs {
+                println!("  output   {port} = {}", d.hex());
+            }
+        }
+        NodePlan::Run { key, .. } => {
+            match key {
+                Some(k) => println!("  key      {}", k.hex()),
+                None => println!("  key      not known yet: an input's producer must run first"),
+            }
+            println!("  status   would run");
+        }
+        NodePlan::Blocked | NodePlan::Unneeded => println!("  status   not needed"),
+    }
+    match &p.last {
+        None => println!("  history  never computed (no run record of this pipeline has it)"),
+        Some((rec, started)) => {
+            let old = rec.components.as_ref().expect("records with history have components");
+            let changes = diff(old, &p.components, &p.pending);
+            println!("  history  last computed in the run of {} ({})", util::format_time(*started), rec.status);
+            if changes.is_empty() {
+                if p.plan.would_run() {
+                    println!("  changes  none: the key is the same, but its entry or output is no longer in the cache");
+                } else {
+                    println!("  changes  none");
+                }
+            } else {
+                println!("  changes since then:");
+                for c in changes {
+                    println!("    {c}");
+                }
+            }
+        }
+    }
+    if !p.pending.is_empty() {
+        let ups: Vec<String> = node
+            .inputs
+            .iter()
+            .filter(|e| p.pending.contains(&e.port))
+            .map(|e| format!("`{}`", pipeline.nodes[e.from].id))
+            .collect();
+        println!("  waits on {} (would run first)", ups.join(", "));
+    }
+    Ok(0)
+}

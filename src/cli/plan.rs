@@ -1,0 +1,93 @@
+//! `dagrun plan`: what a run would compute and why; `--check` for CI.
+
+use clap::Args;
+use dagrun_engine::plan::{plan as make_plan, NodePlan, Reason};
+use dagrun_engine::Selection;
+use serde_json::json;
+
+use super::util::{self, columns, CliError, CliResult};
+use super::{SelectArgs, SpecArgs, EXIT_FAILED};
+
+#[derive(Args, Debug)]
+pub struct PlanArgs {
+    #[command(flatten)]
+    pub spec: SpecArgs,
+    #[command(flatten)]
+    pub select: SelectArgs,
+    /// Exit with status 1 if anything would run (for CI).
+    #[arg(long)]
+    pub check: bool,
+    /// Print the plan as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn plan(a: PlanArgs) -> CliResult {
+    let registry = util::registry();
+    let pipeline = util::load(&a.spec, &registry)?;
+    let selection = Selection { only: a.select.only.clone(), until: a.select.until.clone(), from: a.select.from.clone() };
+    let targets = selection.targets(&pipeline)?;
+    let force = util::node_indices(&pipeline, "--force", &a.select.force)?;
+    let store = util::existing_store(&a.spec.cache_dir, Some(&pipeline))?;
+    let planned = make_plan(&pipeline, store.as_ref(), &targets, &force);
+
+    let blocked: Vec<&str> =
+        pipeline.nodes.iter().zip(&planned).filter(|(_, p)| matches!(p.plan, NodePlan::Blocked)).map(|(n, _)| n.id.as_str()).collect();
+    let would_run = planned.iter().filter(|p| p.plan.would_run()).count();
+
+    if a.json {
+        let nodes: Vec<_> = pipeline
+            .nodes
+            .iter()
+            .zip(&planned)
+            .map(|(n, p)| {
+                let (state, key, reasons): (&str, Option<String>, Vec<Reason>) = match &p.plan {
+                    NodePlan::Cached { key, .. } => ("cached", Some(key.hex()), vec![]),
+                    NodePlan::Run { key, reasons } => ("run", key.map(|k| k.hex()), reasons.clone()),
+                    NodePlan::Blocked => ("blocked", None, vec![]),
+                    NodePlan::Unneeded => ("unselected", None, vec![]),
+                };
+                json!({
+                    "id": n.id,
+                    "kind": n.kind.name(),
+                    "would_run": p.plan.would_run(),
+                    "state": state,
+                    "key": key,
+                    "reasons": reasons.iter().map(|r| r.to_string()).collect::<Vec<_>>(),
+                    "reason_details": reasons,
+                })
+            })
+            .collect();
+        let out = json!({ "pipeline": pipeline.name, "would_run": would_run, "nodes": nodes });
+        println!("{}", serde_json::to_string_pretty(&out).map_err(|e| CliError::Failed(e.into()))?);
+    } else {
+        let mut rows = Vec::new();
+        for (n, p) in pipeline.nodes.iter().zip(&planned) {
+            let (state, why) = match &p.plan {
+                NodePlan::Cached { .. } => ("cached", String::new()),
+                NodePlan::Run { reasons, key } => {
+                    let mut why: Vec<String> = reasons.iter().map(|r| r.to_string()).collect();
+                    if key.is_none() {
+                        let ups: Vec<String> = n
+                            .inputs
+                            .iter()
+                            .filter(|e| p.pending.contains(&e.port))
+                            .map(|e| format!("`{}`", pipeline.nodes[e.from].id))
+                            .collect();
+                        why.push(format!("after {} (key known then)", ups.join(", ")));
+                    }
+                    ("run", why.join("; "))
+                }
+                NodePlan::Blocked => ("BLOCKED", "needed, but not selected and not cached".into()),
+                NodePlan::Unneeded => ("-", "not selected".into()),
+            };
+            rows.push(vec![state.to_string(), n.id.clone(), n.kind.name().to_string(), why]);
+        }
+        print!("{}", columns(&rows));
+        println!("{}: {} of {} nodes would run", pipeline.name, would_run, pipeline.nodes.len());
+    }
+    if !blocked.is_empty() {
+        return Err(CliError::Usage(dagrun_engine::RunError::Blocked(blocked.iter().map(|s| s.to_string()).collect()).to_string()));
+    }
+    Ok(if a.check && would_run > 0 { EXIT_FAILED } else { 0 })
+}

@@ -1,0 +1,119 @@
+//! `dagrun show`: preview a node's output (a table's rows, or an artifact's files).
+
+use std::collections::BTreeSet;
+use std::io::Write;
+
+use clap::{Args, ValueEnum};
+use dagrun_engine::cache::table::{self, format_preview};
+use dagrun_engine::context::{MANIFEST_FILE, TABLE_FILE};
+use dagrun_engine::plan::{plan as make_plan, NodePlan};
+
+use super::util::{self, human_bytes, CliError, CliResult};
+use super::SpecArgs;
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ShowFormat {
+    Table,
+    Csv,
+    Json,
+}
+
+#[derive(Args, Debug)]
+pub struct ShowArgs {
+    #[command(flatten)]
+    pub spec: SpecArgs,
+    /// `NODE` or `NODE.PORT` (default: the node's first output).
+    pub target: String,
+    /// Rows to preview (table format).
+    #[arg(long, default_value_t = 10)]
+    pub rows: usize,
+    /// `table` previews; `csv` and `json` print every row.
+    #[arg(long, value_enum, default_value = "table")]
+    pub format: ShowFormat,
+    /// Print the path of the Parquet file (or the artifact directory) instead.
+    #[arg(long)]
+    pub path: bool,
+}
+
+pub fn show(a: ShowArgs) -> CliResult {
+    let registry = util::registry();
+    let pipeline = util::load(&a.spec, &registry)?;
+    let (id, port) = match a.target.split_once('.') {
+        Some((n, p)) => (n.to_string(), Some(p.to_string())),
+        None => (a.target.clone(), None),
+    };
+    let i = *util::node_indices(&pipeline, "show", std::slice::from_ref(&id))?.iter().next().expect("one node");
+    let node = &pipeline.nodes[i];
+    let port = match port {
+        Some(p) => node.outputs.iter().find(|o| o.name == p).ok_or_else(|| {
+            let names: Vec<&str> = node.outputs.iter().map(|o| o.name.as_str()).collect();
+            CliError::Usage(format!(
+                "node `{id}` has no output `{p}`{}",
+                dagrun_engine::suggest::hint(&p, names).map(|h| format!(" ({h})")).unwrap_or_default()
+            ))
+        })?,
+        None => node.outputs.first().ok_or_else(|| CliError::Usage(format!("node `{id}` has no outputs")))?,
+    };
+    let not_computed = || {
+        CliError::Failed(anyhow::anyhow!(
+            "node `{id}` has no cached output for its current params and inputs; run `dagrun {} --until {id}` first",
+            a.spec.pipeline.display()
+        ))
+    };
+    let store = util::existing_store(&a.spec.cache_dir, Some(&pipeline))?.ok_or_else(not_computed)?;
+    let targets = vec![true; pipeline.nodes.len()];
+    let planned = make_plan(&pipeline, Some(&store), &targets, &BTreeSet::new());
+    let NodePlan::Cached { entry, .. } = &planned[i].plan else { return Err(not_computed()) };
+    let digest = entry.outputs.get(&port.name).ok_or_else(not_computed)?;
+    let dir = store.artifact_dir(digest);
+
+    let stdout = std::io::stdout();
+    let mut out = stdout.lock();
+    let write_err = |e: std::io::Error| CliError::Failed(e.into());
+    if port.ty.is_table {
+        let file = dir.join(TABLE_FILE);
+        if a.path {
+            writeln!(out, "{}", file.display()).map_err(write_err)?;
+            return Ok(0);
+        }
+        let t = table::read_parquet(&file)?;
+        let fail = |e: arrow_schema::ArrowError| CliError::Failed(anyhow::anyhow!("{e}"));
+        match a.format {
+            ShowFormat::Table => {
+                writeln!(out, "{}.{} ({}, {}): {} rows", id, port.name, port.ty, digest.short(), t.num_rows()).map_err(write_err)?;
+                writeln!(out, "{}", format_preview(&t, a.rows).map_err(fail)?).map_err(write_err)?;
+                if t.num_rows() > a.rows {
+                    writeln!(out, "... {} more rows (--rows N, or --format csv|json for all)", t.num_rows() - a.rows).map_err(write_err)?;
+                }
+            }
+            ShowFormat::Csv => table::write_csv(&t, &mut out).map_err(fail)?,
+            ShowFormat::Json => {
+                table::write_json(&t, &mut out).map_err(fail)?;
+                writeln!(out).map_err(write_err)?;
+            }
+        }
+    } else {
+        if a.path {
+            writeln!(out, "{}", dir.display()).map_err(write_err)?;
+            return Ok(0);
+        }
+        let listing = store
+            .check_artifact(digest, dagrun_engine::cache::Check::Quick)
+            .map_err(|d| CliError::Failed(anyhow::anyhow!("artifact {} is damaged: {d}", digest.short())))?;
+        writeln!(out, "{}.{} ({}, {}): {} files", id, port.name, port.ty, digest.short(), listing.files.len()).map_err(write_err)?;
+        for f in &listing.files {
+            if f.path == MANIFEST_FILE {
+                continue;
+            }
+            writeln!(out, "  {:>10}  {}", human_bytes(f.size), f.path).map_err(write_err)?;
+            if f.path.ends_with(".json") && f.size < 4096 && a.format != ShowFormat::Csv {
+                if let Ok(text) = std::fs::read_to_string(dir.join(&f.path)) {
+                    for line in text.lines() {
+                        writeln!(out, "      {line}").map_err(write_err)?;
+                    }
+                }
+            }
+        }
+    }
+    Ok(0)
+}
