@@ -14,6 +14,9 @@ pub mod spec;
 pub mod suggest;
 pub mod ui;
 
+#[cfg(test)]
+mod testkit;
+
 pub use context::{CancelToken, Cancelled, Device, Inputs, NodeContext, PortError};
 pub use error::{Loc, SpecError, SpecErrors};
 pub use key::KeyComponents;

@@ -141,16 +141,11 @@ fn param_error(file: &SpecFile, node: &str, e: &ParamError) -> SpecError {
     path.extend(e.path.iter().map(String::as_str));
     let field = if e.path.is_empty() { String::new() } else { format!("params.{}: ", e.path.join(".")) };
     let mut err = file.error_at(&path, format!("{field}{}", e.message)).node(node);
-    // Point an unknown-field error at a close match.
-    if let Some(rest) = e.message.strip_prefix("unknown field `") {
-        if let Some((field, _)) = rest.split_once('`') {
-            let expected: Vec<&str> = e.message.split('`').skip(3).step_by(2).collect();
-            if let Some(h) = suggest::did_you_mean(field, expected) {
-                err = err.hint(Some(h));
-            }
-            if let Some(l) = file.locations.key(&[&path[..3], &[field]].concat()) {
-                err.origin = Origin::File { path: file.path.clone(), loc: Some(l) };
-            }
+    // Point an unknown-field error at its key, with a close match.
+    if let Some(field) = e.message.strip_prefix("unknown field `").and_then(|r| r.split('`').next()) {
+        err = err.hint(suggest::unknown_field_hint(&e.message));
+        if let Some(l) = file.locations.key(&[&path[..3], &[field]].concat()) {
+            err.origin = Origin::File { path: file.path.clone(), loc: Some(l) };
         }
     }
     err

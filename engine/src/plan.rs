@@ -157,22 +157,24 @@ pub fn components(node: &Node, inputs: &BTreeMap<String, Digest>) -> KeyComponen
 pub enum Lookup {
     Hit(ActionEntry),
     Miss,
-    Damaged(String),
+    /// The entry is unreadable or names a damaged artifact (`digest`, when known).
+    Damaged { what: String, digest: Option<Digest> },
 }
 
-/// Looks `key` up in the action cache and checks (quickly) that its artifacts are intact.
-pub fn lookup(store: &Store, key: &Digest) -> Lookup {
+/// Looks `key` up in the action cache and checks that its artifacts are intact (`Quick`:
+/// listing and sizes; `Full`: every byte).
+pub fn lookup(store: &Store, key: &Digest, check: Check) -> Lookup {
     match store.get_action(key) {
         Ok(Some(entry)) => {
             for (port, d) in &entry.outputs {
-                if let Err(damage) = store.check_artifact(d, Check::Quick) {
-                    return Lookup::Damaged(format!("output `{port}` ({}): {damage}", d.short()));
+                if let Err(damage) = store.check_artifact(d, check) {
+                    return Lookup::Damaged { what: format!("output `{port}` ({}): {damage}", d.short()), digest: Some(*d) };
                 }
             }
             Lookup::Hit(entry)
         }
         Ok(None) => Lookup::Miss,
-        Err(e) => Lookup::Damaged(e.to_string()),
+        Err(e) => Lookup::Damaged { what: e.to_string(), digest: None },
     }
 }
 
@@ -229,14 +231,14 @@ pub fn plan(
         } else {
             let key = comps.key();
             let found = match store {
-                Some(s) => lookup(s, &key),
+                Some(s) => lookup(s, &key, Check::Quick),
                 None => Lookup::Miss,
             };
             match found {
                 Lookup::Hit(entry) if !force.contains(&i) => NodePlan::Cached { key, entry },
                 _ if !targets[i] => NodePlan::Blocked,
                 Lookup::Hit(_) => NodePlan::Run { key: Some(key), reasons: vec![Reason::Forced] },
-                Lookup::Damaged(what) => NodePlan::Run { key: Some(key), reasons: vec![Reason::Damaged { what }] },
+                Lookup::Damaged { what, .. } => NodePlan::Run { key: Some(key), reasons: vec![Reason::Damaged { what }] },
                 Lookup::Miss => {
                     let mut reasons = change_reasons(&comps, &pending, &last);
                     if force.contains(&i) {

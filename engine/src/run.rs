@@ -34,6 +34,8 @@ pub struct RunOptions {
     pub device: Device,
     pub cancel: CancelToken,
     pub ui: Arc<Ui>,
+    /// Rehash every cached output the run uses, not only the inputs of nodes that run.
+    pub verify: bool,
 }
 
 /// What happened to one node.
@@ -162,16 +164,25 @@ pub fn run(p: &Pipeline, store: &Store, opts: &RunOptions) -> Result<RunReport, 
                 let comps = components(node, &inputs);
                 let key = comps.key();
                 if !forced[i] {
-                    if let Lookup::Hit(entry) = lookup(store, &key) {
-                        state[i] = State::Done {
-                            status: NodeStatus::Cached,
-                            key,
-                            comps,
-                            outputs: entry.outputs,
-                            seconds: 0.0,
-                            note: None,
-                        };
-                        continue;
+                    match lookup(store, &key, if opts.verify { Check::Full } else { Check::Quick }) {
+                        Lookup::Hit(entry) => {
+                            state[i] = State::Done {
+                                status: NodeStatus::Cached,
+                                key,
+                                comps,
+                                outputs: entry.outputs,
+                                seconds: 0.0,
+                                note: None,
+                            };
+                            continue;
+                        }
+                        Lookup::Damaged { what, digest } => {
+                            // Set the damage aside so that no run trusts it again.
+                            opts.ui.println(&format!("[{}] cached output is damaged ({what}); recomputing", node.id));
+                            let _ = digest.map(|d| store.quarantine(&d));
+                            let _ = store.remove_action(&key);
+                        }
+                        Lookup::Miss => {}
                     }
                 }
                 if !targets[i] {
@@ -441,7 +452,7 @@ impl Job<'_> {
             Err(e) => return failed(e.to_string()),
         };
         if !self.forced {
-            if let Lookup::Hit(entry) = lookup(self.store, &self.key) {
+            if let Lookup::Hit(entry) = lookup(self.store, &self.key, Check::Quick) {
                 return WorkResult::CachedByOther { entry };
             }
         }
@@ -555,4 +566,121 @@ pub fn human_seconds(s: f64) -> String {
 #[allow(dead_code)]
 fn _assert_send(e: BoxError) -> BoxError {
     e
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+    use std::path::Path;
+
+    use super::*;
+    use crate::testkit::registry;
+
+    fn pipeline(text: &str) -> Pipeline {
+        Pipeline::from_str(Path::new("p.yaml"), text, &registry(), &[]).unwrap()
+    }
+
+    fn opts(p: &Pipeline) -> RunOptions {
+        RunOptions {
+            jobs: 2,
+            keep_going: false,
+            force: BTreeSet::new(),
+            targets: vec![true; p.nodes.len()],
+            device: Device::Cpu,
+            cancel: CancelToken::new(),
+            ui: Ui::silent(),
+            verify: false,
+        }
+    }
+
+    fn statuses(r: &RunReport) -> Vec<(String, NodeStatus)> {
+        r.nodes.iter().map(|n| (n.id.clone(), n.status)).collect()
+    }
+
+    const CHAIN: &str = "pipeline: p\nnodes:\n  s: { kind: src, params: { n: 3 } }\n  m: { kind: map, inputs: { in: s }, params: { add: 1 } }\n  r: { kind: map, inputs: { in: m } }\n";
+
+    #[test]
+    fn second_run_is_cached_and_records_are_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let p = pipeline(CHAIN);
+        let first = run(&p, &store, &opts(&p)).unwrap();
+        assert!(first.nodes.iter().all(|n| n.status == NodeStatus::Ran), "{:?}", statuses(&first));
+        let second = run(&p, &store, &opts(&p)).unwrap();
+        assert!(second.nodes.iter().all(|n| n.status == NodeStatus::Cached));
+        assert_eq!(first.nodes[2].digest, second.nodes[2].digest);
+        let records = record::latest(&store, "p", 10);
+        assert_eq!(records.len(), 2);
+        assert_eq!(records[0].run_id, second.run_id);
+    }
+
+    #[test]
+    fn identical_output_cuts_off_downstream() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        run(&pipeline(CHAIN), &store, &opts(&pipeline(CHAIN))).unwrap();
+        // Forcing `m` recomputes it; its output is the same, so `r` stays cached.
+        let p = pipeline(CHAIN);
+        let mut o = opts(&p);
+        o.force.insert(p.index_of("m").unwrap());
+        let r = run(&p, &store, &o).unwrap();
+        assert_eq!(
+            statuses(&r),
+            vec![("s".into(), NodeStatus::Cached), ("m".into(), NodeStatus::Ran), ("r".into(), NodeStatus::Cached)]
+        );
+    }
+
+    #[test]
+    fn a_damaged_input_is_recomputed_not_used() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let p = pipeline(CHAIN);
+        let first = run(&p, &store, &opts(&p)).unwrap();
+        let s_digest = first.nodes[0].digest.unwrap();
+        let file = store.artifact_dir(&s_digest).join("table.parquet");
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let mut bytes = std::fs::read(&file).unwrap();
+        let mid = bytes.len() / 2;
+        bytes[mid] ^= 0x55;
+        std::fs::write(&file, bytes).unwrap();
+        // `m` must run (forced), reads `s`, finds it damaged: `s` is recomputed first.
+        let mut o = opts(&p);
+        o.force.insert(p.index_of("m").unwrap());
+        let r = run(&p, &store, &o).unwrap();
+        assert_eq!(r.outcome, RunOutcome::Ok);
+        assert_eq!(r.nodes[0].status, NodeStatus::Ran);
+        assert_eq!(r.nodes[0].digest, Some(s_digest));
+        assert!(store.check_artifact(&s_digest, Check::Full).is_ok());
+    }
+
+    #[test]
+    fn selections_and_blocked_ancestors() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let p = pipeline(CHAIN);
+        let mut o = opts(&p);
+        o.targets = plan::Selection { only: vec!["r".into()], ..Default::default() }.targets(&p).unwrap();
+        match run(&p, &store, &o) {
+            Err(RunError::Blocked(ids)) => assert_eq!(ids, vec!["s".to_string(), "m".to_string()]),
+            other => panic!("expected blocked, got {other:?}"),
+        }
+        o.targets = plan::Selection { until: vec!["m".into()], ..Default::default() }.targets(&p).unwrap();
+        let r = run(&p, &store, &o).unwrap();
+        assert_eq!(r.nodes[2].status, NodeStatus::Skipped);
+        assert_eq!(r.nodes[1].status, NodeStatus::Ran);
+        o.targets = plan::Selection { only: vec!["r".into()], ..Default::default() }.targets(&p).unwrap();
+        let r = run(&p, &store, &o).unwrap();
+        assert_eq!(statuses(&r)[2], ("r".into(), NodeStatus::Ran));
+    }
+
+    #[test]
+    fn multiple_outputs_are_published_separately() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let p = pipeline("pipeline: p\nnodes:\n  pr: { kind: pair }\n  rd: { kind: reader, inputs: { text: pr.text } }\n");
+        let r = run(&p, &store, &opts(&p)).unwrap();
+        assert_eq!(r.nodes[0].outputs.len(), 2);
+        let out = store.artifact_dir(&r.nodes[1].outputs["out"]).join("t.txt");
+        assert_eq!(std::fs::read_to_string(out).unwrap(), "HI");
+    }
 }

@@ -4,7 +4,7 @@
 pub fn closest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
     let mut best: Option<(&str, usize)> = None;
     for c in candidates {
-        let d = strsim::levenshtein(&word.to_lowercase(), &c.to_lowercase());
+        let d = strsim::osa_distance(&word.to_lowercase(), &c.to_lowercase());
         let limit = (c.chars().count().max(word.chars().count()) / 3).max(1);
         if d <= limit && best.is_none_or(|(_, bd)| d < bd) {
             best = Some((c, d));
@@ -32,6 +32,14 @@ pub fn hint<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str> + Clon
     })
 }
 
+/// For serde's "unknown field `x`, expected one of `a`, `b`" messages: a "did you mean".
+pub fn unknown_field_hint(message: &str) -> Option<String> {
+    let rest = message.split("unknown field `").nth(1)?;
+    let (field, expected) = rest.split_once('`')?;
+    let candidates: Vec<&str> = expected.split('`').skip(1).step_by(2).collect();
+    did_you_mean(field, candidates)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -44,5 +52,9 @@ mod tests {
         assert_eq!(closest("train_reranker", kinds), Some("train-reranker"));
         assert_eq!(closest("zzzzzz", kinds), None);
         assert_eq!(hint("zzzz", ["a", "b"]).unwrap(), "expected one of `a`, `b`");
+        assert_eq!(
+            unknown_field_hint("unknown field `parms`, expected one of `kind`, `inputs`, `params`").as_deref(),
+            Some("did you mean `params`?")
+        );
     }
 }

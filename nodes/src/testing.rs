@@ -56,7 +56,9 @@ fn trace(ctx: &NodeContext, event: &str) {
     if let Ok(path) = std::env::var("DAGRUN_TEST_TRACE") {
         if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(path) {
             let ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0);
-            let _ = writeln!(f, "{event} {} {ms} {}", ctx.node_id(), std::process::id());
+            // One write per line, so lines from parallel nodes never interleave.
+            let line = format!("{event} {} {ms} {}\n", ctx.node_id(), std::process::id());
+            let _ = f.write_all(line.as_bytes());
         }
     }
 }

@@ -148,18 +148,6 @@ fn verify(a: VerifyArgs) -> CliResult {
         .iter()
         .filter(|e| e.outputs.values().any(|d| bad_set.contains(d) || !store.artifact_dir(d).exists()))
         .collect();
-    if a.fix {
-        let _lock = store.lock_shared()?;
-        for (d, _) in &bad {
-            store.quarantine(d)?;
-        }
-        for e in &dangling {
-            store.remove_action(&e.key)?;
-        }
-        for p in &unreadable {
-            std::fs::remove_file(p).map_err(|e| CliError::Failed(e.into()))?;
-        }
-    }
     if a.cache.json {
         let out = json!({
             "artifacts": digests.len(),
@@ -190,7 +178,20 @@ fn verify(a: VerifyArgs) -> CliResult {
             }
         );
     }
-    Ok(if bad.is_empty() && unreadable.is_empty() && (dangling.is_empty() || a.fix) { 0 } else { EXIT_FAILED })
+    if a.fix {
+        let _lock = store.lock_shared()?;
+        for (d, _) in &bad {
+            store.quarantine(d)?;
+        }
+        for e in &dangling {
+            store.remove_action(&e.key)?;
+        }
+        for p in &unreadable {
+            std::fs::remove_file(p).map_err(|e| CliError::Failed(e.into()))?;
+        }
+    }
+    // After --fix the cache is consistent again (the damage was reported above).
+    Ok(if a.fix || (bad.is_empty() && unreadable.is_empty() && dangling.is_empty()) { 0 } else { EXIT_FAILED })
 }
 
 fn gc(a: GcArgs) -> CliResult {

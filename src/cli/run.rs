@@ -33,6 +33,10 @@ pub struct RunArgs {
     /// Print no progress, log lines or summary (errors still go to stderr).
     #[arg(long, short = 'q')]
     pub quiet: bool,
+    /// Rehash every cached output the run uses (slower); damaged ones are recomputed.
+    /// Without it, only the inputs of nodes that run are rehashed.
+    #[arg(long)]
+    pub verify: bool,
 }
 
 pub fn run(a: RunArgs) -> CliResult {
@@ -52,7 +56,7 @@ pub fn run(a: RunArgs) -> CliResult {
     let cancel = CancelToken::new();
     install_interrupt_handler(cancel.clone());
     let ui = Ui::new(!a.quiet, a.quiet);
-    let opts = RunOptions { jobs, keep_going: a.keep_going, force, targets, device, cancel, ui };
+    let opts = RunOptions { jobs, keep_going: a.keep_going, force, targets, device, cancel, ui, verify: a.verify };
     let report = match dagrun_engine::run(&pipeline, &store, &opts) {
         Ok(r) => r,
         Err(RunError::Blocked(ids)) => return Err(CliError::Usage(RunError::Blocked(ids).to_string())),

@@ -168,14 +168,14 @@ mod tests {
 
     #[test]
     fn indexes_keys_values_and_duplicates() {
-        let text = "pipeline: p\nnodes:\n  a:\n    kind: load\n    params: { x: 1, y: [3, 4] }\n  a:\n    kind: x\n";
+        let text = "pipeline: p\nnodes:\n  a:\n    kind: load\n    params: { x: 1, y: [3, 4] }\n  b:\n    kind: x\n  b: {}\n";
         let l = Locations::index(text);
         assert_eq!(l.value(&["pipeline"]), Some(Loc { line: 1, col: 11 }));
         assert_eq!(l.key(&["nodes", "a"]), Some(Loc { line: 3, col: 3 }));
         assert_eq!(l.value(&["nodes", "a", "kind"]), Some(Loc { line: 4, col: 11 }));
-        assert_eq!(l.value(&["nodes", "a", "params", "x"]), Some(Loc { line: 5, col: 19 }));
-        assert_eq!(l.value(&["nodes", "a", "params", "y", "1"]), Some(Loc { line: 5, col: 29 }));
-        assert_eq!(l.duplicates, vec![(vec!["nodes".to_string(), "a".to_string()], Loc { line: 6, col: 3 })]);
+        assert_eq!(l.value(&["nodes", "a", "params", "x"]), Some(Loc { line: 5, col: 18 }));
+        assert_eq!(l.value(&["nodes", "a", "params", "y", "1"]), Some(Loc { line: 5, col: 28 }));
+        assert_eq!(l.duplicates, vec![(vec!["nodes".to_string(), "b".to_string()], Loc { line: 8, col: 3 })]);
         assert_eq!(l.nearest(&["nodes", "a", "params", "zzz"]), Some(Loc { line: 5, col: 13 }));
     }
 

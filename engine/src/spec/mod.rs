@@ -82,15 +82,6 @@ pub fn parse(
     overrides: &[Override],
     param_schema: &dyn Fn(&str) -> Option<serde_json::Value>,
 ) -> Result<SpecFile, SpecErrors> {
-    let value: serde_yaml::Value = serde_yaml::from_str(text).map_err(|e| {
-        let loc = e.location().map(|l| Loc { line: l.line(), col: l.column() });
-        let msg = e.to_string();
-        let msg = match msg.find(" at line ") {
-            Some(i) => msg[..i].to_string(),
-            None => msg,
-        };
-        SpecError::at(path, loc, format!("invalid YAML: {msg}"))
-    })?;
     let locations = Locations::index(text);
     let mut errors = Vec::new();
     for (dup, loc) in &locations.duplicates {
@@ -101,6 +92,18 @@ pub fn parse(
         };
         errors.push(SpecError::at(path, Some(*loc), what));
     }
+    if !errors.is_empty() {
+        return Err(SpecErrors(errors));
+    }
+    let value: serde_yaml::Value = serde_yaml::from_str(text).map_err(|e| {
+        let loc = e.location().map(|l| Loc { line: l.line(), col: l.column() });
+        let msg = e.to_string();
+        let msg = match msg.find(" at line ") {
+            Some(i) => msg[..i].to_string(),
+            None => msg,
+        };
+        SpecError::at(path, loc, format!("invalid YAML: {msg}"))
+    })?;
     if value.is_null() {
         return Err(SpecError::at(path, None, "the pipeline file is empty (expected `pipeline:` and `nodes:`)").into());
     }
@@ -113,15 +116,15 @@ pub fn parse(
             None => inner,
         };
         let where_ = if refs.is_empty() { String::new() } else { format!("`{}`: ", refs.join(".")) };
-        let mut err = SpecError::at(path, locations.nearest(&refs), format!("{where_}{inner}"));
+        // An unknown field is best shown at its key; anything else at its value.
+        let loc = if inner.starts_with("unknown field") { locations.key(&refs) } else { None };
+        let mut err = SpecError::at(path, loc.or_else(|| locations.nearest(&refs)), format!("{where_}{inner}"));
         if refs.len() >= 2 && refs[0] == "nodes" {
             err = err.node(refs[1]);
         }
+        err = err.hint(crate::suggest::unknown_field_hint(&inner));
         SpecErrors(vec![err])
     })?;
-    if !errors.is_empty() {
-        return Err(SpecErrors(errors));
-    }
 
     let file_ctx = Ctx { path, locations: &locations };
     check_names(&raw, &file_ctx, &mut errors);

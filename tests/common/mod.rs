@@ -1,0 +1,139 @@
+//! Helpers for running the real `dagrun` binary in a scratch directory.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_dagrun");
+
+/// A scratch directory holding pipelines and their cache (`.dagrun`).
+pub struct Work {
+    pub dir: tempfile::TempDir,
+}
+
+pub struct Ran {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Ran {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {}\nstderr: {}", self.stdout, self.stderr))
+    }
+
+    /// node id -> status from a `--json` run report.
+    pub fn statuses(&self) -> Vec<(String, String)> {
+        self.json()["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| (n["id"].as_str().unwrap().to_string(), n["status"].as_str().unwrap().to_string()))
+            .collect()
+    }
+
+    pub fn status_of(&self, id: &str) -> String {
+        self.statuses().into_iter().find(|(n, _)| n == id).map(|(_, s)| s).unwrap_or_else(|| panic!("no node {id}"))
+    }
+
+    /// Ids with the given status, in order.
+    pub fn with_status(&self, status: &str) -> Vec<String> {
+        self.statuses().into_iter().filter(|(_, s)| s == status).map(|(n, _)| n).collect()
+    }
+}
+
+impl Work {
+    pub fn new() -> Work {
+        Work { dir: tempfile::tempdir().unwrap() }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn cache(&self) -> PathBuf {
+        self.path().join(".dagrun")
+    }
+
+    pub fn write(&self, name: &str, text: &str) -> PathBuf {
+        let p = self.path().join(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(BIN);
+        c.args(args).current_dir(self.path()).env_remove("DAGRUN_CACHE_DIR").env("DAGRUN_TEST_TRACE", self.trace_path());
+        c
+    }
+
+    pub fn run(&self, args: &[&str]) -> Ran {
+        let out: Output = self.command(args).output().unwrap();
+        Ran {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    /// Runs and asserts the exit code, showing the output if it differs.
+    pub fn expect(&self, args: &[&str], code: i32) -> Ran {
+        let r = self.run(args);
+        assert_eq!(r.code, code, "dagrun {args:?}\nstdout:\n{}\nstderr:\n{}", r.stdout, r.stderr);
+        r
+    }
+
+    pub fn spawn(&self, args: &[&str]) -> Child {
+        self.command(args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap()
+    }
+
+    pub fn trace_path(&self) -> PathBuf {
+        self.path().join("trace.log")
+    }
+
+    /// Lines `event node ms pid` written by the test kinds.
+    pub fn trace(&self) -> Vec<(String, String, u128, u32)> {
+        std::fs::read_to_string(self.trace_path())
+            .unwrap_or_default()
+            .lines()
+            .map(|l| {
+                let p: Vec<&str> = l.split(' ').collect();
+                (p[0].to_string(), p[1].to_string(), p[2].parse().unwrap(), p[3].parse().unwrap())
+            })
+            .collect()
+    }
+
+    pub fn clear_trace(&self) {
+        let _ = std::fs::remove_file(self.trace_path());
+    }
+}
+
+pub fn finish(child: Child) -> Ran {
+    let out = child.wait_with_output().unwrap();
+    Ran {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// Every file under `dir`, recursively.
+pub fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        if let Ok(rd) = std::fs::read_dir(&d) {
+            for e in rd.flatten() {
+                let p = e.path();
+                if p.is_dir() {
+                    stack.push(p);
+                } else {
+                    out.push(p);
+                }
+            }
+        }
+    }
+    out.sort();
+    out
+}
