@@ -55,7 +55,7 @@ fn bad_connections() {
     let e = bad("pipeline: p\nnodes:\n  a: { kind: test-source }\n  b: { kind: test-scale, inputs: { in: aa } }\n", &[]);
     assert!(e.contains("p.yaml:4:40: node `b`: input `in` names unknown node `aa` (did you mean `a`?)"), "{e}");
     let e = bad("pipeline: p\nnodes:\n  a: { kind: test-source }\n  b: { kind: test-scale, inputs: { input: a } }\n", &[]);
-    assert!(e.contains("kind `test-scale` has no input port `input` (did you mean `in`?)"), "{e}");
+    assert!(e.contains("kind `test-scale` has no input port `input` (expected one of `in`)"), "{e}");
     let e = bad("pipeline: p\nnodes:\n  a: { kind: test-blob, params: { bytes: 1 } }\n  b: { kind: test-scale, inputs: { in: a } }\n", &[]);
     assert!(e.contains("input `in` expects Numbers, but `a.out` is Blob"), "{e}");
     let e = bad("pipeline: p\nnodes:\n  a: { kind: test-source }\n  b: { kind: test-sum, inputs: { left: a } }\n", &[]);
