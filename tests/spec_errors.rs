@@ -95,6 +95,10 @@ fn bad_selections_and_flags() {
     assert!(e.contains("select no node"), "{e}");
     let e = bad(GOOD, &["--device", "tpu"]);
     assert!(e.contains("unknown device `tpu`"), "{e}");
+    if !cfg!(feature = "cuda") {
+        let e = bad(GOOD, &["--device", "cuda"]);
+        assert!(e.contains("built without CUDA"), "{e}");
+    }
     let e = bad(GOOD, &["--jobs", "0"]);
     assert!(e.contains("--jobs must be at least 1"), "{e}");
     let e = bad(GOOD, &["--no-such-flag"]);

@@ -43,6 +43,9 @@ pub fn run(a: RunArgs) -> CliResult {
     let registry = util::registry();
     let pipeline = util::load(&a.spec, &registry)?;
     let device: Device = a.device.parse().map_err(CliError::Usage)?;
+    if matches!(device, Device::Cuda(_)) && !cfg!(feature = "cuda") {
+        return Err(CliError::Usage("this dagrun was built without CUDA; rebuild with `--features cuda`".into()));
+    }
     let selection = Selection { only: a.select.only.clone(), until: a.select.until.clone(), from: a.select.from.clone() };
     let targets = selection.targets(&pipeline)?;
     let force = util::node_indices(&pipeline, "--force", &a.select.force)?;
