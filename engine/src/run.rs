@@ -96,6 +96,12 @@ enum State {
     Skipped { note: String },
 }
 
+impl State {
+    fn cached(key: Digest, comps: KeyComponents, entry: ActionEntry, note: Option<String>) -> State {
+        State::Done { status: NodeStatus::Cached, key, comps, outputs: entry.outputs, seconds: 0.0, note }
+    }
+}
+
 enum WorkResult {
     Ran { outputs: BTreeMap<String, Digest>, seconds: f64 },
     CachedByOther { entry: ActionEntry },
@@ -166,14 +172,7 @@ pub fn run(p: &Pipeline, store: &Store, opts: &RunOptions) -> Result<RunReport, 
                 if !forced[i] {
                     match lookup(store, &key, if opts.verify { Check::Full } else { Check::Quick }) {
                         Lookup::Hit(entry) => {
-                            state[i] = State::Done {
-                                status: NodeStatus::Cached,
-                                key,
-                                comps,
-                                outputs: entry.outputs,
-                                seconds: 0.0,
-                                note: None,
-                            };
+                            state[i] = State::cached(key, comps, entry, None);
                             continue;
                         }
                         Lookup::Damaged { what, digest } => {
@@ -262,14 +261,7 @@ pub fn run(p: &Pipeline, store: &Store, opts: &RunOptions) -> Result<RunReport, 
                     state[i] = State::Done { status: NodeStatus::Ran, key, comps, outputs, seconds, note: None };
                 }
                 WorkResult::CachedByOther { entry } => {
-                    state[i] = State::Done {
-                        status: NodeStatus::Cached,
-                        key,
-                        comps,
-                        outputs: entry.outputs,
-                        seconds: 0.0,
-                        note: Some("computed by another dagrun process meanwhile".into()),
-                    };
+                    state[i] = State::cached(key, comps, entry, Some("computed by another dagrun process meanwhile".into()));
                 }
                 WorkResult::Failed { error, seconds } => {
                     opts.ui.println(&format!("[{id}] failed: {error}"));
