@@ -14,10 +14,10 @@ use arrow_schema::SchemaRef;
 use dagrun_cache::table::{self, check_columns, Table};
 use dagrun_cache::{CacheError, Digest};
 
-use crate::kind::Port;
+use crate::kind::{ArtifactType, Port};
 use crate::ui::{Progress, Ui};
 
-/// The file a table artifact's rows live in.
+/// The file a single-table artifact's rows live in.
 pub const TABLE_FILE: &str = "table.parquet";
 /// The file naming an artifact's type.
 pub const MANIFEST_FILE: &str = "artifact.json";
@@ -81,8 +81,10 @@ pub enum PortError {
     NoInput(String),
     #[error("no output port `{0}`")]
     NoOutput(String),
-    #[error("input `{port}` is a {ty}, not a table")]
-    NotATable { port: String, ty: String },
+    #[error("port `{port}` ({ty}) has no table `{table}`")]
+    NoTable { port: String, ty: String, table: String },
+    #[error("output `{port}` ({ty}) holds several tables; write each with write_named_table")]
+    SeveralTables { port: String, ty: String },
     #[error("output `{port}`: the table does not fit type {ty}: {why}")]
     OutputContract { port: String, ty: String, why: String },
     #[error("input `{port}` ({digest}): {why}")]
@@ -125,15 +127,26 @@ impl Inputs {
         self.items.get(port).map(|a| a.dir.as_path()).ok_or_else(|| PortError::NoInput(port.into()))
     }
 
-    /// Reads the table on `port`, checking that its schema still satisfies the port's type.
+    /// Reads the table of a single-table input, checking that its schema still satisfies the
+    /// port's type.
     pub fn table(&self, port: &str) -> Result<Table, PortError> {
+        self.named_table(port, "table")
+    }
+
+    /// Reads table `name` of a multi-table input (`"table"` for a single-table one).
+    pub fn named_table(&self, port: &str, name: &str) -> Result<Table, PortError> {
         let a = self.items.get(port).ok_or_else(|| PortError::NoInput(port.into()))?;
-        if !a.port.ty.is_table {
-            return Err(PortError::NotATable { port: port.into(), ty: a.port.ty.name.into() });
-        }
-        let bad = |why: String| PortError::InputContract { port: port.into(), digest: a.digest.short(), why };
-        let t = table::read_parquet(&a.dir.join(TABLE_FILE))?;
-        check_columns(&t.schema, a.port.ty.columns).map_err(|why| bad(format!("does not fit type {}: {why}", a.port.ty)))?;
+        let columns = a.port.ty.columns_of(name).ok_or_else(|| PortError::NoTable {
+            port: port.into(),
+            ty: a.port.ty.name.into(),
+            table: name.into(),
+        })?;
+        let t = table::read_parquet(&a.dir.join(ArtifactType::table_file(name)))?;
+        check_columns(&t.schema, columns).map_err(|why| PortError::InputContract {
+            port: port.into(),
+            digest: a.digest.short(),
+            why: format!("table `{name}` does not fit type {}: {why}", a.port.ty),
+        })?;
         Ok(t)
     }
 }
@@ -145,7 +158,8 @@ pub struct NodeContext {
     pub(crate) device: Device,
     pub(crate) scratch: PathBuf,
     pub(crate) outputs: BTreeMap<String, (Port, PathBuf)>,
-    pub(crate) written: Mutex<Vec<String>>,
+    /// (port, table) pairs written so far; table "" for a file output.
+    pub(crate) written: Mutex<Vec<(String, String)>>,
     pub(crate) progress: Progress,
     pub(crate) ui: Arc<Ui>,
     pub(crate) cancel: CancelToken,
@@ -228,31 +242,47 @@ impl NodeContext {
         self.outputs.get(port).ok_or_else(|| PortError::NoOutput(port.into()))
     }
 
-    fn mark_written(&self, port: &str) {
+    fn mark_written(&self, port: &str, table: &str) {
         if let Ok(mut w) = self.written.lock() {
-            if !w.iter().any(|p| p == port) {
-                w.push(port.to_string());
+            let entry = (port.to_string(), table.to_string());
+            if !w.contains(&entry) {
+                w.push(entry);
             }
         }
     }
 
-    /// The directory to write the files of output `port` into (for non-table artifacts).
+    /// The directory to write the files of output `port` into (for file artifacts, or extra
+    /// files beside the tables of a multi-table artifact).
     pub fn output_dir(&self, port: &str) -> Result<&Path, PortError> {
         let (_, dir) = self.output(port)?;
-        self.mark_written(port);
+        self.mark_written(port, "");
         Ok(dir)
     }
 
     /// Writes output `port` as a table, checking the schema against the port's type.
     pub fn write_table(&self, port: &str, schema: &SchemaRef, batches: &[RecordBatch]) -> Result<(), PortError> {
+        let (p, _) = self.output(port)?;
+        if !p.ty.is_table && !p.ty.tables.is_empty() {
+            return Err(PortError::SeveralTables { port: port.into(), ty: p.ty.name.into() });
+        }
+        self.write_named_table(port, "table", schema, batches)
+    }
+
+    /// Writes table `name` of a multi-table output (`"table"` for a single-table one).
+    pub fn write_named_table(&self, port: &str, name: &str, schema: &SchemaRef, batches: &[RecordBatch]) -> Result<(), PortError> {
         let (p, dir) = self.output(port)?;
-        check_columns(schema, p.ty.columns).map_err(|why| PortError::OutputContract {
+        let columns = p.ty.columns_of(name).ok_or_else(|| PortError::NoTable {
             port: port.into(),
             ty: p.ty.name.into(),
-            why,
+            table: name.into(),
         })?;
-        table::write_parquet(&dir.join(TABLE_FILE), schema, batches)?;
-        self.mark_written(port);
+        check_columns(schema, columns).map_err(|why| PortError::OutputContract {
+            port: port.into(),
+            ty: p.ty.name.into(),
+            why: format!("table `{name}`: {why}"),
+        })?;
+        table::write_parquet(&dir.join(ArtifactType::table_file(name)), schema, batches)?;
+        self.mark_written(port, name);
         Ok(())
     }
 
@@ -261,9 +291,24 @@ impl NodeContext {
         self.write_table(port, &batch.schema(), std::slice::from_ref(batch))
     }
 
-    /// Output ports the node has not written.
+    /// What the node has not written: whole ports, or tables of a multi-table port.
     pub(crate) fn unwritten(&self) -> Vec<String> {
         let w = self.written.lock().map(|w| w.clone()).unwrap_or_default();
-        self.outputs.keys().filter(|p| !w.contains(p)).cloned().collect()
+        let mut missing = Vec::new();
+        for (name, (port, _)) in &self.outputs {
+            let has = |t: &str| w.iter().any(|(p, tt)| p == name && tt == t);
+            if port.ty.is_table || port.ty.tables.is_empty() {
+                if !w.iter().any(|(p, _)| p == name) {
+                    missing.push(name.clone());
+                }
+            } else {
+                for t in port.ty.tables {
+                    if !has(t.name) {
+                        missing.push(format!("{name} (table `{}`)", t.name));
+                    }
+                }
+            }
+        }
+        missing
     }
 }

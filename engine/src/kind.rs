@@ -15,29 +15,69 @@ use crate::context::{Inputs, NodeContext};
 /// An error returned by a node's `run`.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
+/// One named table of a multi-table artifact type.
+#[derive(Clone, Copy, Debug)]
+pub struct TableSpec {
+    /// The table's name; its rows live in `<name>.parquet`.
+    pub name: &'static str,
+    /// The columns every such table has (others may follow).
+    pub columns: &'static [ColumnSpec],
+}
+
 /// The type of what flows along an edge. Two ports connect only if their types have the same
-/// name. A table type lists the columns it guarantees; they are checked when the table is
-/// written and again when it is read.
+/// name. A table type lists the columns it guarantees; they are checked when a table is
+/// written and again when it is read. An artifact is one table (`table.parquet`), several
+/// named tables, or arbitrary files.
 #[derive(Clone, Copy, Debug)]
 pub struct ArtifactType {
     pub name: &'static str,
     /// What the artifact holds, for `dagrun kinds` and messages.
     pub doc: &'static str,
-    /// For table types: the columns every such table has (others may follow).
+    /// For single-table types: the columns every such table has.
     pub columns: &'static [ColumnSpec],
     /// Whether the artifact is a single Parquet table (`table.parquet`).
     pub is_table: bool,
+    /// For multi-table types: the tables (all must be written).
+    pub tables: &'static [TableSpec],
 }
 
 impl ArtifactType {
-    /// A table type with these required columns.
+    /// A single-table type with these required columns.
     pub const fn table(name: &'static str, doc: &'static str, columns: &'static [ColumnSpec]) -> ArtifactType {
-        ArtifactType { name, doc, columns, is_table: true }
+        ArtifactType { name, doc, columns, is_table: true, tables: &[] }
+    }
+
+    /// A type made of several named tables (and possibly other files).
+    pub const fn tables(name: &'static str, doc: &'static str, tables: &'static [TableSpec]) -> ArtifactType {
+        ArtifactType { name, doc, columns: &[], is_table: false, tables }
     }
 
     /// A type whose artifacts are arbitrary files (weights, configs).
     pub const fn files(name: &'static str, doc: &'static str) -> ArtifactType {
-        ArtifactType { name, doc, columns: &[], is_table: false }
+        ArtifactType { name, doc, columns: &[], is_table: false, tables: &[] }
+    }
+
+    /// The names of the tables this type holds (`["table"]` for a single-table type).
+    pub fn table_names(&self) -> Vec<&'static str> {
+        if self.is_table {
+            vec!["table"]
+        } else {
+            self.tables.iter().map(|t| t.name).collect()
+        }
+    }
+
+    /// The required columns of table `name`, or `None` if the type has no such table.
+    pub fn columns_of(&self, name: &str) -> Option<&'static [ColumnSpec]> {
+        if self.is_table {
+            (name == "table").then_some(self.columns)
+        } else {
+            self.tables.iter().find(|t| t.name == name).map(|t| t.columns)
+        }
+    }
+
+    /// The file a table of this type lives in.
+    pub fn table_file(name: &str) -> String {
+        format!("{name}.parquet")
     }
 }
 
@@ -137,8 +177,9 @@ pub trait Kind: Send + Sync + 'static {
     fn resource(&self, _params: &Self::Params) -> Resource {
         Resource::Cpu
     }
-    /// Whether the node's derived seed may change its output (and so belongs in its key).
-    fn seeded(&self) -> bool {
+    /// Whether, with these params, the node's derived seed may change its output (and so
+    /// belongs in its key).
+    fn seeded(&self, _params: &Self::Params) -> bool {
         true
     }
     /// Computes the outputs. Read inputs through `inputs`, write every output port through
@@ -151,7 +192,7 @@ pub trait DynKind: Send + Sync {
     fn name(&self) -> &'static str;
     fn version(&self) -> u32;
     fn summary(&self) -> &'static str;
-    fn seeded(&self) -> bool;
+    fn seeded(&self, params: &serde_json::Value) -> bool;
     /// The JSON Schema of the params.
     fn params_schema(&self) -> serde_json::Value;
     /// Parses params and re-serialises them with every default filled in: the canonical form
@@ -188,8 +229,8 @@ impl<K: Kind> DynKind for K {
     fn summary(&self) -> &'static str {
         Kind::summary(self)
     }
-    fn seeded(&self) -> bool {
-        Kind::seeded(self)
+    fn seeded(&self, params: &serde_json::Value) -> bool {
+        parse::<K>(params).map(|p| Kind::seeded(self, &p)).unwrap_or(true)
     }
     fn params_schema(&self) -> serde_json::Value {
         serde_json::to_value(schemars::schema_for!(K::Params)).unwrap_or(serde_json::Value::Null)

@@ -20,7 +20,7 @@ mod testkit;
 pub use context::{CancelToken, Cancelled, Device, Inputs, NodeContext, PortError};
 pub use error::{Loc, SpecError, SpecErrors};
 pub use key::KeyComponents;
-pub use kind::{ArtifactType, BoxError, DynKind, Kind, ParamError, Port, Registry, Resource, Signature};
+pub use kind::{ArtifactType, BoxError, DynKind, Kind, ParamError, Port, Registry, Resource, Signature, TableSpec};
 pub use pipeline::Pipeline;
 pub use plan::Selection;
 pub use record::{NodeStatus, RunOutcome};

@@ -147,7 +147,7 @@ pub fn components(node: &Node, inputs: &BTreeMap<String, Digest>) -> KeyComponen
         kind: node.kind.name().to_string(),
         version: node.kind.version(),
         params: node.params.clone(),
-        seed: node.kind.seeded().then_some(node.seed),
+        seed: node.kind.seeded(&node.params).then_some(node.seed),
         inputs: inputs.clone(),
     }
 }

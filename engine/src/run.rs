@@ -507,7 +507,8 @@ impl Job<'_> {
         let mut digests = BTreeMap::new();
         for port in &self.node.outputs {
             let staging = stagings.remove(&port.name).expect("staged");
-            let manifest = serde_json::json!({ "type": port.ty.name, "format": if port.ty.is_table { "table" } else { "files" } });
+            let format = if port.ty.is_table { "table" } else if port.ty.tables.is_empty() { "files" } else { "tables" };
+            let manifest = serde_json::json!({ "type": port.ty.name, "format": format, "tables": port.ty.table_names() });
             std::fs::write(staging.path().join(MANIFEST_FILE), format!("{manifest}\n"))
                 .map_err(|e| CacheError::io(staging.path(), e).to_string())?;
             let published = store.publish(staging).map_err(|e| e.to_string())?;

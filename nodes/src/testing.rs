@@ -211,7 +211,7 @@ impl Kind for Scale {
     fn summary(&self) -> &'static str {
         "test: multiplies a Numbers table"
     }
-    fn seeded(&self) -> bool {
+    fn seeded(&self, _p: &Self::Params) -> bool {
         false
     }
     fn signature(&self, _p: &ScaleParams) -> Result<Signature, ParamError> {
@@ -256,7 +256,7 @@ impl Kind for Sum {
     fn summary(&self) -> &'static str {
         "test: adds Numbers tables"
     }
-    fn seeded(&self) -> bool {
+    fn seeded(&self, _p: &Self::Params) -> bool {
         false
     }
     fn signature(&self, _p: &SumParams) -> Result<Signature, ParamError> {

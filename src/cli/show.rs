@@ -5,7 +5,7 @@ use std::io::Write;
 
 use clap::{Args, ValueEnum};
 use dagrun_engine::cache::table::{self, format_preview};
-use dagrun_engine::context::{MANIFEST_FILE, TABLE_FILE};
+use dagrun_engine::context::MANIFEST_FILE;
 use dagrun_engine::plan::{plan as make_plan, NodePlan};
 
 use super::util::{self, human_bytes, CliError, CliResult};
@@ -33,6 +33,9 @@ pub struct ShowArgs {
     /// Print the path of the Parquet file (or the artifact directory) instead.
     #[arg(long)]
     pub path: bool,
+    /// For artifacts of several tables (a dataset): which table.
+    #[arg(long, value_name = "NAME")]
+    pub table: Option<String>,
 }
 
 pub fn show(a: ShowArgs) -> CliResult {
@@ -70,26 +73,53 @@ pub fn show(a: ShowArgs) -> CliResult {
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     let write_err = |e: std::io::Error| CliError::Failed(e.into());
-    if port.ty.is_table {
-        let file = dir.join(TABLE_FILE);
-        if a.path {
-            writeln!(out, "{}", file.display()).map_err(write_err)?;
+    let tables: Vec<&str> = match &a.table {
+        Some(t) if port.ty.columns_of(t).is_some() => vec![t.as_str()],
+        Some(t) => {
+            let names = port.ty.table_names();
+            return Err(CliError::Usage(format!(
+                "{id}.{} ({}) has no table `{t}`{}",
+                port.name,
+                port.ty,
+                dagrun_engine::suggest::hint(t, names).map(|h| format!(" ({h})")).unwrap_or_default()
+            )));
+        }
+        None => port.ty.table_names(),
+    };
+    if !tables.is_empty() {
+        if a.path && tables.len() > 1 {
+            writeln!(out, "{}", dir.display()).map_err(write_err)?;
             return Ok(0);
         }
-        let t = table::read_parquet(&file)?;
+        if tables.len() > 1 && a.format != ShowFormat::Table {
+            return Err(CliError::Usage(format!(
+                "{id}.{} holds tables {}; pick one with --table for --format csv|json",
+                port.name,
+                tables.join(", ")
+            )));
+        }
         let fail = |e: arrow_schema::ArrowError| CliError::Failed(anyhow::anyhow!("{e}"));
-        match a.format {
-            ShowFormat::Table => {
-                writeln!(out, "{}.{} ({}, {}): {} rows", id, port.name, port.ty, digest.short(), t.num_rows()).map_err(write_err)?;
-                writeln!(out, "{}", format_preview(&t, a.rows).map_err(fail)?).map_err(write_err)?;
-                if t.num_rows() > a.rows {
-                    writeln!(out, "... {} more rows (--rows N, or --format csv|json for all)", t.num_rows() - a.rows).map_err(write_err)?;
-                }
+        for name in tables {
+            let file = dir.join(dagrun_engine::ArtifactType::table_file(name));
+            if a.path {
+                writeln!(out, "{}", file.display()).map_err(write_err)?;
+                return Ok(0);
             }
-            ShowFormat::Csv => table::write_csv(&t, &mut out).map_err(fail)?,
-            ShowFormat::Json => {
-                table::write_json(&t, &mut out).map_err(fail)?;
-                writeln!(out).map_err(write_err)?;
+            let t = table::read_parquet(&file)?;
+            match a.format {
+                ShowFormat::Table => {
+                    let label = if port.ty.is_table { String::new() } else { format!(" table `{name}`") };
+                    writeln!(out, "{}.{}{label} ({}, {}): {} rows", id, port.name, port.ty, digest.short(), t.num_rows()).map_err(write_err)?;
+                    writeln!(out, "{}", format_preview(&t, a.rows).map_err(fail)?).map_err(write_err)?;
+                    if t.num_rows() > a.rows {
+                        writeln!(out, "... {} more rows (--rows N, or --format csv|json for all)", t.num_rows() - a.rows).map_err(write_err)?;
+                    }
+                }
+                ShowFormat::Csv => table::write_csv(&t, &mut out).map_err(fail)?,
+                ShowFormat::Json => {
+                    table::write_json(&t, &mut out).map_err(fail)?;
+                    writeln!(out).map_err(write_err)?;
+                }
             }
         }
     } else {
