@@ -19,6 +19,9 @@ pub struct KeyComponents {
     pub seed: Option<u64>,
     /// Input port -> digest of the artifact connected to it.
     pub inputs: BTreeMap<String, Digest>,
+    /// External file (as the node names it) -> content digest.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub files: BTreeMap<String, Digest>,
 }
 
 impl KeyComponents {
@@ -76,6 +79,7 @@ pub enum Change {
     Seed { old: Option<u64>, new: Option<u64> },
     /// `new: None` means the input is not known yet because its producer will run.
     Input { port: String, old: Option<Digest>, new: Option<Digest> },
+    File { path: String, old: Option<Digest>, new: Option<Digest> },
 }
 
 fn short_value(v: &Option<Value>) -> String {
@@ -101,6 +105,10 @@ impl fmt::Display for Change {
             Change::Seed { old, new } => {
                 let s = |v: &Option<u64>| v.map(|x| x.to_string()).unwrap_or_else(|| "(none)".into());
                 write!(f, "seed {} -> {}", s(old), s(new))
+            }
+            Change::File { path, old, new } => {
+                let s = |d: &Option<Digest>| d.map(|d| format!("{}..", &d.hex()[..4])).unwrap_or_else(|| "(none)".into());
+                write!(f, "file {path}: {} -> {}", s(old), s(new))
             }
             Change::Input { port, old, new } => {
                 let s = |d: &Option<Digest>| d.map(|d| format!("{}..", &d.hex()[..4])).unwrap_or_else(|| "(none)".into());
@@ -137,6 +145,13 @@ pub fn diff(old: &KeyComponents, new: &KeyComponents, pending: &BTreeSet<String>
         let n = new.inputs.get(port).copied();
         if o != n {
             changes.push(Change::Input { port: port.clone(), old: o, new: n });
+        }
+    }
+    let paths: BTreeSet<&String> = old.files.keys().chain(new.files.keys()).collect();
+    for path in paths {
+        let (o, n) = (old.files.get(path).copied(), new.files.get(path).copied());
+        if o != n {
+            changes.push(Change::File { path: path.clone(), old: o, new: n });
         }
     }
     changes
@@ -176,7 +191,7 @@ mod tests {
     use serde_json::json;
 
     fn comps(params: Value) -> KeyComponents {
-        KeyComponents { kind: "generate".into(), version: 2, params, seed: Some(7), inputs: BTreeMap::new() }
+        KeyComponents { kind: "generate".into(), version: 2, params, seed: Some(7), inputs: BTreeMap::new(), files: BTreeMap::new() }
     }
 
     #[test]
@@ -202,6 +217,9 @@ mod tests {
         assert_ne!(comps(json!({"temperature": 0.9})).key(), k);
         let mut c = base.clone();
         c.kind = "encode".into();
+        assert_ne!(c.key(), k);
+        let mut c = base.clone();
+        c.files.insert("data/ratings.dat".into(), Digest::of(b"f"));
         assert_ne!(c.key(), k);
     }
 

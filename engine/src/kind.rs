@@ -182,6 +182,11 @@ pub trait Kind: Send + Sync + 'static {
     fn seeded(&self, _params: &Self::Params) -> bool {
         true
     }
+    /// Files outside the pipeline that the node reads (datasets, model files). Their content
+    /// digests join the node's key, so editing a file reruns the node.
+    fn files(&self, _params: &Self::Params) -> Vec<std::path::PathBuf> {
+        Vec::new()
+    }
     /// Computes the outputs. Read inputs through `inputs`, write every output port through
     /// `ctx`, report progress and check for cancellation through `ctx`.
     fn run(&self, params: &Self::Params, ctx: &NodeContext, inputs: &Inputs) -> Result<(), BoxError>;
@@ -193,6 +198,7 @@ pub trait DynKind: Send + Sync {
     fn version(&self) -> u32;
     fn summary(&self) -> &'static str;
     fn seeded(&self, params: &serde_json::Value) -> bool;
+    fn files(&self, params: &serde_json::Value) -> Vec<std::path::PathBuf>;
     /// The JSON Schema of the params.
     fn params_schema(&self) -> serde_json::Value;
     /// Parses params and re-serialises them with every default filled in: the canonical form
@@ -231,6 +237,9 @@ impl<K: Kind> DynKind for K {
     }
     fn seeded(&self, params: &serde_json::Value) -> bool {
         parse::<K>(params).map(|p| Kind::seeded(self, &p)).unwrap_or(true)
+    }
+    fn files(&self, params: &serde_json::Value) -> Vec<std::path::PathBuf> {
+        parse::<K>(params).map(|p| Kind::files(self, &p)).unwrap_or_default()
     }
     fn params_schema(&self) -> serde_json::Value {
         serde_json::to_value(schemars::schema_for!(K::Params)).unwrap_or(serde_json::Value::Null)

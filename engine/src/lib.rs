@@ -4,6 +4,7 @@
 
 pub mod context;
 pub mod error;
+pub mod files;
 pub mod key;
 pub mod kind;
 pub mod pipeline;

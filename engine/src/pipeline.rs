@@ -39,6 +39,8 @@ pub struct Node {
     pub resource: Resource,
     /// The derived seed (pipeline seed + node id).
     pub seed: u64,
+    /// External files the node reads; their digests join its key.
+    pub files: Vec<PathBuf>,
     pub loc: Option<Loc>,
 }
 
@@ -190,6 +192,16 @@ pub fn resolve(file: &SpecFile, registry: &Registry) -> Result<Pipeline, SpecErr
                 continue;
             }
         };
+        let missing: Vec<String> =
+            kind.files(&canonical).into_iter().filter(|f| !f.is_file()).map(|f| format!("`{}`", f.display())).collect();
+        if !missing.is_empty() {
+            errors.push(
+                file.error_at(&["nodes", id, "params"], format!("{} not found (paths are relative to the working directory)", missing.join(", ")))
+                    .node(id),
+            );
+            partial.push(None);
+            continue;
+        }
         match kind.signature(&canonical) {
             Ok(sig) => partial.push(Some((kind.clone(), canonical, sig))),
             Err(e) => {
@@ -346,6 +358,7 @@ pub fn resolve(file: &SpecFile, registry: &Registry) -> Result<Pipeline, SpecErr
         nodes.push(Node {
             id: id.to_string(),
             resource: kind.resource(&params),
+            files: kind.files(&params),
             kind,
             params,
             inputs,

@@ -8,6 +8,7 @@ use dagrun_cache::{ActionEntry, Check, Digest, Store};
 use serde::Serialize;
 
 use crate::error::{SpecError, SpecErrors};
+use crate::files::FileHasher;
 use crate::key::{diff, Change, KeyComponents};
 use crate::pipeline::{Node, Pipeline};
 use crate::record::{self, NodeRecord};
@@ -95,6 +96,8 @@ pub enum Reason {
     NotInCache,
     /// The cached artifact is damaged.
     Damaged { what: String },
+    /// An external file could not be read.
+    Unreadable { what: String },
 }
 
 impl std::fmt::Display for Reason {
@@ -105,6 +108,7 @@ impl std::fmt::Display for Reason {
             Reason::Changed { changes } => write!(f, "{}", changes.join("; ")),
             Reason::NotInCache => write!(f, "computed before, but no longer in the cache"),
             Reason::Damaged { what } => write!(f, "cached output is damaged: {what}"),
+            Reason::Unreadable { what } => write!(f, "{what}"),
         }
     }
 }
@@ -141,14 +145,15 @@ pub struct PlannedNode {
     pub last: Option<(NodeRecord, u64)>,
 }
 
-/// The key components of `node` given its inputs' digests.
-pub fn components(node: &Node, inputs: &BTreeMap<String, Digest>) -> KeyComponents {
+/// The key components of `node` given its inputs' and external files' digests.
+pub fn components(node: &Node, inputs: &BTreeMap<String, Digest>, files: &BTreeMap<String, Digest>) -> KeyComponents {
     KeyComponents {
         kind: node.kind.name().to_string(),
         version: node.kind.version(),
         params: node.params.clone(),
         seed: node.kind.seeded(&node.params).then_some(node.seed),
         inputs: inputs.clone(),
+        files: files.clone(),
     }
 }
 
@@ -199,6 +204,7 @@ pub fn plan(
     }
     let history: HashMap<String, (NodeRecord, u64)> =
         store.map(|s| record::last_computed(s, &p.name, 20)).unwrap_or_default();
+    let hasher = FileHasher::new(store);
     let mut out: Vec<PlannedNode> = Vec::with_capacity(n);
     for (i, node) in p.nodes.iter().enumerate() {
         let mut inputs = BTreeMap::new();
@@ -218,10 +224,14 @@ pub fn plan(
                 }
             }
         }
-        let comps = components(node, &inputs);
+        let files = if needed[i] { hasher.digests(&node.files) } else { Ok(BTreeMap::new()) };
+        let file_digests = files.as_ref().cloned().unwrap_or_default();
+        let comps = components(node, &inputs, &file_digests);
         let last = history.get(&node.id).cloned();
         let plan = if !needed[i] {
             NodePlan::Unneeded
+        } else if let Err(e) = files {
+            NodePlan::Run { key: None, reasons: vec![Reason::Unreadable { what: e.to_string() }] }
         } else if !pending.is_empty() {
             if targets[i] {
                 NodePlan::Run { key: None, reasons: change_reasons(&comps, &pending, &last) }

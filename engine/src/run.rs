@@ -13,6 +13,7 @@ use dagrun_cache::{unix_ms, ActionEntry, CacheError, Check, Digest, Store};
 use serde::Serialize;
 
 use crate::context::{CancelToken, Cancelled, Device, InputArtifact, Inputs, NodeContext, MANIFEST_FILE};
+use crate::files::FileHasher;
 use crate::key::KeyComponents;
 use crate::kind::{BoxError, Resource};
 use crate::pipeline::{Node, Pipeline};
@@ -133,6 +134,7 @@ pub fn run(p: &Pipeline, store: &Store, opts: &RunOptions) -> Result<RunReport, 
         .map(|i| if needed[i] { State::Waiting } else { State::Skipped { note: "not selected".into() } })
         .collect();
     let verified: Arc<Mutex<HashSet<Digest>>> = Arc::default();
+    let hasher = FileHasher::new(Some(store));
     let (tx, rx) = mpsc::channel::<(usize, WorkResult)>();
     let mut running: Vec<usize> = Vec::new();
     let mut failed_any = false;
@@ -167,7 +169,15 @@ pub fn run(p: &Pipeline, store: &Store, opts: &RunOptions) -> Result<RunReport, 
                 if !all_known {
                     continue;
                 }
-                let comps = components(node, &inputs);
+                let files = match hasher.digests(&node.files) {
+                    Ok(f) => f,
+                    Err(e) => {
+                        state[i] = State::Failed { key: None, comps: None, error: e.to_string(), seconds: 0.0 };
+                        failed_any = true;
+                        continue;
+                    }
+                };
+                let comps = components(node, &inputs, &files);
                 let key = comps.key();
                 if !forced[i] {
                     match lookup(store, &key, if opts.verify { Check::Full } else { Check::Quick }) {

@@ -6,6 +6,9 @@ use dagrun_engine::Registry;
 #[cfg(feature = "test-kinds")]
 pub mod testing;
 
+pub mod data;
+pub mod metrics;
+
 /// Every node kind this build offers.
 pub fn registry() -> Registry {
     #[allow(unused_mut)]
