@@ -192,18 +192,18 @@ pub fn resolve(file: &SpecFile, registry: &Registry) -> Result<Pipeline, SpecErr
                 continue;
             }
         };
-        let missing: Vec<String> =
-            kind.files(&canonical).into_iter().filter(|f| !f.is_file()).map(|f| format!("`{}`", f.display())).collect();
-        if !missing.is_empty() {
-            errors.push(
-                file.error_at(&["nodes", id, "params"], format!("{} not found (paths are relative to the working directory)", missing.join(", ")))
-                    .node(id),
-            );
-            partial.push(None);
-            continue;
-        }
         match kind.signature(&canonical) {
-            Ok(sig) => partial.push(Some((kind.clone(), canonical, sig))),
+            Ok(sig) => {
+                let missing: Vec<String> =
+                    kind.files(&canonical).into_iter().filter(|f| !f.is_file()).map(|f| format!("`{}`", f.display())).collect();
+                if missing.is_empty() {
+                    partial.push(Some((kind.clone(), canonical, sig)));
+                } else {
+                    let msg = format!("{} not found (paths are relative to the working directory)", missing.join(", "));
+                    errors.push(file.error_at(&["nodes", id, "params"], msg).node(id));
+                    partial.push(None);
+                }
+            }
             Err(e) => {
                 errors.push(param_error(file, id, &e));
                 partial.push(None);

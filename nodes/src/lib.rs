@@ -3,16 +3,21 @@
 
 use dagrun_engine::Registry;
 
+pub mod data;
+pub mod kinds;
+pub mod metrics;
+pub mod prompts;
+pub mod types;
+
 #[cfg(feature = "test-kinds")]
 pub mod testing;
 
-pub mod data;
-pub mod metrics;
-
 /// Every node kind this build offers.
 pub fn registry() -> Registry {
-    #[allow(unused_mut)]
     let mut r = Registry::new();
+    r.register(kinds::load::Load);
+    r.register(kinds::prompt::Prompt);
+    r.register(kinds::evaluate::Evaluate);
     #[cfg(feature = "test-kinds")]
     testing::register(&mut r);
     r

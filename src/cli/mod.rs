@@ -7,6 +7,7 @@ mod kinds;
 mod plan;
 mod run;
 mod show;
+mod synth;
 mod util;
 
 use std::ffi::OsString;
@@ -50,6 +51,8 @@ pub enum Command {
     Cache(cache_cmd::CacheCommand),
     /// List the node kinds this dagrun offers, with their ports and params.
     Kinds(kinds::KindsArgs),
+    /// Write a synthetic world in a real dataset's file format (for tests and trials).
+    Synth(synth::SynthArgs),
 }
 
 /// Where the pipeline is and how to read it.
@@ -91,7 +94,7 @@ pub enum GraphFormat {
 /// `dagrun PIPELINE.yaml ...` becomes `dagrun run PIPELINE.yaml ...`.
 pub fn insert_default_command(args: &mut Vec<OsString>) {
     let Some(first) = args.get(1).and_then(|a| a.to_str()) else { return };
-    let known = ["run", "plan", "explain", "graph", "show", "cache", "kinds", "help"];
+    let known = ["run", "plan", "explain", "graph", "show", "cache", "kinds", "synth", "help"];
     let is_global_flag = matches!(first, "-h" | "--help" | "-V" | "--version");
     if !known.contains(&first) && !is_global_flag {
         args.insert(1, OsString::from("run"));
@@ -114,6 +117,7 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
         Command::Show(a) => show::show(a),
         Command::Cache(c) => cache_cmd::cache(c),
         Command::Kinds(a) => kinds::kinds(a),
+        Command::Synth(a) => synth::synth(a),
     };
     match result {
         Ok(code) => ExitCode::from(code),

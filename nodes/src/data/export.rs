@@ -172,26 +172,47 @@ fn write_ml100k(raw: &RawData, dir: &Path) -> Result<Vec<String>, DataError> {
     Ok(vec!["u.data".into(), "u.user".into(), "u.item".into()])
 }
 
-fn gz_writer(path: &Path) -> Result<GzEncoder<BufWriter<File>>, DataError> {
-    Ok(GzEncoder::new(writer(path)?, flate2::Compression::fast()))
+/// Buffered in front of the compressor: many small writes would each pass through deflate.
+fn gz_writer(path: &Path) -> Result<BufWriter<GzEncoder<File>>, DataError> {
+    let f = File::create(path).map_err(io(path))?;
+    Ok(BufWriter::with_capacity(1 << 20, GzEncoder::new(f, flate2::Compression::fast())))
+}
+
+fn gz_finish(w: BufWriter<GzEncoder<File>>, path: &Path) -> Result<(), DataError> {
+    let enc = w.into_inner().map_err(|e| DataError::Io { path: path.to_path_buf(), source: e.into_error() })?;
+    enc.finish().map_err(io(path))?;
+    Ok(())
+}
+
+/// A review of typical length (real Amazon book reviews run to a few hundred words), so
+/// files have realistic sizes.
+fn review_text(stars: f32, n: usize) -> String {
+    const GOOD: [&str; 6] = ["wonderful", "gripping", "moving", "clever", "beautifully written", "hard to put down"];
+    const BAD: [&str; 6] = ["slow", "predictable", "flat", "confusing", "overlong", "disappointing"];
+    let words = if stars >= 4.0 { &GOOD } else { &BAD };
+    let mut s = String::new();
+    for k in 0..(8 + n % 9) {
+        s.push_str(&format!("The story was {} and the characters felt {} in chapter {}. ", words[(n + k) % 6], words[(n + 2 * k + 1) % 6], k + 1));
+    }
+    s
 }
 
 fn write_amazon(raw: &RawData, dir: &Path) -> Result<Vec<String>, DataError> {
     let p = dir.join("Books_5.json.gz");
     let mut w = gz_writer(&p)?;
-    for r in &raw.ratings {
+    for (n, r) in raw.ratings.iter().enumerate() {
         let line = json!({
             "overall": r.rating.round() as f64,
             "verified": true,
             "reviewerID": raw.users.ids[r.user as usize],
             "asin": raw.items.ids[r.item as usize],
-            "reviewText": "A synthetic review.",
+            "reviewText": review_text(r.rating, n),
             "summary": "Synthetic",
             "unixReviewTime": r.timestamp,
         });
         writeln!(w, "{line}").map_err(io(&p))?;
     }
-    w.finish().and_then(|mut b| b.flush()).map_err(io(&p))?;
+    gz_finish(w, &p)?;
     let p = dir.join("meta_Books.json.gz");
     let mut w = gz_writer(&p)?;
     for (i, id) in raw.items.ids.iter().enumerate() {
@@ -206,6 +227,91 @@ fn write_amazon(raw: &RawData, dir: &Path) -> Result<Vec<String>, DataError> {
             writeln!(w, "{line}").map_err(io(&p))?;
         }
     }
-    w.finish().and_then(|mut b| b.flush()).map_err(io(&p))?;
+    gz_finish(w, &p)?;
     Ok(vec!["Books_5.json.gz".into(), "meta_Books.json.gz".into()])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::amazon::{load_amazon, BadText};
+    use crate::data::movielens::{load_ml100k, load_ml1m};
+    use crate::data::raw::Flavour;
+    use crate::data::synthetic::{generate, WorldSettings};
+
+    fn world(flavour: Flavour) -> RawData {
+        let mut w = WorldSettings::new(flavour);
+        w.users = 60;
+        w.items = 120;
+        generate(&w, 3).unwrap()
+    }
+
+    /// The same ratings (as whole stars), titles and attributes come back.
+    fn same(a: &RawData, b: &RawData) {
+        assert_eq!(a.ratings.len(), b.ratings.len());
+        for (x, y) in a.ratings.iter().zip(&b.ratings) {
+            assert_eq!(a.users.ids[x.user as usize], b.users.ids[y.user as usize]);
+            assert_eq!(a.items.ids[x.item as usize], b.items.ids[y.item as usize]);
+            assert_eq!(x.rating.round(), y.rating);
+            assert_eq!(x.timestamp, y.timestamp);
+        }
+        for (i, id) in a.items.ids.iter().enumerate() {
+            let j = b.items.get(id).unwrap();
+            let (ma, mb) = (&a.item_meta[&(i as u32)], &b.item_meta[&j]);
+            assert_eq!(ma.title, mb.title, "item {id}");
+            assert_eq!(ma.attributes, mb.attributes, "item {id}");
+        }
+    }
+
+    #[test]
+    fn movielens_1m_round_trip_with_latin1_titles() {
+        let raw = world(Flavour::Movies);
+        assert!(raw.item_meta.values().any(|m| !m.title.is_ascii()), "the world has accented titles");
+        let dir = tempfile::tempdir().unwrap();
+        export(&raw, Format::Movielens1m, dir.path()).unwrap();
+        let bytes = std::fs::read(dir.path().join("movies.dat")).unwrap();
+        assert!(std::str::from_utf8(&bytes).is_err(), "movies.dat is latin-1, not UTF-8");
+        assert!(String::from_utf8_lossy(&bytes).contains(", The ("), "MovieLens writes the article last");
+        let back = load_ml1m(dir.path(), false).unwrap();
+        same(&raw, &back);
+        for (u, d) in &raw.demographics {
+            let v = back.users.get(&raw.users.ids[*u as usize]).unwrap();
+            assert_eq!(&back.demographics[&v], d);
+        }
+    }
+
+    #[test]
+    fn movielens_100k_round_trip() {
+        let raw = world(Flavour::Movies);
+        let dir = tempfile::tempdir().unwrap();
+        export(&raw, Format::Movielens100k, dir.path()).unwrap();
+        let back = load_ml100k(dir.path(), false).unwrap();
+        same(&raw, &back);
+        assert!(back.demographics.values().all(|d| d.age.unwrap() >= 15 && d.occupation.is_some()));
+    }
+
+    #[test]
+    fn amazon_round_trip_through_gzip() {
+        let raw = world(Flavour::Books);
+        let dir = tempfile::tempdir().unwrap();
+        export(&raw, Format::AmazonBooks, dir.path()).unwrap();
+        let gz = std::fs::read(dir.path().join("Books_5.json.gz")).unwrap();
+        assert_eq!(&gz[..2], &[0x1f, 0x8b]);
+        let back = load_amazon(&dir.path().join("Books_5.json.gz"), &dir.path().join("meta_Books.json.gz"), false, BadText::Kar).unwrap();
+        // Accented titles fail KAR's ASCII check and become its flag; the rest survive.
+        let accented: Vec<u32> = raw.item_meta.iter().filter(|(_, m)| !m.title.is_ascii()).map(|(i, _)| *i).collect();
+        assert!(!accented.is_empty());
+        let mut expected = raw.clone();
+        for i in accented {
+            expected.item_meta.get_mut(&i).unwrap().title = crate::data::amazon::KAR_FLAG.to_string();
+        }
+        same(&expected, &back);
+    }
+
+    #[test]
+    fn flavour_and_format_must_agree() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = export(&world(Flavour::Books), Format::Movielens1m, dir.path()).unwrap_err().to_string();
+        assert!(err.contains("flavour movies for MovieLens"), "{err}");
+    }
 }

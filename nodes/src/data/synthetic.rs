@@ -238,7 +238,7 @@ pub fn generate(w: &WorldSettings, seed: u64) -> Result<RawData, DataError> {
         keys.sort_by(|a, b| b.0.total_cmp(&a.0));
         let mut t = start.sample(&mut rng);
         for &(_, i) in keys.iter().take(n as usize) {
-            let latent = 3.1 + 0.9 * affinity(&latents[i]) + latents[i].quality + normal(&mut rng) * w.noise;
+            let latent = 2.75 + 0.9 * affinity(&latents[i]) + latents[i].quality + normal(&mut rng) * w.noise;
             let stars = latent.round().clamp(1.0, 5.0) as f32;
             t += (-(rng.random::<f64>().max(1e-12)).ln() * 86_400.0 * 3.0) as i64 + 1;
             // Items were interned in order, so item index i is item i.
@@ -279,4 +279,75 @@ fn normal(rng: &mut impl Rng) -> f64 {
     let u1: f64 = rng.random::<f64>().max(1e-12);
     let u2: f64 = rng.random();
     (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::preprocess::{preprocess, Settings, Split};
+    use crate::metrics::{rank_by_scores, Accumulator};
+
+    /// NDCG@5 over test lists when each candidate is scored by `score(user truth, genre)`.
+    fn ndcg5(flavour: Flavour, score: impl Fn(&Truth, &str) -> f64) -> f64 {
+        let mut w = WorldSettings::new(flavour);
+        w.users = 600;
+        w.items = 500;
+        let d = preprocess(generate(&w, 5).unwrap(), &Settings::kar_defaults("synthetic", flavour), 5).unwrap();
+        let genre_field = if flavour == Flavour::Movies { 0 } else { 1 };
+        let mut acc = Accumulator::new(&[5]);
+        for l in d.lists.iter().filter(|l| l.split == Split::Test) {
+            let truth: Truth = serde_json::from_str(d.user(l.user).unwrap().truth.as_deref().unwrap()).unwrap();
+            let scores: Vec<f32> = l
+                .candidates
+                .iter()
+                .map(|&c| score(&truth, &d.item(c).unwrap().attributes[genre_field]) as f32)
+                .collect();
+            let labels: Vec<u8> = l.labels.iter().map(|&x| x as u8).collect();
+            acc.add(l.user as i64, &labels, &rank_by_scores(&scores));
+        }
+        acc.means()[0].ndcg
+    }
+
+    fn weight(t: &Truth, genre: &str) -> f64 {
+        t.weights.iter().find(|(g, _)| g == genre).map(|(_, w)| *w).unwrap_or(0.0)
+    }
+
+    #[test]
+    fn stated_tastes_help_ranking_and_accuracy_helps_more() {
+        for flavour in [Flavour::Movies, Flavour::Books] {
+            let none = ndcg5(flavour, |_, _| 0.0);
+            // What a statement of likes and dislikes gives: +1 liked, -1 disliked.
+            let stated = ndcg5(flavour, |t, g| {
+                if t.likes.iter().any(|x| x == g) {
+                    1.0
+                } else if t.dislikes.iter().any(|x| x == g) {
+                    -1.0
+                } else {
+                    0.0
+                }
+            });
+            // A vaguer statement: only the single strongest like.
+            let vague = ndcg5(flavour, |t, g| if t.likes.first().is_some_and(|x| x == g) { 1.0 } else { 0.0 });
+            // The exact weights (a perfect statement).
+            let exact = ndcg5(flavour, weight);
+            assert!(stated > none + 0.05, "{flavour:?}: stated tastes {stated:.3} vs none {none:.3}");
+            assert!(stated > vague + 0.05, "{flavour:?}: full statement {stated:.3} vs vague {vague:.3}");
+            assert!(exact > stated, "{flavour:?}: exact weights {exact:.3} vs statement {stated:.3}");
+        }
+    }
+
+    #[test]
+    fn the_world_is_deterministic_and_sized() {
+        let w = WorldSettings::new(Flavour::Books);
+        let a = generate(&w, 9).unwrap();
+        let b = generate(&w, 9).unwrap();
+        assert_eq!(a.ratings, b.ratings);
+        assert_eq!(a.users.len(), 300);
+        assert_eq!(a.items.len(), 400);
+        assert!(a.ratings.len() >= 300 * 20);
+        assert_eq!(a.truth.len(), 300);
+        let mut bad = w.clone();
+        bad.items = 5;
+        assert!(generate(&bad, 1).is_err());
+    }
 }

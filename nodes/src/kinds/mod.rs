@@ -1,0 +1,5 @@
+//! The node kinds users name in `kind:`.
+
+pub mod evaluate;
+pub mod load;
+pub mod prompt;
