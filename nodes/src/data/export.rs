@@ -81,13 +81,18 @@ pub fn export(raw: &RawData, format: Format, dir: &Path) -> Result<Vec<String>, 
     }
 }
 
-fn write_ml1m(raw: &RawData, dir: &Path) -> Result<Vec<String>, DataError> {
-    let p = dir.join("ratings.dat");
-    let mut w = writer(&p)?;
+/// Writes `user SEP item SEP stars SEP timestamp` lines.
+fn write_ratings(raw: &RawData, p: &Path, sep: &str) -> Result<(), DataError> {
+    let mut w = writer(p)?;
     for r in &raw.ratings {
-        writeln!(w, "{}::{}::{}::{}", raw.users.ids[r.user as usize], raw.items.ids[r.item as usize], r.rating.round() as i32, r.timestamp).map_err(io(&p))?;
+        let (u, i) = (&raw.users.ids[r.user as usize], &raw.items.ids[r.item as usize]);
+        writeln!(w, "{u}{sep}{i}{sep}{}{sep}{}", r.rating.round() as i32, r.timestamp).map_err(io(p))?;
     }
-    w.flush().map_err(io(&p))?;
+    w.flush().map_err(io(p))
+}
+
+fn write_ml1m(raw: &RawData, dir: &Path) -> Result<Vec<String>, DataError> {
+    write_ratings(raw, &dir.join("ratings.dat"), "::")?;
     let p = dir.join("users.dat");
     let mut w = writer(&p)?;
     for (u, id) in raw.users.ids.iter().enumerate() {
@@ -131,12 +136,7 @@ fn occupation_100k(o: &str) -> &'static str {
 }
 
 fn write_ml100k(raw: &RawData, dir: &Path) -> Result<Vec<String>, DataError> {
-    let p = dir.join("u.data");
-    let mut w = writer(&p)?;
-    for r in &raw.ratings {
-        writeln!(w, "{}\t{}\t{}\t{}", raw.users.ids[r.user as usize], raw.items.ids[r.item as usize], r.rating.round() as i32, r.timestamp).map_err(io(&p))?;
-    }
-    w.flush().map_err(io(&p))?;
+    write_ratings(raw, &dir.join("u.data"), "\t")?;
     let p = dir.join("u.user");
     let mut w = writer(&p)?;
     for (u, id) in raw.users.ids.iter().enumerate() {

@@ -85,12 +85,10 @@ fn num<T: std::str::FromStr>(s: &str, what: &str) -> Result<T, String> {
     s.trim().parse().map_err(|_| format!("{what} `{s}` is not a number"))
 }
 
-/// Reads MovieLens-1M from a directory holding `ratings.dat`, `users.dat` and `movies.dat`.
-pub fn load_ml1m(dir: &Path, skip_bad: bool) -> Result<RawData, DataError> {
-    let mut raw = RawData::new("movielens-1m", Flavour::Movies, &["genre"]);
-    let ratings = dir.join("ratings.dat");
-    let n = for_each_line(&ratings, skip_bad, |line| {
-        let f = fields(line, "::", 4)?;
+/// Reads a `user SEP item SEP rating SEP timestamp` file.
+fn read_ratings(raw: &mut RawData, dir: &Path, file: &str, sep: &str, skip_bad: bool) -> Result<(), DataError> {
+    let n = for_each_line(&dir.join(file), skip_bad, |line| {
+        let f = fields(line, sep, 4)?;
         let rating: f32 = num(&f[2], "rating")?;
         let timestamp: i64 = num(&f[3], "timestamp")?;
         let user = raw.users.intern(f[0].trim());
@@ -98,7 +96,14 @@ pub fn load_ml1m(dir: &Path, skip_bad: bool) -> Result<RawData, DataError> {
         raw.ratings.push(Rating { user, item, rating, timestamp });
         Ok(())
     })?;
-    raw.skipped.push(("ratings.dat".into(), n));
+    raw.skipped.push((file.into(), n));
+    Ok(())
+}
+
+/// Reads MovieLens-1M from a directory holding `ratings.dat`, `users.dat` and `movies.dat`.
+pub fn load_ml1m(dir: &Path, skip_bad: bool) -> Result<RawData, DataError> {
+    let mut raw = RawData::new("movielens-1m", Flavour::Movies, &["genre"]);
+    read_ratings(&mut raw, dir, "ratings.dat", "::", skip_bad)?;
 
     let users = dir.join("users.dat");
     let n = for_each_line(&users, skip_bad, |line| {
@@ -141,16 +146,7 @@ pub fn load_ml1m(dir: &Path, skip_bad: bool) -> Result<RawData, DataError> {
 /// Reads MovieLens-100K from a directory holding `u.data`, `u.item` and `u.user`.
 pub fn load_ml100k(dir: &Path, skip_bad: bool) -> Result<RawData, DataError> {
     let mut raw = RawData::new("movielens-100k", Flavour::Movies, &["genre"]);
-    let n = for_each_line(&dir.join("u.data"), skip_bad, |line| {
-        let f = fields(line, "\t", 4)?;
-        let rating: f32 = num(&f[2], "rating")?;
-        let timestamp: i64 = num(&f[3], "timestamp")?;
-        let user = raw.users.intern(f[0].trim());
-        let item = raw.items.intern(f[1].trim());
-        raw.ratings.push(Rating { user, item, rating, timestamp });
-        Ok(())
-    })?;
-    raw.skipped.push(("u.data".into(), n));
+    read_ratings(&mut raw, dir, "u.data", "\t", skip_bad)?;
 
     let n = for_each_line(&dir.join("u.user"), skip_bad, |line| {
         let f = fields(line, "|", 5)?;
