@@ -5,6 +5,11 @@ mod cli;
 
 use std::process::ExitCode;
 
+/// Models allocate and free large tensors every step; mimalloc keeps that memory instead of
+/// returning it to the kernel and faulting it back in (glibc does for large blocks).
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     // Die quietly when the reader of our output goes away (`dagrun show ... | head`).
     // SAFETY: resetting a signal disposition at start-up, before any thread exists.

@@ -173,6 +173,13 @@ pub trait Kind: Send + Sync + 'static {
     fn summary(&self) -> &'static str;
     /// Ports for these params; also the place for checks serde cannot express.
     fn signature(&self, params: &Self::Params) -> Result<Signature, ParamError>;
+    /// Ports for these params when the spec connects the input ports named in `connected`
+    /// (an optional input can change what the node produces or needs). Defaults to
+    /// [`Kind::signature`].
+    fn signature_for(&self, params: &Self::Params, connected: &[String]) -> Result<Signature, ParamError> {
+        let _ = connected;
+        self.signature(params)
+    }
     /// The resource class for these params.
     fn resource(&self, _params: &Self::Params) -> Resource {
         Resource::Cpu
@@ -205,6 +212,7 @@ pub trait DynKind: Send + Sync {
     /// that goes into the cache key.
     fn canonical_params(&self, params: &serde_json::Value) -> Result<serde_json::Value, ParamError>;
     fn signature(&self, params: &serde_json::Value) -> Result<Signature, ParamError>;
+    fn signature_for(&self, params: &serde_json::Value, connected: &[String]) -> Result<Signature, ParamError>;
     fn resource(&self, params: &serde_json::Value) -> Resource;
     fn run(&self, params: &serde_json::Value, ctx: &NodeContext, inputs: &Inputs) -> Result<(), BoxError>;
 }
@@ -250,6 +258,9 @@ impl<K: Kind> DynKind for K {
     }
     fn signature(&self, params: &serde_json::Value) -> Result<Signature, ParamError> {
         Kind::signature(self, &parse::<K>(params)?)
+    }
+    fn signature_for(&self, params: &serde_json::Value, connected: &[String]) -> Result<Signature, ParamError> {
+        Kind::signature_for(self, &parse::<K>(params)?, connected)
     }
     fn resource(&self, params: &serde_json::Value) -> Resource {
         parse::<K>(params).map(|p| Kind::resource(self, &p)).unwrap_or(Resource::Cpu)

@@ -192,7 +192,8 @@ pub fn resolve(file: &SpecFile, registry: &Registry) -> Result<Pipeline, SpecErr
                 continue;
             }
         };
-        match kind.signature(&canonical) {
+        let connected: Vec<String> = node.inputs.keys().cloned().collect();
+        match kind.signature_for(&canonical, &connected) {
             Ok(sig) => {
                 let missing: Vec<String> =
                     kind.files(&canonical).into_iter().filter(|f| !f.is_file()).map(|f| format!("`{}`", f.display())).collect();

@@ -5,7 +5,9 @@ use dagrun_engine::Registry;
 
 pub mod data;
 pub mod kinds;
+pub mod knowledge;
 pub mod metrics;
+pub mod models;
 pub mod prompts;
 pub mod types;
 
@@ -18,6 +20,8 @@ pub fn registry() -> Registry {
     r.register(kinds::load::Load);
     r.register(kinds::prompt::Prompt);
     r.register(kinds::evaluate::Evaluate);
+    r.register(kinds::train_reranker::TrainReranker);
+    r.register(kinds::synthetic_knowledge::SyntheticKnowledge);
     #[cfg(feature = "test-kinds")]
     testing::register(&mut r);
     r

@@ -31,3 +31,36 @@ pub const METRICS: ArtifactType = ArtifactType::table(
         ColumnSpec { name: "lists", ty: ColumnType::Int64 },
     ],
 );
+
+/// Vectors keyed by user or item: `id` int32, `key` string (raw id), `vector`
+/// fixed_list<float32> of dimension D; a `sample` int32 column when a user has several.
+pub const EMBEDDINGS: ArtifactType = ArtifactType::table(
+    "Embeddings",
+    "vectors: id int32, key string, sample int32?, vector fixed_list<float32>",
+    &[
+        ColumnSpec { name: "id", ty: ColumnType::Int32 },
+        ColumnSpec { name: "key", ty: ColumnType::Utf8 },
+        ColumnSpec { name: "vector", ty: ColumnType::FixedList(&ColumnType::Float32) },
+    ],
+);
+
+/// A trained reranker that reads no knowledge: `model.safetensors` + `config.json`.
+pub const RERANKER: ArtifactType = ArtifactType::files("Reranker", "a trained reranker without knowledge: model.safetensors, config.json");
+
+/// A trained reranker that reads user and item knowledge vectors (KAR).
+pub const KNOWLEDGE_RERANKER: ArtifactType =
+    ArtifactType::files("KnowledgeReranker", "a trained reranker that reads user and item knowledge: model.safetensors, config.json");
+
+/// A training curve: `epoch` int32, `loss`, `map5`, `ndcg5` float64 (on the selection lists),
+/// `best` bool (the epoch kept).
+pub const CURVE: ArtifactType = ArtifactType::table(
+    "TrainingCurve",
+    "per epoch: epoch int32, loss/map5/ndcg5 float64, best bool",
+    &[
+        ColumnSpec { name: "epoch", ty: ColumnType::Int32 },
+        ColumnSpec { name: "loss", ty: ColumnType::Float64 },
+        ColumnSpec { name: "map5", ty: ColumnType::Float64 },
+        ColumnSpec { name: "ndcg5", ty: ColumnType::Float64 },
+        ColumnSpec { name: "best", ty: ColumnType::Boolean },
+    ],
+);

@@ -7,17 +7,22 @@ use std::sync::Arc;
 
 use arrow_array::{Float64Array, Int32Array, Int64Array, RecordBatch, StringArray};
 use arrow_schema::{DataType, Field, Schema};
-use dagrun_engine::{BoxError, Inputs, Kind, NodeContext, ParamError, Port, Signature};
+use dagrun_engine::{BoxError, Device, Inputs, Kind, NodeContext, ParamError, Port, Signature};
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::data::preprocess::Split;
+use crate::data::preprocess::{RerankList, Split};
+use crate::kinds::train_reranker::{knowledge_connected, knowledge_ports, read_knowledge};
+use crate::models::backend::Cpu;
+use crate::models::rerank::data::{DeviceKnowledge, Lists};
+use crate::models::rerank::store;
+use crate::models::rerank::train::{metrics, score};
 use crate::data::tables;
 use crate::metrics::{rank_by_scores, Accumulator, KS};
-use crate::types::{DATASET, METRICS};
+use crate::types::{DATASET, KNOWLEDGE_RERANKER, METRICS, RERANKER};
 
 /// A ranker that needs no training.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -50,9 +55,16 @@ pub enum EvalSplit {
 #[derive(Clone, Debug, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EvaluateParams {
-    /// Rankers to evaluate (default: all four).
-    #[serde(default = "all_methods")]
-    pub methods: Vec<Method>,
+    /// Untrained rankers to evaluate (default: all four without a `reranker` input, none with one).
+    #[serde(default)]
+    pub methods: Option<Vec<Method>>,
+    /// The method name of the connected reranker in the metrics table (default: its backbone,
+    /// with "+kar" when it reads knowledge).
+    #[serde(default)]
+    pub label: Option<String>,
+    /// Which sample of the user knowledge to use, when it has several per user.
+    #[serde(default)]
+    pub user_sample: i32,
     /// Which users' lists (default test).
     #[serde(default = "test")]
     pub split: EvalSplit,
@@ -75,6 +87,69 @@ fn ks() -> Vec<u32> {
 
 /// The `evaluate` kind.
 pub struct Evaluate;
+
+fn push_rows(rows: &mut Vec<(String, i32, f64, f64, f64, i64)>, ctx: &NodeContext, name: &str, ks: &[usize], acc: &Accumulator) {
+    for (k, v) in ks.iter().zip(acc.means()) {
+        rows.push((name.to_string(), *k as i32, v.map, v.ndcg, v.click, acc.lists() as i64));
+    }
+    let at5 = ks.iter().position(|&k| k == 5).unwrap_or(ks.len() - 1);
+    let v = acc.means()[at5];
+    ctx.log(format!("{name:<10} MAP@{} {:.5}  NDCG@{} {:.5}  ({} lists)", ks[at5], v.map, ks[at5], v.ndcg, acc.lists()));
+}
+
+/// Scores the lists with the connected reranker.
+fn evaluate_reranker(
+    p: &EvaluateParams,
+    ctx: &NodeContext,
+    inputs: &Inputs,
+    d: &crate::data::preprocess::Dataset,
+    lists: &[&RerankList],
+    ks: &[usize],
+) -> Result<(String, Accumulator), BoxError> {
+    let dir = inputs.dir("reranker")?;
+    let config = store::read_config(dir)?;
+    let k = read_knowledge(inputs, d, p.user_sample)?;
+    match (&config.knowledge, &k) {
+        (Some(c), Some(k)) if c.dim != k.dim => {
+            return Err(format!("the reranker was trained on knowledge of dimension {}, but these vectors have {}", c.dim, k.dim).into())
+        }
+        (Some(_), None) | (None, Some(_)) => return Err("the reranker and the knowledge inputs do not match".into()),
+        _ => {}
+    }
+    if config.item_count != d.items.len() || config.attribute_fields != d.attribute_fields.len() {
+        return Err(format!(
+            "the reranker was trained on a dataset with {} items and {} attribute fields, this one has {} and {}",
+            config.item_count,
+            config.attribute_fields,
+            d.items.len(),
+            d.attribute_fields.len()
+        )
+        .into());
+    }
+    let data = Lists::from_dataset(d, lists.iter().copied());
+    if let Some(k) = &k {
+        k.check_covers(&data)?;
+    }
+    let scores = match ctx.device() {
+        Device::Cpu => {
+            let device = Default::default();
+            let (model, _) = store::load::<Cpu>(dir, &device)?;
+            let dk = k.as_ref().map(|k| DeviceKnowledge::<Cpu>::new(k, &device));
+            score(&model, &data, dk.as_ref(), 1024, &device)
+        }
+        #[cfg(feature = "cuda")]
+        Device::Cuda(i) => {
+            let device = burn::backend::cuda::CudaDevice::new(i);
+            let (model, _) = store::load::<crate::models::backend::Gpu>(dir, &device)?;
+            let dk = k.as_ref().map(|k| DeviceKnowledge::<crate::models::backend::Gpu>::new(k, &device));
+            score(&model, &data, dk.as_ref(), 1024, &device)
+        }
+        #[cfg(not(feature = "cuda"))]
+        Device::Cuda(_) => return Err("this dagrun was built without CUDA".into()),
+    };
+    let label = p.label.clone().unwrap_or_else(|| format!("{}{}", config.backbone.as_str(), if k.is_some() { "+kar" } else { "" }));
+    Ok((label, metrics(&data, &scores, ks)))
+}
 
 /// Scores one list for a method.
 fn order_for(method: Method, pop: &HashMap<i32, u32>, list: &crate::data::preprocess::RerankList, rng: &mut ChaCha8Rng) -> Vec<usize> {
@@ -106,17 +181,31 @@ impl Kind for Evaluate {
         "MAP/NDCG/CLICK@k of rankers over a split's re-rank lists"
     }
     fn seeded(&self, p: &EvaluateParams) -> bool {
-        p.methods.contains(&Method::Random)
+        p.methods.as_ref().is_none_or(|m| m.contains(&Method::Random))
     }
 
     fn signature(&self, p: &EvaluateParams) -> Result<Signature, ParamError> {
-        if p.methods.is_empty() {
-            return Err(ParamError::field("methods", "name at least one of initial, random, popularity, oracle"));
+        self.signature_for(p, &[])
+    }
+
+    fn signature_for(&self, p: &EvaluateParams, connected: &[String]) -> Result<Signature, ParamError> {
+        let with_reranker = connected.iter().any(|c| c == "reranker");
+        let with_knowledge = knowledge_connected(connected)?;
+        if with_knowledge && !with_reranker {
+            return Err(ParamError::whole("knowledge inputs are for a `reranker` input; connect one"));
+        }
+        if !with_reranker && p.methods.as_ref().is_some_and(|m| m.is_empty()) {
+            return Err(ParamError::field("methods", "name at least one of initial, random, popularity, oracle (or connect a `reranker`)"));
+        }
+        if p.label.is_some() && !with_reranker {
+            return Err(ParamError::field("label", "`label` names a connected `reranker`"));
         }
         if p.ks.is_empty() || p.ks.contains(&0) {
             return Err(ParamError::field("ks", "cut-offs must be at least 1"));
         }
-        Ok(Signature { inputs: vec![Port::new("data", DATASET)], outputs: vec![Port::new("metrics", METRICS)] })
+        let mut inputs = vec![Port::new("data", DATASET), Port::optional("reranker", if with_knowledge { KNOWLEDGE_RERANKER } else { RERANKER })];
+        inputs.extend(knowledge_ports());
+        Ok(Signature { inputs, outputs: vec![Port::new("metrics", METRICS)] })
     }
 
     fn run(&self, p: &EvaluateParams, ctx: &NodeContext, inputs: &Inputs) -> Result<(), BoxError> {
@@ -133,20 +222,21 @@ impl Kind for Evaluate {
             return Err(format!("the {} split has no re-rank lists", split.as_str()).into());
         }
         let mut rows: Vec<(String, i32, f64, f64, f64, i64)> = Vec::new();
-        ctx.progress().start(Some(p.methods.len() as u64), "methods");
-        for &m in &p.methods {
+        let methods = p.methods.clone().unwrap_or_else(|| if inputs.has("reranker") { Vec::new() } else { all_methods() });
+        ctx.progress().start(Some(methods.len() as u64 + inputs.has("reranker") as u64), "methods");
+        if inputs.has("reranker") {
+            let (label, acc) = evaluate_reranker(p, ctx, inputs, &d, &lists, &ks)?;
+            push_rows(&mut rows, ctx, &label, &ks, &acc);
+            ctx.progress().inc(1);
+        }
+        for &m in &methods {
             let mut rng = ChaCha8Rng::seed_from_u64(ctx.seed());
             let mut acc = Accumulator::new(&ks);
             for l in &lists {
                 let labels: Vec<u8> = l.labels.iter().map(|&x| x as u8).collect();
                 acc.add(l.user as i64, &labels, &order_for(m, &pop, l, &mut rng));
             }
-            for (k, v) in ks.iter().zip(acc.means()) {
-                rows.push((m.as_str().to_string(), *k as i32, v.map, v.ndcg, v.click, acc.lists() as i64));
-            }
-            let at5 = ks.iter().position(|&k| k == 5).unwrap_or(ks.len() - 1);
-            let v = acc.means()[at5];
-            ctx.log(format!("{:<10} MAP@{} {:.5}  NDCG@{} {:.5}  ({} lists)", m.as_str(), ks[at5], v.map, ks[at5], v.ndcg, acc.lists()));
+            push_rows(&mut rows, ctx, m.as_str(), &ks, &acc);
             ctx.progress().inc(1);
         }
         let schema = Arc::new(Schema::new(vec![

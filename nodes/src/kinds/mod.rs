@@ -3,3 +3,5 @@
 pub mod evaluate;
 pub mod load;
 pub mod prompt;
+pub mod synthetic_knowledge;
+pub mod train_reranker;

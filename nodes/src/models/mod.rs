@@ -1,0 +1,5 @@
+//! Models in Burn, generic over the backend (Flex on the CPU, CUDA with the `cuda` feature).
+
+pub mod backend;
+pub mod init;
+pub mod rerank;
