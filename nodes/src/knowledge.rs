@@ -8,7 +8,12 @@ use arrow_array::{Array, FixedSizeListArray, Float32Array, Int32Array, RecordBat
 use arrow_schema::{DataType, Field, Schema};
 use dagrun_engine::{BoxError, Inputs, NodeContext};
 
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
 use crate::data::preprocess::Dataset;
+use crate::data::synthetic::Truth;
+use crate::data::Flavour;
 use crate::models::rerank::data::Knowledge;
 
 /// Rows of an embeddings table: (id, sample, vector).
@@ -97,4 +102,84 @@ pub fn write(ctx: &NodeContext, port: &str, dim: usize, rows: &[(i32, String, Ve
     )?;
     ctx.write_batch(port, &batch)?;
     Ok(())
+}
+
+fn gaussian(rng: &mut ChaCha8Rng, n: usize) -> Vec<f32> {
+    (0..n)
+        .map(|_| {
+            let u1: f64 = rng.random::<f64>().max(1e-12);
+            let u2: f64 = rng.random();
+            ((-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()) as f32
+        })
+        .collect()
+}
+
+fn unit(v: &mut [f32]) {
+    let n = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+    if n > 0.0 {
+        v.iter_mut().for_each(|x| *x /= n);
+    }
+}
+
+/// Knowledge vectors from a synthetic world's ground truth: users get their taste weights over
+/// genres (and favourite authors), items their genre (and author), both through one fixed
+/// random projection to `dim`; `noise` (0..=1) mixes in random unit vectors (1 = noise only).
+pub fn synthetic(d: &Dataset, dim: usize, noise: f64, seed: u64) -> Result<(Rows, Rows), BoxError> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let genre_field = if d.flavour == Flavour::Movies { 0 } else { 1 };
+    let author_field = (d.flavour == Flavour::Books).then_some(0);
+    // Feature indices: genres and authors, in order of first appearance.
+    let mut features: HashMap<String, usize> = HashMap::new();
+    for it in d.items.iter().filter(|i| i.has_meta) {
+        for f in std::iter::once(genre_field).chain(author_field) {
+            let n = features.len();
+            features.entry(format!("{f}:{}", it.attributes[f])).or_insert(n);
+        }
+    }
+    let projection: Vec<Vec<f32>> = (0..features.len()).map(|_| gaussian(&mut rng, dim)).collect();
+    let project = |weights: &[(usize, f32)]| -> Vec<f32> {
+        let mut v = vec![0f32; dim];
+        for &(f, w) in weights {
+            for (x, p) in v.iter_mut().zip(&projection[f]) {
+                *x += w * p;
+            }
+        }
+        v
+    };
+    let mix = |mut v: Vec<f32>, rng: &mut ChaCha8Rng| -> Vec<f32> {
+        unit(&mut v);
+        let mut e = gaussian(rng, dim);
+        unit(&mut e);
+        v.iter().zip(&e).map(|(s, n)| (1.0 - noise as f32) * s + noise as f32 * n).collect()
+    };
+    let mut users = Vec::with_capacity(d.users.len());
+    for u in &d.users {
+        let signal = if noise >= 1.0 {
+            vec![0f32; dim]
+        } else {
+            let t = u.truth.as_ref().ok_or_else(|| {
+                format!("dataset `{}` has no ground truth; synthetic knowledge needs `dataset: synthetic` (or noise: 1)", d.name)
+            })?;
+            let truth: Truth = serde_json::from_str(t).map_err(|e| format!("user {}: unreadable truth: {e}", u.raw_id))?;
+            let mut w: Vec<(usize, f32)> = truth
+                .weights
+                .iter()
+                .filter_map(|(g, x)| features.get(&format!("{genre_field}:{g}")).map(|&f| (f, *x as f32)))
+                .collect();
+            if let Some(af) = author_field {
+                w.extend(truth.favourite_authors.iter().filter_map(|a| features.get(&format!("{af}:{a}")).map(|&f| (f, 1.0))));
+            }
+            project(&w)
+        };
+        users.push((u.id, 0, mix(signal, &mut rng)));
+    }
+    let mut items = Vec::new();
+    for it in d.items.iter().filter(|i| i.has_meta) {
+        let w: Vec<(usize, f32)> = std::iter::once(genre_field)
+            .chain(author_field)
+            .filter_map(|f| features.get(&format!("{f}:{}", it.attributes[f])).map(|&i| (i, 1.0)))
+            .collect();
+        items.push((it.id, 0, mix(project(&w), &mut rng)));
+    }
+    Ok((Rows { dim, rows: users }, Rows { dim, rows: items }))
 }

@@ -4,16 +4,11 @@
 //! (and favourite authors) and items their genre (and author), both through the same fixed
 //! random projection to `dim` dimensions; `noise` mixes in random vectors.
 
-use std::collections::HashMap;
-
 use dagrun_engine::{BoxError, Inputs, Kind, NodeContext, ParamError, Port, Signature};
-use rand::{Rng, SeedableRng};
-use rand_chacha::ChaCha8Rng;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::data::synthetic::Truth;
-use crate::data::{tables, Flavour};
+use crate::data::tables;
 use crate::knowledge;
 use crate::types::{DATASET, EMBEDDINGS};
 
@@ -34,22 +29,7 @@ fn dim() -> u32 {
 
 pub struct SyntheticKnowledge;
 
-fn gaussian(rng: &mut ChaCha8Rng, n: usize) -> Vec<f32> {
-    (0..n)
-        .map(|_| {
-            let u1: f64 = rng.random::<f64>().max(1e-12);
-            let u2: f64 = rng.random();
-            ((-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()) as f32
-        })
-        .collect()
-}
 
-fn unit(v: &mut [f32]) {
-    let n = v.iter().map(|x| x * x).sum::<f32>().sqrt();
-    if n > 0.0 {
-        v.iter_mut().for_each(|x| *x /= n);
-    }
-}
 
 impl Kind for SyntheticKnowledge {
     type Params = SyntheticKnowledgeParams;
@@ -79,70 +59,14 @@ impl Kind for SyntheticKnowledge {
 
     fn run(&self, p: &SyntheticKnowledgeParams, ctx: &NodeContext, inputs: &Inputs) -> Result<(), BoxError> {
         let d = tables::read(inputs, "data")?;
-        let dim = p.dim as usize;
-        let mut rng = ChaCha8Rng::seed_from_u64(ctx.seed());
-        let genre_field = if d.flavour == Flavour::Movies { 0 } else { 1 };
-        let author_field = (d.flavour == Flavour::Books).then_some(0);
-        // Feature indices: genres, then authors.
-        let mut features: HashMap<String, usize> = HashMap::new();
-        for it in d.items.iter().filter(|i| i.has_meta) {
-            for f in std::iter::once(genre_field).chain(author_field) {
-                let key = format!("{f}:{}", it.attributes[f]);
-                let n = features.len();
-                features.entry(key).or_insert(n);
-            }
-        }
-        let mut keys: Vec<(&String, &usize)> = features.iter().collect();
-        keys.sort_by_key(|(_, &i)| i);
-        let projection: Vec<Vec<f32>> = keys.iter().map(|_| gaussian(&mut rng, dim)).collect();
-        let project = |weights: &[(usize, f32)]| -> Vec<f32> {
-            let mut v = vec![0f32; dim];
-            for &(f, w) in weights {
-                for (x, p) in v.iter_mut().zip(&projection[f]) {
-                    *x += w * p;
-                }
-            }
-            v
+        let (users, items) = knowledge::synthetic(&d, p.dim as usize, p.noise, ctx.seed())?;
+        let keyed = |rows: &knowledge::Rows, key: &dyn Fn(i32) -> String| -> Vec<(i32, String, Vec<f32>)> {
+            rows.rows.iter().map(|(id, _, v)| (*id, key(*id), v.clone())).collect()
         };
-        let mix = |mut v: Vec<f32>, rng: &mut ChaCha8Rng| -> Vec<f32> {
-            unit(&mut v);
-            let mut e = gaussian(rng, dim);
-            unit(&mut e);
-            v.iter().zip(&e).map(|(s, n)| (1.0 - p.noise as f32) * s + p.noise as f32 * n).collect()
-        };
-
-        let mut users = Vec::with_capacity(d.users.len());
-        for u in &d.users {
-            let signal = match (&u.truth, p.noise < 1.0) {
-                (Some(t), true) => {
-                    let truth: Truth = serde_json::from_str(t).map_err(|e| format!("user {}: unreadable truth: {e}", u.raw_id))?;
-                    let mut w: Vec<(usize, f32)> = truth
-                        .weights
-                        .iter()
-                        .filter_map(|(g, x)| features.get(&format!("{genre_field}:{g}")).map(|&f| (f, *x as f32)))
-                        .collect();
-                    if let Some(af) = author_field {
-                        w.extend(truth.favourite_authors.iter().filter_map(|a| features.get(&format!("{af}:{a}")).map(|&f| (f, 1.0))));
-                    }
-                    project(&w)
-                }
-                (None, true) => {
-                    return Err(format!("dataset `{}` has no ground truth; synthetic-knowledge needs `dataset: synthetic` (or noise: 1)", d.name).into())
-                }
-                (_, false) => vec![0f32; dim],
-            };
-            users.push((u.id, u.raw_id.clone(), mix(signal, &mut rng)));
-        }
-        let mut items = Vec::new();
-        for it in d.items.iter().filter(|i| i.has_meta) {
-            let w: Vec<(usize, f32)> = std::iter::once(genre_field)
-                .chain(author_field)
-                .filter_map(|f| features.get(&format!("{f}:{}", it.attributes[f])).map(|&i| (i, 1.0)))
-                .collect();
-            items.push((it.id, it.raw_id.clone(), mix(project(&w), &mut rng)));
-        }
-        knowledge::write(ctx, "users", dim, &users)?;
-        knowledge::write(ctx, "items", dim, &items)?;
+        let user_key = |id: i32| d.user(id).map(|u| u.raw_id.clone()).unwrap_or_default();
+        let item_key = |id: i32| d.item(id).map(|i| i.raw_id.clone()).unwrap_or_default();
+        knowledge::write(ctx, "users", users.dim, &keyed(&users, &user_key))?;
+        knowledge::write(ctx, "items", items.dim, &keyed(&items, &item_key))?;
         Ok(())
     }
 }

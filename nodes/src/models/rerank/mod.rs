@@ -14,3 +14,6 @@ pub mod train;
 
 pub use config::{Backbone, KnowledgeConfig, RerankerConfig};
 pub use model::{Batch, Reranker};
+
+#[cfg(test)]
+mod tests;
