@@ -1,5 +1,6 @@
 //! Argument definitions and dispatch.
 
+mod bench;
 mod cache_cmd;
 mod explain;
 mod graph;
@@ -53,6 +54,9 @@ pub enum Command {
     Kinds(kinds::KindsArgs),
     /// Write a synthetic world in a real dataset's file format (for tests and trials).
     Synth(synth::SynthArgs),
+    /// Benchmarks that print figures (and check a GPU against the CPU).
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
 }
 
 /// Where the pipeline is and how to read it.
@@ -94,7 +98,7 @@ pub enum GraphFormat {
 /// `dagrun PIPELINE.yaml ...` becomes `dagrun run PIPELINE.yaml ...`.
 pub fn insert_default_command(args: &mut Vec<OsString>) {
     let Some(first) = args.get(1).and_then(|a| a.to_str()) else { return };
-    let known = ["run", "plan", "explain", "graph", "show", "cache", "kinds", "synth", "help"];
+    let known = ["run", "plan", "explain", "graph", "show", "cache", "kinds", "synth", "bench", "help"];
     let is_global_flag = matches!(first, "-h" | "--help" | "-V" | "--version");
     if !known.contains(&first) && !is_global_flag {
         args.insert(1, OsString::from("run"));
@@ -118,6 +122,7 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
         Command::Cache(c) => cache_cmd::cache(c),
         Command::Kinds(a) => kinds::kinds(a),
         Command::Synth(a) => synth::synth(a),
+        Command::Bench(c) => bench::bench(c),
     };
     match result {
         Ok(code) => ExitCode::from(code),

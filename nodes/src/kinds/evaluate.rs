@@ -139,7 +139,7 @@ fn evaluate_reranker(
         }
         #[cfg(feature = "cuda")]
         Device::Cuda(i) => {
-            let device = burn::backend::cuda::CudaDevice::new(i);
+            let device = crate::models::backend::cuda_device(i);
             let (model, _) = store::load::<crate::models::backend::Gpu>(dir, &device)?;
             let dk = k.as_ref().map(|k| DeviceKnowledge::<crate::models::backend::Gpu>::new(k, &device));
             score(&model, &data, dk.as_ref(), 1024, &device)

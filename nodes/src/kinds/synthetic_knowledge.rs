@@ -21,6 +21,9 @@ pub struct SyntheticKnowledgeParams {
     /// Share of random noise mixed into each vector: 0 = ground truth only, 1 = noise only.
     #[serde(default)]
     pub noise: f64,
+    /// A fixed seed for the projection and the noise (default: the node's derived seed).
+    #[serde(default)]
+    pub seed: Option<u64>,
 }
 
 fn dim() -> u32 {
@@ -44,6 +47,10 @@ impl Kind for SyntheticKnowledge {
         "user and item knowledge vectors from the synthetic world's ground truth (or noise)"
     }
 
+    fn seeded(&self, p: &SyntheticKnowledgeParams) -> bool {
+        p.seed.is_none()
+    }
+
     fn signature(&self, p: &SyntheticKnowledgeParams) -> Result<Signature, ParamError> {
         if p.dim == 0 || p.dim > 8192 {
             return Err(ParamError::field("dim", "must be 1..=8192"));
@@ -59,7 +66,7 @@ impl Kind for SyntheticKnowledge {
 
     fn run(&self, p: &SyntheticKnowledgeParams, ctx: &NodeContext, inputs: &Inputs) -> Result<(), BoxError> {
         let d = tables::read(inputs, "data")?;
-        let (users, items) = knowledge::synthetic(&d, p.dim as usize, p.noise, ctx.seed())?;
+        let (users, items) = knowledge::synthetic(&d, p.dim as usize, p.noise, p.seed.unwrap_or(ctx.seed()))?;
         let keyed = |rows: &knowledge::Rows, key: &dyn Fn(i32) -> String| -> Vec<(i32, String, Vec<f32>)> {
             rows.rows.iter().map(|(id, _, v)| (*id, key(*id), v.clone())).collect()
         };

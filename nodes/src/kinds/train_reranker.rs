@@ -86,6 +86,10 @@ pub struct TrainRerankerParams {
     /// Which sample of the user knowledge to use, when it has several per user.
     #[serde(default)]
     pub user_sample: i32,
+    /// A fixed seed for initialisation, shuffling and the validation split (default: the
+    /// node's derived seed).
+    #[serde(default)]
+    pub seed: Option<u64>,
 }
 
 fn dlcm() -> Backbone {
@@ -243,6 +247,9 @@ impl Kind for TrainReranker {
     fn resource(&self, _p: &TrainRerankerParams) -> Resource {
         Resource::Gpu
     }
+    fn seeded(&self, p: &TrainRerankerParams) -> bool {
+        p.seed.is_none()
+    }
 
     fn signature(&self, p: &TrainRerankerParams) -> Result<Signature, ParamError> {
         self.signature_for(p, &[])
@@ -296,7 +303,7 @@ impl Kind for TrainReranker {
             ),
             Select::Validation => {
                 let mut users = train_users.clone();
-                users.shuffle(&mut ChaCha8Rng::seed_from_u64(ctx.seed() ^ 0x5eed));
+                users.shuffle(&mut ChaCha8Rng::seed_from_u64(p.seed.unwrap_or(ctx.seed()) ^ 0x5eed));
                 let held = ((users.len() as f64 * p.validation_fraction).round() as usize).clamp(1, users.len().saturating_sub(1).max(1));
                 let held: HashSet<i32> = users[..held].iter().copied().collect();
                 (
@@ -309,7 +316,7 @@ impl Kind for TrainReranker {
         if p.backbone == Backbone::Prm && config.feature_dim() % p.heads as usize != 0 {
             return Err(format!("PRM's feature width {} is not divisible by heads {}", config.feature_dim(), p.heads).into());
         }
-        let s = p.settings(ctx.seed());
+        let s = p.settings(p.seed.unwrap_or(ctx.seed()));
         ctx.log(format!(
             "{} {} on {} lists, choosing the epoch on {} {} lists",
             p.backbone.as_str(),
@@ -325,7 +332,7 @@ impl Kind for TrainReranker {
             }
             #[cfg(feature = "cuda")]
             Device::Cuda(i) => {
-                let device = burn::backend::cuda::CudaDevice::new(i);
+                let device = crate::models::backend::cuda_device(i);
                 let t = run_training::<crate::models::backend::GpuTrain>(&config, &fit, &select, k.as_ref(), &s, &device, ctx)?;
                 (t.curve, t.best_epoch, t.lists_per_second)
             }

@@ -14,3 +14,9 @@ pub type Gpu = burn::backend::Cuda;
 /// The CUDA backend with autodiff.
 #[cfg(feature = "cuda")]
 pub type GpuTrain = Autodiff<burn::backend::Cuda>;
+
+/// The CUDA device with this index.
+#[cfg(feature = "cuda")]
+pub fn cuda_device(index: usize) -> burn::backend::cuda::CudaDevice {
+    burn::backend::cuda::CudaDevice::new(index)
+}

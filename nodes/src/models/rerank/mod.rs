@@ -1,6 +1,7 @@
 //! KAR rerankers (KAR_REFERENCE §4–§7): the hybrid-expert knowledge adaptor and the DLCM and
 //! PRM list encoders, their training loop and their storage.
 
+pub mod bench;
 pub mod config;
 pub mod dlcm;
 pub mod gru;

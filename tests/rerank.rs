@@ -1,0 +1,99 @@
+//! Rerankers through the real binary: training, evaluation, and the plan-time checks that a
+//! reranker and the knowledge it reads are connected consistently.
+
+mod common;
+
+use common::Work;
+
+const HEAD: &str = "\
+pipeline: rr
+seed: 3
+nodes:
+  data: { kind: load, params: { dataset: synthetic, users: 120, items: 150 } }
+  truth: { kind: synthetic-knowledge, inputs: { data: data }, params: { dim: 16 } }
+";
+
+fn spec(rest: &str) -> String {
+    format!("{HEAD}{rest}")
+}
+
+const SMALL: &str = "epochs: 2, batch_size: 64, lr: 0.003, embed_dim: 8, hidden: 16, expert_arch: [16, 8]";
+
+#[test]
+fn train_and_evaluate_with_and_without_knowledge() {
+    let w = Work::new();
+    w.write(
+        "p.yaml",
+        &spec(&format!(
+            "  base: {{ kind: train-reranker, inputs: {{ data: data }}, params: {{ {SMALL} }} }}\n  kar: {{ kind: train-reranker, inputs: {{ data: data, user_knowledge: truth.users, item_knowledge: truth.items }}, params: {{ {SMALL}, backbone: prm, mlp: [16] }} }}\n  e1: {{ kind: evaluate, inputs: {{ data: data, reranker: base.model }} }}\n  e2: {{ kind: evaluate, inputs: {{ data: data, reranker: kar.model, user_knowledge: truth.users, item_knowledge: truth.items }}, params: {{ methods: [oracle] }} }}\n"
+        )),
+    );
+    let r = w.expect(&["p.yaml", "--json"], 0);
+    assert_eq!(r.with_status("ran").len(), 6, "{}", r.stderr);
+    assert!(r.stderr.contains("[base] kept epoch"), "{}", r.stderr);
+    let m = w.expect(&["show", "p.yaml", "e2", "--format", "csv"], 0).stdout;
+    assert!(m.lines().any(|l| l.starts_with("prm+kar,5,")), "{m}");
+    assert!(m.lines().any(|l| l.starts_with("oracle,5,")), "{m}");
+    let m = w.expect(&["show", "p.yaml", "e1", "--format", "csv"], 0).stdout;
+    assert_eq!(m.lines().filter(|l| l.starts_with("dlcm,")).count(), 4, "{m}");
+    let curve = w.expect(&["show", "p.yaml", "base.curve", "--format", "csv"], 0).stdout;
+    assert!(curve.starts_with("epoch,loss,map5,ndcg5,best"), "{curve}");
+    assert_eq!(curve.lines().filter(|l| l.ends_with(",true")).count(), 1, "{curve}");
+    let files = w.expect(&["show", "p.yaml", "kar.model"], 0).stdout;
+    assert!(files.contains("model.safetensors") && files.contains("config.json"), "{files}");
+    // Cached on the second run.
+    assert_eq!(w.expect(&["p.yaml", "--json"], 0).with_status("cached").len(), 6);
+}
+
+#[test]
+fn mismatched_knowledge_is_a_plan_time_error() {
+    let w = Work::new();
+    let bad = |rest: &str| {
+        w.write("p.yaml", &spec(rest));
+        let r = w.expect(&["p.yaml"], 2);
+        assert!(!w.cache().join("cas").exists() || common::files_under(&w.cache().join("cas")).is_empty());
+        r.stderr
+    };
+    let train_base = format!("  base: {{ kind: train-reranker, inputs: {{ data: data }}, params: {{ {SMALL} }} }}\n");
+    let train_kar = format!("  kar: {{ kind: train-reranker, inputs: {{ data: data, user_knowledge: truth.users, item_knowledge: truth.items }}, params: {{ {SMALL} }} }}\n");
+    // A knowledge reranker evaluated without knowledge.
+    let e = bad(&format!("{train_kar}  e: {{ kind: evaluate, inputs: {{ data: data, reranker: kar.model }} }}\n"));
+    assert!(e.contains("input `reranker` expects Reranker, but `kar.model` is KnowledgeReranker"), "{e}");
+    // A base reranker evaluated with knowledge.
+    let e = bad(&format!("{train_base}  e: {{ kind: evaluate, inputs: {{ data: data, reranker: base.model, user_knowledge: truth.users, item_knowledge: truth.items }} }}\n"));
+    assert!(e.contains("input `reranker` expects KnowledgeReranker, but `base.model` is Reranker"), "{e}");
+    // Half the knowledge.
+    let e = bad(&format!("  kar: {{ kind: train-reranker, inputs: {{ data: data, user_knowledge: truth.users }}, params: {{ {SMALL} }} }}\n"));
+    assert!(e.contains("connect both `user_knowledge` and `item_knowledge`, or neither"), "{e}");
+    // Knowledge without a reranker.
+    let e = bad("  e: { kind: evaluate, inputs: { data: data, user_knowledge: truth.users, item_knowledge: truth.items } }\n");
+    assert!(e.contains("knowledge inputs are for a `reranker` input"), "{e}");
+    // Bad training params.
+    let e = bad("  base: { kind: train-reranker, inputs: { data: data }, params: { epochs: 0 } }\n");
+    assert!(e.contains("params.epochs: must be at least 1"), "{e}");
+    let e = bad("  base: { kind: train-reranker, inputs: { data: data }, params: { backbone: transformer } }\n");
+    assert!(e.contains("unknown variant `transformer`"), "{e}");
+    let e = bad("  base: { kind: train-reranker, inputs: { data: data }, params: { lr: -1 } }\n");
+    assert!(e.contains("params.lr: must be a positive number"), "{e}");
+}
+
+#[test]
+fn knowledge_of_the_wrong_dimension_or_dataset_fails_the_node() {
+    let w = Work::new();
+    w.write(
+        "p.yaml",
+        &spec(&format!(
+            "  other: {{ kind: synthetic-knowledge, inputs: {{ data: data }}, params: {{ dim: 24 }} }}\n  kar: {{ kind: train-reranker, inputs: {{ data: data, user_knowledge: truth.users, item_knowledge: truth.items }}, params: {{ {SMALL} }} }}\n  mixed: {{ kind: train-reranker, inputs: {{ data: data, user_knowledge: truth.users, item_knowledge: other.items }}, params: {{ {SMALL} }} }}\n  e: {{ kind: evaluate, inputs: {{ data: data, reranker: kar.model, user_knowledge: other.users, item_knowledge: other.items }} }}\n"
+        )),
+    );
+    let r = w.expect(&["p.yaml", "--keep-going", "--json"], 1);
+    assert_eq!(r.status_of("mixed"), "failed");
+    assert!(r.stderr.contains("user knowledge has dimension 16 but item knowledge 24"), "{}", r.stderr);
+    assert_eq!(r.status_of("e"), "failed");
+    assert!(r.stderr.contains("trained on knowledge of dimension 16, but these vectors have 24"), "{}", r.stderr);
+    // A real dataset has no ground truth to make synthetic knowledge from.
+    w.expect(&["synth", "--format", "movielens-1m", "--out", "ml", "--users", "30", "--items", "60"], 0);
+    w.write("q.yaml", "pipeline: q\nnodes:\n  data: { kind: load, params: { dataset: movielens-1m, path: ml } }\n  k: { kind: synthetic-knowledge, inputs: { data: data } }\n");
+    let r = w.expect(&["q.yaml"], 1);
+    assert!(r.stderr.contains("has no ground truth"), "{}", r.stderr);
+}
