@@ -7,7 +7,8 @@ KAR=${1:?usage: bench/gpu_prepare.sh PATH/TO/KAR/CHECKOUT [python]}
 PY=${2:-python3}
 CUDARC_CUDA_VERSION=13000 cargo build --release --features cuda
 mkdir -p gpu-bin
-cp target/release/dagrun gpu-bin/dagrun && strip gpu-bin/dagrun
+# The device tool carries at most 64 MiB: the stripped binary (~70 MB) travels gzipped.
+cp target/release/dagrun gpu-bin/dagrun && strip gpu-bin/dagrun && gzip -f gpu-bin/dagrun
 rm -rf gpu-bin/kar && mkdir -p gpu-bin/kar && cp -r "$KAR/RS" gpu-bin/kar/RS
 work=$(mktemp -d)
 cat > "$work/p.yaml" <<'YAML'
