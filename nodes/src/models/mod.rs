@@ -2,4 +2,6 @@
 
 pub mod backend;
 pub mod init;
+pub mod llm;
 pub mod rerank;
+pub mod source;

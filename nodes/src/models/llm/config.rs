@@ -1,0 +1,248 @@
+//! The Llama architecture's hyperparameters, read from GGUF metadata or a Hugging Face
+//! `config.json`.
+
+use serde::{Deserialize, Serialize};
+
+use super::gguf::Gguf;
+
+/// Llama-3.1 RoPE frequency scaling (Hugging Face `rope_scaling` with `rope_type: llama3`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Llama3Scaling {
+    pub factor: f64,
+    pub low_freq_factor: f64,
+    pub high_freq_factor: f64,
+    pub original_max_position_embeddings: f64,
+}
+
+/// How RoPE frequencies are adjusted for long contexts.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum RopeScaling {
+    /// Llama-3.1's piecewise scaling.
+    Llama3(Llama3Scaling),
+    /// Per-frequency divisors given as a tensor (GGUF `rope_freqs.weight`).
+    Factors { factors: Vec<f32> },
+    /// Positions divided by a constant factor.
+    Linear { factor: f64 },
+}
+
+/// The shape of a Llama-architecture model.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LlamaConfig {
+    pub vocab_size: usize,
+    pub hidden_size: usize,
+    pub intermediate_size: usize,
+    pub num_hidden_layers: usize,
+    pub num_attention_heads: usize,
+    pub num_key_value_heads: usize,
+    pub head_dim: usize,
+    pub rope_theta: f64,
+    pub rms_norm_eps: f64,
+    pub max_position_embeddings: usize,
+    pub tie_word_embeddings: bool,
+    pub rope_scaling: Option<RopeScaling>,
+}
+
+impl LlamaConfig {
+    /// Checks that the numbers fit together; the message names the offending field.
+    pub fn validate(&self) -> Result<(), String> {
+        let c = self;
+        for (name, v) in [
+            ("vocab_size", c.vocab_size),
+            ("hidden_size", c.hidden_size),
+            ("intermediate_size", c.intermediate_size),
+            ("num_hidden_layers", c.num_hidden_layers),
+            ("num_attention_heads", c.num_attention_heads),
+            ("num_key_value_heads", c.num_key_value_heads),
+            ("head_dim", c.head_dim),
+        ] {
+            if v == 0 {
+                return Err(format!("{name} must be positive"));
+            }
+        }
+        if c.num_attention_heads % c.num_key_value_heads != 0 {
+            return Err(format!("num_attention_heads ({}) is not a multiple of num_key_value_heads ({})", c.num_attention_heads, c.num_key_value_heads));
+        }
+        if c.head_dim % 2 != 0 {
+            return Err(format!("head_dim ({}) must be even for RoPE", c.head_dim));
+        }
+        if let Some(RopeScaling::Factors { factors }) = &c.rope_scaling {
+            if factors.len() != c.head_dim / 2 {
+                return Err(format!("rope_freqs has {} factors; head_dim/2 = {} expected", factors.len(), c.head_dim / 2));
+            }
+        }
+        Ok(())
+    }
+
+    /// RoPE inverse frequencies, computed in f32 like Hugging Face does, with scaling applied.
+    pub fn inv_freq(&self) -> Vec<f32> {
+        let dim = self.head_dim;
+        let base = self.rope_theta as f32;
+        let mut inv: Vec<f32> = (0..dim).step_by(2).map(|i| 1.0 / base.powf(i as f32 / dim as f32)).collect();
+        match &self.rope_scaling {
+            None => {}
+            Some(RopeScaling::Linear { factor }) => inv.iter_mut().for_each(|f| *f /= *factor as f32),
+            Some(RopeScaling::Factors { factors }) => inv.iter_mut().zip(factors).for_each(|(f, d)| *f /= d),
+            Some(RopeScaling::Llama3(s)) => {
+                let (factor, lo, hi, old) = (s.factor as f32, s.low_freq_factor as f32, s.high_freq_factor as f32, s.original_max_position_embeddings as f32);
+                let (low_wavelen, high_wavelen) = (old / lo, old / hi);
+                for f in inv.iter_mut() {
+                    let wavelen = 2.0 * std::f32::consts::PI / *f;
+                    let scaled = if wavelen > low_wavelen { *f / factor } else { *f };
+                    let medium = !(wavelen < high_wavelen) && !(wavelen > low_wavelen);
+                    *f = if medium {
+                        let smooth = (old / wavelen - lo) / (hi - lo);
+                        (1.0 - smooth) * scaled / factor + smooth * scaled
+                    } else {
+                        scaled
+                    };
+                }
+            }
+        }
+        inv
+    }
+
+    /// Reads the config from GGUF metadata (`general.architecture` must be `llama`).
+    pub fn from_gguf(g: &Gguf) -> Result<LlamaConfig, String> {
+        let arch = g.get("general.architecture").and_then(|v| v.as_str()).ok_or("no general.architecture in the metadata")?;
+        if arch != "llama" {
+            return Err(format!("architecture `{arch}` is not supported (only `llama`)"));
+        }
+        let num = |key: &str| -> Result<u64, String> {
+            let full = format!("{arch}.{key}");
+            g.get(&full).and_then(|v| v.as_u64()).ok_or_else(|| format!("metadata `{full}` is missing or not an integer"))
+        };
+        let opt_num = |key: &str| g.get(&format!("{arch}.{key}")).and_then(|v| v.as_u64());
+        let opt_f = |key: &str| g.get(&format!("{arch}.{key}")).and_then(|v| v.as_f64());
+        let hidden = num("embedding_length")? as usize;
+        let heads = num("attention.head_count")? as usize;
+        let embd = g.tensor("token_embd.weight").ok_or("no tensor token_embd.weight")?;
+        let vocab = opt_num("vocab_size").map(|v| v as usize).unwrap_or_else(|| embd.shape()[0]);
+        let head_dim = opt_num("attention.key_length").or(opt_num("rope.dimension_count")).map(|v| v as usize).unwrap_or(hidden / heads.max(1));
+        let rope_scaling = if let Some(t) = g.tensor("rope_freqs.weight") {
+            let (_, factors) = g.dequantize(&t.name).map_err(|e| e.message)?;
+            Some(RopeScaling::Factors { factors })
+        } else {
+            match g.get(&format!("{arch}.rope.scaling.type")).and_then(|v| v.as_str()) {
+                None | Some("none") => None,
+                Some("linear") => Some(RopeScaling::Linear { factor: opt_f("rope.scaling.factor").ok_or("rope.scaling.factor missing")? }),
+                Some(other) => return Err(format!("rope scaling `{other}` is not supported")),
+            }
+        };
+        let c = LlamaConfig {
+            vocab_size: vocab,
+            hidden_size: hidden,
+            intermediate_size: num("feed_forward_length")? as usize,
+            num_hidden_layers: num("block_count")? as usize,
+            num_attention_heads: heads,
+            num_key_value_heads: opt_num("attention.head_count_kv").map(|v| v as usize).unwrap_or(heads),
+            head_dim,
+            rope_theta: opt_f("rope.freq_base").unwrap_or(10000.0),
+            rms_norm_eps: opt_f("attention.layer_norm_rms_epsilon").unwrap_or(1e-5),
+            max_position_embeddings: opt_num("context_length").unwrap_or(2048) as usize,
+            tie_word_embeddings: g.tensor("output.weight").is_none(),
+            rope_scaling,
+        };
+        c.validate()?;
+        Ok(c)
+    }
+
+    /// Reads a Hugging Face `config.json` (model_type `llama`).
+    pub fn from_hf_json(text: &str) -> Result<LlamaConfig, String> {
+        #[derive(Deserialize)]
+        struct Hf {
+            model_type: Option<String>,
+            vocab_size: usize,
+            hidden_size: usize,
+            intermediate_size: usize,
+            num_hidden_layers: usize,
+            num_attention_heads: usize,
+            num_key_value_heads: Option<usize>,
+            head_dim: Option<usize>,
+            rope_theta: Option<f64>,
+            rms_norm_eps: Option<f64>,
+            max_position_embeddings: Option<usize>,
+            tie_word_embeddings: Option<bool>,
+            rope_scaling: Option<serde_json::Value>,
+            attention_bias: Option<bool>,
+            mlp_bias: Option<bool>,
+        }
+        let hf: Hf = serde_json::from_str(text).map_err(|e| format!("not a Llama config: {e}"))?;
+        match hf.model_type.as_deref() {
+            Some("llama") => {}
+            Some(other) => return Err(format!("model_type `{other}` is not supported (only `llama`)")),
+            None => return Err("no model_type (expected `llama`)".into()),
+        }
+        if hf.attention_bias == Some(true) || hf.mlp_bias == Some(true) {
+            return Err("attention_bias / mlp_bias are not supported".into());
+        }
+        let rope_scaling = match hf.rope_scaling {
+            None | Some(serde_json::Value::Null) => None,
+            Some(v) => {
+                let kind = v.get("rope_type").or(v.get("type")).and_then(|t| t.as_str()).unwrap_or("");
+                let f = |k: &str| v.get(k).and_then(|x| x.as_f64()).ok_or_else(|| format!("rope_scaling.{k} is missing"));
+                match kind {
+                    "llama3" => Some(RopeScaling::Llama3(Llama3Scaling {
+                        factor: f("factor")?,
+                        low_freq_factor: f("low_freq_factor")?,
+                        high_freq_factor: f("high_freq_factor")?,
+                        original_max_position_embeddings: f("original_max_position_embeddings")?,
+                    })),
+                    "linear" => Some(RopeScaling::Linear { factor: f("factor")? }),
+                    "default" => None,
+                    other => return Err(format!("rope_scaling type `{other}` is not supported (llama3, linear)")),
+                }
+            }
+        };
+        let c = LlamaConfig {
+            vocab_size: hf.vocab_size,
+            hidden_size: hf.hidden_size,
+            intermediate_size: hf.intermediate_size,
+            num_hidden_layers: hf.num_hidden_layers,
+            num_attention_heads: hf.num_attention_heads,
+            num_key_value_heads: hf.num_key_value_heads.unwrap_or(hf.num_attention_heads),
+            head_dim: hf.head_dim.unwrap_or(hf.hidden_size / hf.num_attention_heads.max(1)),
+            rope_theta: hf.rope_theta.unwrap_or(10000.0),
+            rms_norm_eps: hf.rms_norm_eps.unwrap_or(1e-6),
+            max_position_embeddings: hf.max_position_embeddings.unwrap_or(2048),
+            tie_word_embeddings: hf.tie_word_embeddings.unwrap_or(false),
+            rope_scaling,
+        };
+        c.validate()?;
+        Ok(c)
+    }
+
+    /// The Hugging Face `config.json` for this shape, so exported models load in other tools.
+    pub fn to_hf_json(&self, bos: Option<u32>, eos: Option<u32>) -> serde_json::Value {
+        let rope_scaling = match &self.rope_scaling {
+            Some(RopeScaling::Llama3(s)) => serde_json::json!({"rope_type": "llama3", "factor": s.factor, "low_freq_factor": s.low_freq_factor,
+                "high_freq_factor": s.high_freq_factor, "original_max_position_embeddings": s.original_max_position_embeddings}),
+            Some(RopeScaling::Linear { factor }) => serde_json::json!({"rope_type": "linear", "factor": factor}),
+            // Explicit per-frequency factors have no config.json form; they come from Llama-3
+            // scaling, which the exporter writes back as such when it can tell (see weights.rs).
+            Some(RopeScaling::Factors { .. }) | None => serde_json::Value::Null,
+        };
+        serde_json::json!({
+            "architectures": ["LlamaForCausalLM"],
+            "model_type": "llama",
+            "vocab_size": self.vocab_size,
+            "hidden_size": self.hidden_size,
+            "intermediate_size": self.intermediate_size,
+            "num_hidden_layers": self.num_hidden_layers,
+            "num_attention_heads": self.num_attention_heads,
+            "num_key_value_heads": self.num_key_value_heads,
+            "head_dim": self.head_dim,
+            "rope_theta": self.rope_theta,
+            "rms_norm_eps": self.rms_norm_eps,
+            "max_position_embeddings": self.max_position_embeddings,
+            "tie_word_embeddings": self.tie_word_embeddings,
+            "rope_scaling": rope_scaling,
+            "hidden_act": "silu",
+            "attention_bias": false,
+            "mlp_bias": false,
+            "torch_dtype": "float32",
+            "bos_token_id": bos,
+            "eos_token_id": eos,
+        })
+    }
+}

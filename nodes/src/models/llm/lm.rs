@@ -1,0 +1,107 @@
+//! A loaded LLM ready to run: the module, its config and device, and the batched
+//! prefill / decode steps that generation and scoring are built from.
+
+use burn::prelude::*;
+use burn::tensor::TensorData;
+
+use super::config::LlamaConfig;
+use super::llama::{KvCache, Llama, Step};
+
+/// A model on a device.
+pub struct Lm<B: Backend> {
+    pub model: Llama<B>,
+    pub config: LlamaConfig,
+    pub inv_freq: Vec<f32>,
+    pub device: B::Device,
+}
+
+/// The state of a batch of sequences being decoded: their KV cache, how many padding slots
+/// each row starts with (prompts are left-padded to a common length) and how many real tokens
+/// each row has.
+pub struct Batch<B: Backend> {
+    pub cache: KvCache<B>,
+    pub pad: Vec<usize>,
+    pub lens: Vec<usize>,
+}
+
+impl<B: Backend> Batch<B> {
+    pub fn rows(&self) -> usize {
+        self.pad.len()
+    }
+    /// The batch restricted (and repeated) to `rows`, e.g. each prompt repeated once per sample,
+    /// or the rows still generating.
+    pub fn select(&self, rows: &[usize]) -> Batch<B> {
+        let device = self.cache.layers.iter().flatten().next().map(|(k, _)| k.device());
+        let cache = match device {
+            Some(d) => {
+                let idx: Vec<i64> = rows.iter().map(|&r| r as i64).collect();
+                self.cache.select_rows(Tensor::from_data(TensorData::new(idx, [rows.len()]), &d))
+            }
+            None => self.cache.clone(),
+        };
+        Batch { cache, pad: rows.iter().map(|&r| self.pad[r]).collect(), lens: rows.iter().map(|&r| self.lens[r]).collect() }
+    }
+}
+
+impl<B: Backend> Lm<B> {
+    pub fn new(model: Llama<B>, config: LlamaConfig, device: B::Device) -> Self {
+        let inv_freq = config.inv_freq();
+        Lm { model, config, inv_freq, device }
+    }
+
+    /// Runs the prompts (left-padded to the longest) through the model and returns each row's
+    /// next-token logits [rows, vocab] with the batch state to continue from.
+    pub fn prefill(&self, prompts: &[Vec<u32>]) -> (Tensor<B, 2>, Batch<B>) {
+        let b = prompts.len();
+        let len = prompts.iter().map(Vec::len).max().unwrap_or(0).max(1);
+        let pad: Vec<usize> = prompts.iter().map(|p| len - p.len()).collect();
+        let mut ids = Vec::with_capacity(b * len);
+        let mut positions = Vec::with_capacity(b * len);
+        for (p, &pd) in prompts.iter().zip(&pad) {
+            ids.extend(std::iter::repeat_n(0u32, pd));
+            ids.extend(p);
+            positions.extend((0..len).map(|j| j.saturating_sub(pd)));
+        }
+        let visible = |r: usize, i: usize, s: usize| s >= pad[r] && s <= i;
+        let step = Step::new(&self.config, &self.inv_freq, b, len, &ids, &positions, len, Some(&visible), &self.device);
+        let mut cache = KvCache::new(self.config.num_hidden_layers);
+        let hidden = self.model.forward(&step, &mut cache);
+        // Only each row's last position needs logits.
+        let last: Vec<i64> = (0..b).map(|r| (r * len + len - 1) as i64).collect();
+        let hidden = hidden.select(0, Tensor::from_data(TensorData::new(last, [b]), &self.device));
+        let batch = Batch { cache, pad, lens: prompts.iter().map(Vec::len).collect() };
+        (self.model.logits(hidden), batch)
+    }
+
+    /// Appends one token per row and returns the next-token logits [rows, vocab].
+    pub fn decode(&self, batch: &mut Batch<B>, tokens: &[u32]) -> Tensor<B, 2> {
+        let b = batch.rows();
+        assert_eq!(tokens.len(), b);
+        let slots = batch.cache.len() + 1;
+        let positions: Vec<usize> = batch.lens.clone();
+        let pad = batch.pad.clone();
+        let padded = pad.iter().any(|&p| p > 0);
+        let visible = |r: usize, _i: usize, s: usize| s >= pad[r];
+        let step = Step::new(&self.config, &self.inv_freq, b, 1, tokens, &positions, slots, if padded { Some(&visible) } else { None }, &self.device);
+        let hidden = self.model.forward(&step, &mut batch.cache);
+        batch.lens.iter_mut().for_each(|l| *l += 1);
+        self.model.logits(hidden)
+    }
+
+    /// Logits at every position of one unpadded sequence [len, vocab] (for tests and scoring).
+    pub fn logits_all(&self, ids: &[u32]) -> Tensor<B, 2> {
+        let len = ids.len();
+        let positions: Vec<usize> = (0..len).collect();
+        let visible = |_r: usize, i: usize, s: usize| s <= i;
+        let step = Step::new(&self.config, &self.inv_freq, 1, len, ids, &positions, len, Some(&visible), &self.device);
+        let mut cache = KvCache::new(self.config.num_hidden_layers);
+        self.model.logits(self.model.forward(&step, &mut cache))
+    }
+}
+
+/// Reads a [rows, cols] tensor back as rows of f32.
+pub fn rows_of<B: Backend>(t: Tensor<B, 2>) -> Vec<Vec<f32>> {
+    let [_, cols] = t.dims();
+    let data: Vec<f32> = t.into_data().convert::<f32>().to_vec().expect("f32 data");
+    data.chunks(cols.max(1)).map(<[f32]>::to_vec).collect()
+}

