@@ -164,6 +164,8 @@ pub struct NodeContext {
     pub(crate) ui: Arc<Ui>,
     pub(crate) cancel: CancelToken,
     pub(crate) threads: usize,
+    /// The store's root, for row results and downloads; None for standalone contexts.
+    pub(crate) store_root: Option<PathBuf>,
 }
 
 impl NodeContext {
@@ -189,7 +191,31 @@ impl NodeContext {
             ui: Ui::silent(),
             cancel: CancelToken::new(),
             threads: 1,
+            store_root: None,
         })
+    }
+
+    /// Like [`NodeContext::standalone`], with row results and downloads kept under `store` (a
+    /// directory standing in for the cache) so row caching can be tested without the scheduler.
+    pub fn standalone_with_store(node_id: &str, seed: u64, dir: &Path, outputs: &[Port], store: &Path) -> std::io::Result<NodeContext> {
+        let mut ctx = Self::standalone(node_id, seed, dir, outputs)?;
+        ctx.store_root = Some(store.to_path_buf());
+        Ok(ctx)
+    }
+
+    /// Row results of kind `kind`, kept in the cache across runs (see [`RowCache`]); None when
+    /// the node runs without a cache.
+    pub fn row_cache(&self, kind: &str) -> Option<crate::rows::RowCache> {
+        self.store_root.as_ref().map(|r| crate::rows::RowCache::new(r.join("rows").join(kind)))
+    }
+
+    /// Where fetched model packages are kept, shared by every pipeline on this cache (the
+    /// scratch directory when there is no cache).
+    pub fn downloads_dir(&self) -> PathBuf {
+        match &self.store_root {
+            Some(r) => r.join("downloads"),
+            None => self.scratch.join("downloads"),
+        }
     }
 
     pub fn node_id(&self) -> &str {

@@ -10,6 +10,7 @@ pub mod kind;
 pub mod pipeline;
 pub mod plan;
 pub mod record;
+pub mod rows;
 pub mod run;
 pub mod spec;
 pub mod suggest;
@@ -25,6 +26,7 @@ pub use kind::{ArtifactType, BoxError, DynKind, Kind, ParamError, Port, Registry
 pub use pipeline::Pipeline;
 pub use plan::Selection;
 pub use record::{NodeStatus, RunOutcome};
+pub use rows::RowCache;
 pub use run::{run, RunError, RunOptions, RunReport};
 pub use spec::Override;
 pub use ui::{Progress, Ui};

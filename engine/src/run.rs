@@ -486,6 +486,7 @@ impl Job<'_> {
             ui: self.ui.clone(),
             cancel: self.cancel.clone(),
             threads: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+            store_root: Some(store.root().to_path_buf()),
         };
         let inputs = Inputs::new(self.inputs.clone());
         let result = catch_unwind(AssertUnwindSafe(|| self.node.kind.run(&self.node.params, &ctx, &inputs)));

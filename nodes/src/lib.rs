@@ -19,6 +19,7 @@ pub fn registry() -> Registry {
     let mut r = Registry::new();
     r.register(kinds::load::Load);
     r.register(kinds::prompt::Prompt);
+    r.register(kinds::generate::Generate);
     r.register(kinds::evaluate::Evaluate);
     r.register(kinds::train_reranker::TrainReranker);
     r.register(kinds::synthetic_knowledge::SyntheticKnowledge);

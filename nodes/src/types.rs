@@ -64,3 +64,23 @@ pub const CURVE: ArtifactType = ArtifactType::table(
         ColumnSpec { name: "best", ty: ColumnType::Boolean },
     ],
 );
+
+/// An LLM: `model.gguf`, or Hugging Face files (config.json, *.safetensors, tokenizer.json,
+/// tokenizer_config.json); `llm.json` says which.
+pub const LLM: ArtifactType = ArtifactType::files("Llm", "an LLM: model.gguf or Hugging Face files (config.json, safetensors, tokenizer.json), plus llm.json");
+
+/// Generated texts: `id` int32, `key` string (the prompt row's), `sample` int32, `text` string,
+/// `tokens` int32, `finish` string (eos | stop | length), `logprob` float64.
+pub const TEXTS: ArtifactType = ArtifactType::table(
+    "Texts",
+    "generated texts: id int32, key string, sample int32, text string, tokens int32, finish string, logprob float64",
+    &[
+        ColumnSpec { name: "id", ty: ColumnType::Int32 },
+        ColumnSpec { name: "key", ty: ColumnType::Utf8 },
+        ColumnSpec { name: "sample", ty: ColumnType::Int32 },
+        ColumnSpec { name: "text", ty: ColumnType::Utf8 },
+        ColumnSpec { name: "tokens", ty: ColumnType::Int32 },
+        ColumnSpec { name: "finish", ty: ColumnType::Utf8 },
+        ColumnSpec { name: "logprob", ty: ColumnType::Float64 },
+    ],
+);

