@@ -4,14 +4,11 @@
 
 use std::path::{Path, PathBuf};
 
-use rand::{Rng, SeedableRng};
-use rand_chacha::ChaCha8Rng;
-
 use super::config::LlamaConfig;
-use super::gguf::{Gguf, GgufWriter, Value};
+use super::gguf::Gguf;
 use super::lm::{rows_of, Lm};
 use super::quant::GgmlType;
-use super::weights::{self, HostTensor, Weights};
+use super::weights::{self, Weights};
 use crate::models::backend::Cpu;
 
 fn tiny_config(tied: bool) -> LlamaConfig {
@@ -32,73 +29,12 @@ fn tiny_config(tied: bool) -> LlamaConfig {
 }
 
 fn random_weights(c: &LlamaConfig, seed: u64) -> Weights {
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let mut w = Weights::new();
-    let mut add = |name: String, shape: Vec<usize>, scale: f32, offset: f32| {
-        let n = shape.iter().product();
-        let data = (0..n).map(|_| offset + scale * (rng.random::<f32>() * 2.0 - 1.0)).collect();
-        w.insert(name, HostTensor { shape, data });
-    };
-    let (d, hd, ff, v) = (c.hidden_size, c.head_dim, c.intermediate_size, c.vocab_size);
-    add("model.embed_tokens.weight".into(), vec![v, d], 1.0, 0.0);
-    add("model.norm.weight".into(), vec![d], 0.2, 1.0);
-    if !c.tie_word_embeddings {
-        add("lm_head.weight".into(), vec![v, d], 0.3, 0.0);
-    }
-    for i in 0..c.num_hidden_layers {
-        let l = |s: &str| format!("model.layers.{i}.{s}");
-        add(l("input_layernorm.weight"), vec![d], 0.2, 1.0);
-        add(l("post_attention_layernorm.weight"), vec![d], 0.2, 1.0);
-        add(l("self_attn.q_proj.weight"), vec![c.num_attention_heads * hd, d], 0.4, 0.0);
-        add(l("self_attn.k_proj.weight"), vec![c.num_key_value_heads * hd, d], 0.4, 0.0);
-        add(l("self_attn.v_proj.weight"), vec![c.num_key_value_heads * hd, d], 0.4, 0.0);
-        add(l("self_attn.o_proj.weight"), vec![d, c.num_attention_heads * hd], 0.3, 0.0);
-        add(l("mlp.gate_proj.weight"), vec![ff, d], 0.3, 0.0);
-        add(l("mlp.up_proj.weight"), vec![ff, d], 0.3, 0.0);
-        add(l("mlp.down_proj.weight"), vec![d, ff], 0.3, 0.0);
-    }
-    w
+    super::tiny::random_weights(c, seed)
 }
 
 /// Writes the weights the way llama.cpp's converter does: GGUF names, q/k rows permuted.
 fn write_gguf(c: &LlamaConfig, w: &Weights, path: &Path, ty: GgmlType) {
-    let mut g = GgufWriter::new();
-    g.meta("general.architecture", Value::Str("llama".into()))
-        .meta("llama.block_count", Value::U32(c.num_hidden_layers as u32))
-        .meta("llama.embedding_length", Value::U32(c.hidden_size as u32))
-        .meta("llama.feed_forward_length", Value::U32(c.intermediate_size as u32))
-        .meta("llama.attention.head_count", Value::U32(c.num_attention_heads as u32))
-        .meta("llama.attention.head_count_kv", Value::U32(c.num_key_value_heads as u32))
-        .meta("llama.rope.freq_base", Value::F32(c.rope_theta as f32))
-        .meta("llama.attention.layer_norm_rms_epsilon", Value::F32(c.rms_norm_eps as f32))
-        .meta("llama.context_length", Value::U32(c.max_position_embeddings as u32));
-    let mut put = |gguf: &str, hf: &str, heads: Option<usize>| {
-        let t = &w[hf];
-        let data = match heads {
-            Some(h) => weights::permute_rows(&t.data, &t.shape, h),
-            None => t.data.clone(),
-        };
-        let ty = if t.shape.len() == 1 { GgmlType::F32 } else { ty };
-        g.tensor(gguf, &t.shape, &data, ty);
-    };
-    put("token_embd.weight", "model.embed_tokens.weight", None);
-    put("output_norm.weight", "model.norm.weight", None);
-    if !c.tie_word_embeddings {
-        put("output.weight", "lm_head.weight", None);
-    }
-    for i in 0..c.num_hidden_layers {
-        let hf = |s: &str| format!("model.layers.{i}.{s}");
-        put(&format!("blk.{i}.attn_norm.weight"), &hf("input_layernorm.weight"), None);
-        put(&format!("blk.{i}.ffn_norm.weight"), &hf("post_attention_layernorm.weight"), None);
-        put(&format!("blk.{i}.attn_q.weight"), &hf("self_attn.q_proj.weight"), Some(c.num_attention_heads));
-        put(&format!("blk.{i}.attn_k.weight"), &hf("self_attn.k_proj.weight"), Some(c.num_key_value_heads));
-        put(&format!("blk.{i}.attn_v.weight"), &hf("self_attn.v_proj.weight"), None);
-        put(&format!("blk.{i}.attn_output.weight"), &hf("self_attn.o_proj.weight"), None);
-        put(&format!("blk.{i}.ffn_gate.weight"), &hf("mlp.gate_proj.weight"), None);
-        put(&format!("blk.{i}.ffn_up.weight"), &hf("mlp.up_proj.weight"), None);
-        put(&format!("blk.{i}.ffn_down.weight"), &hf("mlp.down_proj.weight"), None);
-    }
-    g.write(path).unwrap();
+    super::tiny::write_gguf(c, w, path, ty).unwrap();
 }
 
 fn lm_from(c: &LlamaConfig, w: &Weights) -> Lm<Cpu> {
