@@ -173,31 +173,17 @@ fn rotate_half_matrix<B: Backend>(hd: usize, device: &B::Device) -> Tensor<B, 2>
 }
 
 impl<B: Backend> Llama<B> {
-    /// A model of the given shape with all weights zero (weights are loaded afterwards).
-    pub fn zeros(c: &LlamaConfig, device: &B::Device) -> Self {
-        let z2 = |a: usize, b: usize| Param::from_tensor(Tensor::zeros([a, b], device));
-        let norm = |d: usize| RmsNorm { weight: Param::from_tensor(Tensor::ones([d], device)), eps: c.rms_norm_eps };
-        let (d, hd) = (c.hidden_size, c.head_dim);
-        let qkv = (c.num_attention_heads + 2 * c.num_key_value_heads) * hd;
-        let blocks = (0..c.num_hidden_layers)
-            .map(|_| Block {
-                attn_norm: norm(d),
-                wqkv: z2(d, qkv),
-                wo: z2(c.num_attention_heads * hd, d),
-                mlp_norm: norm(d),
-                w_gate_up: z2(d, 2 * c.intermediate_size),
-                w_down: z2(c.intermediate_size, d),
-            })
-            .collect();
+    /// A model of shape `c` from its weights (see `weights::build`, which checks their shapes).
+    pub fn new(c: &LlamaConfig, embed: Param<Tensor<B, 2>>, blocks: Vec<Block<B>>, norm: RmsNorm<B>, head: Param<Tensor<B, 2>>, device: &B::Device) -> Self {
         Llama {
-            embed: z2(c.vocab_size, d),
+            embed,
             blocks,
-            norm: norm(d),
-            head: z2(d, c.vocab_size),
-            rot: rotate_half_matrix(hd, device),
+            norm,
+            head,
+            rot: rotate_half_matrix(c.head_dim, device),
             heads: c.num_attention_heads,
             kv_heads: c.num_key_value_heads,
-            head_dim: hd,
+            head_dim: c.head_dim,
         }
     }
 

@@ -30,58 +30,40 @@ pub enum GgmlType {
     BF16,
 }
 
+/// Every type with its GGUF id: the one table both directions read.
+const IDS: [(GgmlType, u32); 20] = {
+    use GgmlType::*;
+    [
+        (F32, 0),
+        (F16, 1),
+        (Q4_0, 2),
+        (Q4_1, 3),
+        (Q5_0, 6),
+        (Q5_1, 7),
+        (Q8_0, 8),
+        (Q8_1, 9),
+        (Q2_K, 10),
+        (Q3_K, 11),
+        (Q4_K, 12),
+        (Q5_K, 13),
+        (Q6_K, 14),
+        (Q8_K, 15),
+        (I8, 24),
+        (I16, 25),
+        (I32, 26),
+        (I64, 27),
+        (F64, 28),
+        (BF16, 30),
+    ]
+};
+
 impl GgmlType {
     pub fn from_id(id: u32) -> Option<GgmlType> {
-        use GgmlType::*;
-        Some(match id {
-            0 => F32,
-            1 => F16,
-            2 => Q4_0,
-            3 => Q4_1,
-            6 => Q5_0,
-            7 => Q5_1,
-            8 => Q8_0,
-            9 => Q8_1,
-            10 => Q2_K,
-            11 => Q3_K,
-            12 => Q4_K,
-            13 => Q5_K,
-            14 => Q6_K,
-            15 => Q8_K,
-            24 => I8,
-            25 => I16,
-            26 => I32,
-            27 => I64,
-            28 => F64,
-            30 => BF16,
-            _ => return None,
-        })
+        IDS.iter().find(|(_, i)| *i == id).map(|(t, _)| *t)
     }
 
     pub fn id(self) -> u32 {
-        use GgmlType::*;
-        match self {
-            F32 => 0,
-            F16 => 1,
-            Q4_0 => 2,
-            Q4_1 => 3,
-            Q5_0 => 6,
-            Q5_1 => 7,
-            Q8_0 => 8,
-            Q8_1 => 9,
-            Q2_K => 10,
-            Q3_K => 11,
-            Q4_K => 12,
-            Q5_K => 13,
-            Q6_K => 14,
-            Q8_K => 15,
-            I8 => 24,
-            I16 => 25,
-            I32 => 26,
-            I64 => 27,
-            F64 => 28,
-            BF16 => 30,
-        }
+        IDS.iter().find(|(t, _)| *t == self).map(|(_, i)| *i).expect("every type is in IDS")
     }
 
     /// (elements per block, bytes per block).
@@ -227,5 +209,9 @@ mod tests {
         assert!(dequantize(GgmlType::Q4_K, &[0u8; 144]).unwrap_err().contains("Q4_K is not supported"));
         assert_eq!(GgmlType::Q6_K.bytes_for(512), Some(420));
         assert_eq!(GgmlType::Q6_K.bytes_for(100), None);
+        for (t, id) in IDS {
+            assert_eq!((GgmlType::from_id(id), t.id()), (Some(t), id));
+        }
+        assert_eq!(GgmlType::from_id(4), None);
     }
 }

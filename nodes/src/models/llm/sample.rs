@@ -32,12 +32,16 @@ fn argmax(logits: &[f32]) -> u32 {
     best.0 as u32
 }
 
+/// exp((logit − max) / t) for every token: unnormalised probabilities at temperature `t`.
+fn weights(logits: &[f32], t: f64) -> Vec<f64> {
+    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
+    logits.iter().map(|&l| ((l as f64 - max) / t).exp()).collect()
+}
+
 /// The candidates left after top-k and top-p, most likely first, with their probabilities
 /// renormalised over the kept set.
 pub fn candidates(logits: &[f32], s: &Sampling) -> Vec<(u32, f64)> {
-    let t = s.temperature.max(1e-6) as f64;
-    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
-    let weights: Vec<f64> = logits.iter().map(|&l| ((l as f64 - max) / t).exp()).collect();
+    let weights = weights(logits, s.temperature.max(1e-6) as f64);
     let total: f64 = weights.iter().sum();
     let mut order: Vec<u32> = (0..logits.len() as u32).collect();
     let by_weight = |a: &u32, b: &u32| weights[*b as usize].total_cmp(&weights[*a as usize]).then(a.cmp(b));
@@ -77,9 +81,7 @@ pub fn next_token(logits: &[f32], s: &Sampling, rng: &mut ChaCha8Rng) -> u32 {
     let u: f64 = rng.random();
     if s.top_p >= 1.0 && s.top_k == 0 {
         // Nothing filtered: draw from the whole distribution without sorting it.
-        let t = s.temperature as f64;
-        let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
-        let weights: Vec<f64> = logits.iter().map(|&l| ((l as f64 - max) / t).exp()).collect();
+        let weights = weights(logits, s.temperature as f64);
         let target = u * weights.iter().sum::<f64>();
         let mut acc = 0.0;
         for (i, w) in weights.iter().enumerate() {

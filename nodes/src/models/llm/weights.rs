@@ -11,7 +11,7 @@ use burn::tensor::TensorData;
 
 use super::config::LlamaConfig;
 use super::gguf::Gguf;
-use super::llama::Llama;
+use super::llama::{Block, Llama, RmsNorm};
 
 /// A dense f32 tensor on the host, row-major.
 #[derive(Clone, Debug)]
@@ -57,27 +57,22 @@ pub fn from_gguf(g: &Gguf, c: &LlamaConfig) -> Result<Weights, String> {
 /// llama.cpp's converter reorders the rows of each q/k head from rotate-half order
 /// (j·half + i) to interleaved order (2i + j); this puts them back.
 fn unpermute_rows(data: &[f32], shape: &[usize], heads: usize) -> Result<Vec<f32>, String> {
-    let (rows, cols) = (shape[0], shape.iter().skip(1).product::<usize>());
+    let rows = shape[0];
     if heads == 0 || rows % (2 * heads) != 0 {
         return Err(format!("a q/k weight of {rows} rows does not split into {heads} heads"));
     }
-    let hd = rows / heads;
-    let half = hd / 2;
-    let mut out = vec![0f32; data.len()];
-    for h in 0..heads {
-        for j in 0..2 {
-            for i in 0..half {
-                let (dst, src) = (h * hd + j * half + i, h * hd + 2 * i + j);
-                out[dst * cols..(dst + 1) * cols].copy_from_slice(&data[src * cols..(src + 1) * cols]);
-            }
-        }
-    }
-    Ok(out)
+    Ok(move_rows(data, shape, heads, false))
 }
 
 /// The inverse of [`unpermute_rows`]: what llama.cpp's converter writes (the tests use it to
 /// make GGUF files).
 pub fn permute_rows(data: &[f32], shape: &[usize], heads: usize) -> Vec<f32> {
+    move_rows(data, shape, heads, true)
+}
+
+/// Moves each head's rows between rotate-half order (j·half + i) and interleaved order
+/// (2i + j): towards interleaved when `interleave`, back otherwise.
+fn move_rows(data: &[f32], shape: &[usize], heads: usize, interleave: bool) -> Vec<f32> {
     let (rows, cols) = (shape[0], shape.iter().skip(1).product::<usize>());
     let hd = rows / heads;
     let half = hd / 2;
@@ -85,7 +80,8 @@ pub fn permute_rows(data: &[f32], shape: &[usize], heads: usize) -> Vec<f32> {
     for h in 0..heads {
         for j in 0..2 {
             for i in 0..half {
-                let (src, dst) = (h * hd + j * half + i, h * hd + 2 * i + j);
+                let (halves, interleaved) = (h * hd + j * half + i, h * hd + 2 * i + j);
+                let (src, dst) = if interleave { (halves, interleaved) } else { (interleaved, halves) };
                 out[dst * cols..(dst + 1) * cols].copy_from_slice(&data[src * cols..(src + 1) * cols]);
             }
         }
@@ -141,15 +137,9 @@ pub fn write_safetensors(w: &Weights, path: &Path, metadata: Option<std::collect
     safetensors::serialize_to_file(views, metadata, path).map_err(|e| format!("{}: {e}", path.display()))
 }
 
+/// [in, out] from an [out, in] matrix.
 fn transpose(t: &HostTensor) -> Vec<f32> {
-    let (r, c) = (t.shape[0], t.shape[1]);
-    let mut out = vec![0f32; r * c];
-    for i in 0..r {
-        for j in 0..c {
-            out[j * r + i] = t.data[i * c + j];
-        }
-    }
-    out
+    fuse_transposed(&[t])
 }
 
 /// [in, out₁ + out₂ + …] from several [outᵢ, in] matrices: fused projections.
@@ -183,27 +173,29 @@ pub fn build<B: Backend>(c: &LlamaConfig, w: &Weights, device: &B::Device) -> Re
     let (nh, nkv) = (c.num_attention_heads, c.num_key_value_heads);
     let t2 = |data: Vec<f32>, shape: [usize; 2]| Param::from_tensor(Tensor::<B, 2>::from_data(TensorData::new(data, shape), device));
     let t1 = |t: &HostTensor| Param::from_tensor(Tensor::<B, 1>::from_data(TensorData::new(t.data.clone(), [t.data.len()]), device));
-    let mut model = Llama::zeros(c, device);
+    let norm = |t: &HostTensor| RmsNorm { weight: t1(t), eps: c.rms_norm_eps };
     let embed = get("model.embed_tokens.weight", &[v, d])?;
-    model.embed = t2(embed.data.clone(), [v, d]);
-    model.norm.weight = t1(get("model.norm.weight", &[d])?);
-    model.head = match w.get("lm_head.weight") {
-        Some(_) if !c.tie_word_embeddings => t2(transpose(get("lm_head.weight", &[v, d])?), [d, v]),
-        _ => t2(transpose(embed), [d, v]),
+    let head = match w.get("lm_head.weight") {
+        Some(_) if !c.tie_word_embeddings => transpose(get("lm_head.weight", &[v, d])?),
+        _ => transpose(embed),
     };
-    for (i, blk) in model.blocks.iter_mut().enumerate() {
+    let mut blocks = Vec::with_capacity(c.num_hidden_layers);
+    for i in 0..c.num_hidden_layers {
         let l = |s: &str| format!("model.layers.{i}.{s}");
-        blk.attn_norm.weight = t1(get(&l("input_layernorm.weight"), &[d])?);
-        blk.mlp_norm.weight = t1(get(&l("post_attention_layernorm.weight"), &[d])?);
         let q = get(&l("self_attn.q_proj.weight"), &[nh * hd, d])?;
         let k = get(&l("self_attn.k_proj.weight"), &[nkv * hd, d])?;
         let vv = get(&l("self_attn.v_proj.weight"), &[nkv * hd, d])?;
-        blk.wqkv = t2(fuse_transposed(&[q, k, vv]), [d, (nh + 2 * nkv) * hd]);
-        blk.wo = t2(transpose(get(&l("self_attn.o_proj.weight"), &[d, nh * hd])?), [nh * hd, d]);
         let gate = get(&l("mlp.gate_proj.weight"), &[ff, d])?;
         let up = get(&l("mlp.up_proj.weight"), &[ff, d])?;
-        blk.w_gate_up = t2(fuse_transposed(&[gate, up]), [d, 2 * ff]);
-        blk.w_down = t2(transpose(get(&l("mlp.down_proj.weight"), &[d, ff])?), [ff, d]);
+        blocks.push(Block {
+            attn_norm: norm(get(&l("input_layernorm.weight"), &[d])?),
+            wqkv: t2(fuse_transposed(&[q, k, vv]), [d, (nh + 2 * nkv) * hd]),
+            wo: t2(transpose(get(&l("self_attn.o_proj.weight"), &[d, nh * hd])?), [nh * hd, d]),
+            mlp_norm: norm(get(&l("post_attention_layernorm.weight"), &[d])?),
+            w_gate_up: t2(fuse_transposed(&[gate, up]), [d, 2 * ff]),
+            w_down: t2(transpose(get(&l("mlp.down_proj.weight"), &[d, ff])?), [ff, d]),
+        });
     }
+    let model = Llama::new(c, t2(embed.data.clone(), [v, d]), blocks, norm(get("model.norm.weight", &[d])?), t2(head, [d, v]), device);
     Ok(model)
 }

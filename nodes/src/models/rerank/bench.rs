@@ -8,7 +8,7 @@ use std::time::Instant;
 use burn::tensor::backend::AutodiffBackend;
 
 use super::data::{DeviceKnowledge, Knowledge, Lists};
-use super::train::{score, train, EpochLog, Monitor, Schedule, TrainSettings};
+use super::train::{score, train, Schedule, Silent, TrainSettings};
 use super::{store, Backbone, KnowledgeConfig, RerankerConfig};
 use crate::data::preprocess::{preprocess, Dataset, Settings, Split};
 use crate::data::synthetic::{generate, WorldSettings};
@@ -35,14 +35,6 @@ pub struct BenchRow {
     pub max_diff: Option<f32>,
 }
 
-struct Silent;
-impl Monitor for Silent {
-    fn epoch(&self, _: &EpochLog, _: usize) {}
-    fn batch(&self, _: usize) {}
-    fn cancelled(&self) -> bool {
-        false
-    }
-}
 
 fn config(d: &Dataset, backbone: Backbone, k: Option<&Knowledge>) -> RerankerConfig {
     RerankerConfig {

@@ -72,12 +72,12 @@ pub struct Knowledge {
 impl Knowledge {
     /// Checks that every list's user and every candidate has a vector.
     pub fn check_covers(&self, lists: &Lists) -> Result<(), String> {
-        let missing_users: Vec<i32> = {
-            let mut m: Vec<i32> = lists.users.iter().copied().filter(|u| !self.user_rows.contains_key(u)).collect();
-            m.sort();
-            m.dedup();
-            m
+        let sorted_unique = |mut ids: Vec<i32>| {
+            ids.sort_unstable();
+            ids.dedup();
+            ids
         };
+        let missing_users = sorted_unique(lists.users.iter().copied().filter(|u| !self.user_rows.contains_key(u)).collect());
         if !missing_users.is_empty() {
             return Err(format!(
                 "user knowledge has no vector for {} users of the lists (e.g. user {})",
@@ -85,10 +85,8 @@ impl Knowledge {
                 missing_users[0]
             ));
         }
-        let mut missing_items: Vec<i32> =
-            lists.items.iter().copied().filter(|&i| !self.item_present.get(i as usize).copied().unwrap_or(false)).collect();
-        missing_items.sort();
-        missing_items.dedup();
+        let missing_items =
+            sorted_unique(lists.items.iter().copied().filter(|&i| !self.item_present.get(i as usize).copied().unwrap_or(false)).collect());
         if !missing_items.is_empty() {
             return Err(format!(
                 "item knowledge has no vector for {} candidate items (e.g. item {})",

@@ -6,7 +6,7 @@ use burn::optim::GradientsParams;
 use burn::prelude::*;
 
 use super::data::{batch, DeviceKnowledge, Knowledge, Lists};
-use super::train::{metrics, score, train, EpochLog, Monitor, Schedule, TrainSettings};
+use super::train::{metrics, score, train, Schedule, Silent, TrainSettings};
 use super::*;
 use crate::data::preprocess::{preprocess, Settings, Split};
 use crate::data::synthetic::{generate, WorldSettings};
@@ -55,14 +55,6 @@ fn toy_knowledge(dim: usize) -> Knowledge {
     }
 }
 
-struct Quiet;
-impl Monitor for Quiet {
-    fn epoch(&self, _: &EpochLog, _: usize) {}
-    fn batch(&self, _: usize) {}
-    fn cancelled(&self) -> bool {
-        false
-    }
-}
 
 #[test]
 fn output_shapes() {
@@ -138,7 +130,7 @@ fn the_loss_falls_on_a_learnable_toy() {
     let device = Default::default();
     for backbone in [Backbone::Dlcm, Backbone::Prm] {
         let lists = toy_lists(96);
-        let t = train::<CpuTrain>(&config(backbone, None), &lists, &lists, None, &settings(12), &device, &Quiet).unwrap();
+        let t = train::<CpuTrain>(&config(backbone, None), &lists, &lists, None, &settings(12), &device, &Silent).unwrap();
         let (first, last) = (t.curve[0].loss, t.curve.last().unwrap().loss);
         assert!(last < first * 0.7, "{backbone:?}: loss {first:.4} -> {last:.4}");
         assert!(t.curve.last().unwrap().ndcg5 > 0.9, "{backbone:?}: {:?}", t.curve.last());
@@ -152,7 +144,7 @@ fn save_then_load_gives_bit_identical_scores() {
         let lists = toy_lists(32);
         let k = toy_knowledge(12);
         let c = config(backbone, Some(12));
-        let t = train::<CpuTrain>(&c, &lists, &lists, Some(&k), &settings(2), &device, &Quiet).unwrap();
+        let t = train::<CpuTrain>(&c, &lists, &lists, Some(&k), &settings(2), &device, &Silent).unwrap();
         let dk = DeviceKnowledge::<Cpu>::new(&k, &device);
         let before = score(&t.model, &lists, Some(&dk), 7, &device);
         let dir = tempfile::tempdir().unwrap();
@@ -168,8 +160,8 @@ fn save_then_load_gives_bit_identical_scores() {
 fn training_is_deterministic_for_a_seed() {
     let device = Default::default();
     let lists = toy_lists(32);
-    let a = train::<CpuTrain>(&config(Backbone::Dlcm, None), &lists, &lists, None, &settings(2), &device, &Quiet).unwrap();
-    let b = train::<CpuTrain>(&config(Backbone::Dlcm, None), &lists, &lists, None, &settings(2), &device, &Quiet).unwrap();
+    let a = train::<CpuTrain>(&config(Backbone::Dlcm, None), &lists, &lists, None, &settings(2), &device, &Silent).unwrap();
+    let b = train::<CpuTrain>(&config(Backbone::Dlcm, None), &lists, &lists, None, &settings(2), &device, &Silent).unwrap();
     assert_eq!(a.curve, b.curve);
 }
 
@@ -179,16 +171,16 @@ fn bad_inputs_are_clear_errors() {
     let lists = toy_lists(8);
     let mut k = toy_knowledge(12);
     k.user_rows.remove(&3);
-    let err = train::<CpuTrain>(&config(Backbone::Dlcm, Some(12)), &lists, &lists, Some(&k), &settings(1), &device, &Quiet).err().unwrap();
+    let err = train::<CpuTrain>(&config(Backbone::Dlcm, Some(12)), &lists, &lists, Some(&k), &settings(1), &device, &Silent).err().unwrap();
     assert!(err.contains("user knowledge has no vector for 1 users of the lists (e.g. user 3)"), "{err}");
     let mut k = toy_knowledge(12);
     k.item_present[7] = false;
-    let err = train::<CpuTrain>(&config(Backbone::Dlcm, Some(12)), &lists, &lists, Some(&k), &settings(1), &device, &Quiet).err().unwrap();
+    let err = train::<CpuTrain>(&config(Backbone::Dlcm, Some(12)), &lists, &lists, Some(&k), &settings(1), &device, &Silent).err().unwrap();
     assert!(err.contains("item knowledge has no vector for 1 candidate items (e.g. item 7)"), "{err}");
     let empty = Lists { list_len: 10, fields: 2, ..Default::default() };
-    let err = train::<CpuTrain>(&config(Backbone::Dlcm, None), &empty, &lists, None, &settings(1), &device, &Quiet).err().unwrap();
+    let err = train::<CpuTrain>(&config(Backbone::Dlcm, None), &empty, &lists, None, &settings(1), &device, &Silent).err().unwrap();
     assert_eq!(err, "there are no training lists");
-    let err = train::<CpuTrain>(&config(Backbone::Dlcm, None), &lists, &empty, None, &settings(1), &device, &Quiet).err().unwrap();
+    let err = train::<CpuTrain>(&config(Backbone::Dlcm, None), &lists, &empty, None, &settings(1), &device, &Silent).err().unwrap();
     assert!(err.contains("no lists to select"), "{err}");
 }
 
@@ -224,7 +216,7 @@ fn knowledge_must_matter() {
             mlp: vec![200, 80],
             knowledge: k.map(|k| KnowledgeConfig { dim: k.dim, shared_experts: 2, specific_experts: 6, expert_arch: vec![128, 32] }),
         };
-        let t = train::<CpuTrain>(&c, &train_lists, &test_lists, k, &s, &device, &Quiet).unwrap();
+        let t = train::<CpuTrain>(&c, &train_lists, &test_lists, k, &s, &device, &Silent).unwrap();
         let dk = k.map(|k| DeviceKnowledge::<Cpu>::new(k, &device));
         let sc = score(&t.model, &test_lists, dk.as_ref(), 256, &device);
         metrics(&test_lists, &sc, &[5]).means()[0].ndcg

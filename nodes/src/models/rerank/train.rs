@@ -68,6 +68,17 @@ pub trait Monitor {
     fn cancelled(&self) -> bool;
 }
 
+/// A monitor that reports nothing and never cancels (benchmarks, tests).
+pub struct Silent;
+
+impl Monitor for Silent {
+    fn epoch(&self, _: &EpochLog, _: usize) {}
+    fn batch(&self, _: usize) {}
+    fn cancelled(&self) -> bool {
+        false
+    }
+}
+
 /// Scores every list with a model in inference mode: probabilities, `len * list_len`.
 pub fn score<B: Backend>(model: &Reranker<B>, lists: &Lists, k: Option<&DeviceKnowledge<B>>, batch_size: usize, device: &B::Device) -> Vec<f32> {
     let mut out = Vec::with_capacity(lists.items.len());
