@@ -77,6 +77,9 @@ fn bad_generate_params_and_models_are_plan_time_errors() {
     w.write("p.yaml", &pipeline(4, 1).replace("model: tiny.gguf", "model: tiny.gguf, users: 3"));
     let e = w.expect(&["plan", "p.yaml"], 2).stderr;
     assert!(e.contains("users") && e.contains("takes no dataset params"), "{e}");
+    w.write("p.yaml", &pipeline(4, 1).replace("model: tiny.gguf", "model: tiny.gguf, negatives: unseen"));
+    let e = w.expect(&["plan", "p.yaml"], 2).stderr;
+    assert!(e.contains("negatives") && e.contains("takes no dataset params"), "{e}");
     // A file that is not a GGUF fails the load node with the file named, and caches nothing.
     std::fs::write(w.path().join("bad.gguf"), b"not a model").unwrap();
     w.write("p.yaml", &pipeline(4, 1).replace("model: tiny.gguf", "model: bad.gguf"));

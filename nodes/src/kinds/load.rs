@@ -109,20 +109,10 @@ pub struct Load;
 
 /// `load` with `model:`: checks that no dataset param is set and that a local path exists.
 fn model_signature(p: &LoadParams, model: &str) -> Result<Signature, ParamError> {
-    let dataset_only = [
-        ("dataset", p.dataset.is_some()),
-        ("path", p.path.is_some()),
-        ("reviews", p.reviews.is_some()),
-        ("meta", p.meta.is_some()),
-        ("flavour", p.flavour.is_some()),
-        ("users", p.users.is_some()),
-        ("items", p.items.is_some()),
-        ("seed", p.seed.is_some()),
-        ("label_threshold", p.label_threshold.is_some()),
-        ("history_cap", p.history_cap.is_some()),
-        ("list_len", p.list_len.is_some()),
-    ];
-    if let Some((f, _)) = dataset_only.iter().find(|(_, on)| *on) {
+    // Every other param belongs to datasets: any that is set (not null, not false) is a mistake.
+    let fields = serde_json::to_value(p).ok().and_then(|v| v.as_object().cloned()).unwrap_or_default();
+    let set = fields.iter().find(|(k, v)| k.as_str() != "model" && !v.is_null() && **v != serde_json::Value::Bool(false));
+    if let Some((f, _)) = set {
         return Err(ParamError::field(f, "`load` with `model:` takes no dataset params (use a separate `load` node for the dataset)"));
     }
     match ModelSource::parse(model).map_err(|e| ParamError::field("model", e))? {
