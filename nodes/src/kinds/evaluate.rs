@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use arrow_array::{Float64Array, Int32Array, Int64Array, RecordBatch, StringArray};
 use arrow_schema::{DataType, Field, Schema};
-use dagrun_engine::{BoxError, Device, Inputs, Kind, NodeContext, ParamError, Port, Signature};
+use dagrun_engine::{BoxError, Inputs, Kind, NodeContext, ParamError, Port, Signature};
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::data::preprocess::{RerankList, Split};
 use crate::kinds::train_reranker::{knowledge_connected, knowledge_ports, read_knowledge};
-use crate::models::backend::Cpu;
+use crate::models::backend::{on_device, Cpu};
 use crate::models::rerank::data::{DeviceKnowledge, Lists};
 use crate::models::rerank::store;
 use crate::models::rerank::train::{metrics, score};
@@ -130,23 +130,11 @@ fn evaluate_reranker(
     if let Some(k) = &k {
         k.check_covers(&data)?;
     }
-    let scores = match ctx.device() {
-        Device::Cpu => {
-            let device = Default::default();
-            let (model, _) = store::load::<Cpu>(dir, &device)?;
-            let dk = k.as_ref().map(|k| DeviceKnowledge::<Cpu>::new(k, &device));
-            score(&model, &data, dk.as_ref(), 1024, &device)
-        }
-        #[cfg(feature = "cuda")]
-        Device::Cuda(i) => {
-            let device = crate::models::backend::cuda_device(i);
-            let (model, _) = store::load::<crate::models::backend::Gpu>(dir, &device)?;
-            let dk = k.as_ref().map(|k| DeviceKnowledge::<crate::models::backend::Gpu>::new(k, &device));
-            score(&model, &data, dk.as_ref(), 1024, &device)
-        }
-        #[cfg(not(feature = "cuda"))]
-        Device::Cuda(_) => return Err("this dagrun was built without CUDA".into()),
-    };
+    let scores = on_device!(ctx.device(), Cpu, crate::models::backend::Gpu, |B, device| {
+        let (model, _) = store::load::<B>(dir, &device)?;
+        let dk = k.as_ref().map(|k| DeviceKnowledge::<B>::new(k, &device));
+        score(&model, &data, dk.as_ref(), 1024, &device)
+    });
     let label = p.label.clone().unwrap_or_else(|| format!("{}{}", config.backbone.as_str(), if k.is_some() { "+kar" } else { "" }));
     Ok((label, metrics(&data, &scores, ks)))
 }

@@ -8,10 +8,11 @@ use arrow_array::{Array, Float64Array, Int32Array, RecordBatch, StringArray};
 use arrow_schema::{DataType, Field, Schema};
 use burn::prelude::Backend;
 use dagrun_engine::cache::Digest;
-use dagrun_engine::{BoxError, Device, Inputs, Kind, NodeContext, ParamError, Port, Resource, Signature};
+use dagrun_engine::{BoxError, Inputs, Kind, NodeContext, ParamError, Port, Resource, Signature};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use crate::models::backend::on_device;
 use crate::models::llm::artifact;
 use crate::models::llm::chat::Message;
 use crate::models::llm::generate::{generate, Completion, Request, Settings};
@@ -116,13 +117,7 @@ impl Kind for Generate {
     }
 
     fn run(&self, p: &GenerateParams, ctx: &NodeContext, inputs: &Inputs) -> Result<(), BoxError> {
-        match ctx.device() {
-            Device::Cpu => run_on::<crate::models::backend::Cpu>(p, ctx, inputs, &Default::default()),
-            #[cfg(feature = "cuda")]
-            Device::Cuda(i) => run_on::<crate::models::backend::Gpu>(p, ctx, inputs, &crate::models::backend::cuda_device(i)),
-            #[cfg(not(feature = "cuda"))]
-            Device::Cuda(_) => Err("this dagrun was built without CUDA".into()),
-        }
+        on_device!(ctx.device(), crate::models::backend::Cpu, crate::models::backend::Gpu, |B, device| run_on::<B>(p, ctx, inputs, &device))
     }
 }
 

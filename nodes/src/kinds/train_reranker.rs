@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use arrow_array::{BooleanArray, Float64Array, Int32Array, RecordBatch};
 use arrow_schema::{DataType, Field, Schema};
-use dagrun_engine::{BoxError, Device, Inputs, Kind, NodeContext, ParamError, Port, Resource, Signature};
+use dagrun_engine::{BoxError, Inputs, Kind, NodeContext, ParamError, Port, Resource, Signature};
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 use crate::data::preprocess::{Dataset, Split};
 use crate::data::tables;
 use crate::knowledge;
+use crate::models::backend::on_device;
 use crate::models::rerank::data::{Knowledge, Lists};
 use crate::models::rerank::train::{train, EpochLog, Monitor, Schedule, TrainSettings, Trained};
 use crate::models::rerank::{store, Backbone, KnowledgeConfig, RerankerConfig};
@@ -325,21 +326,10 @@ impl Kind for TrainReranker {
             select.len(),
             if p.select == Select::Test { "test" } else { "validation" }
         ));
-        let trained_curve = match ctx.device() {
-            Device::Cpu => {
-                let t = run_training::<crate::models::backend::CpuTrain>(&config, &fit, &select, k.as_ref(), &s, &Default::default(), ctx)?;
-                (t.curve, t.best_epoch, t.lists_per_second)
-            }
-            #[cfg(feature = "cuda")]
-            Device::Cuda(i) => {
-                let device = crate::models::backend::cuda_device(i);
-                let t = run_training::<crate::models::backend::GpuTrain>(&config, &fit, &select, k.as_ref(), &s, &device, ctx)?;
-                (t.curve, t.best_epoch, t.lists_per_second)
-            }
-            #[cfg(not(feature = "cuda"))]
-            Device::Cuda(_) => return Err("this dagrun was built without CUDA".into()),
-        };
-        let (curve, best, speed) = trained_curve;
+        let (curve, best, speed) = on_device!(ctx.device(), crate::models::backend::CpuTrain, crate::models::backend::GpuTrain, |B, device| {
+            let t = run_training::<B>(&config, &fit, &select, k.as_ref(), &s, &device, ctx)?;
+            (t.curve, t.best_epoch, t.lists_per_second)
+        });
         if let Some(b) = curve.get(best.saturating_sub(1)) {
             ctx.log(format!("kept epoch {best}: MAP@5 {:.4}, NDCG@5 {:.4} ({speed:.0} lists/s)", b.map5, b.ndcg5));
         }
