@@ -1,5 +1,7 @@
 //! `dagrun bench rerank`: reranker training throughput on a device and, on a GPU, the largest
 //! difference between its scores and the CPU's for the same weights.
+//! `dagrun bench llm`: LLM prefill, decode and sampling throughput, optionally beside
+//! Hugging Face transformers run on the same token ids.
 
 use clap::{Args, Subcommand};
 use dagrun_engine::Device;
@@ -11,6 +13,37 @@ use super::util::{CliError, CliResult};
 pub enum BenchCommand {
     /// Train DLCM and PRM, with and without knowledge, and print lists per second.
     Rerank(RerankBenchArgs),
+    /// Time LLM prefill, batch-1 decode and batched sampling; with --reference, also
+    /// Hugging Face transformers on the same prompts, printed beside.
+    Llm(LlmBenchArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct LlmBenchArgs {
+    /// A built-in model name, a .gguf file or a Hugging Face model directory.
+    #[arg(long, default_value = "smollm2-135m-instruct")]
+    pub model: String,
+    /// cpu, cuda or cuda:N.
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+    /// Tokens in the batch-1 prompt (the batched prompts vary ±10% around it).
+    #[arg(long, default_value_t = 200)]
+    pub prompt_tokens: usize,
+    /// New tokens per row (EOS ignored).
+    #[arg(long, default_value_t = 64)]
+    pub new_tokens: usize,
+    /// Prompts sampled together.
+    #[arg(long, default_value_t = 16)]
+    pub batch: usize,
+    /// Timed repetitions after a warm-up; figures are medians.
+    #[arg(long, default_value_t = 3)]
+    pub repeats: usize,
+    /// A Python with torch, transformers and gguf: runs bench/llm_transformers.py beside.
+    #[arg(long, value_name = "PYTHON")]
+    pub reference: Option<String>,
+    /// Where built-in models are downloaded (its downloads/ folder); default as for `run`.
+    #[arg(long)]
+    pub cache_dir: Option<std::path::PathBuf>,
 }
 
 #[derive(Args, Debug)]
@@ -35,6 +68,7 @@ pub struct RerankBenchArgs {
 pub fn bench(c: BenchCommand) -> CliResult {
     match c {
         BenchCommand::Rerank(a) => rerank(a),
+        BenchCommand::Llm(a) => llm(a),
     }
 }
 
@@ -73,3 +107,79 @@ fn rerank(a: RerankBenchArgs) -> CliResult {
     Ok(0)
 }
 
+
+/// The reference script, embedded so the command works from any directory.
+const TRANSFORMERS_SCRIPT: &str = include_str!("../../bench/llm_transformers.py");
+
+fn llm(a: LlmBenchArgs) -> CliResult {
+    use dagrun_nodes::models::llm::bench;
+    use dagrun_nodes::models::source::ModelSource;
+    let device: Device = a.device.parse().map_err(CliError::Usage)?;
+    if a.prompt_tokens < 10 || a.new_tokens == 0 || a.batch == 0 || a.repeats == 0 {
+        return Err(CliError::Usage("--prompt-tokens must be at least 10 and --new-tokens, --batch, --repeats at least 1".into()));
+    }
+    let fail = |e: String| CliError::Failed(anyhow::anyhow!(e));
+    let source = ModelSource::parse(&a.model).map_err(CliError::Usage)?;
+    let downloads = super::util::cache_dir(&a.cache_dir, None).join("downloads");
+    let path = source.materialise(&downloads).map_err(fail)?;
+    let s = bench::BenchSettings { prompt_tokens: a.prompt_tokens, new_tokens: a.new_tokens, batch: a.batch, repeats: a.repeats };
+    let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    println!(
+        "LLM {} on {device} ({threads} CPU threads): prefill of a {}-token prompt; batch-1 greedy decode of {} tokens; sampling {} prompts of ~{} tokens x {} new tokens at temperature 0.7; medians of {}",
+        source.describe(), a.prompt_tokens, a.new_tokens, a.batch, a.prompt_tokens, a.new_tokens, a.repeats
+    );
+    let (prompts, ours) = bench::measure(&path, &s, device, &mut |what| eprintln!("timing {what}...")).map_err(fail)?;
+    let reference = match &a.reference {
+        None => None,
+        Some(python) => {
+            eprintln!("timing transformers...");
+            Some(transformers(python, &path, &prompts, &device, threads).map_err(fail)?)
+        }
+    };
+    let rows = [("prefill (prompt tok/s)", ours.prefill, reference.as_ref().map(|r| r.0.prefill)), ("batch-1 decode (tok/s)", ours.decode, reference.as_ref().map(|r| r.0.decode)), ("sampling (new tok/s)", ours.sampling, reference.as_ref().map(|r| r.0.sampling))];
+    println!("{:<24} {:>10} {:>14} {:>8}", "figure", "dagrun", "transformers", "ratio");
+    for (name, us, them) in rows {
+        let (t, r) = them.map(|t| (format!("{t:.1}"), format!("{:.2}x", us / t))).unwrap_or(("-".into(), "-".into()));
+        println!("{name:<24} {us:>10.1} {t:>14} {r:>8}");
+    }
+    if let Some((_, version)) = reference {
+        println!("reference: {version}");
+    }
+    Ok(0)
+}
+
+/// Runs the embedded transformers script on the same prompts; its figures and version line.
+fn transformers(python: &str, model: &std::path::Path, prompts: &dagrun_nodes::models::llm::bench::BenchPrompts, device: &Device, threads: usize) -> Result<(dagrun_nodes::models::llm::bench::Figures, String), String> {
+    let dir = tempfile_dir()?;
+    let script = dir.join("llm_transformers.py");
+    let input = dir.join("prompts.json");
+    std::fs::write(&script, TRANSFORMERS_SCRIPT).map_err(|e| e.to_string())?;
+    std::fs::write(&input, serde_json::to_vec(prompts).map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
+    let torch_device = match device {
+        Device::Cpu => "cpu".to_string(),
+        Device::Cuda(i) => format!("cuda:{i}"),
+    };
+    let out = std::process::Command::new(python)
+        .arg(&script)
+        .arg(model)
+        .arg(&input)
+        .args(["--threads", &threads.to_string(), "--device", &torch_device])
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .map_err(|e| format!("cannot run {python}: {e}"))?;
+    let _ = std::fs::remove_dir_all(&dir);
+    if !out.status.success() {
+        return Err(format!("the transformers reference failed ({}); it needs torch, transformers and gguf in {python}", out.status));
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text.lines().rev().find(|l| l.starts_with('{')).ok_or("the transformers reference printed no figures")?;
+    let v: serde_json::Value = serde_json::from_str(line).map_err(|e| format!("the transformers reference printed {line:?}: {e}"))?;
+    let figures: dagrun_nodes::models::llm::bench::Figures = serde_json::from_value(v.clone()).map_err(|e| e.to_string())?;
+    Ok((figures, v["version"].as_str().unwrap_or("transformers").to_string()))
+}
+
+fn tempfile_dir() -> Result<std::path::PathBuf, String> {
+    let dir = std::env::temp_dir().join(format!("dagrun-bench-llm-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    Ok(dir)
+}

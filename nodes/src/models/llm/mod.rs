@@ -1,6 +1,7 @@
 //! Llama-architecture LLMs: GGUF and safetensors weights, tokenizers, chat templates.
 
 pub mod artifact;
+pub mod bench;
 pub mod chat;
 pub mod config;
 pub mod generate;

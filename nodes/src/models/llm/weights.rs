@@ -189,10 +189,12 @@ pub fn build<B: Backend>(c: &LlamaConfig, w: &Weights, device: &B::Device) -> Re
         let up = get(&l("mlp.up_proj.weight"), &[ff, d])?;
         blocks.push(Block {
             attn_norm: norm(get(&l("input_layernorm.weight"), &[d])?),
-            wqkv: t2(fuse_transposed(&[q, k, vv]), [d, (nh + 2 * nkv) * hd]),
+            wqk: t2(fuse_transposed(&[q, k]), [d, (nh + nkv) * hd]),
+            wv: t2(transpose(vv), [d, nkv * hd]),
             wo: t2(transpose(get(&l("self_attn.o_proj.weight"), &[d, nh * hd])?), [nh * hd, d]),
             mlp_norm: norm(get(&l("post_attention_layernorm.weight"), &[d])?),
-            w_gate_up: t2(fuse_transposed(&[gate, up]), [d, 2 * ff]),
+            w_gate: t2(transpose(gate), [d, ff]),
+            w_up: t2(transpose(up), [d, ff]),
             w_down: t2(transpose(get(&l("mlp.down_proj.weight"), &[d, ff])?), [ff, d]),
         });
     }

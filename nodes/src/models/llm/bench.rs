@@ -1,0 +1,155 @@
+//! `dagrun bench llm`: prefill, batch-1 decode and batched sampling throughput, measured the
+//! way `bench/llm_transformers.py` measures Hugging Face transformers on the same token ids.
+
+use std::time::Instant;
+
+use burn::prelude::*;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::Serialize;
+
+use super::artifact::LoadedLlm;
+use super::generate::{generate, Request, Settings};
+use super::lm::rows_of;
+use super::sample::Sampling;
+
+/// What to measure.
+#[derive(Clone, Debug)]
+pub struct BenchSettings {
+    /// Tokens in the batch-1 prompt; the batched prompts vary ±10% around it.
+    pub prompt_tokens: usize,
+    /// New tokens per row when decoding and sampling (EOS is ignored so every row runs to it).
+    pub new_tokens: usize,
+    /// Prompts sampled together.
+    pub batch: usize,
+    /// Timed repetitions after one warm-up; figures are medians.
+    pub repeats: usize,
+}
+
+/// The token ids every tool is fed, so the comparison is on identical work.
+#[derive(Clone, Debug, Serialize)]
+pub struct BenchPrompts {
+    pub single: Vec<u32>,
+    pub batch: Vec<Vec<u32>>,
+    pub new_tokens: usize,
+    pub repeats: usize,
+}
+
+/// Throughput in tokens per second (medians over the repeats).
+#[derive(Clone, Copy, Debug, Default, Serialize, serde::Deserialize)]
+pub struct Figures {
+    /// Prompt tokens per second, one ~`prompt_tokens` prompt, up to its first logits.
+    pub prefill: f64,
+    /// New tokens per second decoding one row greedily (prefill excluded).
+    pub decode: f64,
+    /// New tokens per second sampling `batch` prompts at temperature 0.7, prefill included.
+    pub sampling: f64,
+}
+
+const WORDS: &[&str] = &[
+    "the", "reader", "enjoyed", "mystery", "novels", "with", "a", "slow", "burn", "and", "history", "of", "science", "fiction",
+    "rated", "stars", "because", "characters", "felt", "real", "while", "plot", "twists", "were", "predictable", "romance",
+    "fantasy", "dragons", "detective", "Victorian", "London", "space", "opera", "biography", "cookbook", "poetry", "1984",
+    "thriller", "series", "book", "2", "of", "7", "author's", "debut", "prize-winning", "translated", "from", "French",
+];
+
+/// Deterministic English-like prompts of the requested token lengths.
+pub fn bench_prompts<B: Backend>(llm: &LoadedLlm<B>, s: &BenchSettings) -> Result<BenchPrompts, String> {
+    let mut rng = ChaCha8Rng::seed_from_u64(7);
+    let mut text_of = |tokens: usize| -> Result<Vec<u32>, String> {
+        let mut text = String::from("Given a user's reading history, describe their preferences.\nHistory:");
+        loop {
+            let ids = llm.tokenizer.encode(&text)?;
+            if ids.len() >= tokens {
+                return Ok(ids[..tokens].to_vec());
+            }
+            for _ in 0..32 {
+                text.push(' ');
+                text.push_str(WORDS[rng.random_range(0..WORDS.len())]);
+            }
+            text.push_str(".\n");
+        }
+    };
+    let single = text_of(s.prompt_tokens.max(1))?;
+    let spread = s.prompt_tokens / 10;
+    let batch = (0..s.batch.max(1))
+        .map(|i| text_of((s.prompt_tokens - spread + 2 * spread * i / s.batch.max(2).saturating_sub(1).max(1)).max(1)))
+        .collect::<Result<_, _>>()?;
+    Ok(BenchPrompts { single, batch, new_tokens: s.new_tokens, repeats: s.repeats })
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn argmax(row: &[f32]) -> u32 {
+    row.iter().enumerate().fold((0, f32::NEG_INFINITY), |b, (i, &x)| if x > b.1 { (i, x) } else { b }).0 as u32
+}
+
+/// Loads the model at `path` on `device`, makes the prompts and measures.
+pub fn measure(path: &std::path::Path, s: &BenchSettings, device: dagrun_engine::Device, progress: &mut dyn FnMut(&str)) -> Result<(BenchPrompts, Figures), String> {
+    crate::models::backend::on_device!(device, crate::models::backend::Cpu, crate::models::backend::Gpu, |B, dev| {
+        let llm = super::artifact::load::<B>(path, &dev)?;
+        let prompts = bench_prompts(&llm, s)?;
+        let figures = run(&llm, &prompts, progress)?;
+        Ok((prompts, figures))
+    })
+}
+
+/// Runs the three measurements; `progress` hears what is being timed.
+pub fn run<B: Backend>(llm: &LoadedLlm<B>, p: &BenchPrompts, progress: &mut dyn FnMut(&str)) -> Result<Figures, String> {
+    let lm = &llm.lm;
+    let rounds = p.repeats.max(1) + 1;
+    let timed = |f: &mut dyn FnMut() -> Result<f64, String>| -> Result<f64, String> {
+        let mut v = Vec::new();
+        for r in 0..rounds {
+            let x = f()?;
+            if r > 0 {
+                v.push(x);
+            }
+        }
+        Ok(median(v))
+    };
+
+    progress("prefill");
+    let prefill = timed(&mut || {
+        let t = Instant::now();
+        let (logits, _) = lm.prefill(std::slice::from_ref(&p.single));
+        let _ = rows_of(logits);
+        Ok(p.single.len() as f64 / t.elapsed().as_secs_f64())
+    })?;
+
+    progress("batch-1 decode");
+    let decode = timed(&mut || {
+        let (logits, mut batch) = lm.prefill(std::slice::from_ref(&p.single));
+        let mut next = argmax(&rows_of(logits)[0]);
+        let t = Instant::now();
+        for _ in 0..p.new_tokens {
+            next = argmax(&rows_of(lm.decode(&mut batch, &[next]))[0]);
+        }
+        Ok(p.new_tokens as f64 / t.elapsed().as_secs_f64())
+    })?;
+
+    progress("batched sampling");
+    // EOS ignored, as transformers' min_new_tokens does: every row writes `new_tokens`.
+    let mut tok = llm.tokenizer.clone();
+    tok.stop_ids.clear();
+    let settings = Settings {
+        sampling: Sampling { temperature: 0.7, top_p: 1.0, top_k: 0 },
+        max_new_tokens: p.new_tokens,
+        stop: Vec::new(),
+        batch_size: p.batch.len(),
+    };
+    let requests: Vec<Request> = p.batch.iter().enumerate().map(|(i, q)| Request { prompt: q.clone(), seeds: vec![i as u64] }).collect();
+    let sampling = timed(&mut || {
+        let t = Instant::now();
+        let mut written = 0usize;
+        generate(lm, &tok, &requests, &settings, &mut |rows| {
+            written += rows.iter().map(|(_, _, c)| c.tokens.len()).sum::<usize>();
+            Ok(())
+        }, &|_| {}, &|| false)?;
+        Ok(written as f64 / t.elapsed().as_secs_f64())
+    })?;
+    Ok(Figures { prefill, decode, sampling })
+}
