@@ -145,6 +145,13 @@ fn llm(a: LlmBenchArgs) -> CliResult {
     if let Some((_, version)) = reference {
         println!("reference: {version}");
     }
+    if let Some(d) = ours.max_logit_diff {
+        let ok = d < 1e-3;
+        println!("largest {device} vs CPU next-token logit difference: {d:.2e} ({})", if ok { "within 1e-3" } else { "OVER 1e-3" });
+        if !ok {
+            return Ok(super::EXIT_FAILED);
+        }
+    }
     Ok(0)
 }
 

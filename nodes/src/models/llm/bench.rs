@@ -38,6 +38,10 @@ pub struct BenchPrompts {
 /// Throughput in tokens per second (medians over the repeats).
 #[derive(Clone, Copy, Debug, Default, Serialize, serde::Deserialize)]
 pub struct Figures {
+    /// On a GPU: the largest |GPU − CPU| next-token logit over the bench prompts (prefill of
+    /// the batch, then 8 greedy decode steps), for the same weights.
+    #[serde(default)]
+    pub max_logit_diff: Option<f32>,
     /// Prompt tokens per second, one ~`prompt_tokens` prompt, up to its first logits.
     pub prefill: f64,
     /// New tokens per second decoding one row greedily (prefill excluded).
@@ -87,14 +91,38 @@ fn argmax(row: &[f32]) -> u32 {
     row.iter().enumerate().fold((0, f32::NEG_INFINITY), |b, (i, &x)| if x > b.1 { (i, x) } else { b }).0 as u32
 }
 
-/// Loads the model at `path` on `device`, makes the prompts and measures.
+/// Loads the model at `path` on `device`, makes the prompts and measures; on a GPU, also
+/// compares its logits with the CPU's.
 pub fn measure(path: &std::path::Path, s: &BenchSettings, device: dagrun_engine::Device, progress: &mut dyn FnMut(&str)) -> Result<(BenchPrompts, Figures), String> {
+    let on_gpu = device != dagrun_engine::Device::Cpu;
     crate::models::backend::on_device!(device, crate::models::backend::Cpu, crate::models::backend::Gpu, |B, dev| {
         let llm = super::artifact::load::<B>(path, &dev)?;
         let prompts = bench_prompts(&llm, s)?;
-        let figures = run(&llm, &prompts, progress)?;
+        let mut figures = run(&llm, &prompts, progress)?;
+        if on_gpu {
+            progress("logits against the CPU");
+            let cpu = super::artifact::load::<crate::models::backend::Cpu>(path, &Default::default())?;
+            figures.max_logit_diff = Some(max_logit_diff(&cpu, &llm, &prompts.batch, 8));
+        }
         Ok((prompts, figures))
     })
+}
+
+/// The largest difference between two devices' next-token logits over a prefill of `prompts`
+/// and `steps` greedy decode steps (the tokens chosen on `a`, fed to both).
+pub fn max_logit_diff<A: Backend, G: Backend>(a: &LoadedLlm<A>, b: &LoadedLlm<G>, prompts: &[Vec<u32>], steps: usize) -> f32 {
+    let diff = |x: &[Vec<f32>], y: &[Vec<f32>]| x.iter().flatten().zip(y.iter().flatten()).map(|(p, q)| (p - q).abs()).fold(0f32, f32::max);
+    let (la, mut ba) = a.lm.prefill(prompts);
+    let (lb, mut bb) = b.lm.prefill(prompts);
+    let (mut ra, mut rb) = (rows_of(la), rows_of(lb));
+    let mut worst = diff(&ra, &rb);
+    for _ in 0..steps {
+        let next: Vec<u32> = ra.iter().map(|r| argmax(r)).collect();
+        ra = rows_of(a.lm.decode(&mut ba, &next));
+        rb = rows_of(b.lm.decode(&mut bb, &next));
+        worst = worst.max(diff(&ra, &rb));
+    }
+    worst
 }
 
 /// Runs the three measurements; `progress` hears what is being timed.
@@ -151,5 +179,5 @@ pub fn run<B: Backend>(llm: &LoadedLlm<B>, p: &BenchPrompts, progress: &mut dyn 
         }, &|_| {}, &|| false)?;
         Ok(written as f64 / t.elapsed().as_secs_f64())
     })?;
-    Ok(Figures { prefill, decode, sampling })
+    Ok(Figures { max_logit_diff: None, prefill, decode, sampling })
 }
