@@ -15,7 +15,6 @@ use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::TensorData;
 
 use super::config::LlamaConfig;
-use crate::models::cpu_matmul::matmul;
 
 /// Root-mean-square layer norm with a learned scale.
 #[derive(Module, Debug)]
@@ -217,13 +216,13 @@ impl<B: Backend> Llama<B> {
 
     /// Logits [rows, vocab] for hidden states [rows, hidden].
     pub fn logits(&self, hidden: Tensor<B, 2>) -> Tensor<B, 2> {
-        matmul(hidden, self.head.val())
+        hidden.matmul(self.head.val())
     }
 
     /// RoPE on q and k heads together, [b, heads + kv_heads, s, hd].
     fn rope(&self, x: Tensor<B, 4>, step: &Step<B>) -> Tensor<B, 4> {
         let [b, h, s, hd] = x.dims();
-        let rotated = matmul(x.clone().reshape([b * h * s, hd]), self.rot.clone()).reshape([b, h, s, hd]);
+        let rotated = x.clone().reshape([b * h * s, hd]).matmul(self.rot.clone()).reshape([b, h, s, hd]);
         x * step.cos.clone() + rotated * step.sin.clone()
     }
 
@@ -232,8 +231,8 @@ impl<B: Backend> Llama<B> {
         let (nh, nkv, hd) = (self.heads, self.kv_heads, self.head_dim);
         let g = nh / nkv;
         let h = blk.attn_norm.forward(x.clone());
-        let qk = self.rope(head_major(matmul(h.clone(), blk.wqk.val()), b, s, nh + nkv, hd), step); // [b, nh + nkv, s, hd]
-        let v = head_major(matmul(h, blk.wv.val()), b, s, nkv, hd); // [b, nkv, s, hd]
+        let qk = self.rope(head_major(h.clone().matmul(blk.wqk.val()), b, s, nh + nkv, hd), step); // [b, nh + nkv, s, hd]
+        let v = head_major(h.matmul(blk.wv.val()), b, s, nkv, hd); // [b, nkv, s, hd]
         let q = qk.clone().narrow(1, 0, nh);
         let k = qk.narrow(1, nh, nkv);
         let (k, v) = match layer.take() {
@@ -244,10 +243,10 @@ impl<B: Backend> Llama<B> {
         // Heads h = kv·g + i share kv head kv: group the query heads instead of repeating k/v.
         let q = q.reshape([b, nkv, g * s, hd]);
         let att = attention(q, k, v, step.mask.clone(), None, AttentionModuleOptions::default()); // [b, nkv, g·s, hd]
-        let x = x + matmul(token_major(att.reshape([b, nh, s, hd])), blk.wo.val());
+        let x = x + token_major(att.reshape([b, nh, s, hd])).matmul(blk.wo.val());
         let h = blk.mlp_norm.forward(x.clone());
-        let hidden = silu(matmul(h.clone(), blk.w_gate.val())) * matmul(h, blk.w_up.val());
-        x + matmul(hidden, blk.w_down.val())
+        let hidden = silu(h.clone().matmul(blk.w_gate.val())) * h.matmul(blk.w_up.val());
+        x + hidden.matmul(blk.w_down.val())
     }
 }
 
