@@ -5,15 +5,8 @@
 #   2. dagrun training throughput on the GPU (knowledge dim 384 and 64),
 #   3. the KAR authors' PyTorch code on the same world (dim 64) on the GPU, for comparison.
 set -u
-# Everything is also written to $OUT/gpu_check.log as it happens, so a run cut off by the device
-# tool's time limit still returns what it measured. Each model's first CUDA run spends minutes
-# compiling and autotuning kernels (measured on an H200: ~4 minutes for DLCM alone).
-LOG=${OUT:-/tmp}/gpu_check.log
-exec > >(tee -a "$LOG") 2>&1
-export CUDA_PATH=${CUDA_PATH:-/usr/local/cuda} LD_LIBRARY_PATH=${LD_LIBRARY_PATH:-/usr/local/cuda/lib64}
-B=/tmp/dagrun-gpu
-[ -f gpu-bin/dagrun.gz ] && gunzip -c gpu-bin/dagrun.gz > $B && chmod +x $B
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
+# (Measured on an H200: ~4 minutes of kernel compilation for DLCM alone.)
+LOG_NAME=gpu_check.log . bench/gpu_env.sh
 echo "== dagrun: CUDA vs CPU scores and GPU throughput, knowledge dim 384"
 $B bench rerank --device cuda --users 4000 --items 2000 --dim 384 --epochs 3
 echo "== dagrun: GPU throughput, knowledge dim 64 (the world KAR's code gets below)"

@@ -10,11 +10,7 @@
 # with random weights that transformers draws here (seeded) and saves as safetensors, which
 # both tools then load. The CPU exactness checks on the real weights are in the test suite.
 set -u
-LOG=${OUT:-/tmp}/gpu_llm.log
-exec > >(tee -a "$LOG") 2>&1
-export CUDA_PATH=${CUDA_PATH:-/usr/local/cuda} LD_LIBRARY_PATH=${LD_LIBRARY_PATH:-/usr/local/cuda/lib64}
-B=/tmp/dagrun-gpu
-[ -f gpu-bin/dagrun.gz ] && gunzip -c gpu-bin/dagrun.gz > $B && chmod +x $B
+LOG_NAME=gpu_llm.log . bench/gpu_env.sh
 M=/tmp/smollm2-shape-random
 rm -rf $M && mkdir -p $M && cp gpu-bin/smol-shape/* $M/
 python3 - "$M" <<'PY'
@@ -26,6 +22,5 @@ torch.manual_seed(0)
 transformers.LlamaForCausalLM(cfg).save_pretrained(d)
 print("random SmolLM2-135M-shaped model written to", d)
 PY
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
 echo "== dagrun on CUDA vs the CPU, and beside transformers on the same GPU"
 $B bench llm --model $M --device cuda --repeats ${REPEATS:-3} --reference python3
