@@ -157,9 +157,10 @@ fn llm(a: LlmBenchArgs) -> CliResult {
 
 /// Runs the embedded transformers script on the same prompts; its figures and version line.
 fn transformers(python: &str, model: &std::path::Path, prompts: &dagrun_nodes::models::llm::bench::BenchPrompts, device: &Device, threads: usize) -> Result<(dagrun_nodes::models::llm::bench::Figures, String), String> {
-    let dir = tempfile_dir()?;
-    let script = dir.join("llm_transformers.py");
-    let input = dir.join("prompts.json");
+    // Removed when dropped, on every return path.
+    let dir = tempfile::tempdir().map_err(|e| format!("cannot make a temporary directory: {e}"))?;
+    let script = dir.path().join("llm_transformers.py");
+    let input = dir.path().join("prompts.json");
     std::fs::write(&script, TRANSFORMERS_SCRIPT).map_err(|e| e.to_string())?;
     std::fs::write(&input, serde_json::to_vec(prompts).map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
     let torch_device = match device {
@@ -174,7 +175,6 @@ fn transformers(python: &str, model: &std::path::Path, prompts: &dagrun_nodes::m
         .stderr(std::process::Stdio::inherit())
         .output()
         .map_err(|e| format!("cannot run {python}: {e}"))?;
-    let _ = std::fs::remove_dir_all(&dir);
     if !out.status.success() {
         return Err(format!("the transformers reference failed ({}); it needs torch, transformers and gguf in {python}", out.status));
     }
@@ -183,10 +183,4 @@ fn transformers(python: &str, model: &std::path::Path, prompts: &dagrun_nodes::m
     let v: serde_json::Value = serde_json::from_str(line).map_err(|e| format!("the transformers reference printed {line:?}: {e}"))?;
     let figures: dagrun_nodes::models::llm::bench::Figures = serde_json::from_value(v.clone()).map_err(|e| e.to_string())?;
     Ok((figures, v["version"].as_str().unwrap_or("transformers").to_string()))
-}
-
-fn tempfile_dir() -> Result<std::path::PathBuf, String> {
-    let dir = std::env::temp_dir().join(format!("dagrun-bench-llm-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
-    Ok(dir)
 }

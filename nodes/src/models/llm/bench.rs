@@ -11,7 +11,7 @@ use serde::Serialize;
 use super::artifact::LoadedLlm;
 use super::generate::{generate, Request, Settings};
 use super::lm::rows_of;
-use super::sample::Sampling;
+use super::sample::{argmax, Sampling};
 
 /// What to measure.
 #[derive(Clone, Debug)]
@@ -75,20 +75,16 @@ pub fn bench_prompts<B: Backend>(llm: &LoadedLlm<B>, s: &BenchSettings) -> Resul
         }
     };
     let single = text_of(s.prompt_tokens.max(1))?;
+    // Lengths spread evenly over prompt_tokens ± 10%, shortest first.
     let spread = s.prompt_tokens / 10;
-    let batch = (0..s.batch.max(1))
-        .map(|i| text_of((s.prompt_tokens - spread + 2 * spread * i / s.batch.max(2).saturating_sub(1).max(1)).max(1)))
-        .collect::<Result<_, _>>()?;
+    let last = s.batch.saturating_sub(1).max(1);
+    let batch = (0..s.batch.max(1)).map(|i| text_of((s.prompt_tokens - spread + 2 * spread * i / last).max(1))).collect::<Result<_, _>>()?;
     Ok(BenchPrompts { single, batch, new_tokens: s.new_tokens, repeats: s.repeats })
 }
 
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     v[v.len() / 2]
-}
-
-fn argmax(row: &[f32]) -> u32 {
-    row.iter().enumerate().fold((0, f32::NEG_INFINITY), |b, (i, &x)| if x > b.1 { (i, x) } else { b }).0 as u32
 }
 
 /// Loads the model at `path` on `device`, makes the prompts and measures; on a GPU, also

@@ -22,7 +22,8 @@ pub fn log_prob(logits: &[f32], token: u32) -> f64 {
     logits[token as usize] as f64 - max - sum.ln()
 }
 
-fn argmax(logits: &[f32]) -> u32 {
+/// The most likely token (the first of equals).
+pub fn argmax(logits: &[f32]) -> u32 {
     let mut best = (0usize, f32::NEG_INFINITY);
     for (i, &v) in logits.iter().enumerate() {
         if v > best.1 {
