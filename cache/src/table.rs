@@ -204,9 +204,33 @@ pub fn format_preview(table: &Table, rows: usize) -> Result<String, arrow_schema
 pub fn write_csv(table: &Table, out: &mut dyn Write) -> Result<(), arrow_schema::ArrowError> {
     let mut w = arrow_csv::WriterBuilder::new().with_header(true).build(out);
     for b in &table.batches {
-        w.write(b)?;
+        w.write(&flatten_nested(b)?)?;
     }
     Ok(())
+}
+
+/// CSV has no nested values: list and struct columns (embedding vectors, for one) become text
+/// cells written as arrow displays them, `[0.1, -0.2, ...]`.
+fn flatten_nested(b: &RecordBatch) -> Result<RecordBatch, arrow_schema::ArrowError> {
+    use arrow_cast::display::{ArrayFormatter, FormatOptions};
+    let nested = |t: &arrow_schema::DataType| t.is_nested();
+    if !b.schema().fields().iter().any(|f| nested(f.data_type())) {
+        return Ok(b.clone());
+    }
+    let mut fields = Vec::new();
+    let mut columns: Vec<arrow_array::ArrayRef> = Vec::new();
+    for (f, c) in b.schema().fields().iter().zip(b.columns()) {
+        if nested(f.data_type()) {
+            let fmt = ArrayFormatter::try_new(c.as_ref(), &FormatOptions::default())?;
+            let text: arrow_array::StringArray = (0..c.len()).map(|i| c.is_valid(i).then(|| fmt.value(i).to_string())).collect();
+            fields.push(arrow_schema::Field::new(f.name(), arrow_schema::DataType::Utf8, true));
+            columns.push(Arc::new(text));
+        } else {
+            fields.push(f.as_ref().clone());
+            columns.push(c.clone());
+        }
+    }
+    RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)
 }
 
 /// Writes the table as a JSON array of objects.
@@ -310,5 +334,21 @@ mod tests {
         write_json(&t, &mut json).unwrap();
         let v: serde_json::Value = serde_json::from_slice(&json).unwrap();
         assert_eq!(v[2]["name"], "c");
+    }
+
+    #[test]
+    fn csv_writes_vectors_as_text_cells() {
+        use arrow_array::builder::{FixedSizeListBuilder, Float32Builder};
+        let mut list = FixedSizeListBuilder::new(Float32Builder::new(), 2);
+        list.values().append_slice(&[0.5, -1.0]);
+        list.append(true);
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("id", DataType::Int32, false),
+            Field::new("vector", DataType::FixedSizeList(Arc::new(Field::new("item", DataType::Float32, true)), 2), false),
+        ]));
+        let b = RecordBatch::try_new(schema, vec![Arc::new(arrow_array::Int32Array::from(vec![7])), Arc::new(list.finish())]).unwrap();
+        let mut csv = Vec::new();
+        write_csv(&Table::from_batch(b), &mut csv).unwrap();
+        assert_eq!(String::from_utf8(csv).unwrap(), "id,vector\n7,\"[0.5, -1.0]\"\n");
     }
 }

@@ -52,6 +52,22 @@ impl ArtifactType {
         ArtifactType { name, doc, columns: &[], is_table: false, tables }
     }
 
+    /// An input type that takes any single-table artifact (`Prompts`, `Texts`, ...): for kinds
+    /// that read a column the user names, and check it when they run.
+    pub const fn any_table(doc: &'static str) -> ArtifactType {
+        ArtifactType { name: ANY_TABLE_NAME, doc, columns: &[], is_table: true, tables: &[] }
+    }
+
+    /// Whether this is an [`ArtifactType::any_table`] type.
+    pub fn is_any_table(&self) -> bool {
+        self.name == ANY_TABLE_NAME
+    }
+
+    /// Whether an input port of this type takes an output of type `other`.
+    pub fn accepts(&self, other: &ArtifactType) -> bool {
+        self == other || (self.is_any_table() && other.is_table)
+    }
+
     /// A type whose artifacts are arbitrary files (weights, configs).
     pub const fn files(name: &'static str, doc: &'static str) -> ArtifactType {
         ArtifactType { name, doc, columns: &[], is_table: false, tables: &[] }
@@ -80,6 +96,9 @@ impl ArtifactType {
         format!("{name}.parquet")
     }
 }
+
+/// The name of [`ArtifactType::any_table`] types.
+const ANY_TABLE_NAME: &str = "Table";
 
 impl PartialEq for ArtifactType {
     fn eq(&self, other: &Self) -> bool {

@@ -271,10 +271,11 @@ pub fn resolve(file: &SpecFile, registry: &Registry) -> Result<Pipeline, SpecErr
                     }
                 },
             };
-            if out.ty != in_port.ty {
+            if !in_port.ty.accepts(&out.ty) {
+                let expected = if in_port.ty.is_any_table() { "a table".to_string() } else { in_port.ty.to_string() };
                 errors.push(at(format!(
-                    "input `{port}` expects {}, but `{src_id}.{}` is {}",
-                    in_port.ty, out.name, out.ty
+                    "input `{port}` expects {expected}, but `{src_id}.{}` is {}",
+                    out.name, out.ty
                 )));
                 continue;
             }

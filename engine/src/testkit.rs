@@ -160,11 +160,37 @@ impl Kind for Reader {
     }
 }
 
+/// Counts the rows of any table.
+pub struct Count;
+
+impl Kind for Count {
+    type Params = NoParams;
+    fn name(&self) -> &'static str {
+        "count"
+    }
+    fn version(&self) -> u32 {
+        1
+    }
+    fn summary(&self) -> &'static str {
+        "counts the rows of any table"
+    }
+    fn signature(&self, _p: &NoParams) -> Result<Signature, ParamError> {
+        Ok(Signature { inputs: vec![Port::new("rows", ArtifactType::any_table("any table"))], outputs: vec![Port::new("n", INTS)] })
+    }
+    fn run(&self, _p: &NoParams, ctx: &NodeContext, inputs: &Inputs) -> Result<(), BoxError> {
+        let n = inputs.table("rows")?.concat()?.num_rows() as i64;
+        let schema = Arc::new(Schema::new(vec![Field::new("x", DataType::Int64, false)]));
+        ctx.write_batch("n", &RecordBatch::try_new(schema, vec![Arc::new(Int64Array::from(vec![n]))])?)?;
+        Ok(())
+    }
+}
+
 pub fn registry() -> Registry {
     let mut r = Registry::new();
     r.register(Src);
     r.register(Map);
     r.register(Pair);
     r.register(Reader);
+    r.register(Count);
     r
 }

@@ -114,6 +114,11 @@ fn input_errors_name_ports_and_nodes() {
     let e = one_error(&format!("{base}  m: {{ kind: map, inputs: {{ in: pr.text }} }}\n"));
     assert_eq!(e.message, "input `in` expects Ints, but `pr.text` is Text");
 
+    // An any-table input takes every single-table type, and nothing else.
+    assert!(load(&format!("{base}  c: {{ kind: count, inputs: {{ rows: pr.ints }} }}\n")).is_ok());
+    let e = one_error(&format!("{base}  c: {{ kind: count, inputs: {{ rows: pr.text }} }}\n"));
+    assert_eq!(e.message, "input `rows` expects a table, but `pr.text` is Text");
+
     let e = one_error(&format!("{base}  m: {{ kind: map, inputs: {{ in: pr.txt }} }}\n"));
     assert_eq!(e.message, "node `pr` (kind `pair`) has no output port `txt`");
     assert_eq!(e.hint.as_deref(), Some("did you mean `text`?"));
