@@ -70,7 +70,7 @@ fn bad_generate_params_and_models_are_plan_time_errors() {
     assert!(e.contains("top_p") && e.contains("(0, 1]"), "{e}");
     w.write("p.yaml", &pipeline(4, 1).replace("model: tiny.gguf", "model: smollm2"));
     let e = w.expect(&["plan", "p.yaml"], 2).stderr;
-    assert!(e.contains("`smollm2` is neither a known model (smollm2-135m-instruct)"), "{e}");
+    assert!(e.contains("`smollm2` is neither a known model (smollm2-135m-instruct, all-minilm-l6-v2)"), "{e}");
     w.write("p.yaml", &pipeline(4, 1).replace("model: tiny.gguf", "model: missing/model.gguf"));
     let e = w.expect(&["plan", "p.yaml"], 2).stderr;
     assert!(e.contains("missing/model.gguf: no such file or directory"), "{e}");

@@ -80,26 +80,24 @@ pub fn knowledge(d: &Dataset, users: &Rows, items: &Rows, sample: i32) -> Result
     Ok(Knowledge { dim, user_rows, users: uvec, items: ivec, item_present: present })
 }
 
-/// Writes an embeddings table with one vector per (id, key).
-pub fn write(ctx: &NodeContext, port: &str, dim: usize, rows: &[(i32, String, Vec<f32>)]) -> Result<(), BoxError> {
+/// Writes an embeddings table with one vector per (id, key), and a `sample` column when the
+/// rows have several samples each (`samples` is parallel to `rows`).
+pub fn write(ctx: &NodeContext, port: &str, dim: usize, rows: &[(i32, String, Vec<f32>)], samples: Option<&[i32]>) -> Result<(), BoxError> {
     let mut list = FixedSizeListBuilder::new(Float32Builder::new(), dim as i32);
     for (_, _, v) in rows {
         list.values().append_slice(v);
         list.append(true);
     }
-    let schema = Arc::new(Schema::new(vec![
-        Field::new("id", DataType::Int32, false),
-        Field::new("key", DataType::Utf8, false),
-        Field::new("vector", DataType::FixedSizeList(Arc::new(Field::new("item", DataType::Float32, true)), dim as i32), false),
-    ]));
-    let batch = RecordBatch::try_new(
-        schema,
-        vec![
-            Arc::new(rows.iter().map(|r| r.0).collect::<Int32Array>()),
-            Arc::new(rows.iter().map(|r| Some(r.1.as_str())).collect::<StringArray>()),
-            Arc::new(list.finish()),
-        ],
-    )?;
+    let mut fields = vec![Field::new("id", DataType::Int32, false), Field::new("key", DataType::Utf8, false)];
+    let mut columns: Vec<Arc<dyn Array>> =
+        vec![Arc::new(rows.iter().map(|r| r.0).collect::<Int32Array>()), Arc::new(rows.iter().map(|r| Some(r.1.as_str())).collect::<StringArray>())];
+    if let Some(s) = samples {
+        fields.push(Field::new("sample", DataType::Int32, false));
+        columns.push(Arc::new(Int32Array::from(s.to_vec())));
+    }
+    fields.push(Field::new("vector", DataType::FixedSizeList(Arc::new(Field::new("item", DataType::Float32, true)), dim as i32), false));
+    columns.push(Arc::new(list.finish()));
+    let batch = RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)?;
     ctx.write_batch(port, &batch)?;
     Ok(())
 }

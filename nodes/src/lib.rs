@@ -20,6 +20,7 @@ pub fn registry() -> Registry {
     r.register(kinds::load::Load);
     r.register(kinds::prompt::Prompt);
     r.register(kinds::generate::Generate);
+    r.register(kinds::encode::Encode);
     r.register(kinds::evaluate::Evaluate);
     r.register(kinds::train_reranker::TrainReranker);
     r.register(kinds::synthetic_knowledge::SyntheticKnowledge);

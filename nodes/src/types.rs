@@ -69,6 +69,11 @@ pub const CURVE: ArtifactType = ArtifactType::table(
 /// tokenizer_config.json); `llm.json` says which.
 pub const LLM: ArtifactType = ArtifactType::files("Llm", "an LLM: model.gguf or Hugging Face files (config.json, safetensors, tokenizer.json), plus llm.json");
 
+/// A BERT-family encoder: Hugging Face files (config.json, safetensors, tokenizer.json, and the
+/// sentence-transformers files when the source has them), plus `encoder.json`.
+pub const ENCODER: ArtifactType =
+    ArtifactType::files("Encoder", "a BERT-family encoder: Hugging Face files (config.json, safetensors, tokenizer.json), plus encoder.json");
+
 /// Generated texts: `id` int32, `key` string (the prompt row's), `sample` int32, `text` string,
 /// `tokens` int32, `finish` string (eos | stop | length), `logprob` float64.
 pub const TEXTS: ArtifactType = ArtifactType::table(

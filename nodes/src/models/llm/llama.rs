@@ -15,6 +15,7 @@ use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::TensorData;
 
 use super::config::LlamaConfig;
+use crate::models::ops::{head_major, token_major};
 
 /// Root-mean-square layer norm with a learned scale.
 #[derive(Module, Debug)]
@@ -249,25 +250,3 @@ impl<B: Backend> Llama<B> {
         x + hidden.matmul(blk.w_down.val())
     }
 }
-
-/// [b · s, heads · hd] token rows → [b, heads, s, hd]. One new token per row is a free
-/// reshape; longer inputs copy head by head (contiguous 2-D copies, never a strided walk).
-fn head_major<B: Backend>(x: Tensor<B, 2>, b: usize, s: usize, heads: usize, hd: usize) -> Tensor<B, 4> {
-    if s == 1 {
-        return x.reshape([b, heads, 1, hd]);
-    }
-    if heads == 1 {
-        return x.reshape([b, 1, s, hd]);
-    }
-    Tensor::cat((0..heads).map(|i| x.clone().narrow(1, i * hd, hd).reshape([b, 1, s, hd])).collect(), 1)
-}
-
-/// [b, heads, s, hd] → [b · s, heads · hd], the inverse of `head_major`.
-fn token_major<B: Backend>(x: Tensor<B, 4>) -> Tensor<B, 2> {
-    let [b, heads, s, hd] = x.dims();
-    if s == 1 || heads == 1 {
-        return x.reshape([b * s, heads * hd]);
-    }
-    Tensor::cat((0..heads).map(|i| x.clone().narrow(1, i, 1).reshape([b * s, hd])).collect(), 1)
-}
-

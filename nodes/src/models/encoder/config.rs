@@ -1,0 +1,123 @@
+//! A BERT model's shape, read from a Hugging Face `config.json`.
+
+use serde::{Deserialize, Serialize};
+
+/// The feed-forward activation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Activation {
+    /// The exact GELU, `x·Φ(x)` (transformers' `gelu`).
+    Gelu,
+    /// The tanh approximation (transformers' `gelu_new`, `gelu_pytorch_tanh`).
+    GeluTanh,
+}
+
+/// What the encoder looks like.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct BertConfig {
+    pub vocab_size: usize,
+    pub hidden_size: usize,
+    pub num_hidden_layers: usize,
+    pub num_attention_heads: usize,
+    pub intermediate_size: usize,
+    /// Longest input the position table covers.
+    pub max_position_embeddings: usize,
+    pub type_vocab_size: usize,
+    pub layer_norm_eps: f64,
+    pub activation: Activation,
+    /// The padding token's id.
+    pub pad_token_id: u32,
+}
+
+impl BertConfig {
+    pub fn head_dim(&self) -> usize {
+        self.hidden_size / self.num_attention_heads
+    }
+
+    /// Reads a Hugging Face `config.json` with `model_type: bert`; what dagrun cannot run (a
+    /// relative position embedding, an unknown activation) is an error naming the field.
+    pub fn from_hf_json(text: &str) -> Result<BertConfig, String> {
+        #[derive(Deserialize)]
+        struct Hf {
+            model_type: Option<String>,
+            vocab_size: usize,
+            hidden_size: usize,
+            num_hidden_layers: usize,
+            num_attention_heads: usize,
+            intermediate_size: usize,
+            max_position_embeddings: usize,
+            #[serde(default = "two")]
+            type_vocab_size: usize,
+            #[serde(default = "eps")]
+            layer_norm_eps: f64,
+            #[serde(default = "gelu")]
+            hidden_act: String,
+            #[serde(default)]
+            position_embedding_type: Option<String>,
+            #[serde(default)]
+            pad_token_id: Option<u32>,
+        }
+        fn two() -> usize {
+            2
+        }
+        fn eps() -> f64 {
+            1e-12
+        }
+        fn gelu() -> String {
+            "gelu".into()
+        }
+        let hf: Hf = serde_json::from_str(text).map_err(|e| format!("not a BERT config: {e}"))?;
+        match hf.model_type.as_deref() {
+            Some("bert") => {}
+            Some(other) => return Err(format!("model_type `{other}` is not a BERT encoder (expected `bert`)")),
+            None => return Err("no model_type (expected `bert`)".into()),
+        }
+        let activation = match hf.hidden_act.as_str() {
+            "gelu" => Activation::Gelu,
+            "gelu_new" | "gelu_pytorch_tanh" => Activation::GeluTanh,
+            other => return Err(format!("hidden_act `{other}` is not supported (gelu, gelu_new or gelu_pytorch_tanh)")),
+        };
+        if let Some(p) = hf.position_embedding_type.as_deref().filter(|p| *p != "absolute") {
+            return Err(format!("position_embedding_type `{p}` is not supported (only `absolute`)"));
+        }
+        if hf.num_attention_heads == 0 || hf.hidden_size % hf.num_attention_heads != 0 {
+            return Err(format!("hidden_size {} is not a multiple of num_attention_heads {}", hf.hidden_size, hf.num_attention_heads));
+        }
+        if hf.max_position_embeddings < 2 || hf.type_vocab_size == 0 || hf.vocab_size == 0 {
+            return Err("max_position_embeddings, type_vocab_size and vocab_size must be positive".into());
+        }
+        Ok(BertConfig {
+            vocab_size: hf.vocab_size,
+            hidden_size: hf.hidden_size,
+            num_hidden_layers: hf.num_hidden_layers,
+            num_attention_heads: hf.num_attention_heads,
+            intermediate_size: hf.intermediate_size,
+            max_position_embeddings: hf.max_position_embeddings,
+            type_vocab_size: hf.type_vocab_size,
+            layer_norm_eps: hf.layer_norm_eps,
+            activation,
+            pad_token_id: hf.pad_token_id.unwrap_or(0),
+        })
+    }
+
+    /// The `config.json` transformers would write for this model.
+    pub fn to_hf_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "architectures": ["BertModel"],
+            "model_type": "bert",
+            "vocab_size": self.vocab_size,
+            "hidden_size": self.hidden_size,
+            "num_hidden_layers": self.num_hidden_layers,
+            "num_attention_heads": self.num_attention_heads,
+            "intermediate_size": self.intermediate_size,
+            "max_position_embeddings": self.max_position_embeddings,
+            "type_vocab_size": self.type_vocab_size,
+            "layer_norm_eps": self.layer_norm_eps,
+            "hidden_act": match self.activation { Activation::Gelu => "gelu", Activation::GeluTanh => "gelu_new" },
+            "position_embedding_type": "absolute",
+            "pad_token_id": self.pad_token_id,
+            "hidden_dropout_prob": 0.1,
+            "attention_probs_dropout_prob": 0.1,
+        })
+    }
+}

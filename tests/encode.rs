@@ -1,0 +1,116 @@
+//! Encoders through the real binary, on a tiny random BERT written by the test (no download):
+//! `load` of an encoder directory, `encode` of generated answers (KAR's user text) and of a
+//! prompts table, per-row caching, and bad input at plan and run time.
+
+mod common;
+
+use common::Work;
+
+fn models(w: &Work) {
+    dagrun_nodes::models::llm::tiny::write_tiny_gguf(&w.path().join("tiny.gguf"), 5).unwrap();
+    let c = dagrun_nodes::models::encoder::tiny::config(2, 32, 128);
+    dagrun_nodes::models::encoder::tiny::write_dir(&w.path().join("tinybert"), &c, 3, true).unwrap();
+}
+
+fn pipeline(users: u32) -> String {
+    format!(
+        "pipeline: enc\nseed: 3\nnodes:
+  data: {{ kind: load, params: {{ dataset: synthetic, users: {users}, items: 60, seed: 1 }} }}
+  llm: {{ kind: load, params: {{ model: tiny.gguf }} }}
+  bert: {{ kind: load, params: {{ model: tinybert }} }}
+  prompts: {{ kind: prompt, inputs: {{ data: data }} }}
+  answers: {{ kind: generate, inputs: {{ model: llm, prompts: prompts }}, params: {{ samples: 2, temperature: 0.9, max_new_tokens: 6 }} }}
+  users: {{ kind: encode, inputs: {{ model: bert, texts: answers, prompts: prompts }}, params: {{ compose: kar-user }} }}
+  prompt_vecs: {{ kind: encode, inputs: {{ model: bert, texts: prompts }}, params: {{ column: prompt, normalize: true, max_length: 64 }} }}
+"
+    )
+}
+
+fn table(w: &Work, node: &str) -> Vec<serde_json::Value> {
+    serde_json::from_str(&w.expect(&["show", "p.yaml", node, "--format", "json", "--rows", "1000"], 0).stdout).unwrap()
+}
+
+#[test]
+fn encodes_answers_and_prompts_and_a_grown_table_encodes_only_new_rows() {
+    let w = Work::new();
+    models(&w);
+    w.write("p.yaml", &pipeline(5));
+    let r = w.expect(&["p.yaml", "--json"], 0);
+    assert_eq!(r.status_of("users"), "ran", "{}", r.stderr);
+    assert!(r.stderr.contains("BERT, 2 layers, width 32, 4 heads"), "{}", r.stderr);
+    // Answers keep their keys and samples; a prompts table has no sample column.
+    let header = w.expect(&["show", "p.yaml", "users", "--format", "csv"], 0).stdout;
+    assert!(header.starts_with("id,key,sample,vector\n"), "{header}");
+    let header = w.expect(&["show", "p.yaml", "prompt_vecs", "--format", "csv"], 0).stdout;
+    assert!(header.starts_with("id,key,vector\n"), "{header}");
+    let users = table(&w, "users");
+    assert_eq!(users.len(), 10);
+    let v = users[0]["vector"].as_array().unwrap();
+    assert_eq!(v.len(), 32);
+    // normalize: true gives unit vectors.
+    for row in table(&w, "prompt_vecs") {
+        let n: f64 = row["vector"].as_array().unwrap().iter().map(|x| x.as_f64().unwrap().powi(2)).sum();
+        assert!((n - 1.0).abs() < 1e-4, "{n}");
+    }
+    assert_eq!(w.expect(&["p.yaml", "--json"], 0).with_status("cached").len(), 7);
+
+    // More users: old users' texts are unchanged, so their vectors come from the row cache.
+    w.write("p.yaml", &pipeline(8));
+    let r = w.expect(&["p.yaml", "--json"], 0);
+    assert_eq!(r.status_of("users"), "ran");
+    let line = r.stderr.lines().find(|l| l.contains("users") && l.contains("from the row cache")).unwrap_or_else(|| panic!("{}", r.stderr));
+    assert!(line.contains("of 16 rows from the row cache"), "{line}");
+    let grown = table(&w, "users");
+    let old: Vec<(String, i64, String)> = users.iter().map(|r| (r["key"].to_string(), r["sample"].as_i64().unwrap(), r["vector"].to_string())).collect();
+    let kept = grown.iter().filter(|r| old.contains(&(r["key"].to_string(), r["sample"].as_i64().unwrap(), r["vector"].to_string()))).count();
+    assert!(kept >= 6, "most old users keep their vectors: {kept} of 10");
+}
+
+#[test]
+fn bad_encode_wiring_and_params_are_plan_time_errors() {
+    let w = Work::new();
+    models(&w);
+    let with = |from: &str, to: &str| {
+        w.write("p.yaml", &pipeline(4).replace(from, to));
+        w.expect(&["plan", "p.yaml"], 2).stderr
+    };
+    let e = with("inputs: { model: bert, texts: answers", "inputs: { model: llm, texts: answers");
+    assert!(e.contains("users") && e.contains("input `model` expects Encoder, but `llm.model` is Llm"), "{e}");
+    let e = with("inputs: { model: bert, texts: prompts }", "inputs: { model: bert, texts: llm }");
+    assert!(e.contains("input `texts` expects a table, but `llm.model` is Llm"), "{e}");
+    let e = with(", prompts: prompts }, params: { compose: kar-user }", " }, params: { compose: kar-user }");
+    assert!(e.contains("required input `prompts` (Prompts) is not connected"), "{e}");
+    let e = with("max_length: 64", "max_length: 2");
+    assert!(e.contains("max_length") && e.contains("at least 3"), "{e}");
+    let e = with("compose: kar-user", "compose: kar");
+    assert!(e.contains("compose"), "{e}");
+    // A model the files contradict, and a hub model of unknown family.
+    let e = with("model: tinybert }", "model: tinybert, model_type: llama }");
+    assert!(e.contains("`model_type: llama` was given, but tinybert is a bert model"), "{e}");
+    let e = with("model: tinybert }", "model: hf:someone/some-bert }");
+    assert!(e.contains("hf:someone/some-bert: say which family it is with `model_type: llama` or `model_type: bert`"), "{e}");
+    let e = with("model: tinybert }", "model: all-minilm }");
+    assert!(e.contains("smollm2-135m-instruct, all-minilm-l6-v2"), "{e}");
+}
+
+#[test]
+fn bad_columns_and_models_fail_the_node_with_a_clear_error() {
+    let w = Work::new();
+    models(&w);
+    let run = |from: &str, to: &str| {
+        w.write("p.yaml", &pipeline(4).replace(from, to));
+        w.expect(&["p.yaml", "--json"], 1)
+    };
+    let r = run("column: prompt", "column: prompts");
+    assert_eq!(r.status_of("prompt_vecs"), "failed");
+    assert!(r.stderr.contains("the `texts` table has no `prompts` column; it has `id` (Int32), `key` (Utf8)"), "{}", r.stderr);
+    w.write("p.yaml", &pipeline(4).replace("texts: prompts }, params: { column: prompt", "texts: answers }, params: { column: tokens"));
+    let r = w.expect(&["p.yaml", "--json"], 1);
+    assert!(r.stderr.contains("column `tokens` holds Int32, not text"), "{}", r.stderr);
+    // A directory whose weights are broken fails `load` with the file named and caches nothing.
+    std::fs::write(w.path().join("tinybert/model.safetensors"), b"not weights").unwrap();
+    w.write("p.yaml", &pipeline(4));
+    let r = w.expect(&["p.yaml", "--json"], 1);
+    assert_eq!(r.status_of("bert"), "failed");
+    assert!(r.stderr.contains("model.safetensors: not a safetensors file"), "{}", r.stderr);
+}
