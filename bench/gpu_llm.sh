@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
 # LLM GPU check, run on an NVIDIA machine from the repository root with gpu-bin/ made by
-# bench/gpu_llm_prepare.sh on a build machine:
-#   1. CUDA next-token logits against the CPU's for the same weights (prefill of 16 prompts and
-#      8 decode steps; within 1e-3),
+# bench/gpu_models_prepare.sh on a build machine:
+#   1. CUDA next-token logits against the CPU's for the same weights (prefill of the batch's
+#      prompts and 8 decode steps), judged against PyTorch's own TF32-vs-f32 difference on the
+#      same prompts: Burn runs f32 matmuls on TF32 tensor cores,
 #   2. prefill, batch-1 decode and 16-prompt sampling throughput on the GPU, beside
 #      transformers' generate on the same GPU and the same token ids.
 # The GPU machine has no network and the device tool carries at most 64 MiB, so the real
 # SmolLM2 weights (98 MB) cannot travel: the model is SmolLM2-135M's own config and tokenizer
 # with random weights that transformers draws here (seeded) and saves as safetensors, which
 # both tools then load. The CPU exactness checks on the real weights are in the test suite.
+# Extra arguments go to `dagrun bench llm` (e.g. --batch 4 --new-tokens 16 for a short run).
 set -u
 LOG_NAME=gpu_llm.log . bench/gpu_env.sh
 M=/tmp/smollm2-shape-random
@@ -23,4 +25,4 @@ transformers.LlamaForCausalLM(cfg).save_pretrained(d)
 print("random SmolLM2-135M-shaped model written to", d)
 PY
 echo "== dagrun on CUDA vs the CPU, and beside transformers on the same GPU"
-$B bench llm --model $M --device cuda --repeats ${REPEATS:-3} --reference python3
+$B bench llm --model $M --device cuda --repeats ${REPEATS:-3} --reference python3 "$@"

@@ -11,6 +11,11 @@ of the repeats after one warm-up, measured through `generate` as a user would ca
 
 EOS is ignored (min_new_tokens = max_new_tokens), as on dagrun's side.
 
+On a GPU it also measures how far PyTorch's own TF32 matmuls move the next-token logits from
+its CPU f32 ones (`tf32_logit_diff`, with `gpu_f32_logit_diff` for TF32 off), over the batch
+prompts and 8 greedy steps chosen on the CPU: Burn's CUDA backend runs f32 matmuls on TF32
+tensor cores, so this is the yardstick for dagrun's CUDA-vs-CPU difference.
+
 usage: python3 llm_transformers.py MODEL PROMPTS.json [--threads N] [--device cpu|cuda]
 """
 import argparse
@@ -70,13 +75,49 @@ def main():
     ids = torch.tensor([[pad] * (width - len(r)) + r for r in p["batch"]], device=dev)
     mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in p["batch"]], device=dev)
     ts = median(lambda: gen(ids, mask, n, True))
+    noise = tf32_noise(model, p["batch"], pad, dev) if dev.type == "cuda" else {}
     import transformers
     print(json.dumps({
+        **noise,
         "prefill": len(p["single"]) / t1,
         "decode": n / (tn - t1),
         "sampling": n * len(p["batch"]) / ts,
         "version": f"transformers {transformers.__version__}, torch {torch.__version__}, {torch.get_num_threads()} threads",
     }))
+
+
+def tf32_noise(model, rows, pad, dev, steps=8):
+    """Largest |GPU - CPU| next-token logit difference with TF32 matmuls on and off."""
+    def logits(m, where, tokens):
+        width = max(len(r) for r in rows)
+        ids = torch.tensor([[pad] * (width - len(r)) + r for r in rows], device=where)
+        mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows], device=where)
+        out = []
+        with torch.inference_mode():
+            for s in range(steps + 1):
+                pos = (mask.cumsum(1) - 1).clamp(min=0)
+                o = m(input_ids=ids, attention_mask=mask, position_ids=pos).logits[:, -1].float().cpu()
+                out.append(o)
+                if s == steps:
+                    break
+                nxt = o.argmax(-1, keepdim=True) if tokens is None else tokens[s]
+                ids = torch.cat([ids, nxt.to(where)], 1)
+                mask = torch.cat([mask, torch.ones_like(mask[:, :1])], 1)
+        return out
+    cpu_model = model.to("cpu")
+    cpu = logits(cpu_model, "cpu", None)
+    tokens = [o.argmax(-1, keepdim=True) for o in cpu]
+    gpu_model = cpu_model.to(dev)
+    diffs = {}
+    for name, tf32 in (("gpu_f32_logit_diff", False), ("tf32_logit_diff", True)):
+        before = torch.backends.cuda.matmul.allow_tf32
+        torch.backends.cuda.matmul.allow_tf32 = tf32
+        try:
+            gpu = logits(gpu_model, dev, tokens)
+        finally:
+            torch.backends.cuda.matmul.allow_tf32 = before
+        diffs[name] = max((a - b).abs().max().item() for a, b in zip(cpu, gpu))
+    return diffs
 
 
 if __name__ == "__main__":
