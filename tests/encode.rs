@@ -89,6 +89,8 @@ fn bad_encode_wiring_and_params_are_plan_time_errors() {
     assert!(e.contains("`model_type: llama` was given, but tinybert is a bert model"), "{e}");
     let e = with("model: tinybert }", "model: hf:someone/some-bert }");
     assert!(e.contains("hf:someone/some-bert: say which family it is with `model_type: llama` or `model_type: bert`"), "{e}");
+    let e = with("seed: 1 }", "seed: 1, model_type: bert }");
+    assert!(e.contains("model_type") && e.contains("goes with `model:`"), "{e}");
     let e = with("model: tinybert }", "model: all-minilm }");
     assert!(e.contains("smollm2-135m-instruct, all-minilm-l6-v2"), "{e}");
 }

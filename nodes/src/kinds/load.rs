@@ -196,6 +196,9 @@ impl Kind for Load {
         if let Some(model) = &p.model {
             return model_signature(p, model);
         }
+        if p.model_type.is_some() {
+            return Err(ParamError::field("model_type", "goes with `model:` (it says whether a hub model is an LLM or an encoder)"));
+        }
         let Some(ds) = p.dataset else {
             return Err(ParamError::whole("`load` needs `dataset:` (movielens-1m, movielens-100k, amazon-books or synthetic) or `model:`"));
         };
