@@ -64,6 +64,20 @@ fn encodes_answers_and_prompts_and_a_grown_table_encodes_only_new_rows() {
     let old: Vec<(String, i64, String)> = users.iter().map(|r| (r["key"].to_string(), r["sample"].as_i64().unwrap(), r["vector"].to_string())).collect();
     let kept = grown.iter().filter(|r| old.contains(&(r["key"].to_string(), r["sample"].as_i64().unwrap(), r["vector"].to_string()))).count();
     assert!(kept >= 6, "most old users keep their vectors: {kept} of 10");
+
+    // Row results only the first run used: gc reports them and keeps them unless --rows.
+    w.write("p.yaml", &pipeline(8).replace("normalize: true", "normalize: false"));
+    w.expect(&["p.yaml"], 0);
+    let gc = w.expect(&["cache", "gc", "--json"], 0).json();
+    let unused = gc["row_entries_unused"].as_u64().unwrap();
+    // Unused by the last run: prompt_vecs' normalised vectors, and the rows of the nodes it
+    // found cached whole (generate, users).
+    assert!(unused > 0 && gc["row_entries_removed"] == 0, "{gc}");
+    let gc = w.expect(&["cache", "gc", "--rows", "--json"], 0).json();
+    assert_eq!(gc["row_entries_removed"].as_u64().unwrap(), unused, "{gc}");
+    assert_eq!(w.expect(&["cache", "gc", "--rows", "--json"], 0).json()["row_entries_removed"], 0);
+    // Everything the latest run made is still cached.
+    assert!(w.expect(&["p.yaml", "--json"], 0).with_status("ran").is_empty());
 }
 
 #[test]

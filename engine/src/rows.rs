@@ -2,7 +2,8 @@
 //! table grows, only the new rows are computed. Each entry is a small file named by a key the
 //! kind derives from everything that decides that row's result (model digest, params, seed,
 //! the row's content); a checksum trailer makes a torn or corrupted entry a miss, never a
-//! wrong answer.
+//! wrong answer. A hit refreshes the entry's modification time, so `cache gc` can drop the
+//! entries no kept run has used ([`prune`]).
 
 use std::path::{Path, PathBuf};
 
@@ -45,6 +46,10 @@ impl RowCache {
             return None;
         }
         bytes.truncate(body);
+        // Mark it used (for `prune`); failing to is harmless.
+        if let Ok(f) = std::fs::File::options().write(true).open(&path) {
+            let _ = f.set_modified(std::time::SystemTime::now());
+        }
         Some(bytes)
     }
 
@@ -62,9 +67,70 @@ impl RowCache {
     }
 }
 
+/// What [`prune`] removed (or would remove).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct PruneReport {
+    pub entries: u64,
+    pub bytes: u64,
+}
+
+/// Removes the row entries under `root` (a cache's `rows/`, one folder per kind) last written
+/// or read before `cutoff`, and stale temporary files. Entries in use are refreshed on every
+/// hit, so with `cutoff` = the start of the oldest run `gc` keeps, what goes is what none of
+/// the kept runs touched. A run that needs a pruned entry recomputes it.
+pub fn prune(root: &Path, cutoff: std::time::SystemTime, dry_run: bool) -> std::io::Result<PruneReport> {
+    let mut report = PruneReport::default();
+    let Ok(kinds) = std::fs::read_dir(root) else { return Ok(report) };
+    for kind in kinds.flatten() {
+        let Ok(shards) = std::fs::read_dir(kind.path()) else { continue };
+        for shard in shards.flatten() {
+            let Ok(files) = std::fs::read_dir(shard.path()) else { continue };
+            for f in files.flatten() {
+                let Ok(meta) = f.metadata() else { continue };
+                if !meta.is_file() || meta.modified().map(|m| m >= cutoff).unwrap_or(true) {
+                    continue;
+                }
+                report.entries += 1;
+                report.bytes += meta.len();
+                if !dry_run {
+                    std::fs::remove_file(f.path())?;
+                }
+            }
+        }
+    }
+    Ok(report)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn prune_drops_entries_unused_since_the_cutoff() {
+        let dir = tempfile::tempdir().unwrap();
+        let rows = RowCache::new(dir.path().join("encode"));
+        let (old, used, new) = (Digest::of(b"old"), Digest::of(b"used"), Digest::of(b"new"));
+        rows.put(&old, b"1").unwrap();
+        rows.put(&used, b"2").unwrap();
+        let past = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+        for k in [&old, &used] {
+            std::fs::File::options().write(true).open(rows.path(k)).unwrap().set_modified(past).unwrap();
+        }
+        let cutoff = std::time::SystemTime::now() - std::time::Duration::from_secs(60);
+        // A hit after the cutoff keeps an old entry; a fresh write is kept too.
+        assert!(rows.get(&used).is_some());
+        rows.put(&new, b"3").unwrap();
+        let dry = prune(dir.path(), cutoff, true).unwrap();
+        assert_eq!(dry.entries, 1);
+        assert!(rows.get(&old).is_some(), "a dry run removes nothing");
+        std::fs::File::options().write(true).open(rows.path(&old)).unwrap().set_modified(past).unwrap();
+        let done = prune(dir.path(), cutoff, false).unwrap();
+        assert_eq!(done, dry);
+        assert_eq!(rows.get(&old), None);
+        assert!(rows.get(&used).is_some() && rows.get(&new).is_some());
+        // No rows directory at all is nothing to do.
+        assert_eq!(prune(&dir.path().join("missing"), cutoff, false).unwrap(), PruneReport::default());
+    }
 
     #[test]
     fn round_trips_and_treats_damage_as_a_miss() {

@@ -52,6 +52,11 @@ pub struct GcArgs {
     /// Say what would be deleted, delete nothing.
     #[arg(long)]
     pub dry_run: bool,
+    /// Also delete row results (generate's answers, encode's vectors, kept per row so a grown
+    /// table computes only new rows) that no kept run read or wrote. A node that was cached
+    /// whole in those runs did not touch its rows: a grown table recomputes them afterwards.
+    #[arg(long)]
+    pub rows: bool,
 }
 
 pub fn cache(c: CacheCommand) -> CliResult {
@@ -201,19 +206,34 @@ fn gc(a: GcArgs) -> CliResult {
     }
     let mut keep = HashSet::new();
     let pipelines = record::pipelines(&store);
+    // Row results (generate, encode) used by no kept run: those last touched before the
+    // oldest kept run started (every hit refreshes an entry's time).
+    let mut oldest_kept = u64::MAX;
     for p in &pipelines {
         for rec in record::latest(&store, p, a.keep_runs) {
+            oldest_kept = oldest_kept.min(rec.started_unix_ms);
             for n in rec.nodes {
                 keep.extend(n.outputs.values().copied());
             }
         }
     }
     let report = store.gc(&keep, a.dry_run)?;
+    let cutoff = if oldest_kept == u64::MAX { std::time::SystemTime::now() } else { std::time::UNIX_EPOCH + std::time::Duration::from_millis(oldest_kept) };
+    let rows_dir = store.root().join("rows");
+    let rows = dagrun_engine::rows::prune(&rows_dir, cutoff, a.dry_run || !a.rows).map_err(|e| CliError::Failed(anyhow::anyhow!("pruning {}: {e}", rows_dir.display())))?;
+    let rows_note = match (a.rows, a.dry_run) {
+        (true, _) => format!("{} row results ({})", rows.entries, human_bytes(rows.bytes)),
+        (false, _) => format!("0 row results ({} unused by the kept runs, {}, stay: --rows deletes them)", rows.entries, human_bytes(rows.bytes)),
+    };
     if a.cache.json {
-        println!("{}", serde_json::to_string_pretty(&report).map_err(|e| CliError::Failed(e.into()))?);
+        let mut v = serde_json::to_value(&report).map_err(|e| CliError::Failed(e.into()))?;
+        v["row_entries_removed"] = if a.rows { rows.entries } else { 0 }.into();
+        v["row_bytes_freed"] = if a.rows { rows.bytes } else { 0 }.into();
+        v["row_entries_unused"] = rows.entries.into();
+        println!("{}", serde_json::to_string_pretty(&v).map_err(|e| CliError::Failed(e.into()))?);
     } else {
         println!(
-            "{} {} artifacts ({}), {} cache entries, {} leftover temporary files; kept {} artifacts reached by the latest {} run(s) of {} pipeline(s)",
+            "{} {} artifacts ({}), {} cache entries, {rows_note}, {} leftover temporary files; kept {} artifacts reached by the latest {} run(s) of {} pipeline(s)",
             if a.dry_run { "would delete" } else { "deleted" },
             report.artifacts_removed,
             human_bytes(report.bytes_freed),
