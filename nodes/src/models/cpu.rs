@@ -89,9 +89,18 @@ pub fn linear_t<B: Backend>(x: Tensor<B, 2>, w: Tensor<B, 2>, b: Option<Tensor<B
     // SAFETY: x is m×k row-major (m·k values), w is n×k row-major read as its transpose
     // (column j of wᵀ is row j of w), out is m×n row-major; the slices have those lengths.
     unsafe {
-        gemm::gemm(m, n, k, out.as_mut_ptr(), 1, n as isize, bp.is_some(), xs.as_ptr(), 1, k as isize, ws.as_ptr(), k as isize, 1, 1.0, 1.0, false, false, false, gemm::Parallelism::Rayon(0));
+        gemm::gemm(m, n, k, out.as_mut_ptr(), 1, n as isize, bp.is_some(), xs.as_ptr(), 1, k as isize, ws.as_ptr(), k as isize, 1, 1.0, 1.0, false, false, false, parallelism(m, n, k));
     }
     Tensor::from_data(TensorData::new(out, [m, n]), &device)
+}
+
+/// All cores for matmuls above 192³ multiply-adds, one below (Flex's rule).
+fn parallelism(m: usize, n: usize, k: usize) -> gemm::Parallelism {
+    if m.saturating_mul(n).saturating_mul(k) >= 192 * 192 * 192 {
+        gemm::Parallelism::Rayon(0)
+    } else {
+        gemm::Parallelism::None
+    }
 }
 
 fn host_data<B: Backend, const D: usize>(x: Tensor<B, D>) -> TensorData {
