@@ -198,8 +198,9 @@ fn run_on<B: Backend>(p: &EncodeParams, ctx: &NodeContext, inputs: &Inputs, rows
     let keys: Vec<Digest> = rows.iter().map(|r| row_key(&model_in.digest, p, enc.tokenizer.max_length, &r.text)).collect();
     let mut vectors: HashMap<Digest, Vec<f32>> = HashMap::new();
     let mut todo: Vec<(Digest, &str)> = Vec::new();
+    let mut pending = std::collections::HashSet::new();
     for (k, r) in keys.iter().zip(&rows) {
-        if vectors.contains_key(k) || todo.iter().any(|(t, _)| t == k) {
+        if vectors.contains_key(k) || pending.contains(k) {
             continue;
         }
         let hit = cache.as_ref().and_then(|c| c.get(k)).filter(|b| b.len() == dim * 4);
@@ -207,7 +208,10 @@ fn run_on<B: Backend>(p: &EncodeParams, ctx: &NodeContext, inputs: &Inputs, rows
             Some(bytes) => {
                 vectors.insert(*k, bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect());
             }
-            None => todo.push((*k, r.text.as_str())),
+            None => {
+                pending.insert(*k);
+                todo.push((*k, r.text.as_str()));
+            }
         }
     }
     if todo.len() < rows.len() {
