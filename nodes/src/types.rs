@@ -69,6 +69,20 @@ pub const CURVE: ArtifactType = ArtifactType::table(
 /// tokenizer_config.json); `llm.json` says which.
 pub const LLM: ArtifactType = ArtifactType::files("Llm", "an LLM: model.gguf or Hugging Face files (config.json, safetensors, tokenizer.json), plus llm.json");
 
+/// Rewards per user and knowledge sample: `user` int32, `key` string (raw id), `sample` int32,
+/// `map`, `ndcg` float64 (at the metric's k, means over the user's lists), `lists` int32,
+/// `reward` float64 (the chosen metric).
+pub const SCORES: ArtifactType = ArtifactType::table(
+    "Scores",
+    "rewards: user int32, key string, sample int32, map/ndcg float64, lists int32, reward float64",
+    &[
+        ColumnSpec { name: "user", ty: ColumnType::Int32 },
+        ColumnSpec { name: "key", ty: ColumnType::Utf8 },
+        ColumnSpec { name: "sample", ty: ColumnType::Int32 },
+        ColumnSpec { name: "reward", ty: ColumnType::Float64 },
+    ],
+);
+
 /// A BERT-family encoder: Hugging Face files (config.json, safetensors, tokenizer.json, and the
 /// sentence-transformers files when the source has them), plus `encoder.json`.
 pub const ENCODER: ArtifactType =

@@ -97,21 +97,11 @@ fn push_rows(rows: &mut Vec<(String, i32, f64, f64, f64, i64)>, ctx: &NodeContex
     ctx.log(format!("{name:<10} MAP@{} {:.5}  NDCG@{} {:.5}  ({} lists)", ks[at5], v.map, ks[at5], v.ndcg, acc.lists()));
 }
 
-/// Scores the lists with the connected reranker.
-fn evaluate_reranker(
-    p: &EvaluateParams,
-    ctx: &NodeContext,
-    inputs: &Inputs,
-    d: &crate::data::preprocess::Dataset,
-    lists: &[&RerankList],
-    ks: &[usize],
-) -> Result<(String, Accumulator), BoxError> {
-    let dir = inputs.dir("reranker")?;
-    let config = store::read_config(dir)?;
-    let k = read_knowledge(inputs, d, p.user_sample)?;
-    match (&config.knowledge, &k) {
-        (Some(c), Some(k)) if c.dim != k.dim => {
-            return Err(format!("the reranker was trained on knowledge of dimension {}, but these vectors have {}", c.dim, k.dim).into())
+/// Whether a trained reranker fits this dataset and knowledge (of dimension `dim`, if any).
+pub(crate) fn check_reranker(config: &crate::models::rerank::config::RerankerConfig, dim: Option<usize>, d: &crate::data::preprocess::Dataset) -> Result<(), BoxError> {
+    match (&config.knowledge, dim) {
+        (Some(c), Some(dim)) if c.dim != dim => {
+            return Err(format!("the reranker was trained on knowledge of dimension {}, but these vectors have {dim}", c.dim).into())
         }
         (Some(_), None) | (None, Some(_)) => return Err("the reranker and the knowledge inputs do not match".into()),
         _ => {}
@@ -126,6 +116,22 @@ fn evaluate_reranker(
         )
         .into());
     }
+    Ok(())
+}
+
+/// Scores the lists with the connected reranker.
+fn evaluate_reranker(
+    p: &EvaluateParams,
+    ctx: &NodeContext,
+    inputs: &Inputs,
+    d: &crate::data::preprocess::Dataset,
+    lists: &[&RerankList],
+    ks: &[usize],
+) -> Result<(String, Accumulator), BoxError> {
+    let dir = inputs.dir("reranker")?;
+    let config = store::read_config(dir)?;
+    let k = read_knowledge(inputs, d, p.user_sample)?;
+    check_reranker(&config, k.as_ref().map(|k| k.dim), d)?;
     let data = Lists::from_dataset(d, lists.iter().copied());
     if let Some(k) = &k {
         k.check_covers(&data)?;

@@ -5,5 +5,6 @@ pub mod evaluate;
 pub mod generate;
 pub mod load;
 pub mod prompt;
+pub mod reward_score;
 pub mod synthetic_knowledge;
 pub mod train_reranker;
