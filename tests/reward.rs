@@ -1,5 +1,6 @@
-//! `reward-score` through the real binary on tiny models written by the test: sampled answers
-//! become knowledge vectors, a KAR reranker trained on them scores every sample per user.
+//! `reward-score` and `pair-select` through the real binary on tiny models written by the
+//! test: sampled answers become knowledge vectors, a KAR reranker trained on them scores every
+//! sample per user, and each user's best and worst answers become a DPO pair.
 
 mod common;
 
@@ -11,6 +12,8 @@ fn models(w: &Work) {
     dagrun_nodes::models::encoder::tiny::write_dir(&w.path().join("tinybert"), &c, 3, false).unwrap();
 }
 
+// User knowledge is the answer alone here: KAR's user text puts the history first, and the tiny
+// encoder's 128 positions would cut the answers off, leaving every sample the same vector.
 const PIPELINE: &str = "pipeline: reward\nseed: 3\nnodes:
   data: { kind: load, params: { dataset: synthetic, users: 24, items: 60, seed: 1 } }
   llm: { kind: load, params: { model: tiny.gguf } }
@@ -18,10 +21,11 @@ const PIPELINE: &str = "pipeline: reward\nseed: 3\nnodes:
   prompts: { kind: prompt, inputs: { data: data } }
   item_prompts: { kind: prompt, inputs: { data: data }, params: { template: facts } }
   answers: { kind: generate, inputs: { model: llm, prompts: prompts }, params: { samples: 3, temperature: 1.0, max_new_tokens: 6 } }
-  users: { kind: encode, inputs: { model: bert, texts: answers, prompts: prompts }, params: { compose: kar-user } }
+  users: { kind: encode, inputs: { model: bert, texts: answers } }
   items: { kind: encode, inputs: { model: bert, texts: item_prompts }, params: { column: prompt } }
   kar: { kind: train-reranker, inputs: { data: data, user_knowledge: users, item_knowledge: items }, params: { epochs: 1 } }
   rewards: { kind: reward-score, inputs: { reranker: kar.model, data: data, user_knowledge: users, item_knowledge: items } }
+  pairs: { kind: pair-select, inputs: { scores: rewards, answers: answers, prompts: prompts } }
 ";
 
 fn scores(w: &Work) -> Vec<serde_json::Value> {
@@ -48,12 +52,28 @@ fn every_training_user_gets_a_reward_per_sample() {
     // Different answers give different vectors, and so (somewhere) different rewards.
     let distinct: std::collections::BTreeSet<String> = rows.iter().map(|r| r["reward"].to_string()).collect();
     assert!(distinct.len() > 1, "{rows:?}");
-    assert_eq!(w.expect(&["p.yaml", "--json"], 0).with_status("cached").len(), 10);
+    assert_eq!(w.expect(&["p.yaml", "--json"], 0).with_status("cached").len(), 11);
 
-    // Another metric: only reward-score reruns, and the reward is MAP@3 now.
+    // Pairs: the best and worst sample of each user whose rewards differ, with their texts.
+    let pairs: Vec<serde_json::Value> = serde_json::from_str(&w.expect(&["show", "p.yaml", "pairs", "--format", "json", "--rows", "1000"], 0).stdout).unwrap();
+    let answers: Vec<serde_json::Value> = serde_json::from_str(&w.expect(&["show", "p.yaml", "answers", "--format", "json", "--rows", "1000"], 0).stdout).unwrap();
+    assert!(!pairs.is_empty() && pairs.len() <= users.len());
+    for p in &pairs {
+        let mine: Vec<&serde_json::Value> = rows.iter().filter(|r| r["key"] == p["key"]).collect();
+        let best = mine.iter().map(|r| r["reward"].as_f64().unwrap()).fold(f64::MIN, f64::max);
+        let worst = mine.iter().map(|r| r["reward"].as_f64().unwrap()).fold(f64::MAX, f64::min);
+        assert_eq!((p["chosen_reward"].as_f64().unwrap(), p["rejected_reward"].as_f64().unwrap()), (best, worst));
+        assert!(p["margin"].as_f64().unwrap() > 0.0);
+        let text = |s: &serde_json::Value| answers.iter().find(|a| a["key"] == p["key"] && a["sample"] == *s).unwrap()["text"].clone();
+        assert_eq!(p["chosen"], text(&p["chosen_sample"]));
+        assert_eq!(p["rejected"], text(&p["rejected_sample"]));
+        assert!(p["prompt"].as_str().unwrap().contains("Analyze the user's preferences"));
+    }
+
+    // Another metric: only reward-score (and what reads it) reruns; the reward is MAP@3 now.
     w.write("p.yaml", &PIPELINE.replace("item_knowledge: items } }\n", "item_knowledge: items }, params: { metric: map@3 } }\n"));
     let r = w.expect(&["p.yaml", "--json"], 0);
-    assert_eq!(r.with_status("ran"), vec!["rewards"]);
+    assert!(r.with_status("ran").iter().all(|n| n == "rewards" || n == "pairs"), "{:?}", r.with_status("ran"));
     for r in scores(&w) {
         assert_eq!(r["reward"].as_f64().unwrap(), r["map"].as_f64().unwrap());
     }
@@ -73,4 +93,12 @@ fn bad_metrics_and_rerankers_without_knowledge_are_plan_time_errors() {
     w.write("p.yaml", &plain);
     let e = w.expect(&["plan", "p.yaml"], 2).stderr;
     assert!(e.contains("input `reranker` expects KnowledgeReranker, but `kar.model` is Reranker"), "{e}");
+    w.write("p.yaml", &PIPELINE.replace("prompts: prompts } }\n", "prompts: prompts }, params: { min_margin: -1 } }\n"));
+    let e = w.expect(&["plan", "p.yaml"], 2).stderr;
+    assert!(e.contains("min_margin") && e.contains("must be 0 or more"), "{e}");
+    // A margin no user reaches: the node fails and says why.
+    w.write("p.yaml", &PIPELINE.replace("prompts: prompts } }\n", "prompts: prompts }, params: { min_margin: 2 } }\n"));
+    let r = w.expect(&["p.yaml", "--json"], 1);
+    assert_eq!(r.status_of("pairs"), "failed");
+    assert!(r.stderr.contains("no pairs: all") && r.stderr.contains("below min_margin"), "{}", r.stderr);
 }

@@ -22,6 +22,7 @@ pub fn registry() -> Registry {
     r.register(kinds::generate::Generate);
     r.register(kinds::encode::Encode);
     r.register(kinds::reward_score::RewardScore);
+    r.register(kinds::pair_select::PairSelect);
     r.register(kinds::evaluate::Evaluate);
     r.register(kinds::train_reranker::TrainReranker);
     r.register(kinds::synthetic_knowledge::SyntheticKnowledge);

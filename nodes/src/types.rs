@@ -83,6 +83,22 @@ pub const SCORES: ArtifactType = ArtifactType::table(
     ],
 );
 
+/// DPO pairs, one per user: `user` int32, `key` string, `system` string? and `prompt` string
+/// (the prompt's messages), `chosen` / `rejected` string, `chosen_sample` / `rejected_sample`
+/// int32, `chosen_reward` / `rejected_reward` / `margin` float64.
+pub const PAIRS: ArtifactType = ArtifactType::table(
+    "Pairs",
+    "DPO pairs: user int32, key string, system string?, prompt/chosen/rejected string, chosen_sample/rejected_sample int32, chosen_reward/rejected_reward/margin float64",
+    &[
+        ColumnSpec { name: "user", ty: ColumnType::Int32 },
+        ColumnSpec { name: "key", ty: ColumnType::Utf8 },
+        ColumnSpec { name: "prompt", ty: ColumnType::Utf8 },
+        ColumnSpec { name: "chosen", ty: ColumnType::Utf8 },
+        ColumnSpec { name: "rejected", ty: ColumnType::Utf8 },
+        ColumnSpec { name: "margin", ty: ColumnType::Float64 },
+    ],
+);
+
 /// A BERT-family encoder: Hugging Face files (config.json, safetensors, tokenizer.json, and the
 /// sentence-transformers files when the source has them), plus `encoder.json`.
 pub const ENCODER: ArtifactType =

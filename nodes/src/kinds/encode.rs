@@ -223,7 +223,8 @@ fn run_on<B: Backend>(p: &EncodeParams, ctx: &NodeContext, inputs: &Inputs, rows
         let ids = enc.tokenizer.encode_all(&texts)?;
         let cut = ids.iter().filter(|i| i.len() == enc.tokenizer.max_length).count();
         if cut > 0 {
-            ctx.log(format!("{cut} of {} texts reached max_length {} and were cut", ids.len(), enc.tokenizer.max_length));
+            let why = if p.compose == Compose::KarUser { " (KAR's user text puts the history first, so the answers of these lost some or all of their words)" } else { "" };
+            ctx.log(format!("{cut} of {} texts reached max_length {} and were cut{why}", ids.len(), enc.tokenizer.max_length));
         }
         ctx.progress().start(Some(todo.len() as u64), "texts");
         let started = Instant::now();

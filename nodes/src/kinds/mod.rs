@@ -2,6 +2,7 @@
 
 pub mod encode;
 pub mod evaluate;
+pub mod pair_select;
 pub mod generate;
 pub mod load;
 pub mod prompt;
