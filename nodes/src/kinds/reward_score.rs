@@ -9,11 +9,12 @@ use std::sync::Arc;
 
 use arrow_array::{Float64Array, Int32Array, RecordBatch, StringArray};
 use arrow_schema::{DataType, Field, Schema};
+use burn::prelude::Backend;
 use dagrun_engine::{BoxError, Inputs, Kind, NodeContext, ParamError, Port, Resource, Signature};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::data::preprocess::Split;
+use crate::data::preprocess::{Dataset, Split};
 use crate::data::tables;
 use crate::kinds::evaluate::check_reranker;
 use crate::knowledge;
@@ -113,28 +114,8 @@ impl Kind for RewardScore {
             return Err("the user knowledge table is empty".into());
         }
         let ks = [metric.k];
-        let mut out: Vec<(i32, i32, f64, f64, i32)> = Vec::new();
         ctx.progress().start(Some(samples.len() as u64), "samples");
-        for &s in &samples {
-            ctx.check_cancelled()?;
-            let k = knowledge::knowledge(&d, &users, &items, s)?;
-            // The training users that have this sample.
-            let lists: Vec<_> = d.lists.iter().filter(|l| l.split == Split::Train && k.user_rows.contains_key(&l.user)).collect();
-            if lists.is_empty() {
-                return Err(format!("no training user has knowledge sample {s}").into());
-            }
-            let data = Lists::from_dataset(&d, lists.iter().copied());
-            k.check_covers(&data)?;
-            let scores = on_device!(ctx.device(), Cpu, crate::models::backend::Gpu, |B, device| {
-                let (model, _) = store::load::<B>(dir, &device)?;
-                let dk = DeviceKnowledge::<B>::new(&k, &device);
-                score(&model, &data, Some(&dk), p.batch_size as usize, &device)
-            });
-            for (user, (m, n)) in metrics(&data, &scores, &ks).user_means() {
-                out.push((user as i32, s, m[0].map, m[0].ndcg, n as i32));
-            }
-            ctx.progress().inc(1);
-        }
+        let mut out = on_device!(ctx.device(), Cpu, crate::models::backend::Gpu, |B, device| score_samples::<B>(p, ctx, &d, &users, &items, &samples, dir, &ks, &device))?;
         let trained_users = d.users.iter().filter(|u| u.split == Split::Train).count();
         let scored: BTreeSet<i32> = out.iter().map(|r| r.0).collect();
         ctx.log(format!("{} samples x {} of {trained_users} training users scored by {}", samples.len(), scored.len(), p.metric));
@@ -165,6 +146,41 @@ impl Kind for RewardScore {
         ctx.write_batch("scores", &batch)?;
         Ok(())
     }
+}
+
+/// (user, sample, map, ndcg, lists) for every sample index: the reranker, loaded once,
+/// re-ranks the training lists of the users that have the sample, with it as their knowledge.
+#[allow(clippy::too_many_arguments)]
+fn score_samples<B: Backend>(
+    p: &RewardScoreParams,
+    ctx: &NodeContext,
+    d: &Dataset,
+    users: &knowledge::Rows,
+    items: &knowledge::Rows,
+    samples: &BTreeSet<i32>,
+    dir: &std::path::Path,
+    ks: &[usize],
+    device: &B::Device,
+) -> Result<Vec<(i32, i32, f64, f64, i32)>, BoxError> {
+    let (model, _) = store::load::<B>(dir, device)?;
+    let mut out = Vec::new();
+    for &s in samples {
+        ctx.check_cancelled()?;
+        let k = knowledge::knowledge(d, users, items, s)?;
+        // The training users that have this sample.
+        let lists: Vec<_> = d.lists.iter().filter(|l| l.split == Split::Train && k.user_rows.contains_key(&l.user)).collect();
+        if lists.is_empty() {
+            return Err(format!("no training user has knowledge sample {s}").into());
+        }
+        let data = Lists::from_dataset(d, lists.iter().copied());
+        k.check_covers(&data)?;
+        let scores = score(&model, &data, Some(&DeviceKnowledge::<B>::new(&k, device)), p.batch_size as usize, device);
+        for (user, (m, n)) in metrics(&data, &scores, ks).user_means() {
+            out.push((user as i32, s, m[0].map, m[0].ndcg, n as i32));
+        }
+        ctx.progress().inc(1);
+    }
+    Ok(out)
 }
 
 #[cfg(test)]
