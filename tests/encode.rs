@@ -130,3 +130,13 @@ fn bad_columns_and_models_fail_the_node_with_a_clear_error() {
     assert_eq!(r.status_of("bert"), "failed");
     assert!(r.stderr.contains("model.safetensors: not a safetensors file"), "{}", r.stderr);
 }
+
+#[test]
+fn bench_encode_refuses_a_model_that_is_not_an_encoder() {
+    let w = Work::new();
+    models(&w);
+    let e = w.expect(&["bench", "encode", "--model", "tiny.gguf"], 2).stderr;
+    assert!(e.contains("--model tiny.gguf: a llama model, not an encoder"), "{e}");
+    let e = w.expect(&["bench", "encode", "--model", "tinybert", "--texts", "0"], 2).stderr;
+    assert!(e.contains("--texts, --batch and --repeats must be at least 1"), "{e}");
+}

@@ -138,6 +138,20 @@ fn rerank(a: RerankBenchArgs) -> CliResult {
 }
 
 
+/// The model named by `--model`, fetched into the cache's downloads/ when it is a built-in.
+fn bench_model(model: &str, cache_dir: &Option<std::path::PathBuf>) -> Result<(dagrun_nodes::models::source::ModelSource, std::path::PathBuf), CliError> {
+    let source = dagrun_nodes::models::source::ModelSource::parse(model).map_err(CliError::Usage)?;
+    let downloads = super::util::cache_dir(cache_dir, None).join("downloads");
+    let path = source.materialise(&downloads).map_err(|e| CliError::Failed(anyhow::anyhow!(e)))?;
+    Ok((source, path))
+}
+
+/// One figure of a benchmark table: ours, the reference's (if it ran) and their ratio.
+fn print_figure(name: &str, ours: f64, theirs: Option<f64>, width: usize) {
+    let (t, r) = theirs.map(|t| (format!("{t:.1}"), format!("{:.2}x", ours / t))).unwrap_or(("-".into(), "-".into()));
+    println!("{name:<24} {ours:>10.1} {t:>width$} {r:>8}");
+}
+
 /// How far past PyTorch's own TF32-vs-f32 logit difference dagrun's CUDA-vs-CPU one may go:
 /// Burn's TF32 kernels round differently from cuBLAS's (measured ~1.4x on an H200).
 const TF32_SLACK: f32 = 3.0;
@@ -157,15 +171,12 @@ const TRANSFORMERS_SCRIPT: &str = include_str!("../../bench/llm_transformers.py"
 
 fn llm(a: LlmBenchArgs) -> CliResult {
     use dagrun_nodes::models::llm::bench;
-    use dagrun_nodes::models::source::ModelSource;
     let device: Device = a.device.parse().map_err(CliError::Usage)?;
     if a.prompt_tokens < 10 || a.new_tokens == 0 || a.batch == 0 || a.repeats == 0 {
         return Err(CliError::Usage("--prompt-tokens must be at least 10 and --new-tokens, --batch, --repeats at least 1".into()));
     }
     let fail = |e: String| CliError::Failed(anyhow::anyhow!(e));
-    let source = ModelSource::parse(&a.model).map_err(CliError::Usage)?;
-    let downloads = super::util::cache_dir(&a.cache_dir, None).join("downloads");
-    let path = source.materialise(&downloads).map_err(fail)?;
+    let (source, path) = bench_model(&a.model, &a.cache_dir)?;
     let s = bench::BenchSettings { prompt_tokens: a.prompt_tokens, new_tokens: a.new_tokens, batch: a.batch, repeats: a.repeats };
     let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
     println!(
@@ -183,8 +194,7 @@ fn llm(a: LlmBenchArgs) -> CliResult {
     let rows = [("prefill (prompt tok/s)", ours.prefill, reference.as_ref().map(|r| r.figures.prefill)), ("batch-1 decode (tok/s)", ours.decode, reference.as_ref().map(|r| r.figures.decode)), ("sampling (new tok/s)", ours.sampling, reference.as_ref().map(|r| r.figures.sampling))];
     println!("{:<24} {:>10} {:>14} {:>8}", "figure", "dagrun", "transformers", "ratio");
     for (name, us, them) in rows {
-        let (t, r) = them.map(|t| (format!("{t:.1}"), format!("{:.2}x", us / t))).unwrap_or(("-".into(), "-".into()));
-        println!("{name:<24} {us:>10.1} {t:>14} {r:>8}");
+        print_figure(name, us, them, 14);
     }
     if let Some(r) = &reference {
         println!("reference: {}", r.version);
@@ -225,18 +235,22 @@ const SENTENCE_TRANSFORMERS_SCRIPT: &str = include_str!("../../bench/encode_sent
 
 fn encode(a: EncodeBenchArgs) -> CliResult {
     use dagrun_nodes::models::encoder::bench;
-    use dagrun_nodes::models::source::{ModelFamily, ModelSource};
+    use dagrun_nodes::models::source::ModelFamily;
     let device: Device = a.device.parse().map_err(CliError::Usage)?;
     if a.texts == 0 || a.batch == 0 || a.repeats == 0 {
         return Err(CliError::Usage("--texts, --batch and --repeats must be at least 1".into()));
     }
     let fail = |e: String| CliError::Failed(anyhow::anyhow!(e));
-    let source = ModelSource::parse(&a.model).map_err(CliError::Usage)?;
-    if source.family(Some(ModelFamily::Bert)).map_err(CliError::Usage)? != ModelFamily::Bert {
-        return Err(CliError::Usage(format!("{} is not an encoder", a.model)));
+    // Not an encoder (a .gguf, a llama directory, the LLM alias): a usage error before fetching.
+    // A hub model cannot be looked into before it is downloaded; its loading will tell.
+    let named = dagrun_nodes::models::source::ModelSource::parse(&a.model).map_err(CliError::Usage)?;
+    if !matches!(named, dagrun_nodes::models::source::ModelSource::Hub(_)) {
+        let family = named.family(None).map_err(CliError::Usage)?;
+        if family != ModelFamily::Bert {
+            return Err(CliError::Usage(format!("--model {}: a {} model, not an encoder", a.model, family.as_str())));
+        }
     }
-    let downloads = super::util::cache_dir(&a.cache_dir, None).join("downloads");
-    let path = source.materialise(&downloads).map_err(fail)?;
+    let (source, path) = bench_model(&a.model, &a.cache_dir)?;
     let s = bench::BenchSettings { texts: a.texts, batch_size: a.batch, repeats: a.repeats };
     let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
     println!("encoder {} on {device} ({threads} CPU threads): {} texts of 40-80 words, batch {}, tokenisation included; medians of {}", source.describe(), a.texts, a.batch, a.repeats);
@@ -252,8 +266,7 @@ fn encode(a: EncodeBenchArgs) -> CliResult {
         }
     };
     println!("{:<24} {:>10} {:>22} {:>8}", "figure", "dagrun", "sentence-transformers", "ratio");
-    let (t, r) = reference.as_ref().map(|(t, _)| (format!("{t:.1}"), format!("{:.2}x", ours.texts_per_second / t))).unwrap_or(("-".into(), "-".into()));
-    println!("{:<24} {:>10.1} {t:>22} {r:>8}", "texts/s", ours.texts_per_second);
+    print_figure("texts/s", ours.texts_per_second, reference.as_ref().map(|r| r.0), 22);
     println!("{:<24} {:>10.0} {:>22} {:>8}", "tokens/s", ours.tokens_per_second, "-", "-");
     if let Some((_, version)) = &reference {
         println!("reference: {version}");

@@ -221,9 +221,10 @@ fn gc(a: GcArgs) -> CliResult {
     let cutoff = if oldest_kept == u64::MAX { std::time::SystemTime::now() } else { std::time::UNIX_EPOCH + std::time::Duration::from_millis(oldest_kept) };
     let rows_dir = store.root().join("rows");
     let rows = dagrun_engine::rows::prune(&rows_dir, cutoff, a.dry_run || !a.rows).map_err(|e| CliError::Failed(anyhow::anyhow!("pruning {}: {e}", rows_dir.display())))?;
-    let rows_note = match (a.rows, a.dry_run) {
-        (true, _) => format!("{} row results ({})", rows.entries, human_bytes(rows.bytes)),
-        (false, _) => format!("0 row results ({} unused by the kept runs, {}, stay: --rows deletes them)", rows.entries, human_bytes(rows.bytes)),
+    let rows_note = if a.rows {
+        format!("{} row results ({})", rows.entries, human_bytes(rows.bytes))
+    } else {
+        format!("0 row results ({} unused by the kept runs, {}, stay: --rows deletes them)", rows.entries, human_bytes(rows.bytes))
     };
     if a.cache.json {
         let mut v = serde_json::to_value(&report).map_err(|e| CliError::Failed(e.into()))?;

@@ -266,13 +266,9 @@ impl Kind for Load {
 
     fn files(&self, p: &LoadParams) -> Vec<PathBuf> {
         if let Some(model) = &p.model {
-            return match ModelSource::parse(model) {
-                Ok(source) => match &source {
-                    ModelSource::Path(path) => source.family(p.model_type).and_then(|f| source_files(f, path)).unwrap_or_default(),
-                    _ => Vec::new(),
-                },
-                Err(_) => Vec::new(),
-            };
+            let Ok(source) = ModelSource::parse(model) else { return Vec::new() };
+            let ModelSource::Path(path) = &source else { return Vec::new() };
+            return source.family(p.model_type).and_then(|f| source_files(f, path)).unwrap_or_default();
         }
         let d = p.dir();
         match p.dataset {

@@ -9,3 +9,9 @@ pub mod ops;
 pub mod rerank;
 pub mod source;
 pub mod tensors;
+
+/// The middle value of benchmark timings (the upper one of the two middles for an even count).
+pub(crate) fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}

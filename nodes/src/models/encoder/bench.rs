@@ -9,8 +9,9 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use super::artifact::LoadedEncoder;
+use crate::models::median;
 use super::bert::Pooling;
-use super::embed::{embed, EmbedSettings};
+use super::embed::{cosine, embed, EmbedSettings};
 
 /// What to measure.
 #[derive(Clone, Debug)]
@@ -63,11 +64,6 @@ pub fn bench_texts(n: usize) -> Vec<String> {
         .collect()
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
-}
-
 /// Embeds `texts` (tokenising them too) `repeats` + 1 times; medians after the warm-up.
 pub fn run<B: Backend>(enc: &LoadedEncoder<B>, texts: &[String], s: &BenchSettings, device: &B::Device) -> Result<Figures, String> {
     let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
@@ -96,11 +92,7 @@ pub fn min_cosine<A: Backend, G: Backend>(a: &LoadedEncoder<A>, b: &LoadedEncode
     let s = EmbedSettings { pooling: Pooling::Mean, normalize: false, batch_size: 32 };
     let x = embed(&a.bert, a.tokenizer.pad_id, &ids, &s, da, &mut |_| Ok(()))?;
     let y = embed(&b.bert, b.tokenizer.pad_id, &ids, &s, db, &mut |_| Ok(()))?;
-    let cos = |p: &[f32], q: &[f32]| {
-        let dot: f32 = p.iter().zip(q).map(|(a, b)| a * b).sum();
-        dot / (p.iter().map(|a| a * a).sum::<f32>().sqrt() * q.iter().map(|a| a * a).sum::<f32>().sqrt()).max(1e-12)
-    };
-    Ok(x.iter().zip(&y).map(|(p, q)| cos(p, q)).fold(1.0, f32::min))
+    Ok(x.iter().zip(&y).map(|(p, q)| cosine(p, q)).fold(1.0, f32::min))
 }
 
 /// Loads the encoder at `path` on `device` and measures; on a GPU also compares with the CPU.

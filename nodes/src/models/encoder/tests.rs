@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use super::artifact;
 use super::bert::{Batch, Pooling};
 use super::config::BertConfig;
-use super::embed::{embed, EmbedSettings};
+use super::embed::{cosine, embed, EmbedSettings};
 use super::tiny;
 use crate::models::backend::{Cpu, CpuTrain};
 use crate::models::tensors::{write_safetensors, Weights};
@@ -302,8 +302,7 @@ fn minilm_matches_sentence_transformers() {
     let v = embed(&enc.bert, enc.tokenizer.pad_id, &ids, &s, &Default::default(), &mut |_| Ok(())).unwrap();
     let mut worst = 1f32;
     for (i, (a, b)) in v.iter().zip(&f.embeddings).enumerate() {
-        let dot: f32 = a.iter().zip(b).map(|(x, y)| x * y).sum();
-        let cos = dot / a.iter().map(|x| x * x).sum::<f32>().sqrt() / b.iter().map(|x| x * x).sum::<f32>().sqrt();
+        let cos = cosine(a, b);
         assert!(cos >= 0.9999, "sentence {i} {:?}: cosine {cos}", texts[i]);
         worst = worst.min(cos);
     }

@@ -9,6 +9,7 @@ use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 
 use super::artifact::LoadedLlm;
+use crate::models::median;
 use super::generate::{generate, Request, Settings};
 use super::lm::rows_of;
 use super::sample::{argmax, Sampling};
@@ -80,11 +81,6 @@ pub fn bench_prompts<B: Backend>(llm: &LoadedLlm<B>, s: &BenchSettings) -> Resul
     let last = s.batch.saturating_sub(1).max(1);
     let batch = (0..s.batch.max(1)).map(|i| text_of((s.prompt_tokens - spread + 2 * spread * i / last).max(1))).collect::<Result<_, _>>()?;
     Ok(BenchPrompts { single, batch, new_tokens: s.new_tokens, repeats: s.repeats })
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
 }
 
 /// Loads the model at `path` on `device`, makes the prompts and measures; on a GPU, also
