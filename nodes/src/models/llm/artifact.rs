@@ -105,3 +105,42 @@ pub fn load<B: Backend>(dir: &Path, device: &B::Device) -> Result<LoadedLlm<B>, 
     let template = tokenizer.chat_template.as_deref().map(|t| ChatTemplate::new(t, tokenizer.bos_token.as_deref(), tokenizer.eos_token.as_deref())).transpose()?;
     Ok(LoadedLlm { lm: Lm::new(model, config, device.clone()), tokenizer, template })
 }
+
+/// Writes a (tuned) model as an `Llm` artifact in Hugging Face layout: config.json, f32
+/// model.safetensors, and the tokenizer — copied from `source` when it is a Hugging Face
+/// directory, written from the GGUF vocabulary otherwise — so the result loads in transformers.
+pub fn write_hf<B: Backend>(model: &super::llama::Llama<B>, config: &LlamaConfig, tokenizer: &LlmTokenizer, source: &Path, described_as: &str, out: &Path) -> Result<(), String> {
+    if let Some(super::config::RopeScaling::Factors { .. }) = config.rope_scaling {
+        return Err("this model's RoPE frequencies are given as a per-frequency tensor (from GGUF), which config.json cannot express; tune the model's Hugging Face directory instead".into());
+    }
+    std::fs::create_dir_all(out).map_err(|e| format!("{}: {e}", out.display()))?;
+    let id = |t: &Option<String>| t.as_deref().and_then(|t| tokenizer.token_id(t));
+    let (bos, eos) = (id(&tokenizer.bos_token), id(&tokenizer.eos_token));
+    let cfg = config.to_hf_json(bos, eos);
+    std::fs::write(out.join("config.json"), serde_json::to_string_pretty(&cfg).expect("json") + "\n").map_err(|e| e.to_string())?;
+    weights::write_safetensors(&weights::to_hf(model, config), &out.join("model.safetensors"), Some([("format".to_string(), "pt".to_string())].into()))?;
+    if source.is_dir() && source.join("tokenizer.json").is_file() {
+        for f in ["tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja", "generation_config.json"] {
+            if source.join(f).is_file() {
+                copy(&source.join(f), &out.join(f))?;
+            }
+        }
+    } else {
+        tokenizer.inner.save(out.join("tokenizer.json"), false).map_err(|e| format!("writing tokenizer.json: {e}"))?;
+        let tc = serde_json::json!({
+            "tokenizer_class": "PreTrainedTokenizerFast",
+            "bos_token": tokenizer.bos_token,
+            "eos_token": tokenizer.eos_token,
+            "pad_token": tokenizer.eos_token,
+            "chat_template": tokenizer.chat_template,
+            "clean_up_tokenization_spaces": false,
+            "model_max_length": config.max_position_embeddings,
+        });
+        std::fs::write(out.join("tokenizer_config.json"), serde_json::to_string_pretty(&tc).expect("json") + "\n").map_err(|e| e.to_string())?;
+        let gc = serde_json::json!({ "bos_token_id": bos, "eos_token_id": tokenizer.stop_ids });
+        std::fs::write(out.join("generation_config.json"), serde_json::to_string_pretty(&gc).expect("json") + "\n").map_err(|e| e.to_string())?;
+    }
+    let manifest = serde_json::json!({ "format": "huggingface", "source": described_as, "architecture": "llama", "config": config });
+    std::fs::write(out.join(MANIFEST), serde_json::to_string_pretty(&manifest).expect("json") + "\n").map_err(|e| e.to_string())?;
+    Ok(())
+}

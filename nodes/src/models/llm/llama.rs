@@ -15,6 +15,7 @@ use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::TensorData;
 
 use super::config::LlamaConfig;
+use super::lora::{project, Adapters, BlockAdapters};
 use crate::models::ops::{head_major, token_major};
 
 /// Root-mean-square layer norm with a learned scale.
@@ -208,9 +209,17 @@ impl<B: Backend> Llama<B> {
     /// Runs the new tokens of `step` through the layers, appending their keys and values to
     /// `cache`; returns the final-norm hidden states [batch · len, hidden].
     pub fn forward(&self, step: &Step<B>, cache: &mut KvCache<B>) -> Tensor<B, 2> {
+        self.forward_adapted(step, cache, None)
+    }
+
+    /// [`Llama::forward`] with LoRA adapters applied to the projections (training).
+    pub fn forward_adapted(&self, step: &Step<B>, cache: &mut KvCache<B>, adapters: Option<&Adapters<B>>) -> Tensor<B, 2> {
         let mut x = self.embed.val().select(0, step.ids.clone());
-        for (block, layer) in self.blocks.iter().zip(cache.layers.iter_mut()) {
-            x = self.block(block, x, step, layer);
+        let none = BlockAdapters::default();
+        let scale = adapters.map_or(0.0, |a| a.scale);
+        for (i, (block, layer)) in self.blocks.iter().zip(cache.layers.iter_mut()).enumerate() {
+            let ad = adapters.and_then(|a| a.blocks.get(i)).unwrap_or(&none);
+            x = self.block(block, x, step, layer, ad, scale);
         }
         self.norm.forward(x)
     }
@@ -227,13 +236,24 @@ impl<B: Backend> Llama<B> {
         x * step.cos.clone() + rotated * step.sin.clone()
     }
 
-    fn block(&self, blk: &Block<B>, x: Tensor<B, 2>, step: &Step<B>, layer: &mut Option<(Tensor<B, 4>, Tensor<B, 4>)>) -> Tensor<B, 2> {
+    #[allow(clippy::too_many_arguments)]
+    fn block(&self, blk: &Block<B>, x: Tensor<B, 2>, step: &Step<B>, layer: &mut Option<(Tensor<B, 4>, Tensor<B, 4>)>, ad: &BlockAdapters<B>, scale: f32) -> Tensor<B, 2> {
         let (b, s) = (step.batch, step.len);
         let (nh, nkv, hd) = (self.heads, self.kv_heads, self.head_dim);
         let g = nh / nkv;
         let h = blk.attn_norm.forward(x.clone());
-        let qk = self.rope(head_major(h.clone().matmul(blk.wqk.val()), b, s, nh + nkv, hd), step); // [b, nh + nkv, s, hd]
-        let v = head_major(h.matmul(blk.wv.val()), b, s, nkv, hd); // [b, nkv, s, hd]
+        let mut qk = h.clone().matmul(blk.wqk.val());
+        if ad.q.is_some() || ad.k.is_some() {
+            // q and k share one fused weight; their adapters stay separate.
+            let n = qk.dims()[0];
+            let delta = |l: Option<&super::lora::LoraPair<B>>, width: usize| match l {
+                Some(l) => h.clone().matmul(l.a.clone()).matmul(l.b.clone()).mul_scalar(scale),
+                None => Tensor::zeros([n, width], &h.device()),
+            };
+            qk = qk + Tensor::cat(vec![delta(ad.q.as_ref(), nh * hd), delta(ad.k.as_ref(), nkv * hd)], 1);
+        }
+        let qk = self.rope(head_major(qk, b, s, nh + nkv, hd), step); // [b, nh + nkv, s, hd]
+        let v = head_major(project(&h, &blk.wv, ad.v.as_ref(), scale), b, s, nkv, hd); // [b, nkv, s, hd]
         let q = qk.clone().narrow(1, 0, nh);
         let k = qk.narrow(1, nh, nkv);
         let (k, v) = match layer.take() {
@@ -244,9 +264,9 @@ impl<B: Backend> Llama<B> {
         // Heads h = kv·g + i share kv head kv: group the query heads instead of repeating k/v.
         let q = q.reshape([b, nkv, g * s, hd]);
         let att = attention(q, k, v, step.mask.clone(), None, AttentionModuleOptions::default()); // [b, nkv, g·s, hd]
-        let x = x + token_major(att.reshape([b, nh, s, hd])).matmul(blk.wo.val());
+        let x = x + project(&token_major(att.reshape([b, nh, s, hd])), &blk.wo, ad.o.as_ref(), scale);
         let h = blk.mlp_norm.forward(x.clone());
-        let hidden = silu(h.clone().matmul(blk.w_gate.val())) * h.matmul(blk.w_up.val());
-        x + hidden.matmul(blk.w_down.val())
+        let hidden = silu(project(&h, &blk.w_gate, ad.gate.as_ref(), scale)) * project(&h, &blk.w_up, ad.up.as_ref(), scale);
+        x + project(&hidden, &blk.w_down, ad.down.as_ref(), scale)
     }
 }

@@ -4,10 +4,12 @@ pub mod artifact;
 pub mod bench;
 pub mod chat;
 pub mod config;
+pub mod dpo;
 pub mod generate;
 pub mod gguf;
 pub mod llama;
 pub mod lm;
+pub mod lora;
 pub mod quant;
 pub mod sample;
 pub mod tokenizer;
@@ -15,5 +17,7 @@ pub mod tokenizer;
 pub mod tiny;
 pub mod weights;
 
+#[cfg(test)]
+mod dpo_tests;
 #[cfg(test)]
 mod tests;

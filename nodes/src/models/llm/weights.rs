@@ -119,3 +119,52 @@ pub fn build<B: Backend>(c: &LlamaConfig, w: &Weights, device: &B::Device) -> Re
     let model = Llama::new(c, t2(embed.data.clone(), [v, d]), blocks, norm(get("model.norm.weight", &[d])?), t2(head, [d, v]), device);
     Ok(model)
 }
+
+/// The module's weights back in Hugging Face layout (the inverse of [`build`]), for export.
+pub fn to_hf<B: Backend>(m: &Llama<B>, c: &LlamaConfig) -> Weights {
+    fn host<B: Backend, const D: usize>(t: Tensor<B, D>) -> (Vec<usize>, Vec<f32>) {
+        let shape = t.dims().to_vec();
+        (shape, t.into_data().convert::<f32>().to_vec().expect("f32 data"))
+    }
+    // Columns [c0, c1) of an [rows, cols] matrix, transposed to [c1 - c0, rows].
+    fn cols_t(shape: &[usize], data: &[f32], c0: usize, c1: usize) -> HostTensor {
+        let (rows, cols) = (shape[0], shape[1]);
+        let mut out = vec![0f32; (c1 - c0) * rows];
+        for r in 0..rows {
+            for c in c0..c1 {
+                out[(c - c0) * rows + r] = data[r * cols + c];
+            }
+        }
+        HostTensor { shape: vec![c1 - c0, rows], data: out }
+    }
+    let one = |t: Tensor<B, 1>| {
+        let (shape, data) = host(t);
+        HostTensor { shape, data }
+    };
+    let t2 = |t: Tensor<B, 2>| {
+        let (shape, data) = host(t);
+        cols_t(&shape, &data, 0, shape[1])
+    };
+    let mut w = Weights::new();
+    let (shape, data) = host(m.embed.val());
+    w.insert("model.embed_tokens.weight".into(), HostTensor { shape, data });
+    w.insert("model.norm.weight".into(), one(m.norm.weight.val()));
+    if !c.tie_word_embeddings {
+        w.insert("lm_head.weight".into(), t2(m.head.val()));
+    }
+    let q_width = c.num_attention_heads * c.head_dim;
+    for (i, b) in m.blocks.iter().enumerate() {
+        let l = |s: &str| format!("model.layers.{i}.{s}");
+        let (shape, data) = host(b.wqk.val());
+        w.insert(l("self_attn.q_proj.weight"), cols_t(&shape, &data, 0, q_width));
+        w.insert(l("self_attn.k_proj.weight"), cols_t(&shape, &data, q_width, shape[1]));
+        w.insert(l("self_attn.v_proj.weight"), t2(b.wv.val()));
+        w.insert(l("self_attn.o_proj.weight"), t2(b.wo.val()));
+        w.insert(l("mlp.gate_proj.weight"), t2(b.w_gate.val()));
+        w.insert(l("mlp.up_proj.weight"), t2(b.w_up.val()));
+        w.insert(l("mlp.down_proj.weight"), t2(b.w_down.val()));
+        w.insert(l("input_layernorm.weight"), one(b.attn_norm.weight.val()));
+        w.insert(l("post_attention_layernorm.weight"), one(b.mlp_norm.weight.val()));
+    }
+    w
+}

@@ -1,0 +1,579 @@
+//! Direct preference optimisation as TRL and LLaMA-Factory compute it (DPO_REFERENCE §0):
+//! sigmoid loss `−log σ(β·Δ)` on summed completion log-probs, chosen and rejected in one
+//! right-padded forward, the reference log-probs computed once per pair by the frozen input
+//! model, LoRA adapters (or the decoder weights themselves) trained with AdamW, a global
+//! gradient-norm clip and a warmup + linear/cosine/constant schedule.
+
+use burn::module::{AutodiffModule, Param};
+use burn::prelude::*;
+use burn::tensor::activation::{log_sigmoid, log_softmax};
+use burn::tensor::backend::AutodiffBackend;
+use burn::tensor::TensorData;
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::chat::{ChatTemplate, Message};
+use super::config::LlamaConfig;
+use super::llama::{KvCache, Llama, Step};
+use super::lora::{self, Adapters, Target};
+use super::tokenizer::LlmTokenizer;
+
+/// The learning-rate schedule after warmup.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Schedule {
+    /// Linear decay to 0 (Hugging Face Trainer's default).
+    #[default]
+    Linear,
+    /// Half-cosine decay to 0.
+    Cosine,
+    Constant,
+}
+
+/// What is trained.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Tuning {
+    /// LoRA adapters of `rank` on `targets`, scaled by alpha/rank, merged into the output.
+    Lora { rank: usize, alpha: f32, targets: Vec<Target> },
+    /// Every decoder weight and norm; the embeddings and the LM head stay frozen.
+    Full,
+}
+
+/// DPO hyperparameters.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DpoConfig {
+    pub beta: f64,
+    /// cDPO label smoothing ε (TRL ≤ 0.24): `−(1−ε)·log σ(βΔ) − ε·log σ(−βΔ)`.
+    pub label_smoothing: f64,
+    pub lr: f64,
+    pub epochs: usize,
+    /// Pairs per micro-batch.
+    pub batch_size: usize,
+    /// Micro-batches per optimiser step.
+    pub grad_accum: usize,
+    /// Share of the optimiser steps spent warming the learning rate up from 0.
+    pub warmup_ratio: f64,
+    pub schedule: Schedule,
+    /// Global gradient-norm clip (0: off).
+    pub max_grad_norm: f64,
+    pub weight_decay: f64,
+    pub adam_betas: (f64, f64),
+    pub adam_eps: f64,
+    pub tuning: Tuning,
+    pub seed: u64,
+}
+
+impl Default for DpoConfig {
+    fn default() -> Self {
+        DpoConfig {
+            beta: 0.1,
+            label_smoothing: 0.0,
+            lr: 5e-5,
+            epochs: 3,
+            batch_size: 2,
+            grad_accum: 8,
+            warmup_ratio: 0.0,
+            schedule: Schedule::Linear,
+            max_grad_norm: 1.0,
+            weight_decay: 0.0,
+            adam_betas: (0.9, 0.999),
+            adam_eps: 1e-8,
+            tuning: Tuning::Lora { rank: 8, alpha: 16.0, targets: Target::ALL.to_vec() },
+            seed: 42,
+        }
+    }
+}
+
+/// A preference pair as text: the prompt messages and the two assistant answers.
+#[derive(Clone, Debug)]
+pub struct PairText {
+    pub messages: Vec<Message>,
+    pub chosen: String,
+    pub rejected: String,
+}
+
+/// A pair as token ids: the prompt (rendered exactly as `generate` renders it) and each
+/// completion (the answer plus the template's end of turn).
+#[derive(Clone, Debug, PartialEq)]
+pub struct PairTokens {
+    pub prompt: Vec<u32>,
+    pub chosen: Vec<u32>,
+    pub rejected: Vec<u32>,
+}
+
+/// How tokenisation went.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct TokenizeReport {
+    /// Pairs whose templated prompt+answer did not start with the prompt's own tokens (the
+    /// prompt's tokens are kept and the completion tokenised alone, as TRL warns about).
+    pub boundary_mismatches: usize,
+    /// Pairs whose completions were cut to fit `max_length`.
+    pub truncated: usize,
+    /// Pairs left out because the prompt alone reaches `max_length`.
+    pub dropped: Vec<usize>,
+}
+
+/// Tokenises pairs: prompt = the chat template with the generation prompt; completion = the
+/// rest of the full conversation (answer and end-of-turn). Sequences longer than
+/// `max_length` keep their start (TRL's keep_start); pairs whose prompt does not fit are dropped.
+pub fn tokenize_pairs(tok: &LlmTokenizer, template: Option<&ChatTemplate>, pairs: &[PairText], max_length: usize) -> Result<(Vec<(usize, PairTokens)>, TokenizeReport), String> {
+    let mut report = TokenizeReport::default();
+    let mut out = Vec::with_capacity(pairs.len());
+    for (i, p) in pairs.iter().enumerate() {
+        let (prompt_text, chosen_text) = split_turn(tok, template, &p.messages, &p.chosen).map_err(|e| format!("pair {i}: {e}"))?;
+        let (prompt_again, rejected_text) = split_turn(tok, template, &p.messages, &p.rejected).map_err(|e| format!("pair {i}: {e}"))?;
+        if prompt_text != prompt_again {
+            return Err(format!("pair {i}: the chat template renders the prompt differently for the two answers"));
+        }
+        let prompt = tok.encode(&prompt_text)?;
+        let mut mismatch = false;
+        let mut completion = |text: &str| -> Result<Vec<u32>, String> {
+            let full = tok.encode(&format!("{prompt_text}{text}"))?;
+            if full.len() > prompt.len() && full[..prompt.len()] == prompt[..] {
+                Ok(full[prompt.len()..].to_vec())
+            } else {
+                mismatch = true;
+                tok.encode(text)
+            }
+        };
+        let mut chosen = completion(&chosen_text)?;
+        let mut rejected = completion(&rejected_text)?;
+        if mismatch {
+            report.boundary_mismatches += 1;
+        }
+        if prompt.len() + 1 > max_length {
+            report.dropped.push(i);
+            continue;
+        }
+        let room = max_length - prompt.len();
+        if chosen.len() > room || rejected.len() > room {
+            report.truncated += 1;
+            chosen.truncate(room);
+            rejected.truncate(room);
+        }
+        if chosen.is_empty() || rejected.is_empty() {
+            return Err(format!("pair {i}: an answer has no tokens"));
+        }
+        out.push((i, PairTokens { prompt, chosen, rejected }));
+    }
+    Ok((out, report))
+}
+
+/// The prompt text (with the generation prompt, as `generate` renders it) and the rest of the
+/// conversation once `answer` is the assistant's turn.
+fn split_turn(tok: &LlmTokenizer, template: Option<&ChatTemplate>, messages: &[Message], answer: &str) -> Result<(String, String), String> {
+    match template {
+        Some(t) => {
+            let prompt = t.render(messages, true)?;
+            let mut conv = messages.to_vec();
+            conv.push(Message { role: "assistant".into(), content: answer.to_string() });
+            let full = t.render(&conv, false)?;
+            match full.strip_prefix(prompt.as_str()) {
+                Some(rest) => Ok((prompt, rest.to_string())),
+                None => Err("the chat template does not render the conversation as the prompt followed by the answer; DPO cannot split them".into()),
+            }
+        }
+        // No template: the prompt text as is, the answer then EOS (TRL's plain-text rule).
+        None => {
+            let prompt = messages.iter().map(|m| m.content.as_str()).collect::<Vec<_>>().join("\n");
+            Ok((prompt, format!("{answer}{}", tok.eos_token.as_deref().unwrap_or(""))))
+        }
+    }
+}
+
+/// Summed log-probabilities of each sequence's completion tokens (from index `start` on),
+/// [rows], and each row's mean completion logit (TRL's `logits/*`), in one right-padded
+/// forward. Only completion positions go through the LM head.
+pub fn sequence_logps<B: Backend>(model: &Llama<B>, config: &LlamaConfig, inv_freq: &[f32], seqs: &[(Vec<u32>, usize)], adapters: Option<&Adapters<B>>, device: &B::Device) -> (Tensor<B, 1>, Tensor<B, 1>) {
+    let rows = seqs.len();
+    let len = seqs.iter().map(|(ids, _)| ids.len()).max().unwrap_or(1);
+    let mut ids = Vec::with_capacity(rows * len);
+    let mut positions = Vec::with_capacity(rows * len);
+    let (mut at, mut labels, mut owner) = (Vec::new(), Vec::new(), Vec::new());
+    for (r, (seq, start)) in seqs.iter().enumerate() {
+        assert!(*start >= 1 && *start < seq.len(), "a completion must follow a non-empty prompt");
+        ids.extend(seq);
+        ids.extend(std::iter::repeat_n(0u32, len - seq.len()));
+        positions.extend(0..len);
+        for t in *start..seq.len() {
+            at.push((r * len + t - 1) as i64);
+            labels.push(seq[t] as i64);
+            owner.push(r);
+        }
+    }
+    let n = at.len();
+    let visible = |_r: usize, i: usize, s: usize| s <= i;
+    let step = Step::new(config, inv_freq, rows, len, &ids, &positions, len, Some(&visible), device);
+    let mut cache = KvCache::new(config.num_hidden_layers);
+    let hidden = model.forward_adapted(&step, &mut cache, adapters);
+    let hidden = hidden.select(0, Tensor::from_data(TensorData::new(at, [n]), device));
+    let logits = model.logits(hidden); // [n, vocab]
+    let token_logp = log_softmax(logits.clone(), 1).gather(1, Tensor::from_data(TensorData::new(labels, [n, 1]), device)); // [n, 1]
+    // Sum each row's tokens with a [rows, n] indicator matmul.
+    let mut seg = vec![0f32; rows * n];
+    let mut counts = vec![0f32; rows];
+    for (j, &r) in owner.iter().enumerate() {
+        seg[r * n + j] = 1.0;
+        counts[r] += 1.0;
+    }
+    let seg = Tensor::<B, 2>::from_data(TensorData::new(seg, [rows, n]), device);
+    let logps = seg.clone().matmul(token_logp).reshape([rows]);
+    let mean_logit = seg.matmul(logits.detach().mean_dim(1)).reshape([rows]) / Tensor::from_data(TensorData::new(counts, [rows]), device);
+    (logps, mean_logit)
+}
+
+/// One optimiser step's figures (means over its pairs), named after TRL's logs.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct StepLog {
+    pub step: usize,
+    pub epoch: f64,
+    pub lr: f64,
+    pub loss: f64,
+    /// Gradient norm before clipping.
+    pub grad_norm: f64,
+    pub rewards_chosen: f64,
+    pub rewards_rejected: f64,
+    /// Share of pairs with chosen reward strictly above rejected.
+    pub rewards_accuracies: f64,
+    pub rewards_margins: f64,
+    pub logps_chosen: f64,
+    pub logps_rejected: f64,
+    pub logits_chosen: f64,
+    pub logits_rejected: f64,
+    pub pairs: usize,
+}
+
+/// Why training stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum DpoError {
+    #[error("the DPO loss became {value} at step {step} (epoch {epoch:.2}); nothing was saved. Lower `lr`, raise `beta` or check the pairs")]
+    NotFinite { value: f64, step: usize, epoch: f64 },
+    #[error("the gradient norm became {value} at step {step}; nothing was saved. Lower `lr` or set `max_grad_norm`")]
+    GradNotFinite { value: f64, step: usize },
+    #[error("cancelled")]
+    Cancelled,
+    #[error("{0}")]
+    Other(String),
+}
+
+/// The learning rate at optimiser step `s` (0-based) of `total`, after `warmup` steps.
+pub fn lr_at(cfg: &DpoConfig, s: usize, total: usize, warmup: usize) -> f64 {
+    if s < warmup {
+        return cfg.lr * s as f64 / warmup.max(1) as f64;
+    }
+    let progress = (s - warmup) as f64 / (total - warmup).max(1) as f64;
+    match cfg.schedule {
+        Schedule::Constant => cfg.lr,
+        Schedule::Linear => cfg.lr * (1.0 - progress).max(0.0),
+        Schedule::Cosine => cfg.lr * 0.5 * (1.0 + (std::f64::consts::PI * progress).cos()),
+    }
+}
+
+/// Optimiser steps for `pairs` pairs: micro-batches per epoch, rounded up to whole steps.
+pub fn total_steps(cfg: &DpoConfig, pairs: usize) -> usize {
+    pairs.div_ceil(cfg.batch_size).div_ceil(cfg.grad_accum) * cfg.epochs
+}
+
+/// The tensors being trained.
+enum Trainable<B: AutodiffBackend> {
+    Lora(Adapters<B>),
+    Full,
+}
+
+/// A tensor being trained, as the leaf the forward used (so its gradient is recorded).
+enum Leaf<B: AutodiffBackend> {
+    One(Tensor<B, 1>),
+    Two(Tensor<B, 2>),
+}
+
+impl<B: AutodiffBackend> Leaf<B> {
+    fn value(&self) -> Tensor<B::InnerBackend, 1> {
+        match self {
+            Leaf::One(t) => t.clone().inner(),
+            Leaf::Two(t) => t.clone().inner().flatten(0, 1),
+        }
+    }
+    fn grad(&self, grads: &B::Gradients) -> Tensor<B::InnerBackend, 1> {
+        match self {
+            Leaf::One(t) => t.grad(grads).unwrap_or_else(|| t.clone().inner().zeros_like()),
+            Leaf::Two(t) => t.grad(grads).unwrap_or_else(|| t.clone().inner().zeros_like()).flatten(0, 1),
+        }
+    }
+}
+
+/// The trainable tensors, in a fixed order.
+fn leaves<B: AutodiffBackend>(m: &Llama<B>, tr: &Trainable<B>) -> Vec<Leaf<B>> {
+    match tr {
+        Trainable::Lora(a) => a.tensors().into_iter().map(Leaf::Two).collect(),
+        Trainable::Full => {
+            let mut out = Vec::new();
+            for b in &m.blocks {
+                out.push(Leaf::One(b.attn_norm.weight.val()));
+                for w in [&b.wqk, &b.wv, &b.wo, &b.w_gate, &b.w_up, &b.w_down] {
+                    out.push(Leaf::Two(w.val()));
+                }
+                out.push(Leaf::One(b.mlp_norm.weight.val()));
+            }
+            out.push(Leaf::One(m.norm.weight.val()));
+            out
+        }
+    }
+}
+
+/// Puts new values (flattened, in [`leaves`]' order) in place as fresh trainable leaves.
+fn set_values<B: AutodiffBackend>(m: &mut Llama<B>, tr: &mut Trainable<B>, values: Vec<Tensor<B::InnerBackend, 1>>) {
+    let mut values = values.into_iter();
+    match tr {
+        Trainable::Lora(a) => {
+            let shapes: Vec<[usize; 2]> = a.tensors().iter().map(|t| t.dims()).collect();
+            *a = a.with_tensors(shapes.into_iter().map(|s| Tensor::<B, 2>::from_inner(values.next().expect("one value per leaf").reshape(s)).require_grad()));
+        }
+        Trainable::Full => {
+            let mut next = || values.next().expect("one value per leaf");
+            let one = |v: Tensor<B::InnerBackend, 1>| Param::from_tensor(Tensor::<B, 1>::from_inner(v));
+            for b in &mut m.blocks {
+                b.attn_norm.weight = one(next());
+                for w in [&mut b.wqk, &mut b.wv, &mut b.wo, &mut b.w_gate, &mut b.w_up, &mut b.w_down] {
+                    let dims = w.dims();
+                    *w = Param::from_tensor(Tensor::<B, 2>::from_inner(next().reshape(dims)));
+                }
+                b.mlp_norm.weight = one(next());
+            }
+            m.norm.weight = one(next());
+        }
+    }
+}
+
+/// AdamW as torch implements it, on flattened tensors.
+struct AdamW<B: Backend> {
+    m: Vec<Tensor<B, 1>>,
+    v: Vec<Tensor<B, 1>>,
+    t: i32,
+}
+
+impl<B: Backend> AdamW<B> {
+    fn new(params: &[Tensor<B, 1>]) -> Self {
+        AdamW { m: params.iter().map(Tensor::zeros_like).collect(), v: params.iter().map(Tensor::zeros_like).collect(), t: 0 }
+    }
+    fn step(&mut self, cfg: &DpoConfig, lr: f64, params: Vec<Tensor<B, 1>>, grads: &[Tensor<B, 1>]) -> Vec<Tensor<B, 1>> {
+        self.t += 1;
+        let (b1, b2) = cfg.adam_betas;
+        let bc1 = 1.0 - b1.powi(self.t);
+        let bc2 = 1.0 - b2.powi(self.t);
+        params
+            .into_iter()
+            .enumerate()
+            .map(|(i, p)| {
+                let g = grads[i].clone();
+                self.m[i] = self.m[i].clone().mul_scalar(b1) + g.clone().mul_scalar(1.0 - b1);
+                self.v[i] = self.v[i].clone().mul_scalar(b2) + g.clone().powi_scalar(2).mul_scalar(1.0 - b2);
+                let p = if cfg.weight_decay > 0.0 { p.mul_scalar(1.0 - lr * cfg.weight_decay) } else { p };
+                let denom = self.v[i].clone().sqrt().div_scalar(bc2.sqrt()).add_scalar(cfg.adam_eps);
+                p - self.m[i].clone().div(denom).mul_scalar(lr / bc1)
+            })
+            .collect()
+    }
+}
+
+fn host(t: Tensor<impl Backend, 1>) -> Vec<f64> {
+    t.into_data().convert::<f64>().to_vec().expect("f64 data")
+}
+
+/// Per-pair reference log-probs (chosen, rejected) by the frozen model, in micro-batches of
+/// `batch` pairs in the given order (the first epoch's, so step 0 sees bit-equal numbers).
+pub fn reference_logps<B: Backend>(model: &Llama<B>, config: &LlamaConfig, inv_freq: &[f32], pairs: &[PairTokens], order: &[usize], batch: usize, device: &B::Device) -> Vec<(f64, f64)> {
+    let mut out = vec![(0.0, 0.0); pairs.len()];
+    for chunk in order.chunks(batch) {
+        let seqs = rows_of(pairs, chunk);
+        let (logps, _) = sequence_logps(model, config, inv_freq, &seqs, None, device);
+        let v = host(logps);
+        for (j, &p) in chunk.iter().enumerate() {
+            out[p] = (v[j], v[j + chunk.len()]);
+        }
+    }
+    out
+}
+
+/// Chosen rows then rejected rows of the pairs `idx`, as (ids, completion start).
+fn rows_of(pairs: &[PairTokens], idx: &[usize]) -> Vec<(Vec<u32>, usize)> {
+    let mut seqs = Vec::with_capacity(idx.len() * 2);
+    for chosen in [true, false] {
+        for &i in idx {
+            let p = &pairs[i];
+            let answer = if chosen { &p.chosen } else { &p.rejected };
+            seqs.push(([p.prompt.as_slice(), answer.as_slice()].concat(), p.prompt.len()));
+        }
+    }
+    seqs
+}
+
+/// One micro-batch's forward: per-pair losses and the figures logged from it.
+pub struct MicroBatch<B: Backend> {
+    pub per_pair: Tensor<B, 1>,
+    /// log πθ − log πref of the chosen / rejected answers.
+    pub ratio_c: Tensor<B, 1>,
+    pub ratio_r: Tensor<B, 1>,
+    /// Chosen then rejected summed log-probs.
+    pub logps: Tensor<B, 1>,
+    pub mean_logits: Tensor<B, 1>,
+}
+
+/// The DPO loss of pairs `idx` (chosen and rejected in one forward) against the reference
+/// log-probs.
+#[allow(clippy::too_many_arguments)]
+pub fn micro_batch<B: Backend>(
+    model: &Llama<B>,
+    config: &LlamaConfig,
+    inv_freq: &[f32],
+    pairs: &[PairTokens],
+    idx: &[usize],
+    reference: &[(f64, f64)],
+    cfg: &DpoConfig,
+    adapters: Option<&Adapters<B>>,
+    device: &B::Device,
+) -> MicroBatch<B> {
+    let seqs = rows_of(pairs, idx);
+    let (logps, mean_logits) = sequence_logps(model, config, inv_freq, &seqs, adapters, device);
+    let b = idx.len();
+    let (ref_c, ref_r): (Vec<f32>, Vec<f32>) = idx.iter().map(|&i| (reference[i].0 as f32, reference[i].1 as f32)).unzip();
+    let ref_c = Tensor::<B, 1>::from_data(TensorData::new(ref_c, [b]), device);
+    let ref_r = Tensor::<B, 1>::from_data(TensorData::new(ref_r, [b]), device);
+    let ratio_c = logps.clone().narrow(0, 0, b) - ref_c;
+    let ratio_r = logps.clone().narrow(0, b, b) - ref_r;
+    let delta = (ratio_c.clone() - ratio_r.clone()).mul_scalar(cfg.beta);
+    let eps = cfg.label_smoothing;
+    let per_pair = if eps > 0.0 { log_sigmoid(delta.clone()).mul_scalar(-(1.0 - eps)) - log_sigmoid(delta.neg()).mul_scalar(eps) } else { log_sigmoid(delta).neg() };
+    MicroBatch { per_pair, ratio_c, ratio_r, logps, mean_logits }
+}
+
+/// The epoch orders: a seeded shuffle per epoch (Hugging Face Trainer's random sampler).
+pub fn epoch_orders(cfg: &DpoConfig, pairs: usize) -> Vec<Vec<usize>> {
+    (0..cfg.epochs)
+        .map(|e| {
+            let mut order: Vec<usize> = (0..pairs).collect();
+            order.shuffle(&mut ChaCha8Rng::seed_from_u64(cfg.seed ^ (e as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)));
+            order
+        })
+        .collect()
+}
+
+/// Trains `model` (the frozen input, also the reference) on `pairs`; calls `on_step` after
+/// every optimiser step and returns the tuned model with any adapters merged.
+#[allow(clippy::too_many_arguments)]
+pub fn train<B: AutodiffBackend>(
+    model: Llama<B>,
+    config: &LlamaConfig,
+    pairs: &[PairTokens],
+    cfg: &DpoConfig,
+    device: &B::Device,
+    on_step: &mut dyn FnMut(&StepLog),
+    cancelled: &dyn Fn() -> bool,
+) -> Result<Llama<B::InnerBackend>, DpoError> {
+    if pairs.is_empty() {
+        return Err(DpoError::Other("no pairs to train on".into()));
+    }
+    let inv_freq = config.inv_freq();
+    let mut model = model.no_grad();
+    let orders = epoch_orders(cfg, pairs.len());
+    let reference = reference_logps(&model, config, &inv_freq, pairs, &orders[0], cfg.batch_size, device);
+    let mut trainable = match &cfg.tuning {
+        Tuning::Lora { rank, alpha, targets } => Trainable::Lora(Adapters::init(&model, targets, *rank, *alpha, cfg.seed, device)),
+        Tuning::Full => Trainable::Full,
+    };
+    let start: Vec<_> = leaves(&model, &trainable).iter().map(Leaf::value).collect();
+    set_values(&mut model, &mut trainable, start.clone());
+    let mut adam = AdamW::<B::InnerBackend>::new(&start);
+    let total = total_steps(cfg, pairs.len());
+    let warmup = (cfg.warmup_ratio * total as f64).ceil() as usize;
+    let mut step = 0;
+    let mut seen = 0;
+    for order in &orders {
+        let micro: Vec<&[usize]> = order.chunks(cfg.batch_size).collect();
+        for window in micro.chunks(cfg.grad_accum) {
+            if cancelled() {
+                return Err(DpoError::Cancelled);
+            }
+            let params = leaves(&model, &trainable);
+            let mut sums: Option<Vec<Tensor<B::InnerBackend, 1>>> = None;
+            let mut log = StepLog { step: step + 1, ..Default::default() };
+            let n_pairs: usize = window.iter().map(|m| m.len()).sum();
+            for idx in window {
+                let adapters = match &trainable {
+                    Trainable::Lora(a) => Some(a),
+                    Trainable::Full => None,
+                };
+                let MicroBatch { per_pair, ratio_c, ratio_r, logps, mean_logits } = micro_batch(&model, config, &inv_freq, pairs, idx, &reference, cfg, adapters, device);
+                let b = idx.len();
+                // Each pair weighs the same in the step, whatever its micro-batch's size.
+                let loss_sum = per_pair.clone().sum();
+                let loss_host = host(per_pair.detach());
+                let grads = loss_sum.div_scalar(n_pairs as f64).backward();
+                let g: Vec<_> = params.iter().map(|p| p.grad(&grads)).collect();
+                sums = Some(match sums {
+                    None => g,
+                    Some(s) => s.into_iter().zip(g).map(|(a, b)| a + b).collect(),
+                });
+                let (rc, rr) = (host(ratio_c.detach()), host(ratio_r.detach()));
+                let lp = host(logps.detach());
+                let ml = host(mean_logits.detach());
+                for j in 0..b {
+                    let (wc, wr) = (cfg.beta * rc[j], cfg.beta * rr[j]);
+                    log.loss += loss_host[j];
+                    log.rewards_chosen += wc;
+                    log.rewards_rejected += wr;
+                    log.rewards_accuracies += f64::from(u8::from(wc > wr));
+                    log.rewards_margins += wc - wr;
+                    log.logps_chosen += lp[j];
+                    log.logps_rejected += lp[j + b];
+                    log.logits_chosen += ml[j];
+                    log.logits_rejected += ml[j + b];
+                }
+                seen += b;
+            }
+            let n = n_pairs as f64;
+            for v in [
+                &mut log.loss,
+                &mut log.rewards_chosen,
+                &mut log.rewards_rejected,
+                &mut log.rewards_accuracies,
+                &mut log.rewards_margins,
+                &mut log.logps_chosen,
+                &mut log.logps_rejected,
+                &mut log.logits_chosen,
+                &mut log.logits_rejected,
+            ] {
+                *v /= n;
+            }
+            log.epoch = seen as f64 / pairs.len() as f64;
+            log.pairs = seen;
+            if !log.loss.is_finite() {
+                return Err(DpoError::NotFinite { value: log.loss, step: step + 1, epoch: log.epoch });
+            }
+            let mut grads = sums.expect("a step has at least one micro-batch");
+            let norm = grads.iter().map(|g| g.clone().powi_scalar(2).sum().into_scalar().elem::<f64>()).sum::<f64>().sqrt();
+            if !norm.is_finite() {
+                return Err(DpoError::GradNotFinite { value: norm, step: step + 1 });
+            }
+            log.grad_norm = norm;
+            if cfg.max_grad_norm > 0.0 {
+                let coef = cfg.max_grad_norm / (norm + 1e-6);
+                if coef < 1.0 {
+                    grads = grads.into_iter().map(|g| g.mul_scalar(coef)).collect();
+                }
+            }
+            let lr = lr_at(cfg, step, total, warmup);
+            log.lr = lr;
+            let values = adam.step(cfg, lr, params.iter().map(Leaf::value).collect(), &grads);
+            set_values(&mut model, &mut trainable, values);
+            step += 1;
+            on_step(&log);
+        }
+    }
+    Ok(match &trainable {
+        Trainable::Lora(a) => lora::merge(model.valid(), &a.valid()),
+        Trainable::Full => model.valid(),
+    })
+}

@@ -1,0 +1,212 @@
+//! DPO tests on tiny random models: the step-0 contract (loss ln 2, rewards 0), gradients
+//! against finite differences, padding independence of sequence log-probs, that training
+//! separates chosen from rejected, that the merged export loads and scores like the tuned
+//! model, and that a diverging run fails instead of saving.
+
+use burn::prelude::*;
+
+use super::artifact;
+use super::chat::Message;
+use super::dpo::{self, DpoConfig, DpoError, PairText, PairTokens, StepLog, Tuning};
+use super::lora::{Adapters, Target};
+use super::lm::rows_of;
+use crate::models::backend::{Cpu, CpuTrain};
+
+fn tiny(dir: &std::path::Path, seed: u64) -> artifact::LoadedLlm<CpuTrain> {
+    let path = dir.join("tiny.gguf");
+    super::tiny::write_tiny_gguf(&path, seed).unwrap();
+    artifact::load::<CpuTrain>(&path, &Default::default()).unwrap()
+}
+
+fn texts() -> Vec<PairText> {
+    let m = |s: &str| vec![Message { role: "system".into(), content: "Be brief.".into() }, Message { role: "user".into(), content: s.into() }];
+    vec![
+        PairText { messages: m("Which genres?"), chosen: "Sci-fi and mystery.".into(), rejected: "I like trains.".into() },
+        PairText { messages: m("Favourite author?"), chosen: "Le Guin".into(), rejected: "None at all, sorry".into() },
+        PairText { messages: m("What next?"), chosen: "Dune".into(), rejected: "A cookbook".into() },
+        PairText { messages: m("Mood?"), chosen: "Dark thrillers".into(), rejected: "Cheerful".into() },
+    ]
+}
+
+fn tokens(llm: &artifact::LoadedLlm<CpuTrain>) -> Vec<PairTokens> {
+    let (pairs, report) = dpo::tokenize_pairs(&llm.tokenizer, llm.template.as_ref(), &texts(), 1024).unwrap();
+    assert_eq!(report, dpo::TokenizeReport::default());
+    pairs.into_iter().map(|(_, p)| p).collect()
+}
+
+fn run(llm: &artifact::LoadedLlm<CpuTrain>, pairs: &[PairTokens], cfg: &DpoConfig) -> (Result<Llama<Cpu>, DpoError>, Vec<StepLog>) {
+    let mut logs = Vec::new();
+    let out = dpo::train(llm.lm.model.clone(), &llm.lm.config, pairs, cfg, &Default::default(), &mut |l| logs.push(l.clone()), &|| false);
+    (out, logs)
+}
+
+use super::llama::Llama;
+
+#[test]
+fn completions_are_the_answer_and_the_end_of_turn() {
+    let dir = tempfile::tempdir().unwrap();
+    let llm = tiny(dir.path(), 1);
+    let pairs = tokens(&llm);
+    let t = &llm.tokenizer;
+    assert_eq!(t.decode(&pairs[0].prompt, true).unwrap(), "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nWhich genres?<|im_end|>\n<|im_start|>assistant\n");
+    assert_eq!(t.decode(&pairs[0].chosen, true).unwrap(), "Sci-fi and mystery.<|im_end|>\n");
+    // The prompt is tokenised exactly as `generate` tokenises it.
+    let rendered = llm.template.as_ref().unwrap().render(&texts()[0].messages, true).unwrap();
+    assert_eq!(pairs[0].prompt, t.encode(&rendered).unwrap());
+    // max_length keeps the start: answers are cut, prompts that do not fit are dropped.
+    let max = pairs[0].prompt.len() + 3;
+    let (cut, report) = dpo::tokenize_pairs(t, llm.template.as_ref(), &texts(), max).unwrap();
+    assert!(report.truncated >= 1);
+    assert!(cut.iter().all(|(_, p)| p.prompt.len() + p.chosen.len() <= max && p.prompt.len() + p.rejected.len() <= max));
+    let shortest = pairs.iter().map(|p| p.prompt.len()).min().unwrap();
+    let (kept, report) = dpo::tokenize_pairs(t, llm.template.as_ref(), &texts(), shortest).unwrap();
+    assert!(kept.is_empty());
+    assert_eq!(report.dropped, vec![0, 1, 2, 3]);
+}
+
+#[test]
+fn step_zero_loss_is_ln2_and_rewards_are_zero() {
+    let dir = tempfile::tempdir().unwrap();
+    let llm = tiny(dir.path(), 2);
+    let pairs = tokens(&llm);
+    for tuning in [DpoConfig::default().tuning, Tuning::Full] {
+        let cfg = DpoConfig { epochs: 1, grad_accum: 1, tuning: tuning.clone(), ..Default::default() };
+        let (out, logs) = run(&llm, &pairs, &cfg);
+        out.unwrap();
+        let first = &logs[0];
+        assert!((first.loss - std::f64::consts::LN_2).abs() < 1e-6, "{tuning:?}: {}", first.loss);
+        assert_eq!((first.rewards_chosen, first.rewards_rejected, first.rewards_margins, first.rewards_accuracies), (0.0, 0.0, 0.0, 0.0), "{tuning:?}");
+        assert!(first.grad_norm > 0.0);
+        assert_eq!(logs.len(), 2);
+        assert_eq!(logs[1].pairs, 4);
+        assert!((logs[1].epoch - 1.0).abs() < 1e-12);
+    }
+}
+
+#[test]
+fn sequence_logps_ignore_padding_and_batch_mates() {
+    let dir = tempfile::tempdir().unwrap();
+    let llm = tiny(dir.path(), 3);
+    let pairs = tokens(&llm);
+    let lm = &llm.lm;
+    let seq = |p: &PairTokens| ([p.prompt.clone(), p.chosen.clone()].concat(), p.prompt.len());
+    let alone = dpo::sequence_logps(&lm.model, &lm.config, &lm.inv_freq, &[seq(&pairs[2])], None, &lm.device).0.into_data().to_vec::<f32>().unwrap();
+    let padded = dpo::sequence_logps(&lm.model, &lm.config, &lm.inv_freq, &[seq(&pairs[0]), seq(&pairs[2])], None, &lm.device).0.into_data().to_vec::<f32>().unwrap();
+    assert!((alone[0] - padded[1]).abs() < 1e-4, "{} vs {}", alone[0], padded[1]);
+    // Against a direct sum over full-sequence logits.
+    let (ids, start) = seq(&pairs[2]);
+    let logits = rows_of(artifact::load::<Cpu>(&dir.path().join("tiny.gguf"), &Default::default()).unwrap().lm.logits_all(&ids));
+    let mut direct = 0f64;
+    for t in start..ids.len() {
+        let row = &logits[t - 1];
+        let max = row.iter().cloned().fold(f32::MIN, f32::max) as f64;
+        let lse = max + row.iter().map(|&x| (x as f64 - max).exp()).sum::<f64>().ln();
+        direct += row[ids[t] as usize] as f64 - lse;
+    }
+    assert!((alone[0] as f64 - direct).abs() < 1e-3, "{} vs {direct}", alone[0]);
+}
+
+#[test]
+fn gradient_matches_finite_differences() {
+    let dir = tempfile::tempdir().unwrap();
+    let llm = tiny(dir.path(), 4);
+    let pairs = tokens(&llm);
+    let lm = &llm.lm;
+    let device = Default::default();
+    let cfg = DpoConfig { beta: 0.5, ..Default::default() };
+    let model = lm.model.clone().no_grad();
+    let order: Vec<usize> = (0..pairs.len()).collect();
+    let reference = dpo::reference_logps(&model, &lm.config, &lm.inv_freq, &pairs, &order, 2, &device);
+    // Adapters with B moved off zero, so Δ ≠ 0 and every path carries gradient.
+    let a = Adapters::<CpuTrain>::init(&model, &[Target::Q, Target::V, Target::Down], 4, 8.0, 7, &device);
+    let a = a.with_tensors(a.tensors().into_iter().enumerate().map(|(i, t)| if i % 2 == 1 { t.clone().random_like(burn::tensor::Distribution::Uniform(-0.3, 0.3)) } else { t }));
+    let loss = |a: &Adapters<CpuTrain>| -> Tensor<CpuTrain, 1> { dpo::micro_batch(&model, &lm.config, &lm.inv_freq, &pairs, &[0, 1, 2], &reference, &cfg, Some(a), &device).per_pair.mean() };
+    let leaves: Vec<_> = a.tensors().into_iter().map(|t| t.require_grad()).collect();
+    let a = a.with_tensors(leaves.clone().into_iter());
+    let l0 = loss(&a);
+    assert!((l0.clone().into_scalar() - std::f32::consts::LN_2).abs() > 1e-3, "Δ should be non-zero");
+    let grads = l0.backward();
+    // Check a few entries of each kind of matrix (A and B of several layers and targets).
+    for (which, entry) in [(0usize, 3usize), (1, 5), (3, 17), (5, 2), (8, 11), (11, 40)] {
+        let g = leaves[which].grad(&grads).unwrap().flatten::<1>(0, 1).into_data().to_vec::<f32>().unwrap()[entry] as f64;
+        let h = 1e-2f32;
+        let shifted = |d: f32| -> f64 {
+            let ts: Vec<_> = leaves
+                .iter()
+                .enumerate()
+                .map(|(i, t)| {
+                    let t = t.clone().inner();
+                    if i != which {
+                        return Tensor::from_inner(t);
+                    }
+                    let dims = t.dims();
+                    let mut v = t.into_data().to_vec::<f32>().unwrap();
+                    v[entry] += d;
+                    Tensor::from_inner(Tensor::<Cpu, 2>::from_data(burn::tensor::TensorData::new(v, dims), &device))
+                })
+                .collect();
+            loss(&a.with_tensors(ts.into_iter())).into_scalar() as f64
+        };
+        let fd = (shifted(h) - shifted(-h)) / (2.0 * h as f64);
+        assert!((g - fd).abs() < 2e-3 + 0.02 * fd.abs(), "leaf {which}[{entry}]: autodiff {g} vs finite differences {fd}");
+    }
+}
+
+#[test]
+fn training_prefers_the_chosen_answers_and_the_export_loads() {
+    let dir = tempfile::tempdir().unwrap();
+    let llm = tiny(dir.path(), 5);
+    let pairs = tokens(&llm);
+    let cfg = DpoConfig { lr: 2e-2, epochs: 6, batch_size: 2, grad_accum: 1, schedule: dpo::Schedule::Constant, ..Default::default() };
+    let (out, logs) = run(&llm, &pairs, &cfg);
+    let tuned = out.unwrap();
+    assert_eq!(logs.len(), 12);
+    let last = logs.last().unwrap();
+    assert!(last.loss < 0.5 && last.rewards_margins > 0.5 && last.rewards_accuracies == 1.0, "{last:?}");
+    // Exported in Hugging Face layout, it loads and scores exactly like the tuned module.
+    let out = dir.path().join("tuned");
+    artifact::write_hf(&tuned, &llm.lm.config, &llm.tokenizer, &dir.path().join("tiny.gguf"), "test", &out).unwrap();
+    for f in ["config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json", "generation_config.json", "llm.json"] {
+        assert!(out.join(f).is_file(), "{f}");
+    }
+    let back = artifact::load::<Cpu>(&out, &Default::default()).unwrap();
+    let ids = [pairs[0].prompt.clone(), pairs[0].chosen.clone()].concat();
+    assert_eq!(back.tokenizer.encode("<|im_start|>user\nhé 42<|im_end|>").unwrap(), llm.tokenizer.encode("<|im_start|>user\nhé 42<|im_end|>").unwrap());
+    assert_eq!(back.tokenizer.stop_ids, llm.tokenizer.stop_ids);
+    assert!(back.template.is_some());
+    let lm = super::lm::Lm::new(tuned, llm.lm.config.clone(), Default::default());
+    let (a, b) = (rows_of(lm.logits_all(&ids)), rows_of(back.lm.logits_all(&ids)));
+    let diff = a.iter().flatten().zip(b.iter().flatten()).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);
+    assert!(diff < 1e-5, "{diff}");
+    // The tuned model scores the chosen answers higher than the base did.
+    let before = dpo::sequence_logps(&llm.lm.model, &llm.lm.config, &llm.lm.inv_freq, &[(ids.clone(), pairs[0].prompt.len())], None, &Default::default()).0.into_scalar();
+    let after = dpo::sequence_logps(&lm.model, &lm.config, &lm.inv_freq, &[(ids, pairs[0].prompt.len())], None, &Default::default()).0.into_scalar();
+    assert!(after > before, "{after} vs {before}");
+}
+
+#[test]
+fn a_diverging_run_stops_with_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let llm = tiny(dir.path(), 6);
+    let pairs = tokens(&llm);
+    let cfg = DpoConfig { lr: 1e30, max_grad_norm: 0.0, epochs: 3, grad_accum: 1, schedule: dpo::Schedule::Constant, tuning: Tuning::Full, ..Default::default() };
+    let (out, logs) = run(&llm, &pairs, &cfg);
+    let err = out.err().expect("training must fail");
+    assert!(matches!(err, DpoError::NotFinite { .. } | DpoError::GradNotFinite { .. }), "{err}");
+    assert!(err.to_string().contains("nothing was saved"), "{err}");
+    assert!(logs.len() < 6);
+}
+
+#[test]
+fn schedules_warm_up_and_decay() {
+    let cfg = DpoConfig { lr: 1.0, ..Default::default() };
+    assert_eq!(dpo::lr_at(&cfg, 0, 10, 2), 0.0);
+    assert_eq!(dpo::lr_at(&cfg, 1, 10, 2), 0.5);
+    assert_eq!(dpo::lr_at(&cfg, 2, 10, 2), 1.0);
+    assert!((dpo::lr_at(&cfg, 6, 10, 2) - 0.5).abs() < 1e-12);
+    let cos = DpoConfig { schedule: dpo::Schedule::Cosine, ..cfg.clone() };
+    assert!((dpo::lr_at(&cos, 6, 10, 2) - 0.5).abs() < 1e-12);
+    assert_eq!(dpo::lr_at(&DpoConfig { schedule: dpo::Schedule::Constant, ..cfg.clone() }, 9, 10, 2), 1.0);
+    // 5 pairs, batch 2, accumulation 2: 3 micro-batches -> 2 steps per epoch.
+    assert_eq!(dpo::total_steps(&DpoConfig { batch_size: 2, grad_accum: 2, epochs: 3, ..cfg }, 5), 6);
+}
