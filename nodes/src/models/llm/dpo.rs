@@ -185,8 +185,8 @@ fn split_turn(tok: &LlmTokenizer, template: Option<&ChatTemplate>, messages: &[M
 }
 
 /// Summed log-probabilities of each sequence's completion tokens (from index `start` on),
-/// [rows], and each row's mean completion logit (TRL's `logits/*`), in one right-padded
-/// forward. Only completion positions go through the LM head.
+/// [rows], and each row's sum over those tokens of the mean logit (for TRL's token-weighted
+/// `logits/*`), in one right-padded forward. Only completion positions go through the LM head.
 pub fn sequence_logps<B: Backend>(model: &Llama<B>, config: &LlamaConfig, inv_freq: &[f32], seqs: &[(Vec<u32>, usize)], adapters: Option<&Adapters<B>>, device: &B::Device) -> (Tensor<B, 1>, Tensor<B, 1>) {
     let rows = seqs.len();
     let len = seqs.iter().map(|(ids, _)| ids.len()).max().unwrap_or(1);
@@ -214,15 +214,13 @@ pub fn sequence_logps<B: Backend>(model: &Llama<B>, config: &LlamaConfig, inv_fr
     let token_logp = log_softmax(logits.clone(), 1).gather(1, Tensor::from_data(TensorData::new(labels, [n, 1]), device)); // [n, 1]
     // Sum each row's tokens with a [rows, n] indicator matmul.
     let mut seg = vec![0f32; rows * n];
-    let mut counts = vec![0f32; rows];
     for (j, &r) in owner.iter().enumerate() {
         seg[r * n + j] = 1.0;
-        counts[r] += 1.0;
     }
     let seg = Tensor::<B, 2>::from_data(TensorData::new(seg, [rows, n]), device);
     let logps = seg.clone().matmul(token_logp).reshape([rows]);
-    let mean_logit = seg.matmul(logits.detach().mean_dim(1)).reshape([rows]) / Tensor::from_data(TensorData::new(counts, [rows]), device);
-    (logps, mean_logit)
+    let logit_sum = seg.matmul(logits.detach().mean_dim(1)).reshape([rows]);
+    (logps, logit_sum)
 }
 
 /// One optimiser step's figures (means over its pairs), named after TRL's logs.
@@ -418,7 +416,10 @@ pub struct MicroBatch<B: Backend> {
     pub ratio_r: Tensor<B, 1>,
     /// Chosen then rejected summed log-probs.
     pub logps: Tensor<B, 1>,
-    pub mean_logits: Tensor<B, 1>,
+    /// Per row, the sum over completion tokens of the mean logit.
+    pub logit_sums: Tensor<B, 1>,
+    /// Completion tokens per row.
+    pub tokens: Vec<usize>,
 }
 
 /// The DPO loss of pairs `idx` (chosen and rejected in one forward) against the reference
@@ -436,7 +437,8 @@ pub fn micro_batch<B: Backend>(
     device: &B::Device,
 ) -> MicroBatch<B> {
     let seqs = rows_of(pairs, idx);
-    let (logps, mean_logits) = sequence_logps(model, config, inv_freq, &seqs, adapters, device);
+    let (logps, logit_sums) = sequence_logps(model, config, inv_freq, &seqs, adapters, device);
+    let tokens = seqs.iter().map(|(ids, start)| ids.len() - start).collect();
     let b = idx.len();
     let (ref_c, ref_r): (Vec<f32>, Vec<f32>) = idx.iter().map(|&i| (reference[i].0 as f32, reference[i].1 as f32)).unzip();
     let ref_c = Tensor::<B, 1>::from_data(TensorData::new(ref_c, [b]), device);
@@ -446,7 +448,7 @@ pub fn micro_batch<B: Backend>(
     let delta = (ratio_c.clone() - ratio_r.clone()).mul_scalar(cfg.beta);
     let eps = cfg.label_smoothing;
     let per_pair = if eps > 0.0 { log_sigmoid(delta.clone()).mul_scalar(-(1.0 - eps)) - log_sigmoid(delta.neg()).mul_scalar(eps) } else { log_sigmoid(delta).neg() };
-    MicroBatch { per_pair, ratio_c, ratio_r, logps, mean_logits }
+    MicroBatch { per_pair, ratio_c, ratio_r, logps, logit_sums, tokens }
 }
 
 /// The epoch orders: a seeded shuffle per epoch (Hugging Face Trainer's random sampler).
@@ -499,13 +501,14 @@ pub fn train<B: AutodiffBackend>(
             let params = leaves(&model, &trainable);
             let mut sums: Option<Vec<Tensor<B::InnerBackend, 1>>> = None;
             let mut log = StepLog { step: step + 1, ..Default::default() };
+            let (mut logit_totals, mut logit_tokens) = ([0f64; 2], [0usize; 2]);
             let n_pairs: usize = window.iter().map(|m| m.len()).sum();
             for idx in window {
                 let adapters = match &trainable {
                     Trainable::Lora(a) => Some(a),
                     Trainable::Full => None,
                 };
-                let MicroBatch { per_pair, ratio_c, ratio_r, logps, mean_logits } = micro_batch(&model, config, &inv_freq, pairs, idx, &reference, cfg, adapters, device);
+                let MicroBatch { per_pair, ratio_c, ratio_r, logps, logit_sums, tokens } = micro_batch(&model, config, &inv_freq, pairs, idx, &reference, cfg, adapters, device);
                 let b = idx.len();
                 // Each pair weighs the same in the step, whatever its micro-batch's size.
                 let loss_sum = per_pair.clone().sum();
@@ -518,7 +521,7 @@ pub fn train<B: AutodiffBackend>(
                 });
                 let (rc, rr) = (host(ratio_c.detach()), host(ratio_r.detach()));
                 let lp = host(logps.detach());
-                let ml = host(mean_logits.detach());
+                let ml = host(logit_sums.detach());
                 for j in 0..b {
                     let (wc, wr) = (cfg.beta * rc[j], cfg.beta * rr[j]);
                     log.loss += loss_host[j];
@@ -528,8 +531,10 @@ pub fn train<B: AutodiffBackend>(
                     log.rewards_margins += wc - wr;
                     log.logps_chosen += lp[j];
                     log.logps_rejected += lp[j + b];
-                    log.logits_chosen += ml[j];
-                    log.logits_rejected += ml[j + b];
+                    logit_totals[0] += ml[j];
+                    logit_totals[1] += ml[j + b];
+                    logit_tokens[0] += tokens[j];
+                    logit_tokens[1] += tokens[j + b];
                 }
                 seen += b;
             }
@@ -542,11 +547,12 @@ pub fn train<B: AutodiffBackend>(
                 &mut log.rewards_margins,
                 &mut log.logps_chosen,
                 &mut log.logps_rejected,
-                &mut log.logits_chosen,
-                &mut log.logits_rejected,
             ] {
                 *v /= n;
             }
+            // Token-weighted, as TRL logs them.
+            log.logits_chosen = logit_totals[0] / logit_tokens[0].max(1) as f64;
+            log.logits_rejected = logit_totals[1] / logit_tokens[1].max(1) as f64;
             log.epoch = seen as f64 / pairs.len() as f64;
             log.pairs = seen;
             if !log.loss.is_finite() {

@@ -3,6 +3,7 @@
 //! separates chosen from rejected, that the merged export loads and scores like the tuned
 //! model, and that a diverging run fails instead of saving.
 
+use burn::module::AutodiffModule;
 use burn::prelude::*;
 
 use super::artifact;
@@ -209,4 +210,75 @@ fn schedules_warm_up_and_decay() {
     assert_eq!(dpo::lr_at(&DpoConfig { schedule: dpo::Schedule::Constant, ..cfg.clone() }, 9, 10, 2), 1.0);
     // 5 pairs, batch 2, accumulation 2: 3 micro-batches -> 2 steps per epoch.
     assert_eq!(dpo::total_steps(&DpoConfig { batch_size: 2, grad_accum: 2, epochs: 3, ..cfg }, 5), 6);
+}
+
+/// Writes `fixtures/dpo/tiny/` (the tiny model of the TRL fixture, in Hugging Face layout).
+/// Run once with `--ignored`; `fixtures/dpo/make_fixtures.py` then trains it with TRL.
+#[test]
+#[ignore]
+fn make_dpo_fixture_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let llm = tiny(dir.path(), 11);
+    let out = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/dpo/tiny");
+    let model = llm.lm.model.clone().valid();
+    artifact::write_hf(&model, &llm.lm.config, &llm.tokenizer, &dir.path().join("tiny.gguf"), "tiny random test model (seed 11)", &out).unwrap();
+}
+
+/// Against TRL 1.16 (fixtures/dpo/trl.json, made by fixtures/dpo/make_fixtures.py): the same
+/// token ids, and per step the same loss, rewards, log-probs, mean logits and gradient norm
+/// over three steps of full fine-tuning.
+#[test]
+fn matches_trl_dpo_on_the_fixture_model() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/dpo");
+    let fx: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(root.join("trl.json")).unwrap()).unwrap();
+    let llm = artifact::load::<CpuTrain>(&root.join("tiny"), &Default::default()).unwrap();
+    let system = fx["system"].as_str().unwrap();
+    let texts: Vec<PairText> = fx["pairs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| PairText {
+            messages: vec![Message { role: "system".into(), content: system.into() }, Message { role: "user".into(), content: p["prompt"].as_str().unwrap().into() }],
+            chosen: p["chosen"].as_str().unwrap().into(),
+            rejected: p["rejected"].as_str().unwrap().into(),
+        })
+        .collect();
+    let (pairs, _) = dpo::tokenize_pairs(&llm.tokenizer, llm.template.as_ref(), &texts, 1024).unwrap();
+    let pairs: Vec<PairTokens> = pairs.into_iter().map(|(_, p)| p).collect();
+    let ids = |v: &serde_json::Value| -> Vec<u32> { v.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect() };
+    for (p, t) in pairs.iter().zip(fx["tokenized"].as_array().unwrap()) {
+        assert_eq!(p.prompt, ids(&t["prompt_ids"]));
+        assert_eq!(p.chosen, ids(&t["chosen_ids"]));
+        assert_eq!(p.rejected, ids(&t["rejected_ids"]));
+    }
+    let steps = fx["steps"].as_array().unwrap();
+    let cfg = DpoConfig {
+        beta: fx["beta"].as_f64().unwrap(),
+        lr: fx["lr"].as_f64().unwrap(),
+        epochs: steps.len(),
+        batch_size: pairs.len(),
+        grad_accum: 1,
+        tuning: Tuning::Full,
+        ..Default::default()
+    };
+    let (out, logs) = run(&llm, &pairs, &cfg);
+    out.unwrap();
+    assert_eq!(logs.len(), steps.len());
+    for (ours, trl) in logs.iter().zip(steps) {
+        let close = |name: &str, a: f64, key: &str, tol: f64| {
+            let b = trl[key].as_f64().unwrap();
+            assert!((a - b).abs() <= tol * (1.0 + b.abs()), "step {}: {name} {a} vs TRL {b}", ours.step);
+        };
+        close("loss", ours.loss, "loss", 1e-4);
+        close("lr", ours.lr, "learning_rate", 1e-9);
+        close("grad_norm", ours.grad_norm, "grad_norm", 1e-3);
+        close("rewards_chosen", ours.rewards_chosen, "rewards/chosen", 1e-4);
+        close("rewards_rejected", ours.rewards_rejected, "rewards/rejected", 1e-4);
+        close("rewards_margins", ours.rewards_margins, "rewards/margins", 1e-4);
+        close("rewards_accuracies", ours.rewards_accuracies, "rewards/accuracies", 1e-9);
+        close("logps_chosen", ours.logps_chosen, "logps/chosen", 1e-5);
+        close("logps_rejected", ours.logps_rejected, "logps/rejected", 1e-5);
+        close("logits_chosen", ours.logits_chosen, "logits/chosen", 1e-4);
+        close("logits_rejected", ours.logits_rejected, "logits/rejected", 1e-4);
+    }
 }
