@@ -102,3 +102,67 @@ fn bad_metrics_and_rerankers_without_knowledge_are_plan_time_errors() {
     assert_eq!(r.status_of("pairs"), "failed");
     assert!(r.stderr.contains("no pairs: all") && r.stderr.contains("below min_margin"), "{}", r.stderr);
 }
+
+#[test]
+fn dpo_tunes_the_llm_on_the_pairs_and_the_tuned_model_generates() {
+    let w = Work::new();
+    models(&w);
+    let pipeline = format!(
+        "{PIPELINE}  tuned: {{ kind: dpo, inputs: {{ model: llm, pairs: pairs }}, params: {{ epochs: 1, grad_accum: 2, lr: 0.01, max_length: 4096 }} }}
+  after: {{ kind: generate, inputs: {{ model: tuned.model, prompts: prompts }}, params: {{ temperature: 0, max_new_tokens: 4 }} }}
+"
+    );
+    w.write("p.yaml", &pipeline);
+    let r = w.expect(&["p.yaml", "--json"], 0);
+    assert_eq!(r.status_of("tuned"), "ran", "{}", r.stderr);
+    assert_eq!(r.status_of("after"), "ran", "{}", r.stderr);
+    let pairs: Vec<serde_json::Value> = serde_json::from_str(&w.expect(&["show", "p.yaml", "pairs", "--format", "json", "--rows", "1000"], 0).stdout).unwrap();
+    let log: Vec<serde_json::Value> = serde_json::from_str(&w.expect(&["show", "p.yaml", "tuned.log", "--format", "json"], 0).stdout).unwrap();
+    // One epoch of ceil(pairs / 2 / 2) steps (the tiny byte-level model's prompts need
+    // max_length 4096); step 0 is DPO's fixed point.
+    assert_eq!(log.len(), pairs.len().div_ceil(4), "{} pairs: {log:?}", pairs.len());
+    assert!((log[0]["loss"].as_f64().unwrap() - std::f64::consts::LN_2).abs() < 1e-6, "{log:?}");
+    assert_eq!(log[0]["rewards_margins"].as_f64().unwrap(), 0.0);
+    assert_eq!(log.last().unwrap()["pairs"].as_i64().unwrap() as usize, pairs.len());
+    assert!(r.stderr.contains("LoRA rank 8, alpha 16 on q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj"), "{}", r.stderr);
+    let after: Vec<serde_json::Value> = serde_json::from_str(&w.expect(&["show", "p.yaml", "after", "--format", "json", "--rows", "1000"], 0).stdout).unwrap();
+    assert!(!after.is_empty());
+    // The tuned model is a Hugging Face directory.
+    let files = w.expect(&["show", "p.yaml", "tuned.model"], 0).stdout;
+    for f in ["config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"] {
+        assert!(files.contains(f), "{files}");
+    }
+    assert!(w.expect(&["p.yaml", "--json"], 0).with_status("ran").is_empty());
+    // β changes: DPO and what reads its model rerun, nothing upstream.
+    w.write("p.yaml", &pipeline.replace("lr: 0.01", "lr: 0.01, beta: 0.5"));
+    let r = w.expect(&["p.yaml", "--json"], 0);
+    assert_eq!(r.with_status("ran"), vec!["tuned".to_string(), "after".to_string()]);
+}
+
+#[test]
+fn dpo_refuses_bad_settings_and_never_caches_a_diverged_model() {
+    let w = Work::new();
+    models(&w);
+    let node = |params: &str| format!("{PIPELINE}  tuned: {{ kind: dpo, inputs: {{ model: llm, pairs: pairs }}, params: {{ {params} }} }}\n");
+    for (params, expect) in [
+        ("beta: 0", "must be a positive number"),
+        ("lora_targets: []", "name at least one of q, k, v, o, gate, up, down"),
+        ("lora_targets: [qkv]", "lora_targets"),
+        ("label_smoothing: 0.5", "must be in [0, 0.5)"),
+        ("grad_accum: 0", "must be at least 1"),
+    ] {
+        w.write("p.yaml", &node(params));
+        let e = w.expect(&["plan", "p.yaml"], 2).stderr;
+        assert!(e.contains("tuned") && e.contains(expect), "{params}: {e}");
+    }
+    w.write("p.yaml", &node("lr: 1.0e30, max_grad_norm: 0, finetuning: full, grad_accum: 1, epochs: 3"));
+    for _ in 0..2 {
+        let r = w.expect(&["p.yaml", "--json"], 1);
+        assert_eq!(r.status_of("tuned"), "failed");
+        assert!(r.stderr.contains("nothing was saved"), "{}", r.stderr);
+    }
+    // Prompts longer than max_length leave no pair to train on.
+    w.write("p.yaml", &node("max_length: 8"));
+    let r = w.expect(&["p.yaml", "--json"], 1);
+    assert!(r.stderr.contains("no pair fits max_length 8"), "{}", r.stderr);
+}

@@ -23,6 +23,7 @@ pub fn registry() -> Registry {
     r.register(kinds::encode::Encode);
     r.register(kinds::reward_score::RewardScore);
     r.register(kinds::pair_select::PairSelect);
+    r.register(kinds::dpo::Dpo);
     r.register(kinds::evaluate::Evaluate);
     r.register(kinds::train_reranker::TrainReranker);
     r.register(kinds::synthetic_knowledge::SyntheticKnowledge);

@@ -65,6 +65,21 @@ pub const CURVE: ArtifactType = ArtifactType::table(
     ],
 );
 
+/// DPO's training log, one row per optimiser step (TRL's logged figures).
+pub const DPO_LOG: ArtifactType = ArtifactType::table(
+    "DpoLog",
+    "per optimiser step: step int32, epoch/lr/loss/grad_norm float64, rewards_chosen/rejected/accuracies/margins, logps_chosen/rejected, logits_chosen/rejected float64, pairs int32",
+    &[
+        ColumnSpec { name: "step", ty: ColumnType::Int32 },
+        ColumnSpec { name: "epoch", ty: ColumnType::Float64 },
+        ColumnSpec { name: "loss", ty: ColumnType::Float64 },
+        ColumnSpec { name: "rewards_chosen", ty: ColumnType::Float64 },
+        ColumnSpec { name: "rewards_rejected", ty: ColumnType::Float64 },
+        ColumnSpec { name: "rewards_accuracies", ty: ColumnType::Float64 },
+        ColumnSpec { name: "rewards_margins", ty: ColumnType::Float64 },
+    ],
+);
+
 /// An LLM: `model.gguf`, or Hugging Face files (config.json, *.safetensors, tokenizer.json,
 /// tokenizer_config.json); `llm.json` says which.
 pub const LLM: ArtifactType = ArtifactType::files("Llm", "an LLM: model.gguf or Hugging Face files (config.json, safetensors, tokenizer.json), plus llm.json");

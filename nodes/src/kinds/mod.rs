@@ -1,5 +1,6 @@
 //! The node kinds users name in `kind:`.
 
+pub mod dpo;
 pub mod encode;
 pub mod evaluate;
 pub mod pair_select;
