@@ -20,6 +20,40 @@ pub enum BenchCommand {
     /// Time an encoder embedding 40–80-word texts; with --reference, also
     /// sentence-transformers on the same texts, printed beside.
     Encode(EncodeBenchArgs),
+    /// Time LoRA DPO (pairs per second, reference pass included); with --reference, also
+    /// TRL's DPOTrainer with PEFT on the same pairs, printed beside.
+    Dpo(DpoBenchArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct DpoBenchArgs {
+    /// A built-in model name, a .gguf file or a Hugging Face model directory.
+    #[arg(long, default_value = "smollm2-135m-instruct")]
+    pub model: String,
+    /// cpu, cuda or cuda:N.
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+    /// Pairs per timed epoch.
+    #[arg(long, default_value_t = 16)]
+    pub pairs: usize,
+    /// Tokens of each user prompt.
+    #[arg(long, default_value_t = 200)]
+    pub prompt_tokens: usize,
+    /// Tokens of each answer (±20%).
+    #[arg(long, default_value_t = 100)]
+    pub answer_tokens: usize,
+    /// Pairs per optimiser step.
+    #[arg(long, default_value_t = 2)]
+    pub batch: usize,
+    /// Timed epochs after a warm-up step; figures are medians.
+    #[arg(long, default_value_t = 3)]
+    pub repeats: usize,
+    /// A Python with torch, transformers, trl and peft: runs bench/dpo_trl.py beside.
+    #[arg(long, value_name = "PYTHON")]
+    pub reference: Option<String>,
+    /// Where built-in models are downloaded (its downloads/ folder); default as for `run`.
+    #[arg(long)]
+    pub cache_dir: Option<std::path::PathBuf>,
 }
 
 #[derive(Args, Debug)]
@@ -99,6 +133,7 @@ pub fn bench(c: BenchCommand) -> CliResult {
         BenchCommand::Rerank(a) => rerank(a),
         BenchCommand::Llm(a) => llm(a),
         BenchCommand::Encode(a) => encode(a),
+        BenchCommand::Dpo(a) => dpo(a),
     }
 }
 
@@ -277,6 +312,47 @@ fn encode(a: EncodeBenchArgs) -> CliResult {
         if !ok {
             return Ok(super::EXIT_FAILED);
         }
+    }
+    Ok(0)
+}
+
+/// The TRL reference script, embedded so the command works from any directory.
+const TRL_SCRIPT: &str = include_str!("../../bench/dpo_trl.py");
+
+fn dpo(a: DpoBenchArgs) -> CliResult {
+    use dagrun_nodes::models::llm::dpo_bench;
+    let device: Device = a.device.parse().map_err(CliError::Usage)?;
+    if a.pairs == 0 || a.batch == 0 || a.repeats == 0 || a.prompt_tokens == 0 || a.answer_tokens < 5 {
+        return Err(CliError::Usage("--pairs, --batch, --repeats and --prompt-tokens must be at least 1, --answer-tokens at least 5".into()));
+    }
+    if a.batch > a.pairs {
+        return Err(CliError::Usage(format!("--batch {} is more than --pairs {}", a.batch, a.pairs)));
+    }
+    let fail = |e: String| CliError::Failed(anyhow::anyhow!(e));
+    let (source, path) = bench_model(&a.model, &a.cache_dir)?;
+    let s = dpo_bench::DpoBenchSettings { pairs: a.pairs, prompt_tokens: a.prompt_tokens, answer_tokens: a.answer_tokens, batch: a.batch, repeats: a.repeats };
+    let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    println!(
+        "DPO {} on {device} ({threads} CPU threads): LoRA rank 8 / alpha 16 on q,k,v,o,gate,up,down; {} pairs of a ~{}-token prompt and two ~{}-token answers, {} pairs per step; one epoch per repeat, reference pass included; medians of {}",
+        source.describe(), a.pairs, a.prompt_tokens, a.answer_tokens, a.batch, a.repeats
+    );
+    let mut progress = |what: &str| eprintln!("dagrun: {what}...");
+    let (pairs, ours) = dpo_bench::measure_on(device, &path, &s, &mut progress).map_err(fail)?;
+    let reference = match &a.reference {
+        None => None,
+        Some(python) => {
+            eprintln!("timing TRL...");
+            let input = serde_json::json!({ "pairs": pairs, "batch": a.batch, "repeats": a.repeats });
+            let v = run_reference(python, TRL_SCRIPT, "dpo_trl.py", &path, &input, &device, threads, "torch, transformers, trl and peft").map_err(fail)?;
+            Some((v["pairs_per_second"].as_f64().unwrap_or(f64::NAN), v["version"].as_str().unwrap_or("TRL").to_string()))
+        }
+    };
+    println!("{:<24} {:>10} {:>14} {:>8}", "figure", "dagrun", "TRL", "ratio");
+    let (t, r) = reference.as_ref().map(|r| (format!("{:.3}", r.0), format!("{:.2}x", ours.pairs_per_second / r.0))).unwrap_or(("-".into(), "-".into()));
+    println!("{:<24} {:>10.3} {t:>14} {r:>8}", "pairs/s", ours.pairs_per_second);
+    println!("{:<24} {:>10.0} {:>14} {:>8}", "tokens/s", ours.tokens_per_second, "-", "-");
+    if let Some((_, version)) = &reference {
+        println!("reference: {version}");
     }
     Ok(0)
 }

@@ -198,17 +198,75 @@ pub fn sequence_logps<B: Backend>(model: &Llama<B>, config: &LlamaConfig, inv_fr
         ids.extend(seq);
         ids.extend(std::iter::repeat_n(0u32, len - seq.len()));
         positions.extend(0..len);
-        for t in *start..seq.len() {
+        for (t, &tok) in seq.iter().enumerate().skip(*start) {
             at.push((r * len + t - 1) as i64);
-            labels.push(seq[t] as i64);
+            labels.push(tok as i64);
             owner.push(r);
         }
     }
-    let n = at.len();
     let visible = |_r: usize, i: usize, s: usize| s <= i;
     let step = Step::new(config, inv_freq, rows, len, &ids, &positions, len, Some(&visible), device);
     let mut cache = KvCache::new(config.num_hidden_layers);
     let hidden = model.forward_adapted(&step, &mut cache, adapters);
+    score_tokens(model, hidden, at, labels, &owner, rows, device)
+}
+
+/// [`sequence_logps`] for pairs, with each prompt run once: the prompts (left-padded) fill a
+/// KV cache that the chosen and the rejected completion (right-padded) both continue from, so
+/// a pair costs prompt + 2 answers tokens instead of 2 × (prompt + answer). Returns chosen
+/// rows then rejected rows, like the concatenated forward TRL runs.
+pub fn pair_logps<B: Backend>(model: &Llama<B>, config: &LlamaConfig, inv_freq: &[f32], pairs: &[&PairTokens], adapters: Option<&Adapters<B>>, device: &B::Device) -> (Tensor<B, 1>, Tensor<B, 1>) {
+    let b = pairs.len();
+    let lp = pairs.iter().map(|p| p.prompt.len()).max().unwrap_or(1);
+    let pad: Vec<usize> = pairs.iter().map(|p| lp - p.prompt.len()).collect();
+    let mut ids = Vec::with_capacity(b * lp);
+    let mut positions = Vec::with_capacity(b * lp);
+    for (p, &pd) in pairs.iter().zip(&pad) {
+        assert!(!p.prompt.is_empty(), "a completion must follow a non-empty prompt");
+        ids.extend(std::iter::repeat_n(0u32, pd));
+        ids.extend(&p.prompt);
+        positions.extend((0..lp).map(|j| j.saturating_sub(pd)));
+    }
+    let visible = |r: usize, i: usize, s: usize| s >= pad[r] && s <= i;
+    let step = Step::new(config, inv_freq, b, lp, &ids, &positions, lp, Some(&visible), device);
+    let mut cache = KvCache::new(config.num_hidden_layers);
+    let prompt_hidden = model.forward_adapted(&step, &mut cache, adapters);
+    let last: Vec<i64> = (0..b).map(|r| (r * lp + lp - 1) as i64).collect();
+    let prompt_last = prompt_hidden.select(0, Tensor::from_data(TensorData::new(last, [b]), device)); // [b, hidden]
+
+    // Rows 0..b continue with the chosen answers, b..2b with the rejected ones.
+    let rows = 2 * b;
+    let answer = |r: usize| if r < b { &pairs[r].chosen } else { &pairs[r - b].rejected };
+    let lc = (0..rows).map(|r| answer(r).len()).max().unwrap_or(1);
+    let twice: Vec<i64> = (0..rows).map(|r| (r % b) as i64).collect();
+    let mut cache = cache.select_rows(Tensor::from_data(TensorData::new(twice, [rows]), device));
+    let (mut ids, mut positions) = (Vec::with_capacity(rows * lc), Vec::with_capacity(rows * lc));
+    let (mut at, mut labels, mut owner) = (Vec::new(), Vec::new(), Vec::new());
+    for r in 0..rows {
+        let a = answer(r);
+        let plen = pairs[r % b].prompt.len();
+        ids.extend(a);
+        ids.extend(std::iter::repeat_n(0u32, lc - a.len()));
+        positions.extend((0..lc).map(|i| plen + i));
+        for (t, &tok) in a.iter().enumerate() {
+            // The first answer token is scored by the prompt's last position.
+            at.push(if t == 0 { (r % b) as i64 } else { (b + r * lc + t - 1) as i64 });
+            labels.push(tok as i64);
+            owner.push(r);
+        }
+    }
+    let cpad: Vec<usize> = (0..rows).map(|r| pad[r % b]).collect();
+    let visible = |r: usize, i: usize, s: usize| if s < lp { s >= cpad[r] } else { s - lp <= i };
+    let step = Step::new(config, inv_freq, rows, lc, &ids, &positions, lp + lc, Some(&visible), device);
+    let answer_hidden = model.forward_adapted(&step, &mut cache, adapters);
+    let hidden = Tensor::cat(vec![prompt_last, answer_hidden], 0);
+    score_tokens(model, hidden, at, labels, &owner, rows, device)
+}
+
+/// Summed log-probs (and summed mean logits) per row of the tokens `labels`, each predicted by
+/// the hidden state at `at`; `owner` says whose token each is.
+fn score_tokens<B: Backend>(model: &Llama<B>, hidden: Tensor<B, 2>, at: Vec<i64>, labels: Vec<i64>, owner: &[usize], rows: usize, device: &B::Device) -> (Tensor<B, 1>, Tensor<B, 1>) {
+    let n = at.len();
     let hidden = hidden.select(0, Tensor::from_data(TensorData::new(at, [n]), device));
     let logits = model.logits(hidden); // [n, vocab]
     let token_logp = log_softmax(logits.clone(), 1).gather(1, Tensor::from_data(TensorData::new(labels, [n, 1]), device)); // [n, 1]
@@ -385,27 +443,14 @@ fn host(t: Tensor<impl Backend, 1>) -> Vec<f64> {
 pub fn reference_logps<B: Backend>(model: &Llama<B>, config: &LlamaConfig, inv_freq: &[f32], pairs: &[PairTokens], order: &[usize], batch: usize, device: &B::Device) -> Vec<(f64, f64)> {
     let mut out = vec![(0.0, 0.0); pairs.len()];
     for chunk in order.chunks(batch) {
-        let seqs = rows_of(pairs, chunk);
-        let (logps, _) = sequence_logps(model, config, inv_freq, &seqs, None, device);
+        let picked: Vec<&PairTokens> = chunk.iter().map(|&i| &pairs[i]).collect();
+        let (logps, _) = pair_logps(model, config, inv_freq, &picked, None, device);
         let v = host(logps);
         for (j, &p) in chunk.iter().enumerate() {
             out[p] = (v[j], v[j + chunk.len()]);
         }
     }
     out
-}
-
-/// Chosen rows then rejected rows of the pairs `idx`, as (ids, completion start).
-fn rows_of(pairs: &[PairTokens], idx: &[usize]) -> Vec<(Vec<u32>, usize)> {
-    let mut seqs = Vec::with_capacity(idx.len() * 2);
-    for chosen in [true, false] {
-        for &i in idx {
-            let p = &pairs[i];
-            let answer = if chosen { &p.chosen } else { &p.rejected };
-            seqs.push(([p.prompt.as_slice(), answer.as_slice()].concat(), p.prompt.len()));
-        }
-    }
-    seqs
 }
 
 /// One micro-batch's forward: per-pair losses and the figures logged from it.
@@ -436,9 +481,9 @@ pub fn micro_batch<B: Backend>(
     adapters: Option<&Adapters<B>>,
     device: &B::Device,
 ) -> MicroBatch<B> {
-    let seqs = rows_of(pairs, idx);
-    let (logps, logit_sums) = sequence_logps(model, config, inv_freq, &seqs, adapters, device);
-    let tokens = seqs.iter().map(|(ids, start)| ids.len() - start).collect();
+    let picked: Vec<&PairTokens> = idx.iter().map(|&i| &pairs[i]).collect();
+    let (logps, logit_sums) = pair_logps(model, config, inv_freq, &picked, adapters, device);
+    let tokens = picked.iter().map(|p| p.chosen.len()).chain(picked.iter().map(|p| p.rejected.len())).collect();
     let b = idx.len();
     let (ref_c, ref_r): (Vec<f32>, Vec<f32>) = idx.iter().map(|&i| (reference[i].0 as f32, reference[i].1 as f32)).unzip();
     let ref_c = Tensor::<B, 1>::from_data(TensorData::new(ref_c, [b]), device);

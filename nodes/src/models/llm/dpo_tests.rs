@@ -192,7 +192,7 @@ fn a_diverging_run_stops_with_a_clear_error() {
     let pairs = tokens(&llm);
     let cfg = DpoConfig { lr: 1e30, max_grad_norm: 0.0, epochs: 3, grad_accum: 1, schedule: dpo::Schedule::Constant, tuning: Tuning::Full, ..Default::default() };
     let (out, logs) = run(&llm, &pairs, &cfg);
-    let err = out.err().expect("training must fail");
+    let err = out.expect_err("training must fail");
     assert!(matches!(err, DpoError::NotFinite { .. } | DpoError::GradNotFinite { .. }), "{err}");
     assert!(err.to_string().contains("nothing was saved"), "{err}");
     assert!(logs.len() < 6);
@@ -280,5 +280,23 @@ fn matches_trl_dpo_on_the_fixture_model() {
         close("logps_rejected", ours.logps_rejected, "logps/rejected", 1e-5);
         close("logits_chosen", ours.logits_chosen, "logits/chosen", 1e-4);
         close("logits_rejected", ours.logits_rejected, "logits/rejected", 1e-4);
+    }
+}
+
+#[test]
+fn shared_prompt_logps_equal_whole_sequence_logps() {
+    let dir = tempfile::tempdir().unwrap();
+    let llm = tiny(dir.path(), 8);
+    let pairs = tokens(&llm);
+    let lm = &llm.lm;
+    let picked: Vec<&PairTokens> = pairs.iter().collect();
+    let shared = dpo::pair_logps(&lm.model, &lm.config, &lm.inv_freq, &picked, None, &lm.device).0.into_data().to_vec::<f32>().unwrap();
+    let seqs: Vec<(Vec<u32>, usize)> = [true, false]
+        .iter()
+        .flat_map(|&c| pairs.iter().map(move |p| ([p.prompt.clone(), if c { p.chosen.clone() } else { p.rejected.clone() }].concat(), p.prompt.len())))
+        .collect();
+    let whole = dpo::sequence_logps(&lm.model, &lm.config, &lm.inv_freq, &seqs, None, &lm.device).0.into_data().to_vec::<f32>().unwrap();
+    for (a, b) in shared.iter().zip(&whole) {
+        assert!((a - b).abs() < 1e-4 * (1.0 + b.abs()), "{shared:?} vs {whole:?}");
     }
 }

@@ -5,6 +5,7 @@ pub mod bench;
 pub mod chat;
 pub mod config;
 pub mod dpo;
+pub mod dpo_bench;
 pub mod generate;
 pub mod gguf;
 pub mod llama;
