@@ -70,6 +70,19 @@ fn every_training_user_gets_a_reward_per_sample() {
         assert!(p["prompt"].as_str().unwrap().contains("Analyze the user's preferences"));
     }
 
+    // max_pairs keeps the most decisive pairs.
+    let margins: Vec<f64> = pairs.iter().map(|p| p["margin"].as_f64().unwrap()).collect();
+    assert!(margins.len() > 2, "{margins:?}");
+    w.write("p.yaml", &PIPELINE.replace("prompts: prompts } }\n", "prompts: prompts }, params: { max_pairs: 2 } }\n"));
+    let r = w.expect(&["p.yaml", "--json"], 0);
+    assert_eq!(r.with_status("ran"), vec!["pairs".to_string()]);
+    assert!(r.stderr.contains(&format!("and {} beyond max_pairs", margins.len() - 2)), "{}", r.stderr);
+    let capped: Vec<serde_json::Value> = serde_json::from_str(&w.expect(&["show", "p.yaml", "pairs", "--format", "json"], 0).stdout).unwrap();
+    let mut sorted = margins.clone();
+    sorted.sort_by(|a, b| b.total_cmp(a));
+    assert_eq!(capped.len(), 2);
+    assert!(capped.iter().all(|p| p["margin"].as_f64().unwrap() >= sorted[1]), "{capped:?} vs {sorted:?}");
+
     // Another metric: only reward-score (and what reads it) reruns; the reward is MAP@3 now.
     w.write("p.yaml", &PIPELINE.replace("item_knowledge: items } }\n", "item_knowledge: items }, params: { metric: map@3 } }\n"));
     let r = w.expect(&["p.yaml", "--json"], 0);
@@ -93,6 +106,9 @@ fn bad_metrics_and_rerankers_without_knowledge_are_plan_time_errors() {
     w.write("p.yaml", &plain);
     let e = w.expect(&["plan", "p.yaml"], 2).stderr;
     assert!(e.contains("input `reranker` expects KnowledgeReranker, but `kar.model` is Reranker"), "{e}");
+    w.write("p.yaml", &PIPELINE.replace("prompts: prompts } }\n", "prompts: prompts }, params: { max_pairs: 0 } }\n"));
+    let e = w.expect(&["plan", "p.yaml"], 2).stderr;
+    assert!(e.contains("max_pairs") && e.contains("must be at least 1"), "{e}");
     w.write("p.yaml", &PIPELINE.replace("prompts: prompts } }\n", "prompts: prompts }, params: { min_margin: -1 } }\n"));
     let e = w.expect(&["plan", "p.yaml"], 2).stderr;
     assert!(e.contains("min_margin") && e.contains("must be 0 or more"), "{e}");

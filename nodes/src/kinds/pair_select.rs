@@ -20,6 +20,9 @@ pub struct PairSelectParams {
     /// Drop users whose best and worst rewards differ by less than this (ties always drop).
     #[serde(default)]
     pub min_margin: f64,
+    /// Keep only the this many pairs with the largest margins (ties: lower user id first);
+    /// the rest are dropped and counted. Default: all.
+    pub max_pairs: Option<u32>,
 }
 
 /// The `pair-select` kind.
@@ -85,6 +88,9 @@ impl Kind for PairSelect {
         if !(p.min_margin >= 0.0 && p.min_margin.is_finite()) {
             return Err(ParamError::field("min_margin", "must be 0 or more"));
         }
+        if p.max_pairs == Some(0) {
+            return Err(ParamError::field("max_pairs", "must be at least 1 (leave it out to keep every pair)"));
+        }
         Ok(Signature {
             inputs: vec![Port::new("scores", SCORES), Port::new("answers", TEXTS), Port::new("prompts", PROMPTS)],
             outputs: vec![Port::new("pairs", PAIRS)],
@@ -122,13 +128,22 @@ impl Kind for PairSelect {
                 }
             }
         }
+        let mut capped = 0;
+        if let Some(max) = p.max_pairs.map(|m| m as usize).filter(|&m| rows.len() > m) {
+            // Largest margins first; the sort is stable, so equal margins keep user order.
+            rows.sort_by(|a, b| (b.6.chosen_reward - b.6.rejected_reward).total_cmp(&(a.6.chosen_reward - a.6.rejected_reward)));
+            capped = rows.len() - max;
+            rows.truncate(max);
+            rows.sort_by_key(|r| r.0);
+        }
         ctx.log(format!(
-            "{} pairs from {} users; dropped {} whose best and worst answers tie and {} below min_margin {}",
+            "{} pairs from {} users; dropped {} whose best and worst answers tie, {} below min_margin {}{}",
             rows.len(),
             per_user.len(),
             ties,
             small,
-            p.min_margin
+            p.min_margin,
+            if capped > 0 { format!(" and {capped} beyond max_pairs (smallest margins)") } else { String::new() }
         ));
         if rows.is_empty() {
             return Err(format!("no pairs: all {} users were dropped ({ties} ties, {small} below min_margin)", per_user.len()).into());
