@@ -82,6 +82,11 @@ fn bad_data_params_are_spec_errors() {
     };
     let e = bad("pipeline: p\nnodes:\n  data: { kind: load, params: { dataset: movielens-1m, path: nowhere } }\n");
     assert!(e.contains("`nowhere/ratings.dat`, `nowhere/users.dat`, `nowhere/movies.dat` not found"), "{e}");
+    assert!(e.contains("download ml-1m.zip from https://grouplens.org/datasets/movielens/1m/"), "{e}");
+    let e = bad("pipeline: p\nnodes:\n  data: { kind: load, params: { dataset: amazon-books, path: nowhere } }\n");
+    assert!(e.contains("Books_5.json.gz") && e.contains("https://nijianmo.github.io/amazon/"), "{e}");
+    let e = bad("pipeline: p\nnodes:\n  data: { kind: load, params: { dataset: movielens-100k, path: nowhere } }\n");
+    assert!(e.contains("https://grouplens.org/datasets/movielens/100k/"), "{e}");
     let e = bad("pipeline: p\nnodes:\n  data: { kind: load, params: { dataset: movielens-1m } }\n");
     assert!(e.contains("dataset movielens-1m needs `path:`"), "{e}");
     let e = bad("pipeline: p\nnodes:\n  data: { kind: load, params: { dataset: movielens-2m } }\n");

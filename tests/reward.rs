@@ -149,10 +149,20 @@ fn dpo_tunes_the_llm_on_the_pairs_and_the_tuned_model_generates() {
         assert!(files.contains(f), "{files}");
     }
     assert!(w.expect(&["p.yaml", "--json"], 0).with_status("ran").is_empty());
+    // The report shows the DPO curves and the reward and margin distributions.
+    let out = w.expect(&["report", "p.yaml", "--out", "r.html"], 0).stdout;
+    assert!(out.contains("wrote r.html") && out.contains("1 DPO logs"), "{out}");
+    let html = std::fs::read_to_string(w.path().join("r.html")).unwrap();
+    assert!(html.contains("<h2>DPO: tuned</h2>") && html.contains("rewards: reward per answer") && html.contains("pairs: chosen − rejected margin"), "{html}");
+    assert!(!html.contains("Not computed yet"));
     // β changes: DPO and what reads its model rerun, nothing upstream.
     w.write("p.yaml", &pipeline.replace("lr: 0.01", "lr: 0.01, beta: 0.5"));
     let r = w.expect(&["p.yaml", "--json"], 0);
     assert_eq!(r.with_status("ran"), vec!["tuned".to_string(), "after".to_string()]);
+    // A node whose inputs changed and that has not run again is reported as not computed.
+    w.write("p.yaml", &pipeline.replace("lr: 0.01", "lr: 0.02"));
+    let out = w.expect(&["report", "p.yaml", "--out", "r.html"], 0).stdout;
+    assert!(out.contains("not computed yet: tuned"), "{out}");
 }
 
 #[test]
@@ -181,4 +191,31 @@ fn dpo_refuses_bad_settings_and_never_caches_a_diverged_model() {
     w.write("p.yaml", &node("max_length: 8"));
     let r = w.expect(&["p.yaml", "--json"], 1);
     assert!(r.stderr.contains("no pair fits max_length 8"), "{}", r.stderr);
+}
+
+#[test]
+fn taste_match_checks_answers_against_the_synthetic_truth_and_needs_it() {
+    let w = Work::new();
+    models(&w);
+    let pipeline = format!("{PIPELINE}  tastes: {{ kind: taste-match, inputs: {{ data: data, answers: answers }} }}\n");
+    w.write("p.yaml", &pipeline);
+    let r = w.expect(&["p.yaml", "--json", "--until", "tastes"], 0);
+    assert!(r.stderr.contains("answers: ") && r.stderr.contains("name one of the user's top 2 genres"), "{}", r.stderr);
+    let rows: Vec<serde_json::Value> = serde_json::from_str(&w.expect(&["show", "p.yaml", "tastes", "--format", "json", "--rows", "1000"], 0).stdout).unwrap();
+    let answers: Vec<serde_json::Value> = serde_json::from_str(&w.expect(&["show", "p.yaml", "answers", "--format", "json", "--rows", "1000"], 0).stdout).unwrap();
+    assert_eq!(rows.len(), answers.len());
+    assert!(rows.iter().all(|r| r["names_liked"].is_boolean() && r["test"].is_boolean()));
+    // Real-format data has no ground truth: a clear failure.
+    w.expect(&["synth", "--format", "movielens-1m", "--out", "ml", "--users", "30", "--items", "80"], 0);
+    let real = "pipeline: real\nnodes:
+  data: { kind: load, params: { dataset: movielens-1m, path: ml } }
+  llm: { kind: load, params: { model: tiny.gguf } }
+  prompts: { kind: prompt, inputs: { data: data } }
+  answers: { kind: generate, inputs: { model: llm, prompts: prompts }, params: { temperature: 0, max_new_tokens: 2 } }
+  tastes: { kind: taste-match, inputs: { data: data, answers: answers } }
+";
+    w.write("real.yaml", real);
+    let r = w.expect(&["real.yaml", "--json"], 1);
+    assert_eq!(r.status_of("tastes"), "failed");
+    assert!(r.stderr.contains("no ground-truth tastes: taste-match needs the synthetic world"), "{}", r.stderr);
 }

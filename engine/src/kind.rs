@@ -213,6 +213,10 @@ pub trait Kind: Send + Sync + 'static {
     fn files(&self, _params: &Self::Params) -> Vec<std::path::PathBuf> {
         Vec::new()
     }
+    /// What to tell a user whose `files` are missing: where to get them.
+    fn files_hint(&self, _params: &Self::Params) -> Option<String> {
+        None
+    }
     /// Computes the outputs. Read inputs through `inputs`, write every output port through
     /// `ctx`, report progress and check for cancellation through `ctx`.
     fn run(&self, params: &Self::Params, ctx: &NodeContext, inputs: &Inputs) -> Result<(), BoxError>;
@@ -225,6 +229,7 @@ pub trait DynKind: Send + Sync {
     fn summary(&self) -> &'static str;
     fn seeded(&self, params: &serde_json::Value) -> bool;
     fn files(&self, params: &serde_json::Value) -> Vec<std::path::PathBuf>;
+    fn files_hint(&self, params: &serde_json::Value) -> Option<String>;
     /// The JSON Schema of the params.
     fn params_schema(&self) -> serde_json::Value;
     /// Parses params and re-serialises them with every default filled in: the canonical form
@@ -267,6 +272,9 @@ impl<K: Kind> DynKind for K {
     }
     fn files(&self, params: &serde_json::Value) -> Vec<std::path::PathBuf> {
         parse::<K>(params).map(|p| Kind::files(self, &p)).unwrap_or_default()
+    }
+    fn files_hint(&self, params: &serde_json::Value) -> Option<String> {
+        parse::<K>(params).ok().and_then(|p| Kind::files_hint(self, &p))
     }
     fn params_schema(&self) -> serde_json::Value {
         serde_json::to_value(schemars::schema_for!(K::Params)).unwrap_or(serde_json::Value::Null)

@@ -200,7 +200,11 @@ pub fn resolve(file: &SpecFile, registry: &Registry) -> Result<Pipeline, SpecErr
                 if missing.is_empty() {
                     partial.push(Some((kind.clone(), canonical, sig)));
                 } else {
-                    let msg = format!("{} not found (paths are relative to the working directory)", missing.join(", "));
+                    let mut msg = format!("{} not found (paths are relative to the working directory)", missing.join(", "));
+                    if let Some(hint) = kind.files_hint(&canonical) {
+                        msg.push_str("; ");
+                        msg.push_str(&hint);
+                    }
                     errors.push(file.error_at(&["nodes", id, "params"], msg).node(id));
                     partial.push(None);
                 }

@@ -24,6 +24,7 @@ pub fn registry() -> Registry {
     r.register(kinds::reward_score::RewardScore);
     r.register(kinds::pair_select::PairSelect);
     r.register(kinds::dpo::Dpo);
+    r.register(kinds::taste_match::TasteMatch);
     r.register(kinds::evaluate::Evaluate);
     r.register(kinds::train_reranker::TrainReranker);
     r.register(kinds::synthetic_knowledge::SyntheticKnowledge);

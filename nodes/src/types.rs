@@ -65,6 +65,20 @@ pub const CURVE: ArtifactType = ArtifactType::table(
     ],
 );
 
+/// taste-match's verdicts: `user` int32, `key` string, `sample` int32, `test` bool,
+/// `names_liked` / `names_disliked` / `names_any` bool.
+pub const TASTES: ArtifactType = ArtifactType::table(
+    "TasteMatches",
+    "per answer: user int32, key string, sample int32, test bool, names_liked/names_disliked/names_any bool",
+    &[
+        ColumnSpec { name: "user", ty: ColumnType::Int32 },
+        ColumnSpec { name: "key", ty: ColumnType::Utf8 },
+        ColumnSpec { name: "sample", ty: ColumnType::Int32 },
+        ColumnSpec { name: "names_liked", ty: ColumnType::Boolean },
+        ColumnSpec { name: "names_disliked", ty: ColumnType::Boolean },
+    ],
+);
+
 /// DPO's training log, one row per optimiser step (TRL's logged figures).
 pub const DPO_LOG: ArtifactType = ArtifactType::table(
     "DpoLog",

@@ -6,8 +6,10 @@ mod explain;
 mod graph;
 mod kinds;
 mod plan;
+mod report;
 mod run;
 mod show;
+mod svg;
 mod synth;
 mod util;
 
@@ -47,6 +49,8 @@ pub enum Command {
     Graph(graph::GraphArgs),
     /// Preview a node's output table (or list its files).
     Show(show::ShowArgs),
+    /// Write one self-contained HTML page of the pipeline's results, DPO curves and rewards.
+    Report(report::ReportArgs),
     /// Inspect and maintain the cache.
     #[command(subcommand)]
     Cache(cache_cmd::CacheCommand),
@@ -98,9 +102,10 @@ pub enum GraphFormat {
 /// `dagrun PIPELINE.yaml ...` becomes `dagrun run PIPELINE.yaml ...`.
 pub fn insert_default_command(args: &mut Vec<OsString>) {
     let Some(first) = args.get(1).and_then(|a| a.to_str()) else { return };
-    let known = ["run", "plan", "explain", "graph", "show", "cache", "kinds", "synth", "bench", "help"];
+    // Every subcommand clap knows (so a new one can never be mistaken for a pipeline file).
+    let known = <Cli as clap::CommandFactory>::command().get_subcommands().any(|c| c.get_name() == first) || first == "help";
     let is_global_flag = matches!(first, "-h" | "--help" | "-V" | "--version");
-    if !known.contains(&first) && !is_global_flag {
+    if !known && !is_global_flag {
         args.insert(1, OsString::from("run"));
     }
 }
@@ -119,6 +124,7 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
         Command::Explain(a) => explain::explain(a),
         Command::Graph(a) => graph::graph(a),
         Command::Show(a) => show::show(a),
+        Command::Report(a) => report::report(a),
         Command::Cache(c) => cache_cmd::cache(c),
         Command::Kinds(a) => kinds::kinds(a),
         Command::Synth(a) => synth::synth(a),

@@ -282,6 +282,19 @@ impl Kind for Load {
         }
     }
 
+    fn files_hint(&self, p: &LoadParams) -> Option<String> {
+        if p.model.is_some() {
+            return None;
+        }
+        let d = p.dir();
+        Some(match p.dataset? {
+            DatasetName::Movielens1m => format!("download ml-1m.zip from https://grouplens.org/datasets/movielens/1m/ and unzip it so {} holds its .dat files (or set `path`)", d.display()),
+            DatasetName::Movielens100k => format!("download ml-100k.zip from https://grouplens.org/datasets/movielens/100k/ and unzip it so {} holds u.data, u.user and u.item (or set `path`)", d.display()),
+            DatasetName::AmazonBooks => "download the Books 5-core reviews (Books_5.json.gz) and metadata (meta_Books.json.gz) of the Amazon Review Data (2018), https://nijianmo.github.io/amazon/index.html, and set `path` (or `reviews` and `meta`)".to_string(),
+            DatasetName::Synthetic => return None,
+        })
+    }
+
     fn run(&self, p: &LoadParams, ctx: &NodeContext, _inputs: &Inputs) -> Result<(), BoxError> {
         if let Some(model) = &p.model {
             let source = ModelSource::parse(model)?;

@@ -9,4 +9,5 @@ pub mod load;
 pub mod prompt;
 pub mod reward_score;
 pub mod synthetic_knowledge;
+pub mod taste_match;
 pub mod train_reranker;

@@ -1,0 +1,314 @@
+//! `dagrun report PIPELINE`: one self-contained HTML page of a pipeline's cached results — the
+//! paper-style results table (MAP@5 / NDCG@5 with deltas to the base reranker), the ablation
+//! table, per-round metrics, DPO curves and the reward and margin distributions — with inline
+//! SVG plots, so it opens in a browser with no network.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
+use std::path::PathBuf;
+
+use clap::Args;
+use dagrun_engine::cache::table;
+use dagrun_engine::plan::{plan as make_plan, NodePlan};
+use serde_json::Value;
+
+use super::svg::{esc, histogram, lines};
+use super::util::{self, CliError, CliResult};
+use super::SpecArgs;
+
+#[derive(Args, Debug)]
+pub struct ReportArgs {
+    #[command(flatten)]
+    pub spec: SpecArgs,
+    /// Where to write the page (default: PIPELINE-NAME-report.html in the working directory).
+    #[arg(long, short, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+    /// The cut-off of the headline tables.
+    #[arg(long, default_value_t = 5)]
+    pub k: i64,
+}
+
+/// One evaluated method's row at one cut-off.
+#[derive(Clone, Debug)]
+struct MetricRow {
+    node: String,
+    method: String,
+    k: i64,
+    map: f64,
+    ndcg: f64,
+    click: f64,
+    lists: i64,
+}
+
+/// What the report found in the cache.
+#[derive(Default)]
+struct Found {
+    metrics: Vec<MetricRow>,
+    /// dpo node -> its log rows.
+    dpo: Vec<(String, Vec<Value>)>,
+    /// reward-score node -> rewards.
+    rewards: Vec<(String, Vec<f64>)>,
+    /// pair-select node -> margins.
+    margins: Vec<(String, Vec<f64>)>,
+    /// Nodes of the kinds above with nothing cached for their current inputs.
+    missing: Vec<String>,
+}
+
+fn rows_of(file: &std::path::Path) -> Result<Vec<Value>, CliError> {
+    let t = table::read_parquet(file)?;
+    let mut buf = Vec::new();
+    table::write_json(&t, &mut buf).map_err(|e| CliError::Failed(anyhow::anyhow!("{}: {e}", file.display())))?;
+    serde_json::from_slice(&buf).map_err(|e| CliError::Failed(anyhow::anyhow!("{}: {e}", file.display())))
+}
+
+fn num(v: &Value, key: &str) -> f64 {
+    v[key].as_f64().unwrap_or(f64::NAN)
+}
+
+pub fn report(a: ReportArgs) -> CliResult {
+    let registry = util::registry();
+    let pipeline = util::load(&a.spec, &registry)?;
+    let store = util::existing_store(&a.spec.cache_dir, Some(&pipeline))?;
+    let targets = vec![true; pipeline.nodes.len()];
+    let planned = make_plan(&pipeline, store.as_ref(), &targets, &BTreeSet::new());
+    let mut found = Found::default();
+    for (i, node) in pipeline.nodes.iter().enumerate() {
+        let kind = node.kind.name();
+        if !matches!(kind, "evaluate" | "dpo" | "reward-score" | "pair-select") {
+            continue;
+        }
+        let (Some(store), NodePlan::Cached { entry, .. }) = (store.as_ref(), &planned[i].plan) else {
+            found.missing.push(node.id.clone());
+            continue;
+        };
+        // The output of the table type the report reads, whatever the port is called.
+        let ty = match kind {
+            "evaluate" => "Metrics",
+            "dpo" => "DpoLog",
+            "reward-score" => "Scores",
+            _ => "Pairs",
+        };
+        let Some(port) = node.outputs.iter().find(|o| o.ty.name == ty) else { continue };
+        let Some(digest) = entry.outputs.get(&port.name) else { continue };
+        let Some(table_name) = port.ty.table_names().first().copied() else { continue };
+        let file = store.artifact_dir(digest).join(dagrun_engine::ArtifactType::table_file(table_name));
+        let rows = rows_of(&file)?;
+        match kind {
+            "evaluate" => found.metrics.extend(rows.iter().map(|r| MetricRow {
+                node: node.id.clone(),
+                method: r["method"].as_str().unwrap_or("").to_string(),
+                k: r["k"].as_i64().unwrap_or(0),
+                map: num(r, "map"),
+                ndcg: num(r, "ndcg"),
+                click: num(r, "click"),
+                lists: r["lists"].as_i64().unwrap_or(0),
+            })),
+            "dpo" => found.dpo.push((node.id.clone(), rows)),
+            "reward-score" => found.rewards.push((node.id.clone(), rows.iter().map(|r| num(r, "reward")).collect())),
+            _ => found.margins.push((node.id.clone(), rows.iter().map(|r| num(r, "margin")).collect())),
+        }
+    }
+    let html = render(&pipeline.name, &found, a.k);
+    let out = a.out.clone().unwrap_or_else(|| PathBuf::from(format!("{}-report.html", pipeline.name)));
+    std::fs::write(&out, html).map_err(|e| CliError::Failed(anyhow::anyhow!("{}: {e}", out.display())))?;
+    let evaluated: BTreeSet<&str> = found.metrics.iter().map(|m| m.node.as_str()).collect();
+    println!(
+        "wrote {} ({} evaluated nodes, {} DPO logs{})",
+        out.display(),
+        evaluated.len(),
+        found.dpo.len(),
+        if found.missing.is_empty() { String::new() } else { format!("; not computed yet: {}", found.missing.join(", ")) }
+    );
+    Ok(0)
+}
+
+/// The backbone a method label names (`base-dlcm`, `rlrf4rec-prm-r2`), if any.
+fn backbone(method: &str) -> Option<&'static str> {
+    ["dlcm", "prm"].into_iter().find(|b| method.split('-').any(|part| part == *b))
+}
+
+/// The round a method label names (`...-r2`), if any.
+fn round(method: &str) -> Option<u32> {
+    method.rsplit('-').next().and_then(|last| last.strip_prefix('r')).and_then(|n| n.parse().ok())
+}
+
+/// The base reranker row a method is compared with: `base` plus the same backbone.
+fn base_of<'a>(rows: &'a [&'a MetricRow], method: &str) -> Option<&'a MetricRow> {
+    let bb = backbone(method);
+    rows.iter().copied().find(|r| r.method.starts_with("base") && backbone(&r.method) == bb)
+}
+
+fn delta(v: f64, base: Option<f64>) -> String {
+    match base {
+        Some(b) if b > 0.0 => format!(" <span class=\"d{}\">{:+.2}%</span>", if v >= b { "p" } else { "n" }, (v - b) / b * 100.0),
+        _ => String::new(),
+    }
+}
+
+fn render(name: &str, f: &Found, k: i64) -> String {
+    let mut h = String::new();
+    let _ = write!(
+        h,
+        r#"<!DOCTYPE html><html><head><meta charset="utf-8"><title>{n} — dagrun report</title><style>
+body{{font-family:sans-serif;margin:2em;max-width:1100px;color:#222}} table{{border-collapse:collapse;margin:.5em 0 1.5em}}
+td,th{{border:1px solid #ccc;padding:4px 10px;text-align:right}} th{{background:#f4f4f4}} td:first-child,th:first-child{{text-align:left}}
+.dp{{color:#2a7d2a}} .dn{{color:#b22}} .plots svg{{margin:4px;border:1px solid #eee}} .note{{color:#666;font-size:90%}}
+</style></head><body><h1>{n}</h1><p class="note">dagrun report of the cached results for the pipeline's current params and inputs.</p>"#,
+        n = esc(name)
+    );
+    if !f.missing.is_empty() {
+        let _ = write!(h, r#"<p class="note">Not computed yet (run the pipeline first): {}</p>"#, esc(&f.missing.join(", ")));
+    }
+
+    // Results table: methods x MAP@k / NDCG@k, deltas to the base reranker of the same backbone.
+    let at_k: Vec<&MetricRow> = f.metrics.iter().filter(|m| m.k == k).collect();
+    if !at_k.is_empty() {
+        let _ = write!(h, "<h2>Results (test users, k = {k})</h2><table><tr><th>method</th><th>node</th><th>MAP@{k}</th><th>NDCG@{k}</th><th>CLICK@{k}</th><th>lists</th></tr>");
+        for m in &at_k {
+            // Deltas for the knowledge-augmented methods, against their base reranker.
+            let augmented = m.method.starts_with("kar") || m.method.starts_with("rlrf4rec");
+            let base = base_of(&at_k, &m.method).filter(|b| augmented && b.method != m.method);
+            let _ = write!(
+                h,
+                "<tr><td>{}</td><td>{}</td><td>{:.5}{}</td><td>{:.5}{}</td><td>{:.5}</td><td>{}</td></tr>",
+                esc(&m.method),
+                esc(&m.node),
+                m.map,
+                delta(m.map, base.map(|b| b.map)),
+                m.ndcg,
+                delta(m.ndcg, base.map(|b| b.ndcg)),
+                m.click,
+                m.lists
+            );
+        }
+        h.push_str("</table>");
+
+        // Ablation (the paper's Table II): w/o knowledge = base, w/o DPO = KAR, full = RLRF4Rec
+        // (round 1 when rounds are labelled).
+        let mut ablation = String::new();
+        for bb in [Some("dlcm"), Some("prm"), None] {
+            let pick = |prefix: &str| {
+                at_k.iter()
+                    .filter(|m| m.method.starts_with(prefix) && backbone(&m.method) == bb)
+                    .min_by_key(|m| round(&m.method).unwrap_or(0))
+                    .copied()
+            };
+            let rows = [("RLRF4Rec", pick("rlrf4rec")), ("w/o knowledge", pick("base")), ("w/o DPO", pick("kar"))];
+            if rows.iter().any(|r| r.1.is_none()) {
+                continue;
+            }
+            let _ = write!(ablation, "<tr><th colspan=\"3\">{}</th></tr>", bb.map(str::to_uppercase).unwrap_or_else(|| "reranker".into()));
+            for (label, m) in rows {
+                let m = m.expect("checked");
+                let _ = write!(ablation, "<tr><td>{label}</td><td>{:.5}</td><td>{:.5}</td></tr>", m.map, m.ndcg);
+            }
+        }
+        if !ablation.is_empty() {
+            let _ = write!(h, "<h2>Ablation</h2><table><tr><th>variant</th><th>MAP@{k}</th><th>NDCG@{k}</th></tr>{ablation}</table>");
+        }
+
+        // Per-round metrics (the paper's Figure 4): round 0 is KAR's zero-shot knowledge.
+        let mut per_round: BTreeMap<String, Vec<(f64, f64, f64)>> = BTreeMap::new();
+        for m in &at_k {
+            let bb = backbone(&m.method).unwrap_or("reranker").to_string();
+            if let Some(r) = round(&m.method) {
+                per_round.entry(bb).or_default().push((r as f64, m.map, m.ndcg));
+            } else if m.method.starts_with("kar") {
+                per_round.entry(bb).or_default().push((0.0, m.map, m.ndcg));
+            }
+        }
+        per_round.retain(|_, v| v.iter().any(|p| p.0 > 0.0) && v.len() > 1);
+        if !per_round.is_empty() {
+            h.push_str("<h2>Metrics per DPO round</h2><div class=\"plots\">");
+            for (metric, pick) in [("NDCG", 2usize), ("MAP", 1)] {
+                let series: Vec<(String, Vec<(f64, f64)>)> = per_round
+                    .iter()
+                    .map(|(bb, v)| {
+                        let mut pts: Vec<(f64, f64)> = v.iter().map(|p| (p.0, if pick == 1 { p.1 } else { p.2 })).collect();
+                        pts.sort_by(|a, b| a.0.total_cmp(&b.0));
+                        (bb.to_uppercase(), pts)
+                    })
+                    .collect();
+                h.push_str(&lines(&format!("{metric}@{k} by round (0 = KAR)"), "round", &series));
+            }
+            h.push_str("</div>");
+        }
+    }
+
+    for (node, log) in &f.dpo {
+        let _ = write!(h, "<h2>DPO: {}</h2><div class=\"plots\">", esc(node));
+        let series = |key: &str| -> Vec<(f64, f64)> { log.iter().map(|r| (num(r, "step"), num(r, key))).collect() };
+        h.push_str(&lines("loss", "step", &[("loss".into(), series("loss"))]));
+        h.push_str(&lines("implicit rewards", "step", &[("chosen".into(), series("rewards_chosen")), ("rejected".into(), series("rewards_rejected")), ("margin".into(), series("rewards_margins"))]));
+        h.push_str(&lines("reward accuracy", "step", &[("accuracy".into(), series("rewards_accuracies"))]));
+        h.push_str("</div>");
+        if let (Some(first), Some(last)) = (log.first(), log.last()) {
+            let _ = write!(
+                h,
+                "<p class=\"note\">{} steps: loss {:.4} → {:.4}, accuracy {:.2} → {:.2}, margin {:.4} → {:.4}.</p>",
+                log.len(),
+                num(first, "loss"),
+                num(last, "loss"),
+                num(first, "rewards_accuracies"),
+                num(last, "rewards_accuracies"),
+                num(first, "rewards_margins"),
+                num(last, "rewards_margins")
+            );
+        }
+    }
+    if !f.rewards.is_empty() || !f.margins.is_empty() {
+        h.push_str("<h2>Rewards and pairs</h2><div class=\"plots\">");
+        for (node, v) in &f.rewards {
+            h.push_str(&histogram(&format!("{node}: reward per answer ({} answers)", v.len()), "reward", v, 20));
+        }
+        for (node, v) in &f.margins {
+            h.push_str(&histogram(&format!("{node}: chosen − rejected margin ({} pairs)", v.len()), "margin", v, 20));
+        }
+        h.push_str("</div>");
+    }
+    if f.metrics.iter().any(|m| m.k != k) {
+        h.push_str("<h2>All cut-offs</h2><table><tr><th>method</th><th>k</th><th>MAP</th><th>NDCG</th><th>CLICK</th></tr>");
+        for m in &f.metrics {
+            let _ = write!(h, "<tr><td>{}</td><td>{}</td><td>{:.5}</td><td>{:.5}</td><td>{:.5}</td></tr>", esc(&m.method), m.k, m.map, m.ndcg, m.click);
+        }
+        h.push_str("</table>");
+    }
+    h.push_str("</body></html>\n");
+    h
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(method: &str, map: f64, ndcg: f64) -> MetricRow {
+        MetricRow { node: format!("eval_{method}"), method: method.into(), k: 5, map, ndcg, click: 0.1, lists: 10 }
+    }
+
+    #[test]
+    fn labels_name_backbones_and_rounds() {
+        assert_eq!(backbone("rlrf4rec-prm-r2"), Some("prm"));
+        assert_eq!(backbone("base"), None);
+        assert_eq!(round("rlrf4rec-dlcm-r3"), Some(3));
+        assert_eq!(round("kar-dlcm"), None);
+    }
+
+    #[test]
+    fn the_page_has_the_tables_deltas_and_plots() {
+        let f = Found {
+            metrics: vec![row("base-dlcm", 0.5, 0.6), row("kar-dlcm", 0.55, 0.63), row("rlrf4rec-dlcm-r1", 0.56, 0.64), row("rlrf4rec-dlcm-r2", 0.57, 0.66)],
+            dpo: vec![("dpo_1".into(), vec![serde_json::json!({"step": 1, "loss": 0.693, "rewards_accuracies": 0.0, "rewards_margins": 0.0, "rewards_chosen": 0.0, "rewards_rejected": 0.0})])],
+            rewards: vec![("rewards_1".into(), vec![0.1, 0.5, 0.9])],
+            margins: vec![("pairs_1".into(), vec![0.2, 0.3])],
+            missing: vec!["eval_prm".into()],
+        };
+        let h = render("demo <1>", &f, 5);
+        assert!(h.contains("<h1>demo &lt;1&gt;</h1>"));
+        // KAR vs base: +10% MAP, +5% NDCG.
+        assert!(h.contains("0.55000 <span class=\"dp\">+10.00%</span>") && h.contains("0.63000 <span class=\"dp\">+5.00%</span>"), "{h}");
+        assert!(h.contains("<td>w/o knowledge</td><td>0.50000</td>") && h.contains("<td>RLRF4Rec</td><td>0.56000</td>"));
+        assert!(h.contains("by round (0 = KAR)") && h.contains("DPO: dpo_1") && h.contains("reward per answer (3 answers)"));
+        assert!(h.contains("Not computed yet") && h.contains("eval_prm"));
+        assert!(!h.contains("http://") || h.matches("http://").count() == h.matches("xmlns=\"http://www.w3.org/2000/svg\"").count(), "no external links");
+    }
+}
