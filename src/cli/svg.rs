@@ -89,7 +89,10 @@ pub fn lines(title: &str, x_label: &str, series: &[(String, Vec<(f64, f64)>)]) -
 /// A histogram of `values` in `bins` equal-width bins.
 pub fn histogram(title: &str, x_label: &str, values: &[f64], bins: usize) -> String {
     let finite: Vec<f64> = values.iter().copied().filter(|v| v.is_finite()).collect();
-    let (lo, hi) = range(finite.iter().copied());
+    // Bins span exactly min..max (a single value gets a unit-wide range).
+    let lo = finite.iter().copied().fold(f64::INFINITY, f64::min);
+    let hi = finite.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let (lo, hi) = if !lo.is_finite() { (0.0, 1.0) } else if hi - lo < 1e-12 { (lo - 0.5, hi + 0.5) } else { (lo, hi) };
     let bins = bins.max(1);
     let mut counts = vec![0usize; bins];
     for v in &finite {
@@ -120,7 +123,8 @@ mod tests {
         assert!(s.contains("loss &lt;&amp;&gt;") && s.contains("<polyline"));
         let h = histogram("margins", "margin", &[0.1, 0.2, 0.2, 0.9], 4);
         assert_eq!(h.matches("fill-opacity").count(), 4);
-        assert!(h.contains("<title>2</title>"));
+        // Bins of 0.2 from 0.1: [0.1, 0.3) holds three values, the last bin the 0.9.
+        assert!(h.contains("<title>3</title>") && h.contains("<title>1</title>"), "{h}");
         // A constant series still gets a usable scale.
         assert!(!lines("c", "x", &[("c".into(), vec![(0.0, 1.0), (1.0, 1.0)])]).contains("NaN"));
     }
