@@ -235,6 +235,7 @@ fn run_on<B: AutodiffBackend>(p: &DpoParams, ctx: &NodeContext, inputs: &Inputs,
     let model_in = inputs.get("model").ok_or("no model input")?;
     ctx.progress().message("loading the model");
     let llm = artifact::load::<B>(&model_in.dir, device)?;
+    artifact::can_write_hf(&llm.lm.config)?;
     let template = if p.chat { Some(llm.template.as_ref().ok_or("the model has no chat template; set `chat: false` (as in the generate node) to use the prompt text as is")?) } else { None };
     let texts: Vec<PairText> = rows.iter().map(|(_, t)| t.clone()).collect();
     let (tokenized, report) = dpo::tokenize_pairs(&llm.tokenizer, template, &texts, p.max_length as usize).map_err(|e| {

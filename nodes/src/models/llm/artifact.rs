@@ -106,13 +106,19 @@ pub fn load<B: Backend>(dir: &Path, device: &B::Device) -> Result<LoadedLlm<B>, 
     Ok(LoadedLlm { lm: Lm::new(model, config, device.clone()), tokenizer, template })
 }
 
+/// Whether [`write_hf`] can express this model (checked before spending a training run on it).
+pub fn can_write_hf(config: &LlamaConfig) -> Result<(), String> {
+    if let Some(super::config::RopeScaling::Factors { .. }) = config.rope_scaling {
+        return Err("this model's RoPE frequencies are given as a per-frequency tensor (from GGUF), which config.json cannot express; tune the model's Hugging Face directory instead".into());
+    }
+    Ok(())
+}
+
 /// Writes a (tuned) model as an `Llm` artifact in Hugging Face layout: config.json, f32
 /// model.safetensors, and the tokenizer — copied from `source` when it is a Hugging Face
 /// directory, written from the GGUF vocabulary otherwise — so the result loads in transformers.
 pub fn write_hf<B: Backend>(model: &super::llama::Llama<B>, config: &LlamaConfig, tokenizer: &LlmTokenizer, source: &Path, described_as: &str, out: &Path) -> Result<(), String> {
-    if let Some(super::config::RopeScaling::Factors { .. }) = config.rope_scaling {
-        return Err("this model's RoPE frequencies are given as a per-frequency tensor (from GGUF), which config.json cannot express; tune the model's Hugging Face directory instead".into());
-    }
+    can_write_hf(config)?;
     std::fs::create_dir_all(out).map_err(|e| format!("{}: {e}", out.display()))?;
     let id = |t: &Option<String>| t.as_deref().and_then(|t| tokenizer.token_id(t));
     let (bos, eos) = (id(&tokenizer.bos_token), id(&tokenizer.eos_token));

@@ -300,3 +300,11 @@ fn shared_prompt_logps_equal_whole_sequence_logps() {
         assert!((a - b).abs() < 1e-4 * (1.0 + b.abs()), "{shared:?} vs {whole:?}");
     }
 }
+
+#[test]
+fn models_config_json_cannot_express_are_refused_before_training() {
+    let mut c = super::tiny::config(1, 16);
+    assert!(artifact::can_write_hf(&c).is_ok());
+    c.rope_scaling = Some(super::config::RopeScaling::Factors { factors: vec![1.0; c.head_dim / 2] });
+    assert!(artifact::can_write_hf(&c).unwrap_err().contains("tune the model's Hugging Face directory instead"));
+}
