@@ -1,6 +1,7 @@
 //! `dagrun report PIPELINE`: one self-contained HTML page of a pipeline's cached results — the
 //! paper-style results table (MAP@5 / NDCG@5 with deltas to the base reranker), the ablation
-//! table, per-round metrics, DPO curves and the reward and margin distributions — with inline
+//! table, per-round metrics, DPO curves, the reward and margin distributions and, on the
+//! synthetic world, how often answers name the users' true tastes — with inline
 //! SVG plots, so it opens in a browser with no network.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -50,6 +51,8 @@ struct Found {
     rewards: Vec<(String, Vec<f64>)>,
     /// pair-select node -> margins.
     margins: Vec<(String, Vec<f64>)>,
+    /// taste-match node -> (answers, naming a top liked genre, a disliked one, any genre).
+    tastes: Vec<(String, [usize; 4])>,
     /// Nodes of the kinds above with nothing cached for their current inputs.
     missing: Vec<String>,
 }
@@ -74,7 +77,7 @@ pub fn report(a: ReportArgs) -> CliResult {
     let mut found = Found::default();
     for (i, node) in pipeline.nodes.iter().enumerate() {
         let kind = node.kind.name();
-        if !matches!(kind, "evaluate" | "dpo" | "reward-score" | "pair-select") {
+        if !matches!(kind, "evaluate" | "dpo" | "reward-score" | "pair-select" | "taste-match") {
             continue;
         }
         let (Some(store), NodePlan::Cached { entry, .. }) = (store.as_ref(), &planned[i].plan) else {
@@ -86,6 +89,7 @@ pub fn report(a: ReportArgs) -> CliResult {
             "evaluate" => "Metrics",
             "dpo" => "DpoLog",
             "reward-score" => "Scores",
+            "taste-match" => "TasteMatches",
             _ => "Pairs",
         };
         let Some(port) = node.outputs.iter().find(|o| o.ty.name == ty) else { continue };
@@ -105,6 +109,10 @@ pub fn report(a: ReportArgs) -> CliResult {
             })),
             "dpo" => found.dpo.push((node.id.clone(), rows)),
             "reward-score" => found.rewards.push((node.id.clone(), rows.iter().map(|r| num(r, "reward")).collect())),
+            "taste-match" => {
+                let count = |key: &str| rows.iter().filter(|r| r[key].as_bool() == Some(true)).count();
+                found.tastes.push((node.id.clone(), [rows.len(), count("names_liked"), count("names_disliked"), count("names_any")]));
+            }
             _ => found.margins.push((node.id.clone(), rows.iter().map(|r| num(r, "margin")).collect())),
         }
     }
@@ -266,6 +274,14 @@ td,th{{border:1px solid #ccc;padding:4px 10px;text-align:right}} th{{background:
         }
         h.push_str("</div>");
     }
+    if !f.tastes.is_empty() {
+        h.push_str("<h2>Answers against the true tastes (synthetic world)</h2><table><tr><th>node</th><th>answers</th><th>name a top liked genre</th><th>name a disliked genre</th><th>name any genre</th></tr>");
+        for (node, [n, liked, disliked, any]) in &f.tastes {
+            let pct = |c: &usize| format!("{:.1}% ({c})", 100.0 * *c as f64 / (*n).max(1) as f64);
+            let _ = write!(h, "<tr><td>{}</td><td>{n}</td><td>{}</td><td>{}</td><td>{}</td></tr>", esc(node), pct(liked), pct(disliked), pct(any));
+        }
+        h.push_str("</table>");
+    }
     if f.metrics.iter().any(|m| m.k != k) {
         h.push_str("<h2>All cut-offs</h2><table><tr><th>method</th><th>k</th><th>MAP</th><th>NDCG</th><th>CLICK</th></tr>");
         for m in &f.metrics {
@@ -300,6 +316,7 @@ mod tests {
             dpo: vec![("dpo_1".into(), vec![serde_json::json!({"step": 1, "loss": 0.693, "rewards_accuracies": 0.0, "rewards_margins": 0.0, "rewards_chosen": 0.0, "rewards_rejected": 0.0})])],
             rewards: vec![("rewards_1".into(), vec![0.1, 0.5, 0.9])],
             margins: vec![("pairs_1".into(), vec![0.2, 0.3])],
+            tastes: vec![("taste_after".into(), [80, 6, 1, 15])],
             missing: vec!["eval_prm".into()],
         };
         let h = render("demo <1>", &f, 5);
@@ -309,6 +326,7 @@ mod tests {
         assert!(h.contains("<td>w/o knowledge</td><td>0.50000</td>") && h.contains("<td>RLRF4Rec</td><td>0.56000</td>"));
         assert!(h.contains("by round (0 = KAR)") && h.contains("DPO: dpo_1") && h.contains("reward per answer (3 answers)"));
         assert!(h.contains("Not computed yet") && h.contains("eval_prm"));
+        assert!(h.contains("<td>taste_after</td><td>80</td><td>7.5% (6)</td>"), "{h}");
         assert!(!h.contains("http://") || h.matches("http://").count() == h.matches("xmlns=\"http://www.w3.org/2000/svg\"").count(), "no external links");
     }
 }
