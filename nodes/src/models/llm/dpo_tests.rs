@@ -222,13 +222,44 @@ fn make_dpo_fixture_model() {
     let out = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/dpo/tiny");
     let model = llm.lm.model.clone().valid();
     artifact::write_hf(&model, &llm.lm.config, &llm.tokenizer, &dir.path().join("tiny.gguf"), "tiny random test model (seed 11)", &out).unwrap();
+    // The LoRA A matrices dagrun draws with seed 11 (rank 8, all targets), in PEFT's layout
+    // ([r, in] as `model.layers.N.{self_attn|mlp}.X_proj.lora_A.weight`), so the fixture script
+    // starts PEFT from the same adapters.
+    let a = Adapters::<Cpu>::init(&model, &Target::ALL, 8, 16.0, 11, &Default::default());
+    let mut w = super::weights::Weights::new();
+    for (i, blk) in a.blocks.iter().enumerate() {
+        for t in Target::ALL {
+            let p = blk.get(t).unwrap();
+            let [rows, cols] = p.a.dims();
+            let v = p.a.clone().into_data().to_vec::<f32>().unwrap();
+            let mut tr = vec![0f32; v.len()];
+            for r in 0..rows {
+                for c in 0..cols {
+                    tr[c * rows + r] = v[r * cols + c];
+                }
+            }
+            let module = if matches!(t, Target::Gate | Target::Up | Target::Down) { "mlp" } else { "self_attn" };
+            w.insert(format!("model.layers.{i}.{module}.{}.lora_A.weight", t.hf_name()), super::weights::HostTensor { shape: vec![cols, rows], data: tr });
+        }
+    }
+    super::weights::write_safetensors(&w, &out.join("../lora_a.safetensors"), None).unwrap();
 }
 
 /// Against TRL 1.16 (fixtures/dpo/trl.json, made by fixtures/dpo/make_fixtures.py): the same
 /// token ids, and per step the same loss, rewards, log-probs, mean logits and gradient norm
-/// over three steps of full fine-tuning.
+/// over three steps of full fine-tuning, and over three steps of LoRA starting from the same
+/// adapter as PEFT (dagrun's seed-11 A matrices, B zero).
 #[test]
 fn matches_trl_dpo_on_the_fixture_model() {
+    check_against_trl("steps", "lr", Tuning::Full, 42);
+}
+
+#[test]
+fn lora_matches_trl_with_peft_on_the_fixture_model() {
+    check_against_trl("lora_steps", "lora_lr", Tuning::Lora { rank: 8, alpha: 16.0, targets: Target::ALL.to_vec() }, 11);
+}
+
+fn check_against_trl(steps_key: &str, lr_key: &str, tuning: Tuning, seed: u64) {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/dpo");
     let fx: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(root.join("trl.json")).unwrap()).unwrap();
     let llm = artifact::load::<CpuTrain>(&root.join("tiny"), &Default::default()).unwrap();
@@ -251,23 +282,15 @@ fn matches_trl_dpo_on_the_fixture_model() {
         assert_eq!(p.chosen, ids(&t["chosen_ids"]));
         assert_eq!(p.rejected, ids(&t["rejected_ids"]));
     }
-    let steps = fx["steps"].as_array().unwrap();
-    let cfg = DpoConfig {
-        beta: fx["beta"].as_f64().unwrap(),
-        lr: fx["lr"].as_f64().unwrap(),
-        epochs: steps.len(),
-        batch_size: pairs.len(),
-        grad_accum: 1,
-        tuning: Tuning::Full,
-        ..Default::default()
-    };
+    let steps = fx[steps_key].as_array().unwrap();
+    let cfg = DpoConfig { beta: fx["beta"].as_f64().unwrap(), lr: fx[lr_key].as_f64().unwrap(), epochs: steps.len(), batch_size: pairs.len(), grad_accum: 1, tuning, seed, ..Default::default() };
     let (out, logs) = run(&llm, &pairs, &cfg);
     out.unwrap();
     assert_eq!(logs.len(), steps.len());
     for (ours, trl) in logs.iter().zip(steps) {
         let close = |name: &str, a: f64, key: &str, tol: f64| {
             let b = trl[key].as_f64().unwrap();
-            assert!((a - b).abs() <= tol * (1.0 + b.abs()), "step {}: {name} {a} vs TRL {b}", ours.step);
+            assert!((a - b).abs() <= tol * (1.0 + b.abs()), "{steps_key} step {}: {name} {a} vs TRL {b}", ours.step);
         };
         close("loss", ours.loss, "loss", 1e-4);
         close("lr", ours.lr, "learning_rate", 1e-9);
