@@ -82,6 +82,19 @@ pub struct DpoParams {
     pub chat: bool,
     /// A fixed seed for LoRA's init and the shuffle (default: the node's derived seed).
     pub seed: Option<u64>,
+    /// The tuned weights' file type: `f32` (default, exact) or `bf16` (half the size; what
+    /// large checkpoints ship as).
+    #[serde(default)]
+    pub save_dtype: SaveDtype,
+}
+
+/// How the tuned weights are stored.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum SaveDtype {
+    #[default]
+    F32,
+    Bf16,
 }
 
 fn default_beta() -> f64 {
@@ -310,7 +323,7 @@ fn run_on<B: AutodiffBackend>(p: &DpoParams, ctx: &NodeContext, inputs: &Inputs,
     }
     ctx.progress().message("writing the tuned model");
     let described = format!("dpo of {} on {} pairs", model_in.digest.hex(), pairs.len());
-    artifact::write_hf(&tuned, &config, &llm.tokenizer, &model_in.dir, &described, ctx.output_dir("model")?)?;
+    artifact::write_hf(&tuned, &config, &llm.tokenizer, &model_in.dir, &described, ctx.output_dir("model")?, p.save_dtype == SaveDtype::Bf16)?;
     ctx.write_batch("log", &log_table(&logs)?)?;
     Ok(())
 }

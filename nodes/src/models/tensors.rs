@@ -57,11 +57,25 @@ pub fn from_safetensors(files: &[PathBuf]) -> Result<Weights, String> {
 
 /// Writes weights as one F32 safetensors file.
 pub fn write_safetensors(w: &Weights, path: &Path, metadata: Option<std::collections::HashMap<String, String>>) -> Result<(), String> {
+    write_safetensors_as(w, path, metadata, false)
+}
+
+/// Writes weights as one safetensors file, in BF16 (half the size, as large checkpoints ship)
+/// when `bf16`, else F32.
+pub fn write_safetensors_as(w: &Weights, path: &Path, metadata: Option<std::collections::HashMap<String, String>>, bf16: bool) -> Result<(), String> {
     use safetensors::tensor::TensorView;
     use safetensors::Dtype;
-    let bytes: Vec<(String, Vec<u8>, Vec<usize>)> = w.iter().map(|(n, t)| (n.clone(), t.data.iter().flat_map(|v| v.to_le_bytes()).collect(), t.shape.clone())).collect();
+    let encode = |v: &[f32]| -> Vec<u8> {
+        if bf16 {
+            v.iter().flat_map(|x| half::bf16::from_f32(*x).to_le_bytes()).collect()
+        } else {
+            v.iter().flat_map(|x| x.to_le_bytes()).collect()
+        }
+    };
+    let dtype = if bf16 { Dtype::BF16 } else { Dtype::F32 };
+    let bytes: Vec<(String, Vec<u8>, Vec<usize>)> = w.iter().map(|(n, t)| (n.clone(), encode(&t.data), t.shape.clone())).collect();
     let views: Vec<(String, TensorView<'_>)> =
-        bytes.iter().map(|(n, b, s)| (n.clone(), TensorView::new(Dtype::F32, s.clone(), b).expect("sizes agree"))).collect();
+        bytes.iter().map(|(n, b, s)| (n.clone(), TensorView::new(dtype, s.clone(), b).expect("sizes agree"))).collect();
     safetensors::serialize_to_file(views, metadata, path).map_err(|e| format!("{}: {e}", path.display()))
 }
 

@@ -114,17 +114,18 @@ pub fn can_write_hf(config: &LlamaConfig) -> Result<(), String> {
     Ok(())
 }
 
-/// Writes a (tuned) model as an `Llm` artifact in Hugging Face layout: config.json, f32
-/// model.safetensors, and the tokenizer — copied from `source` when it is a Hugging Face
+/// Writes a (tuned) model as an `Llm` artifact in Hugging Face layout: config.json,
+/// model.safetensors (f32, or bf16 when `bf16`), and the tokenizer — copied from `source` when it is a Hugging Face
 /// directory, written from the GGUF vocabulary otherwise — so the result loads in transformers.
-pub fn write_hf<B: Backend>(model: &super::llama::Llama<B>, config: &LlamaConfig, tokenizer: &LlmTokenizer, source: &Path, described_as: &str, out: &Path) -> Result<(), String> {
+pub fn write_hf<B: Backend>(model: &super::llama::Llama<B>, config: &LlamaConfig, tokenizer: &LlmTokenizer, source: &Path, described_as: &str, out: &Path, bf16: bool) -> Result<(), String> {
     can_write_hf(config)?;
     std::fs::create_dir_all(out).map_err(|e| format!("{}: {e}", out.display()))?;
     let id = |t: &Option<String>| t.as_deref().and_then(|t| tokenizer.token_id(t));
     let (bos, eos) = (id(&tokenizer.bos_token), id(&tokenizer.eos_token));
-    let cfg = config.to_hf_json(bos, eos);
+    let mut cfg = config.to_hf_json(bos, eos);
+    cfg["torch_dtype"] = serde_json::json!(if bf16 { "bfloat16" } else { "float32" });
     std::fs::write(out.join("config.json"), serde_json::to_string_pretty(&cfg).expect("json") + "\n").map_err(|e| e.to_string())?;
-    weights::write_safetensors(&weights::to_hf(model, config), &out.join("model.safetensors"), Some([("format".to_string(), "pt".to_string())].into()))?;
+    weights::write_safetensors_as(&weights::to_hf(model, config), &out.join("model.safetensors"), Some([("format".to_string(), "pt".to_string())].into()), bf16)?;
     if source.is_dir() && source.join("tokenizer.json").is_file() {
         for f in ["tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja", "generation_config.json"] {
             if source.join(f).is_file() {

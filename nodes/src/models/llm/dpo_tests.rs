@@ -166,7 +166,7 @@ fn training_prefers_the_chosen_answers_and_the_export_loads() {
     assert!(last.loss < 0.5 && last.rewards_margins > 0.5 && last.rewards_accuracies == 1.0, "{last:?}");
     // Exported in Hugging Face layout, it loads and scores exactly like the tuned module.
     let out = dir.path().join("tuned");
-    artifact::write_hf(&tuned, &llm.lm.config, &llm.tokenizer, &dir.path().join("tiny.gguf"), "test", &out).unwrap();
+    artifact::write_hf(&tuned, &llm.lm.config, &llm.tokenizer, &dir.path().join("tiny.gguf"), "test", &out, false).unwrap();
     for f in ["config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json", "generation_config.json", "llm.json"] {
         assert!(out.join(f).is_file(), "{f}");
     }
@@ -179,6 +179,16 @@ fn training_prefers_the_chosen_answers_and_the_export_loads() {
     let (a, b) = (rows_of(lm.logits_all(&ids)), rows_of(back.lm.logits_all(&ids)));
     let diff = a.iter().flatten().zip(b.iter().flatten()).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);
     assert!(diff < 1e-5, "{diff}");
+    // In bf16: half the bytes, the same model up to bf16 rounding.
+    let half = dir.path().join("tuned16");
+    artifact::write_hf(&lm.model, &lm.config, &llm.tokenizer, &dir.path().join("tiny.gguf"), "test", &half, true).unwrap();
+    let size = |d: &std::path::Path| std::fs::metadata(d.join("model.safetensors")).unwrap().len() as f64;
+    assert!(size(&half) < 0.6 * size(&out), "{} vs {}", size(&half), size(&out));
+    assert!(std::fs::read_to_string(half.join("config.json")).unwrap().contains("bfloat16"));
+    let c = rows_of(artifact::load::<Cpu>(&half, &Default::default()).unwrap().lm.logits_all(&ids));
+    let diff16 = a.iter().flatten().zip(c.iter().flatten()).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);
+    let scale = a.iter().flatten().fold(0f32, |m, x| m.max(x.abs()));
+    assert!(diff16 > 0.0 && diff16 < 0.05 * scale, "{diff16} vs logits up to {scale}");
     // The tuned model scores the chosen answers higher than the base did.
     let before = dpo::sequence_logps(&llm.lm.model, &llm.lm.config, &llm.lm.inv_freq, &[(ids.clone(), pairs[0].prompt.len())], None, &Default::default()).0.into_scalar();
     let after = dpo::sequence_logps(&lm.model, &lm.config, &lm.inv_freq, &[(ids, pairs[0].prompt.len())], None, &Default::default()).0.into_scalar();
@@ -221,7 +231,7 @@ fn make_dpo_fixture_model() {
     let llm = tiny(dir.path(), 11);
     let out = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/dpo/tiny");
     let model = llm.lm.model.clone().valid();
-    artifact::write_hf(&model, &llm.lm.config, &llm.tokenizer, &dir.path().join("tiny.gguf"), "tiny random test model (seed 11)", &out).unwrap();
+    artifact::write_hf(&model, &llm.lm.config, &llm.tokenizer, &dir.path().join("tiny.gguf"), "tiny random test model (seed 11)", &out, false).unwrap();
     // The LoRA A matrices dagrun draws with seed 11 (rank 8, all targets), in PEFT's layout
     // ([r, in] as `model.layers.N.{self_attn|mlp}.X_proj.lora_A.weight`), so the fixture script
     // starts PEFT from the same adapters.

@@ -9,7 +9,7 @@ use burn::tensor::TensorData;
 use super::config::LlamaConfig;
 use super::gguf::Gguf;
 use super::llama::{Block, Llama, RmsNorm};
-pub use crate::models::tensors::{from_safetensors, safetensors_files, write_safetensors, HostTensor, Weights};
+pub use crate::models::tensors::{from_safetensors, safetensors_files, write_safetensors, write_safetensors_as, HostTensor, Weights};
 use crate::models::tensors::{fuse_transposed, transpose};
 
 /// Reads every Llama weight of a GGUF file under its Hugging Face name.
