@@ -205,6 +205,15 @@ fn taste_match_checks_answers_against_the_synthetic_truth_and_needs_it() {
     let answers: Vec<serde_json::Value> = serde_json::from_str(&w.expect(&["show", "p.yaml", "answers", "--format", "json", "--rows", "1000"], 0).stdout).unwrap();
     assert_eq!(rows.len(), answers.len());
     assert!(rows.iter().all(|r| r["names_liked"].is_boolean() && r["test"].is_boolean()));
+    // One sample index only.
+    w.write("p.yaml", &pipeline.replace("answers: answers } }\n", "answers: answers }, params: { sample: 1 } }\n"));
+    w.expect(&["p.yaml", "--until", "tastes"], 0);
+    let one: Vec<serde_json::Value> = serde_json::from_str(&w.expect(&["show", "p.yaml", "tastes", "--format", "json", "--rows", "1000"], 0).stdout).unwrap();
+    assert_eq!(one.len(), answers.len() / 3);
+    assert!(one.iter().all(|r| r["sample"] == 1));
+    w.write("p.yaml", &pipeline.replace("answers: answers } }\n", "answers: answers }, params: { sample: 7 } }\n"));
+    let r = w.expect(&["p.yaml", "--json", "--until", "tastes"], 1);
+    assert!(r.stderr.contains("no answers with sample 7 to judge"), "{}", r.stderr);
     // Real-format data has no ground truth: a clear failure.
     w.expect(&["synth", "--format", "movielens-1m", "--out", "ml", "--users", "30", "--items", "80"], 0);
     let real = "pipeline: real\nnodes:

@@ -22,6 +22,9 @@ pub struct TasteMatchParams {
     /// How many of the user's strongest liked genres count as "top".
     #[serde(default = "two")]
     pub top: u32,
+    /// Judge only this sample index of each user's answers (default: all), e.g. 0 to compare
+    /// one draw per user with one draw from a tuned model.
+    pub sample: Option<i32>,
 }
 
 fn two() -> u32 {
@@ -93,6 +96,9 @@ impl Kind for TasteMatch {
         if p.top == 0 {
             return Err(ParamError::field("top", "must be at least 1"));
         }
+        if p.sample.is_some_and(|s| s < 0) {
+            return Err(ParamError::field("sample", "must be 0 or more"));
+        }
         Ok(Signature { inputs: vec![Port::new("data", DATASET), Port::new("answers", TEXTS)], outputs: vec![Port::new("matches", TASTES)] })
     }
 
@@ -115,6 +121,9 @@ impl Kind for TasteMatch {
         let (mut users, mut rkeys, mut ss, mut test, mut liked, mut disliked, mut any) = (vec![], vec![], vec![], vec![], vec![], vec![], vec![]);
         let all_genres: Vec<String> = truth.values().next().map(|t| t.1.weights.iter().map(|w| w.0.clone()).collect()).unwrap_or_default();
         for i in 0..a.num_rows() {
+            if p.sample.is_some_and(|s| s != samples.value(i)) {
+                continue;
+            }
             let key = keys.value(i);
             let Some((id, t, is_test)) = truth.get(key) else { return Err(format!("answer for user {key}, who is not in the dataset").into()) };
             let text = texts.value(i).to_lowercase();
@@ -126,7 +135,10 @@ impl Kind for TasteMatch {
             disliked.push(t.dislikes.iter().any(|g| mentions(&text, g)));
             any.push(all_genres.iter().any(|g| mentions(&text, g)));
         }
-        let n = liked.len().max(1) as f64;
+        if liked.is_empty() {
+            return Err(format!("no answers{} to judge", p.sample.map(|s| format!(" with sample {s}")).unwrap_or_default()).into());
+        }
+        let n = liked.len() as f64;
         let share = |v: &[bool]| v.iter().filter(|&&b| b).count() as f64 / n;
         ctx.log(format!(
             "{} answers: {:.1}% name one of the user's top {} genres, {:.1}% a disliked genre, {:.1}% any genre",
