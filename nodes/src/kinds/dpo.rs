@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::models::backend::on_device;
 use crate::models::llm::artifact;
-use crate::models::llm::chat::Message;
+use crate::models::llm::chat::prompt_messages;
 use crate::models::llm::dpo::{self, DpoConfig, DpoError, PairText, Schedule, StepLog, Tuning};
 use crate::models::llm::lora::Target;
 use crate::types::{DPO_LOG, LLM, PAIRS};
@@ -230,11 +230,8 @@ fn read_pairs(inputs: &Inputs, chat: bool) -> Result<Vec<(String, PairText)>, Bo
     let systems = if b.column_by_name("system").is_some() { Some(col("system")?) } else { None };
     Ok((0..b.num_rows())
         .map(|i| {
-            let mut messages = Vec::new();
-            if let Some(s) = systems.as_ref().filter(|s| chat && !s.is_null(i)) {
-                messages.push(Message { role: "system".into(), content: s.value(i).to_string() });
-            }
-            messages.push(Message { role: "user".into(), content: prompts.value(i).to_string() });
+            let system = systems.as_ref().filter(|s| chat && !s.is_null(i)).map(|s| s.value(i));
+            let messages = prompt_messages(system, prompts.value(i));
             (keys.value(i).to_string(), PairText { messages, chosen: chosen.value(i).to_string(), rejected: rejected.value(i).to_string() })
         })
         .collect())
@@ -251,14 +248,8 @@ fn run_on<B: AutodiffBackend>(p: &DpoParams, ctx: &NodeContext, inputs: &Inputs,
     artifact::can_write_hf(&llm.lm.config)?;
     let template = if p.chat { Some(llm.template.as_ref().ok_or("the model has no chat template; set `chat: false` (as in the generate node) to use the prompt text as is")?) } else { None };
     let texts: Vec<PairText> = rows.iter().map(|(_, t)| t.clone()).collect();
-    let (tokenized, report) = dpo::tokenize_pairs(&llm.tokenizer, template, &texts, p.max_length as usize).map_err(|e| {
-        // Name the user the failing pair belongs to.
-        let key = e.strip_prefix("pair ").and_then(|r| r.split(':').next()).and_then(|i| i.parse::<usize>().ok()).and_then(|i| rows.get(i)).map(|(k, _)| k.clone());
-        match key {
-            Some(k) => format!("{e} (user {k})"),
-            None => e,
-        }
-    })?;
+    // A failing pair is named by its user.
+    let (tokenized, report) = dpo::tokenize_pairs(&llm.tokenizer, template, &texts, p.max_length as usize).map_err(|e| format!("{e} (user {})", rows[e.index].0))?;
     if report.boundary_mismatches > 0 {
         ctx.log(format!("{} pairs: the prompt's tokens are not a prefix of the whole conversation's; their answers were tokenised on their own", report.boundary_mismatches));
     }

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::models::backend::on_device;
 use crate::models::llm::artifact;
-use crate::models::llm::chat::Message;
+use crate::models::llm::chat::prompt_messages;
 use crate::models::llm::generate::{generate, Completion, Request, Settings};
 use crate::models::llm::sample::Sampling;
 use crate::types::{LLM, PROMPTS, TEXTS};
@@ -180,11 +180,7 @@ fn run_on<B: Backend>(p: &GenerateParams, ctx: &NodeContext, inputs: &Inputs, de
     for (r, row) in rows.iter().enumerate() {
         let rendered = if p.chat {
             let t = llm.template.as_ref().ok_or("the model has no chat template; set `chat: false` to use the prompt text as is")?;
-            let mut messages = Vec::new();
-            if let Some(s) = &row.system {
-                messages.push(Message { role: "system".into(), content: s.clone() });
-            }
-            messages.push(Message { role: "user".into(), content: row.prompt.clone() });
+            let messages = prompt_messages(row.system.as_deref(), &row.prompt);
             t.render(&messages, true).map_err(|e| format!("prompt {}: {e}", row.key))?
         } else {
             row.prompt.clone()

@@ -11,6 +11,17 @@ pub struct Message {
     pub content: String,
 }
 
+/// The messages a prompt row is rendered from: its system text (if any), then the user's
+/// prompt. `generate` and `dpo` both build them here, so DPO scores exactly what was generated.
+pub fn prompt_messages(system: Option<&str>, prompt: &str) -> Vec<Message> {
+    let mut messages = Vec::with_capacity(2);
+    if let Some(s) = system {
+        messages.push(Message { role: "system".into(), content: s.to_string() });
+    }
+    messages.push(Message { role: "user".into(), content: prompt.to_string() });
+    messages
+}
+
 /// A compiled chat template.
 pub struct ChatTemplate {
     env: Environment<'static>,

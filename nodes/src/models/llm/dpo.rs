@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 use super::chat::{ChatTemplate, Message};
 use super::config::LlamaConfig;
 use super::llama::{KvCache, Llama, Step};
+use super::lm::left_padded;
 use super::lora::{self, Adapters, Target};
 use super::tokenizer::LlmTokenizer;
 
@@ -116,31 +117,37 @@ pub struct TokenizeReport {
     pub dropped: Vec<usize>,
 }
 
+/// A pair that could not be tokenised: its index among the input pairs, and why.
+#[derive(Debug, thiserror::Error)]
+#[error("pair {index}: {message}")]
+pub struct PairError {
+    pub index: usize,
+    pub message: String,
+}
+
 /// Tokenises pairs: prompt = the chat template with the generation prompt; completion = the
 /// rest of the full conversation (answer and end-of-turn). Sequences longer than
 /// `max_length` keep their start (TRL's keep_start); pairs whose prompt does not fit are dropped.
-pub fn tokenize_pairs(tok: &LlmTokenizer, template: Option<&ChatTemplate>, pairs: &[PairText], max_length: usize) -> Result<(Vec<(usize, PairTokens)>, TokenizeReport), String> {
+pub fn tokenize_pairs(tok: &LlmTokenizer, template: Option<&ChatTemplate>, pairs: &[PairText], max_length: usize) -> Result<(Vec<(usize, PairTokens)>, TokenizeReport), PairError> {
     let mut report = TokenizeReport::default();
     let mut out = Vec::with_capacity(pairs.len());
     for (i, p) in pairs.iter().enumerate() {
-        let (prompt_text, chosen_text) = split_turn(tok, template, &p.messages, &p.chosen).map_err(|e| format!("pair {i}: {e}"))?;
-        let (prompt_again, rejected_text) = split_turn(tok, template, &p.messages, &p.rejected).map_err(|e| format!("pair {i}: {e}"))?;
-        if prompt_text != prompt_again {
-            return Err(format!("pair {i}: the chat template renders the prompt differently for the two answers"));
-        }
-        let prompt = tok.encode(&prompt_text)?;
+        let fail = |message: String| PairError { index: i, message };
+        let prompt_text = render_prompt(template, &p.messages).map_err(fail)?;
+        let prompt = tok.encode(&prompt_text).map_err(fail)?;
         let mut mismatch = false;
-        let mut completion = |text: &str| -> Result<Vec<u32>, String> {
+        let mut completion = |answer: &str| -> Result<Vec<u32>, String> {
+            let text = completion_text(tok, template, &p.messages, &prompt_text, answer)?;
             let full = tok.encode(&format!("{prompt_text}{text}"))?;
             if full.len() > prompt.len() && full[..prompt.len()] == prompt[..] {
                 Ok(full[prompt.len()..].to_vec())
             } else {
                 mismatch = true;
-                tok.encode(text)
+                tok.encode(&text)
             }
         };
-        let mut chosen = completion(&chosen_text)?;
-        let mut rejected = completion(&rejected_text)?;
+        let mut chosen = completion(&p.chosen).map_err(fail)?;
+        let mut rejected = completion(&p.rejected).map_err(fail)?;
         if mismatch {
             report.boundary_mismatches += 1;
         }
@@ -155,33 +162,33 @@ pub fn tokenize_pairs(tok: &LlmTokenizer, template: Option<&ChatTemplate>, pairs
             rejected.truncate(room);
         }
         if chosen.is_empty() || rejected.is_empty() {
-            return Err(format!("pair {i}: an answer has no tokens"));
+            return Err(fail("an answer has no tokens".into()));
         }
         out.push((i, PairTokens { prompt, chosen, rejected }));
     }
     Ok((out, report))
 }
 
-/// The prompt text (with the generation prompt, as `generate` renders it) and the rest of the
-/// conversation once `answer` is the assistant's turn.
-fn split_turn(tok: &LlmTokenizer, template: Option<&ChatTemplate>, messages: &[Message], answer: &str) -> Result<(String, String), String> {
+/// The prompt text as `generate` renders it: the chat template with the generation prompt, or
+/// without a template the messages' text as is.
+fn render_prompt(template: Option<&ChatTemplate>, messages: &[Message]) -> Result<String, String> {
     match template {
-        Some(t) => {
-            let prompt = t.render(messages, true)?;
-            let mut conv = messages.to_vec();
-            conv.push(Message { role: "assistant".into(), content: answer.to_string() });
-            let full = t.render(&conv, false)?;
-            match full.strip_prefix(prompt.as_str()) {
-                Some(rest) => Ok((prompt, rest.to_string())),
-                None => Err("the chat template does not render the conversation as the prompt followed by the answer; DPO cannot split them".into()),
-            }
-        }
-        // No template: the prompt text as is, the answer then EOS (TRL's plain-text rule).
-        None => {
-            let prompt = messages.iter().map(|m| m.content.as_str()).collect::<Vec<_>>().join("\n");
-            Ok((prompt, format!("{answer}{}", tok.eos_token.as_deref().unwrap_or(""))))
-        }
+        Some(t) => t.render(messages, true),
+        None => Ok(messages.iter().map(|m| m.content.as_str()).collect::<Vec<_>>().join("\n")),
     }
+}
+
+/// What follows `prompt` once `answer` is the assistant's turn: the rest of the rendered
+/// conversation (answer and end of turn), or without a template the answer then EOS (TRL's
+/// plain-text rule).
+fn completion_text(tok: &LlmTokenizer, template: Option<&ChatTemplate>, messages: &[Message], prompt: &str, answer: &str) -> Result<String, String> {
+    let Some(t) = template else { return Ok(format!("{answer}{}", tok.eos_token.as_deref().unwrap_or(""))) };
+    let mut conv = messages.to_vec();
+    conv.push(Message { role: "assistant".into(), content: answer.to_string() });
+    let full = t.render(&conv, false)?;
+    full.strip_prefix(prompt)
+        .map(str::to_string)
+        .ok_or_else(|| "the chat template does not render the conversation as the prompt followed by the answer; DPO cannot split them".into())
 }
 
 /// Summed log-probabilities of each sequence's completion tokens (from index `start` on),
@@ -217,18 +224,10 @@ pub fn sequence_logps<B: Backend>(model: &Llama<B>, config: &LlamaConfig, inv_fr
 /// rows then rejected rows, like the concatenated forward TRL runs.
 pub fn pair_logps<B: Backend>(model: &Llama<B>, config: &LlamaConfig, inv_freq: &[f32], pairs: &[&PairTokens], adapters: Option<&Adapters<B>>, device: &B::Device) -> (Tensor<B, 1>, Tensor<B, 1>) {
     let b = pairs.len();
-    let lp = pairs.iter().map(|p| p.prompt.len()).max().unwrap_or(1);
-    let pad: Vec<usize> = pairs.iter().map(|p| lp - p.prompt.len()).collect();
-    let mut ids = Vec::with_capacity(b * lp);
-    let mut positions = Vec::with_capacity(b * lp);
-    for (p, &pd) in pairs.iter().zip(&pad) {
-        assert!(!p.prompt.is_empty(), "a completion must follow a non-empty prompt");
-        ids.extend(std::iter::repeat_n(0u32, pd));
-        ids.extend(&p.prompt);
-        positions.extend((0..lp).map(|j| j.saturating_sub(pd)));
-    }
-    let visible = |r: usize, i: usize, s: usize| s >= pad[r] && s <= i;
-    let step = Step::new(config, inv_freq, b, lp, &ids, &positions, lp, Some(&visible), device);
+    assert!(pairs.iter().all(|p| !p.prompt.is_empty()), "a completion must follow a non-empty prompt");
+    let prompts: Vec<&[u32]> = pairs.iter().map(|p| p.prompt.as_slice()).collect();
+    let (step, pad) = left_padded(config, inv_freq, &prompts, device);
+    let lp = step.len;
     let mut cache = KvCache::new(config.num_hidden_layers);
     let prompt_hidden = model.forward_adapted(&step, &mut cache, adapters);
     let last: Vec<i64> = (0..b).map(|r| (r * lp + lp - 1) as i64).collect();

@@ -11,7 +11,7 @@ use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 
 use super::artifact::{self, LoadedLlm};
-use super::chat::Message;
+use super::chat::prompt_messages;
 use super::dpo::{self, DpoConfig, PairText, PairTokens};
 use crate::models::median;
 
@@ -81,9 +81,9 @@ pub fn bench_pairs<B: burn::prelude::Backend>(llm: &LoadedLlm<B>, s: &DpoBenchSe
 pub fn tokenize<B: burn::prelude::Backend>(llm: &LoadedLlm<B>, pairs: &[BenchPair]) -> Result<Vec<PairTokens>, String> {
     let texts: Vec<PairText> = pairs
         .iter()
-        .map(|p| PairText { messages: vec![Message { role: "user".into(), content: p.prompt.clone() }], chosen: p.chosen.clone(), rejected: p.rejected.clone() })
+        .map(|p| PairText { messages: prompt_messages(None, &p.prompt), chosen: p.chosen.clone(), rejected: p.rejected.clone() })
         .collect();
-    let (t, _) = dpo::tokenize_pairs(&llm.tokenizer, llm.template.as_ref(), &texts, 1 << 20)?;
+    let (t, _) = dpo::tokenize_pairs(&llm.tokenizer, llm.template.as_ref(), &texts, 1 << 20).map_err(|e| e.to_string())?;
     Ok(t.into_iter().map(|(_, p)| p).collect())
 }
 

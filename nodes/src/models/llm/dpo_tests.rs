@@ -341,3 +341,14 @@ fn models_config_json_cannot_express_are_refused_before_training() {
     c.rope_scaling = Some(super::config::RopeScaling::Factors { factors: vec![1.0; c.head_dim / 2] });
     assert!(artifact::can_write_hf(&c).unwrap_err().contains("tune the model's Hugging Face directory instead"));
 }
+
+#[test]
+fn a_template_that_does_not_continue_the_prompt_is_an_error_naming_the_pair() {
+    let dir = tempfile::tempdir().unwrap();
+    let llm = tiny(dir.path(), 9);
+    // Renders the messages last-first, so the prompt is not a prefix of the conversation.
+    let reversed = super::chat::ChatTemplate::new("{% for m in messages|reverse %}{{ m['content'] }}|{% endfor %}{% if add_generation_prompt %}>{% endif %}", None, None).unwrap();
+    let e = dpo::tokenize_pairs(&llm.tokenizer, Some(&reversed), &texts(), 1024).unwrap_err();
+    assert_eq!(e.index, 0);
+    assert!(e.to_string().starts_with("pair 0: the chat template does not render the conversation as the prompt followed by the answer"), "{e}");
+}

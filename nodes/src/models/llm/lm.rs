@@ -53,17 +53,9 @@ impl<B: Backend> Lm<B> {
     /// next-token logits [rows, vocab] with the batch state to continue from.
     pub fn prefill(&self, prompts: &[Vec<u32>]) -> (Tensor<B, 2>, Batch<B>) {
         let b = prompts.len();
-        let len = prompts.iter().map(Vec::len).max().unwrap_or(0).max(1);
-        let pad: Vec<usize> = prompts.iter().map(|p| len - p.len()).collect();
-        let mut ids = Vec::with_capacity(b * len);
-        let mut positions = Vec::with_capacity(b * len);
-        for (p, &pd) in prompts.iter().zip(&pad) {
-            ids.extend(std::iter::repeat_n(0u32, pd));
-            ids.extend(p);
-            positions.extend((0..len).map(|j| j.saturating_sub(pd)));
-        }
-        let visible = |r: usize, i: usize, s: usize| s >= pad[r] && s <= i;
-        let step = Step::new(&self.config, &self.inv_freq, b, len, &ids, &positions, len, Some(&visible), &self.device);
+        let rows: Vec<&[u32]> = prompts.iter().map(Vec::as_slice).collect();
+        let (step, pad) = left_padded(&self.config, &self.inv_freq, &rows, &self.device);
+        let len = step.len;
         let mut cache = KvCache::new(self.config.num_hidden_layers);
         let hidden = self.model.forward(&step, &mut cache);
         // Only each row's last position needs logits.
@@ -97,6 +89,24 @@ impl<B: Backend> Lm<B> {
         let mut cache = KvCache::new(self.config.num_hidden_layers);
         self.model.logits(self.model.forward(&step, &mut cache))
     }
+}
+
+/// The step that runs `prompts` from an empty cache, left-padded to the longest (positions
+/// start at each prompt's first real token; padding is masked), and each row's padding.
+pub fn left_padded<B: Backend>(config: &LlamaConfig, inv_freq: &[f32], prompts: &[&[u32]], device: &B::Device) -> (Step<B>, Vec<usize>) {
+    let b = prompts.len();
+    let len = prompts.iter().map(|p| p.len()).max().unwrap_or(0).max(1);
+    let pad: Vec<usize> = prompts.iter().map(|p| len - p.len()).collect();
+    let mut ids = Vec::with_capacity(b * len);
+    let mut positions = Vec::with_capacity(b * len);
+    for (p, &pd) in prompts.iter().zip(&pad) {
+        ids.extend(std::iter::repeat_n(0u32, pd));
+        ids.extend(p.iter());
+        positions.extend((0..len).map(|j| j.saturating_sub(pd)));
+    }
+    let visible = |r: usize, i: usize, s: usize| s >= pad[r] && s <= i;
+    let step = Step::new(config, inv_freq, b, len, &ids, &positions, len, Some(&visible), device);
+    (step, pad)
 }
 
 /// Reads a [rows, cols] tensor back as rows of f32.
