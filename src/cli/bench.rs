@@ -183,8 +183,13 @@ fn bench_model(model: &str, cache_dir: &Option<std::path::PathBuf>) -> Result<(d
 
 /// One figure of a benchmark table: ours, the reference's (if it ran) and their ratio.
 fn print_figure(name: &str, ours: f64, theirs: Option<f64>, width: usize) {
-    let (t, r) = theirs.map(|t| (format!("{t:.1}"), format!("{:.2}x", ours / t))).unwrap_or(("-".into(), "-".into()));
-    println!("{name:<24} {ours:>10.1} {t:>width$} {r:>8}");
+    print_figure_to(name, ours, theirs, width, 1);
+}
+
+/// [`print_figure`] with `decimals` places (small figures such as DPO's pairs/s).
+fn print_figure_to(name: &str, ours: f64, theirs: Option<f64>, width: usize, decimals: usize) {
+    let (t, r) = theirs.map(|t| (format!("{t:.decimals$}"), format!("{:.2}x", ours / t))).unwrap_or(("-".into(), "-".into()));
+    println!("{name:<24} {ours:>10.decimals$} {t:>width$} {r:>8}");
 }
 
 /// How far past PyTorch's own TF32-vs-f32 logit difference dagrun's CUDA-vs-CPU one may go:
@@ -348,8 +353,7 @@ fn dpo(a: DpoBenchArgs) -> CliResult {
         }
     };
     println!("{:<24} {:>10} {:>14} {:>8}", "figure", "dagrun", "TRL", "ratio");
-    let (t, r) = reference.as_ref().map(|r| (format!("{:.3}", r.0), format!("{:.2}x", ours.pairs_per_second / r.0))).unwrap_or(("-".into(), "-".into()));
-    println!("{:<24} {:>10.3} {t:>14} {r:>8}", "pairs/s", ours.pairs_per_second);
+    print_figure_to("pairs/s", ours.pairs_per_second, reference.as_ref().map(|r| r.0), 14, 3);
     println!("{:<24} {:>10.0} {:>14} {:>8}", "tokens/s", ours.tokens_per_second, "-", "-");
     if let Some((_, version)) = &reference {
         println!("reference: {version}");

@@ -57,6 +57,10 @@ struct Found {
     missing: Vec<String>,
 }
 
+/// The table types the report reads: evaluate's metrics, dpo's log, reward-score's rewards,
+/// pair-select's pairs and taste-match's verdicts.
+const READ: &[&str] = &["Metrics", "DpoLog", "Scores", "Pairs", "TasteMatches"];
+
 fn rows_of(file: &std::path::Path) -> Result<Vec<Value>, CliError> {
     let t = table::read_parquet(file)?;
     let mut buf = Vec::new();
@@ -76,29 +80,18 @@ pub fn report(a: ReportArgs) -> CliResult {
     let planned = make_plan(&pipeline, store.as_ref(), &targets, &BTreeSet::new());
     let mut found = Found::default();
     for (i, node) in pipeline.nodes.iter().enumerate() {
-        let kind = node.kind.name();
-        if !matches!(kind, "evaluate" | "dpo" | "reward-score" | "pair-select" | "taste-match") {
-            continue;
-        }
+        // Nodes with an output of a table type the report reads, whatever the port is called.
+        let Some(port) = node.outputs.iter().find(|o| READ.contains(&o.ty.name)) else { continue };
         let (Some(store), NodePlan::Cached { entry, .. }) = (store.as_ref(), &planned[i].plan) else {
             found.missing.push(node.id.clone());
             continue;
         };
-        // The output of the table type the report reads, whatever the port is called.
-        let ty = match kind {
-            "evaluate" => "Metrics",
-            "dpo" => "DpoLog",
-            "reward-score" => "Scores",
-            "taste-match" => "TasteMatches",
-            _ => "Pairs",
-        };
-        let Some(port) = node.outputs.iter().find(|o| o.ty.name == ty) else { continue };
         let Some(digest) = entry.outputs.get(&port.name) else { continue };
         let Some(table_name) = port.ty.table_names().first().copied() else { continue };
         let file = store.artifact_dir(digest).join(dagrun_engine::ArtifactType::table_file(table_name));
         let rows = rows_of(&file)?;
-        match kind {
-            "evaluate" => found.metrics.extend(rows.iter().map(|r| MetricRow {
+        match port.ty.name {
+            "Metrics" => found.metrics.extend(rows.iter().map(|r| MetricRow {
                 node: node.id.clone(),
                 method: r["method"].as_str().unwrap_or("").to_string(),
                 k: r["k"].as_i64().unwrap_or(0),
@@ -107,9 +100,9 @@ pub fn report(a: ReportArgs) -> CliResult {
                 click: num(r, "click"),
                 lists: r["lists"].as_i64().unwrap_or(0),
             })),
-            "dpo" => found.dpo.push((node.id.clone(), rows)),
-            "reward-score" => found.rewards.push((node.id.clone(), rows.iter().map(|r| num(r, "reward")).collect())),
-            "taste-match" => {
+            "DpoLog" => found.dpo.push((node.id.clone(), rows)),
+            "Scores" => found.rewards.push((node.id.clone(), rows.iter().map(|r| num(r, "reward")).collect())),
+            "TasteMatches" => {
                 let count = |key: &str| rows.iter().filter(|r| r[key].as_bool() == Some(true)).count();
                 found.tastes.push((node.id.clone(), [rows.len(), count("names_liked"), count("names_disliked"), count("names_any")]));
             }
