@@ -57,6 +57,8 @@ pub struct Pipeline {
     pub file: PathBuf,
     pub seed: u64,
     pub cache: Option<String>,
+    /// The spec's shared cache, if any.
+    pub remote: Option<crate::spec::RemoteSetting>,
     pub nodes: Vec<Node>,
     index: HashMap<String, usize>,
 }
@@ -380,6 +382,7 @@ pub fn resolve(file: &SpecFile, registry: &Registry) -> Result<Pipeline, SpecErr
         file: file.path.clone(),
         seed: raw.seed,
         cache: raw.cache.clone(),
+        remote: raw.remote.clone(),
         nodes,
         index,
     })

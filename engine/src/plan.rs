@@ -276,3 +276,65 @@ fn change_reasons(comps: &KeyComponents, pending: &BTreeSet<String>, last: &Opti
         }
     }
 }
+
+/// Where a node's current result is, as far as the caches know without computing anything.
+#[derive(Clone, Debug)]
+pub enum Resolved {
+    /// In the local cache.
+    Local(ActionEntry),
+    /// Only in the remote.
+    Remote(ActionEntry),
+    /// In neither (or an input's producer is in neither, so the key is not known yet).
+    Unknown,
+    /// An external file could not be read, or the remote failed.
+    Failed(String),
+}
+
+impl Resolved {
+    fn entry(&self) -> Option<&ActionEntry> {
+        match self {
+            Resolved::Local(e) | Resolved::Remote(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+/// Resolves every node's key from the local cache and then the remote, in dependency order:
+/// a remote entry's output digests give its consumers' keys, so a whole pipeline's results
+/// can be found (for `cache pull`) without downloading or computing anything.
+pub fn resolve_keys(p: &Pipeline, store: &Store, remote: Option<&dyn dagrun_cache::RemoteCache>) -> Vec<Resolved> {
+    let hasher = FileHasher::new(Some(store));
+    let mut out: Vec<Resolved> = Vec::with_capacity(p.nodes.len());
+    for node in &p.nodes {
+        let mut inputs = BTreeMap::new();
+        let known = node.inputs.iter().all(|e| match out[e.from].entry().and_then(|en| en.outputs.get(&e.from_port)) {
+            Some(d) => {
+                inputs.insert(e.port.clone(), *d);
+                true
+            }
+            None => false,
+        });
+        if !known {
+            out.push(Resolved::Unknown);
+            continue;
+        }
+        let files = match hasher.digests(&node.files) {
+            Ok(f) => f,
+            Err(e) => {
+                out.push(Resolved::Failed(e.to_string()));
+                continue;
+            }
+        };
+        let key = components(node, &inputs, &files).key();
+        if let Lookup::Hit(entry) = lookup(store, &key, Check::Quick) {
+            out.push(Resolved::Local(entry));
+            continue;
+        }
+        out.push(match remote.map(|r| r.get_action(&key)) {
+            Some(Ok(Some(entry))) => Resolved::Remote(entry),
+            Some(Err(e)) => Resolved::Failed(e.to_string()),
+            _ => Resolved::Unknown,
+        });
+    }
+    out
+}

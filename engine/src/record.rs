@@ -19,6 +19,9 @@ pub enum NodeStatus {
     Cached,
     /// It was computed in this run.
     Ran,
+    /// Its key was in the remote cache: nothing was computed, and its outputs were downloaded
+    /// only if a node that ran needed them.
+    Remote,
     /// It failed.
     Failed,
     /// It did not run: not selected, an upstream node failed, or the run stopped.
@@ -30,6 +33,7 @@ impl std::fmt::Display for NodeStatus {
         f.write_str(match self {
             NodeStatus::Cached => "cached",
             NodeStatus::Ran => "ran",
+            NodeStatus::Remote => "remote",
             NodeStatus::Failed => "failed",
             NodeStatus::Skipped => "skipped",
         })
@@ -130,7 +134,7 @@ pub fn last_computed(store: &Store, pipeline: &str, depth: usize) -> HashMap<Str
     let mut out: HashMap<String, (NodeRecord, u64)> = HashMap::new();
     for rec in latest(store, pipeline, depth) {
         for n in rec.nodes {
-            if matches!(n.status, NodeStatus::Ran | NodeStatus::Cached) && n.components.is_some() && !out.contains_key(&n.id) {
+            if matches!(n.status, NodeStatus::Ran | NodeStatus::Cached | NodeStatus::Remote) && n.components.is_some() && !out.contains_key(&n.id) {
                 out.insert(n.id.clone(), (n, rec.started_unix_ms));
             }
         }

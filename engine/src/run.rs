@@ -9,7 +9,7 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use dagrun_cache::{unix_ms, ActionEntry, CacheError, Check, Digest, Store};
+use dagrun_cache::{unix_ms, ActionEntry, CacheError, Check, Digest, RemoteCache, Store};
 use serde::Serialize;
 
 use crate::context::{CancelToken, Cancelled, Device, InputArtifact, Inputs, NodeContext, MANIFEST_FILE};
@@ -37,6 +37,10 @@ pub struct RunOptions {
     pub ui: Arc<Ui>,
     /// Rehash every cached output the run uses, not only the inputs of nodes that run.
     pub verify: bool,
+    /// A shared cache to read through (and, if it says so, write through): a node whose key
+    /// it has is not computed, and its outputs are downloaded only when a node that runs
+    /// needs them.
+    pub remote: Option<Arc<dyn RemoteCache>>,
 }
 
 /// What happened to one node.
@@ -92,14 +96,35 @@ enum State {
     Waiting,
     Ready { key: Digest, comps: KeyComponents },
     Running { key: Digest, comps: KeyComponents },
-    Done { status: NodeStatus, key: Digest, comps: KeyComponents, outputs: BTreeMap<String, Digest>, seconds: f64, note: Option<String> },
+    Done {
+        status: NodeStatus,
+        key: Digest,
+        comps: KeyComponents,
+        outputs: BTreeMap<String, Digest>,
+        seconds: f64,
+        note: Option<String>,
+        /// The remote's entry, while the outputs are only in the remote.
+        remote: Option<Box<ActionEntry>>,
+    },
     Failed { key: Option<Digest>, comps: Option<KeyComponents>, error: String, seconds: f64 },
     Skipped { note: String },
 }
 
 impl State {
     fn cached(key: Digest, comps: KeyComponents, entry: ActionEntry, note: Option<String>) -> State {
-        State::Done { status: NodeStatus::Cached, key, comps, outputs: entry.outputs, seconds: 0.0, note }
+        State::Done { status: NodeStatus::Cached, key, comps, outputs: entry.outputs, seconds: 0.0, note, remote: None }
+    }
+
+    fn in_remote(key: Digest, comps: KeyComponents, entry: ActionEntry) -> State {
+        State::Done {
+            status: NodeStatus::Remote,
+            key,
+            comps,
+            outputs: entry.outputs.clone(),
+            seconds: 0.0,
+            note: None,
+            remote: Some(Box::new(entry)),
+        }
     }
 }
 
@@ -109,6 +134,8 @@ enum WorkResult {
     Failed { error: String, seconds: f64 },
     Cancelled { seconds: f64 },
     InputDamaged { producer: usize, what: String },
+    /// An input only in the remote could not be downloaded (corrupt, missing, unreachable).
+    InputNotFetched { producer: usize, why: String },
 }
 
 /// Runs the selected part of a pipeline against `store`.
@@ -122,9 +149,11 @@ pub fn run(p: &Pipeline, store: &Store, opts: &RunOptions) -> Result<RunReport, 
     let planned = plan::plan(p, Some(store), &opts.targets, &opts.force);
     let blocked: Vec<String> =
         planned.iter().zip(&p.nodes).filter(|(pl, _)| matches!(pl.plan, NodePlan::Blocked)).map(|(_, n)| n.id.clone()).collect();
-    if !blocked.is_empty() {
+    // With a remote, an unselected ancestor may still be found there once its key is known.
+    if !blocked.is_empty() && opts.remote.is_none() {
         return Err(RunError::Blocked(blocked));
     }
+    let mut remote = opts.remote.clone();
     let n = p.nodes.len();
     let needed: Vec<bool> = planned.iter().map(|pl| !matches!(pl.plan, NodePlan::Unneeded)).collect();
     let targets: Vec<bool> = (0..n).map(|i| opts.targets[i] || opts.force.contains(&i)).collect();
@@ -193,9 +222,28 @@ pub fn run(p: &Pipeline, store: &Store, opts: &RunOptions) -> Result<RunReport, 
                         }
                         Lookup::Miss => {}
                     }
+                    if let Some(r) = &remote {
+                        match r.get_action(&key) {
+                            Ok(Some(entry)) => {
+                                state[i] = State::in_remote(key, comps, entry);
+                                continue;
+                            }
+                            Ok(None) => {}
+                            Err(e) if e.is_unavailable() => {
+                                opts.ui.println(&format!("warning: the remote is unavailable ({e}); going on without it"));
+                                remote = None;
+                            }
+                            Err(e) => opts.ui.println(&format!("[{}] the remote's entry is unusable ({e}); computing", node.id)),
+                        }
+                    }
                 }
                 if !targets[i] {
-                    state[i] = State::Skipped { note: "not selected, and no longer in the cache".into() };
+                    let note = if opts.remote.is_some() {
+                        "not selected, and in neither the cache nor the remote"
+                    } else {
+                        "not selected, and no longer in the cache"
+                    };
+                    state[i] = State::Skipped { note: note.into() };
                     continue;
                 }
                 state[i] = State::Ready { key, comps };
@@ -219,6 +267,15 @@ pub fn run(p: &Pipeline, store: &Store, opts: &RunOptions) -> Result<RunReport, 
                         comps: comps.clone(),
                         forced: forced[i],
                         inputs: input_artifacts(p, i, &state, store),
+                        remote_inputs: p.nodes[i]
+                            .inputs
+                            .iter()
+                            .filter_map(|e| match &state[e.from] {
+                                State::Done { remote: Some(entry), .. } => Some((e.port.clone(), (**entry).clone())),
+                                _ => None,
+                            })
+                            .collect(),
+                        remote: remote.clone(),
                         producer_keys: p.nodes[i]
                             .inputs
                             .iter()
@@ -268,7 +325,7 @@ pub fn run(p: &Pipeline, store: &Store, opts: &RunOptions) -> Result<RunReport, 
                 WorkResult::Ran { outputs, seconds } => {
                     forced[i] = false;
                     opts.ui.println(&format!("[{id}] ran in {}", human_seconds(seconds)));
-                    state[i] = State::Done { status: NodeStatus::Ran, key, comps, outputs, seconds, note: None };
+                    state[i] = State::Done { status: NodeStatus::Ran, key, comps, outputs, seconds, note: None, remote: None };
                 }
                 WorkResult::CachedByOther { entry } => {
                     state[i] = State::cached(key, comps, entry, Some("computed by another dagrun process meanwhile".into()));
@@ -281,9 +338,19 @@ pub fn run(p: &Pipeline, store: &Store, opts: &RunOptions) -> Result<RunReport, 
                 WorkResult::Cancelled { seconds } => {
                     state[i] = State::Failed { key: Some(key), comps: Some(comps), error: "interrupted".into(), seconds };
                 }
-                WorkResult::InputDamaged { producer, what } => {
+                WorkResult::InputDamaged { producer, .. } | WorkResult::InputNotFetched { producer, .. } => {
                     let up = &p.nodes[producer].id;
-                    opts.ui.println(&format!("[{id}] input from `{up}` is damaged ({what}); recomputing `{up}`"));
+                    let what = match result {
+                        WorkResult::InputDamaged { what, .. } => {
+                            opts.ui.println(&format!("[{id}] input from `{up}` is damaged ({what}); recomputing `{up}`"));
+                            what
+                        }
+                        WorkResult::InputNotFetched { why, .. } => {
+                            opts.ui.println(&format!("[{id}] input from `{up}` could not be downloaded ({why}); computing `{up}` here"));
+                            why
+                        }
+                        _ => unreachable!(),
+                    };
                     resets[producer] += 1;
                     if resets[producer] > 2 || !targets[producer] {
                         failed_any = true;
@@ -353,7 +420,8 @@ fn outcome_of(node: &Node, s: State) -> NodeOutcome {
         components: None,
     };
     match s {
-        State::Done { status, key, comps, outputs, seconds, note } => {
+        State::Done { status, key, comps, outputs, seconds, note, remote } => {
+            let note = note.or_else(|| remote.map(|_| "in the remote; not downloaded".to_string()));
             o.status = status;
             o.key = Some(key);
             o.digest = node.outputs.first().and_then(|p| outputs.get(&p.name).copied());
@@ -409,6 +477,9 @@ struct Job<'a> {
     inputs: BTreeMap<String, InputArtifact>,
     /// Input port -> (producer index, producer key).
     producer_keys: BTreeMap<String, (usize, Digest)>,
+    /// Input port -> the remote entry of its producer, for inputs only in the remote.
+    remote_inputs: BTreeMap<String, ActionEntry>,
+    remote: Option<Arc<dyn RemoteCache>>,
     store: &'a Store,
     device: Device,
     cancel: CancelToken,
@@ -420,6 +491,10 @@ impl Job<'_> {
     fn execute(self) -> WorkResult {
         let started = Instant::now();
         let failed = |error: String| WorkResult::Failed { error, seconds: started.elapsed().as_secs_f64() };
+
+        if let Err(r) = self.fetch_remote_inputs() {
+            return r;
+        }
 
         // Inputs are rehashed once per run before anything reads them.
         for (port, a) in &self.inputs {
@@ -465,6 +540,38 @@ impl Job<'_> {
         }
     }
 
+    /// Downloads the inputs that are only in the remote (verified on the way in), and records
+    /// a producer's entry locally once all its outputs are here.
+    fn fetch_remote_inputs(&self) -> Result<(), WorkResult> {
+        let Some(remote) = &self.remote else { return Ok(()) };
+        for (port, entry) in &self.remote_inputs {
+            let Some(a) = self.inputs.get(port) else { continue };
+            if self.store.check_artifact(&a.digest, Check::Quick).is_err() {
+                let t0 = Instant::now();
+                let (producer, _) = self.producer_keys[port];
+                if let Err(e) = remote.fetch_artifact(self.store, &a.digest) {
+                    return Err(WorkResult::InputNotFetched { producer, why: e.to_string() });
+                }
+                let secs = t0.elapsed().as_secs_f64();
+                let size = self.store.artifact_info(&a.digest).map(|i| i.size).unwrap_or(0);
+                self.ui.println(&format!(
+                    "[{}] downloaded input `{port}` ({}) from the remote in {} ({}/s)",
+                    self.node.id,
+                    crate::ui::human_bytes(size),
+                    human_seconds(secs),
+                    crate::ui::human_bytes((size as f64 / secs.max(1e-6)) as u64)
+                ));
+                if let Ok(mut v) = self.verified.lock() {
+                    v.insert(a.digest);
+                }
+            }
+            if entry.outputs.values().all(|d| self.store.check_artifact(d, Check::Quick).is_ok()) {
+                let _ = self.store.put_action(entry);
+            }
+        }
+        Ok(())
+    }
+
     fn compute(&self, started: Instant) -> Result<WorkResult, String> {
         let store = self.store;
         let scratch = store.stage().map_err(|e| e.to_string())?;
@@ -505,7 +612,7 @@ impl Job<'_> {
                 if e.downcast_ref::<Cancelled>().is_some() || self.cancel.is_cancelled() {
                     return Ok(WorkResult::Cancelled { seconds });
                 }
-                return Err(error_chain(&*e));
+                return Err(with_disk_hint(error_chain(&*e), &*e));
             }
             Ok(Ok(())) => {}
         }
@@ -537,6 +644,12 @@ impl Job<'_> {
             seconds,
         };
         store.put_action(&entry).map_err(|e| e.to_string())?;
+        if let Some(remote) = self.remote.as_ref().filter(|r| r.write_through()) {
+            // The result is safe locally; a failed upload is a warning, not a failed node.
+            if let Err(e) = remote.push_entry(store, &entry) {
+                self.ui.println(&format!("[{}] warning: could not push to the remote: {e}", self.node.id));
+            }
+        }
         Ok(WorkResult::Ran { outputs: digests, seconds })
     }
 }
@@ -553,6 +666,23 @@ pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
         cur = s.source();
     }
     parts.join(": ")
+}
+
+/// Adds what to do when a node failed because the disk is full (a kind's own writes report
+/// a bare "No space left on device").
+fn with_disk_hint(message: String, e: &(dyn std::error::Error + 'static)) -> String {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cur {
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            if matches!(io.raw_os_error(), Some(libc::ENOSPC) | Some(libc::EDQUOT)) {
+                return format!(
+                    "{message} (the disk holding the cache is full: free space, run `dagrun cache gc`, or pass --cache-dir)"
+                );
+            }
+        }
+        cur = err.source();
+    }
+    message
 }
 
 /// Seconds for people: `0.42 s`, `12.3 s`, `4m 05s`.
@@ -594,6 +724,7 @@ mod tests {
             cancel: CancelToken::new(),
             ui: Ui::silent(),
             verify: false,
+            remote: None,
         }
     }
 
@@ -602,6 +733,106 @@ mod tests {
     }
 
     const CHAIN: &str = "pipeline: p\nnodes:\n  s: { kind: src, params: { n: 3 } }\n  m: { kind: map, inputs: { in: s }, params: { add: 1 } }\n  r: { kind: map, inputs: { in: m } }\n";
+
+    /// A remote that is another local store (the object-store remote is tested end to end).
+    #[derive(Debug)]
+    struct StoreRemote {
+        inner: Store,
+        fail_fetch: bool,
+        fetched: Mutex<Vec<Digest>>,
+    }
+
+    impl RemoteCache for StoreRemote {
+        fn describe(&self) -> String {
+            "test remote".into()
+        }
+        fn get_action(&self, key: &Digest) -> Result<Option<ActionEntry>, dagrun_cache::RemoteError> {
+            Ok(self.inner.get_action(key)?)
+        }
+        fn fetch_artifact(&self, store: &Store, digest: &Digest) -> Result<(), dagrun_cache::RemoteError> {
+            if self.fail_fetch {
+                return Err(dagrun_cache::RemoteError::Corrupt { object: digest.short(), why: "test".into() });
+            }
+            self.fetched.lock().unwrap().push(*digest);
+            copy_artifact(&self.inner, store, digest)
+        }
+        fn push_entry(&self, store: &Store, entry: &ActionEntry) -> Result<(), dagrun_cache::RemoteError> {
+            for d in entry.outputs.values() {
+                copy_artifact(store, &self.inner, d)?;
+            }
+            Ok(self.inner.put_action(entry)?)
+        }
+        fn write_through(&self) -> bool {
+            true
+        }
+    }
+
+    fn copy_artifact(from: &Store, to: &Store, d: &Digest) -> Result<(), dagrun_cache::RemoteError> {
+        let listing = from.check_artifact(d, Check::Full).map_err(|e| dagrun_cache::RemoteError::Missing { object: e.to_string() })?;
+        let stage = to.stage()?;
+        for f in &listing.files {
+            let dest = stage.path().join(&f.path);
+            std::fs::create_dir_all(dest.parent().unwrap()).unwrap();
+            std::fs::copy(from.artifact_dir(d).join(&f.path), dest).unwrap();
+        }
+        to.publish(stage)?;
+        Ok(())
+    }
+
+    #[test]
+    fn a_remote_is_read_through_and_only_needed_inputs_are_downloaded() {
+        let dir = tempfile::tempdir().unwrap();
+        let remote = Arc::new(StoreRemote { inner: Store::open(dir.path().join("remote")).unwrap(), fail_fetch: false, fetched: Mutex::default() });
+        let p = pipeline(CHAIN);
+        // Alice computes and writes through.
+        let alice = Store::open(dir.path().join("alice")).unwrap();
+        let mut o = opts(&p);
+        o.remote = Some(remote.clone());
+        let first = run(&p, &alice, &o).unwrap();
+        assert!(first.nodes.iter().all(|n| n.status == NodeStatus::Ran));
+        // Bob finds everything in the remote and downloads nothing.
+        let bob = Store::open(dir.path().join("bob")).unwrap();
+        let second = run(&p, &bob, &o).unwrap();
+        assert!(second.nodes.iter().all(|n| n.status == NodeStatus::Remote), "{:?}", statuses(&second));
+        assert_eq!(second.nodes[2].digest, first.nodes[2].digest);
+        assert!(remote.fetched.lock().unwrap().is_empty());
+        assert!(bob.artifacts().unwrap().is_empty());
+        // A change to `r` runs `r` alone and downloads only its input (m's output).
+        let p2 = pipeline(&CHAIN.replace("r: { kind: map, inputs: { in: m } }", "r: { kind: map, inputs: { in: m }, params: { add: 5 } }"));
+        let mut o2 = opts(&p2);
+        o2.remote = Some(remote.clone());
+        let third = run(&p2, &bob, &o2).unwrap();
+        assert_eq!(
+            statuses(&third),
+            vec![("s".into(), NodeStatus::Remote), ("m".into(), NodeStatus::Remote), ("r".into(), NodeStatus::Ran)]
+        );
+        assert_eq!(*remote.fetched.lock().unwrap(), vec![first.nodes[1].digest.unwrap()]);
+        // m's entry is now local (its only output is); s's is not.
+        assert!(bob.get_action(&first.nodes[1].key.unwrap()).unwrap().is_some());
+        assert!(bob.get_action(&first.nodes[0].key.unwrap()).unwrap().is_none());
+    }
+
+    #[test]
+    fn an_input_that_cannot_be_downloaded_is_computed_here() {
+        let dir = tempfile::tempdir().unwrap();
+        let good = Arc::new(StoreRemote { inner: Store::open(dir.path().join("remote")).unwrap(), fail_fetch: false, fetched: Mutex::default() });
+        let p = pipeline(CHAIN);
+        let mut o = opts(&p);
+        o.remote = Some(good);
+        run(&p, &Store::open(dir.path().join("alice")).unwrap(), &o).unwrap();
+        let bad = Arc::new(StoreRemote { inner: Store::open(dir.path().join("remote")).unwrap(), fail_fetch: true, fetched: Mutex::default() });
+        let p2 = pipeline(&CHAIN.replace("r: { kind: map, inputs: { in: m } }", "r: { kind: map, inputs: { in: m }, params: { add: 5 } }"));
+        let mut o2 = opts(&p2);
+        o2.remote = Some(bad);
+        let r = run(&p2, &Store::open(dir.path().join("bob")).unwrap(), &o2).unwrap();
+        // m's output cannot be fetched, so m is computed here, and so is s, which m needs and
+        // which cannot be fetched either.
+        assert_eq!(r.outcome, RunOutcome::Ok);
+        assert_eq!(
+            statuses(&r),
+            vec![("s".into(), NodeStatus::Ran), ("m".into(), NodeStatus::Ran), ("r".into(), NodeStatus::Ran)]
+        );
+    }
 
     #[test]
     fn second_run_is_cached_and_records_are_written() {

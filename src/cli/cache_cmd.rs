@@ -1,4 +1,4 @@
-//! `dagrun cache ls|verify|gc`.
+//! `dagrun cache ls|verify|gc|push|pull`.
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::PathBuf;
@@ -20,6 +20,11 @@ pub enum CacheCommand {
     Verify(VerifyArgs),
     /// Delete artifacts that the latest runs of every pipeline did not reach.
     Gc(GcArgs),
+    /// Upload a pipeline's cached results (or the whole cache with --all) to a remote:
+    /// artifacts first, then the entries that name them.
+    Push(super::remote::TransferArgs),
+    /// Download what a remote has of a pipeline's results, verified against their digests.
+    Pull(super::remote::TransferArgs),
 }
 
 #[derive(Args, Debug)]
@@ -64,6 +69,8 @@ pub fn cache(c: CacheCommand) -> CliResult {
         CacheCommand::Ls(a) => ls(a),
         CacheCommand::Verify(a) => verify(a),
         CacheCommand::Gc(a) => gc(a),
+        CacheCommand::Push(a) => super::remote::push(a),
+        CacheCommand::Pull(a) => super::remote::pull(a),
     }
 }
 

@@ -6,6 +6,7 @@ mod explain;
 mod graph;
 mod kinds;
 mod plan;
+mod remote;
 mod report;
 mod run;
 mod show;

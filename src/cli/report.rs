@@ -76,6 +76,12 @@ pub fn report(a: ReportArgs) -> CliResult {
     let registry = util::registry();
     let pipeline = util::load(&a.spec, &registry)?;
     let store = util::existing_store(&a.spec.cache_dir, Some(&pipeline))?;
+    if let Some(store) = &store {
+        let read: Vec<usize> = (0..pipeline.nodes.len())
+            .filter(|&i| pipeline.nodes[i].outputs.iter().any(|o| READ.contains(&o.ty.name)))
+            .collect();
+        super::remote::fetch_for_reading(&pipeline, store, &read);
+    }
     let targets = vec![true; pipeline.nodes.len()];
     let planned = make_plan(&pipeline, store.as_ref(), &targets, &BTreeSet::new());
     let mut found = Found::default();

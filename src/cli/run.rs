@@ -37,6 +37,8 @@ pub struct RunArgs {
     /// Without it, only the inputs of nodes that run are rehashed.
     #[arg(long)]
     pub verify: bool,
+    #[command(flatten)]
+    pub remote: super::remote::RemoteArgs,
 }
 
 pub fn run(a: RunArgs) -> CliResult {
@@ -59,7 +61,18 @@ pub fn run(a: RunArgs) -> CliResult {
     let cancel = CancelToken::new();
     install_interrupt_handler(cancel.clone());
     let ui = Ui::new(!a.quiet, a.quiet);
-    let opts = RunOptions { jobs, keep_going: a.keep_going, force, targets, device, cancel, ui, verify: a.verify };
+    let remote = super::remote::open(&a.remote, Some(&pipeline))?;
+    let opts = RunOptions {
+        jobs,
+        keep_going: a.keep_going,
+        force,
+        targets,
+        device,
+        cancel,
+        ui,
+        verify: a.verify,
+        remote: remote.map(|r| r as Arc<dyn dagrun_engine::cache::RemoteCache>),
+    };
     let report = match dagrun_engine::run(&pipeline, &store, &opts) {
         Ok(r) => r,
         Err(RunError::Blocked(ids)) => return Err(CliError::Usage(RunError::Blocked(ids).to_string())),
@@ -104,7 +117,7 @@ pub fn summary(r: &RunReport) -> String {
     let count = |s: NodeStatus| r.nodes.iter().filter(|n| n.status == s).count();
     let mut out = columns(&rows);
     let mut parts = vec![format!("{} ran", count(NodeStatus::Ran)), format!("{} cached", count(NodeStatus::Cached))];
-    for (s, name) in [(NodeStatus::Failed, "failed"), (NodeStatus::Skipped, "skipped")] {
+    for (s, name) in [(NodeStatus::Remote, "in the remote"), (NodeStatus::Failed, "failed"), (NodeStatus::Skipped, "skipped")] {
         if count(s) > 0 {
             parts.push(format!("{} {name}", count(s)));
         }

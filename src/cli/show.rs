@@ -64,6 +64,7 @@ pub fn show(a: ShowArgs) -> CliResult {
         ))
     };
     let store = util::existing_store(&a.spec.cache_dir, Some(&pipeline))?.ok_or_else(not_computed)?;
+    super::remote::fetch_for_reading(&pipeline, &store, &[i]);
     let targets = vec![true; pipeline.nodes.len()];
     let planned = make_plan(&pipeline, Some(&store), &targets, &BTreeSet::new());
     let NodePlan::Cached { entry, .. } = &planned[i].plan else { return Err(not_computed()) };

@@ -156,21 +156,7 @@ pub fn columns(rows: &[Vec<String>]) -> String {
     out
 }
 
-/// Bytes for people.
-pub fn human_bytes(b: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = b as f64;
-    let mut u = 0;
-    while v >= 1024.0 && u + 1 < UNITS.len() {
-        v /= 1024.0;
-        u += 1;
-    }
-    if u == 0 {
-        format!("{b} B")
-    } else {
-        format!("{v:.1} {}", UNITS[u])
-    }
-}
+pub use dagrun_engine::ui::human_bytes;
 
 #[cfg(test)]
 mod tests {

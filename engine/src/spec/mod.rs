@@ -27,10 +27,53 @@ pub struct RawSpec {
     /// The local cache directory (relative to the working directory).
     #[serde(default)]
     pub cache: Option<String>,
+    /// A shared cache that runs read through: a URL, or `{url: URL, push: true}` to also
+    /// push every node a run computes.
+    #[serde(default)]
+    pub remote: Option<RemoteSetting>,
     /// Values that params and inputs refer to as `${vars.NAME}`.
     #[serde(default)]
     pub vars: IndexMap<String, serde_yaml::Value>,
     pub nodes: IndexMap<String, RawNode>,
+}
+
+/// The `remote:` setting of a spec.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RemoteSetting {
+    /// `s3://BUCKET/PREFIX`, `gs://…`, `az://…`, `file:///DIR` or a directory path.
+    pub url: String,
+    /// Write-through: push each node a run computes.
+    pub push: bool,
+}
+
+impl<'de> Deserialize<'de> for RemoteSetting {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        let expected = "expected a remote URL (s3://BUCKET/PREFIX, gs://…, az://…, file:///DIR) or `{url: URL, push: true|false}`";
+        match serde_yaml::Value::deserialize(d)? {
+            serde_yaml::Value::String(url) if !url.trim().is_empty() => Ok(RemoteSetting { url, push: false }),
+            serde_yaml::Value::Mapping(m) => {
+                let mut url = None;
+                let mut push = false;
+                for (k, v) in m {
+                    match (k.as_str(), v) {
+                        (Some("url"), serde_yaml::Value::String(u)) if !u.trim().is_empty() => url = Some(u),
+                        (Some("push"), serde_yaml::Value::Bool(b)) => push = b,
+                        (Some("url"), _) => return Err(D::Error::custom("`url` must be a non-empty string")),
+                        (Some("push"), _) => return Err(D::Error::custom("`push` must be true or false")),
+                        (k, _) => {
+                            return Err(D::Error::custom(format!(
+                                "unknown field `{}` in `remote`; expected `url` or `push`",
+                                k.unwrap_or("?")
+                            )))
+                        }
+                    }
+                }
+                url.map(|url| RemoteSetting { url, push }).ok_or_else(|| D::Error::custom("`remote` needs a `url`"))
+            }
+            _ => Err(D::Error::custom(expected)),
+        }
+    }
 }
 
 /// A node as written.

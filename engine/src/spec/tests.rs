@@ -203,3 +203,21 @@ fn overrides_are_typed_by_the_schema() {
     let errs = load_with(text, &["vars.m=1"]).unwrap_err();
     assert_eq!(errs[0].message, "unknown variable `vars.m`");
 }
+
+#[test]
+fn remote_is_a_url_or_url_and_push() {
+    use crate::spec::RemoteSetting;
+    let nodes = "nodes:\n  a: { kind: src, params: { n: 1 } }\n";
+    let p = load(&format!("pipeline: p\nremote: s3://team/dagrun\n{nodes}")).unwrap();
+    assert_eq!(p.remote, Some(RemoteSetting { url: "s3://team/dagrun".into(), push: false }));
+    let p = load(&format!("pipeline: p\nremote: {{ url: /mnt/shared, push: true }}\n{nodes}")).unwrap();
+    assert_eq!(p.remote, Some(RemoteSetting { url: "/mnt/shared".into(), push: true }));
+    assert_eq!(load(&format!("pipeline: p\n{nodes}")).unwrap().remote, None);
+    let e = one_error(&format!("pipeline: p\nremote: {{ url: s3://b/p, pusj: true }}\n{nodes}"));
+    assert!(e.message.contains("unknown field `pusj` in `remote`"), "{e}");
+    assert_eq!(loc(&e).0, 2);
+    let e = one_error(&format!("pipeline: p\nremote: {{ push: true }}\n{nodes}"));
+    assert!(e.message.contains("needs a `url`"), "{e}");
+    let e = one_error(&format!("pipeline: p\nremote: 3\n{nodes}"));
+    assert!(e.message.contains("expected a remote URL"), "{e}");
+}

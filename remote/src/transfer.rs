@@ -1,0 +1,573 @@
+//! Verified uploads and downloads between the local store and an object store: several at a
+//! time, streamed, retried with backoff, counted for progress.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use dagrun_cache::{ActionEntry, CacheError, Check, Digest, FileEntry, Listing, RemoteCache, RemoteError, Store};
+use futures::StreamExt;
+use object_store::path::Path as ObjectPath;
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload, WriteMultipart};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::Semaphore;
+
+use crate::open::{open, OpenError, Opened};
+
+/// Files larger than this are uploaded in parts, streamed from disk.
+const MULTIPART_THRESHOLD: u64 = 32 << 20;
+const PART_SIZE: usize = 16 << 20;
+/// Whole-file attempts when a transfer breaks off (object_store retries single requests too).
+const ATTEMPTS: u32 = 3;
+
+/// Byte and object counters, shared with whoever shows progress.
+#[derive(Debug, Default)]
+pub struct Stats {
+    pub bytes_up: AtomicU64,
+    pub bytes_down: AtomicU64,
+    pub files_up: AtomicU64,
+    pub files_down: AtomicU64,
+}
+
+/// What a push or pull did.
+#[derive(Clone, Debug, Default)]
+pub struct TransferReport {
+    /// Entries written (to the remote for a push, to the local cache for a pull).
+    pub entries: usize,
+    /// Artifacts transferred.
+    pub artifacts: usize,
+    /// Artifacts the other side already had.
+    pub artifacts_present: usize,
+    pub bytes: u64,
+    /// One line per entry that could not be transferred.
+    pub failures: Vec<String>,
+}
+
+/// A remote cache.
+pub struct Remote {
+    store: Arc<dyn ObjectStore>,
+    prefix: ObjectPath,
+    shown: String,
+    redactor: crate::Redactor,
+    rt: tokio::runtime::Runtime,
+    permits: Arc<Semaphore>,
+    write_through: bool,
+    stats: Arc<Stats>,
+}
+
+impl std::fmt::Debug for Remote {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Remote").field("url", &self.shown).finish()
+    }
+}
+
+impl Remote {
+    /// Opens a remote (see [`crate::open`] for the URL forms). `jobs` transfers run at once;
+    /// `write_through` makes runs push each node they compute.
+    pub fn open(spec: &str, jobs: usize, write_through: bool) -> Result<Remote, OpenError> {
+        let Opened { store, prefix, shown, redactor } = open(spec)?;
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("dagrun-remote")
+            .enable_all()
+            .build()
+            .map_err(|e| OpenError { shown: shown.clone(), why: format!("cannot start the transfer runtime: {e}") })?;
+        Ok(Remote {
+            store,
+            prefix,
+            shown,
+            redactor,
+            rt,
+            permits: Arc::new(Semaphore::new(jobs.max(1))),
+            write_through,
+            stats: Arc::default(),
+        })
+    }
+
+    /// The counters that progress displays read.
+    pub fn stats(&self) -> Arc<Stats> {
+        self.stats.clone()
+    }
+
+    fn object(&self, rel: &str) -> ObjectPath {
+        rel.split('/').fold(self.prefix.clone(), |p, part| p.clone().join(part))
+    }
+
+    fn artifact_base(digest: &Digest) -> String {
+        let hex = digest.hex();
+        format!("cas/{}/{hex}", &hex[..2])
+    }
+
+    fn listing_object(&self, digest: &Digest) -> ObjectPath {
+        self.object(&format!("{}/listing", Self::artifact_base(digest)))
+    }
+
+    fn file_object(&self, digest: &Digest, file: &str) -> ObjectPath {
+        self.object(&format!("{}/files/{file}", Self::artifact_base(digest)))
+    }
+
+    fn action_object(&self, key: &Digest) -> ObjectPath {
+        let hex = key.hex();
+        self.object(&format!("ac/{}/{hex}.json", &hex[..2]))
+    }
+
+    fn unavailable(&self, e: impl std::fmt::Display) -> RemoteError {
+        RemoteError::Unavailable { remote: self.shown.clone(), why: self.redactor.scrub(&e.to_string()) }
+    }
+
+    fn map_err(&self, object: &ObjectPath, e: object_store::Error) -> RemoteError {
+        match e {
+            object_store::Error::NotFound { .. } => RemoteError::Missing { object: object.to_string() },
+            e => self.unavailable(format!("{object}: {e}")),
+        }
+    }
+
+    /// Runs `attempt` up to [`ATTEMPTS`] times while the remote is unavailable, backing off.
+    async fn retried<T, F, Fut>(&self, mut attempt: F) -> Result<T, RemoteError>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, RemoteError>>,
+    {
+        let mut wait = Duration::from_millis(200);
+        let mut n = 1;
+        loop {
+            match attempt().await {
+                Err(e) if e.is_unavailable() && n < ATTEMPTS => {
+                    tokio::time::sleep(wait).await;
+                    wait *= 2;
+                    n += 1;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn get_small(&self, object: &ObjectPath) -> Result<Option<Bytes>, RemoteError> {
+        self.retried(|| async {
+            match self.store.get(object).await {
+                Ok(r) => r.bytes().await.map(Some).map_err(|e| self.map_err(object, e)),
+                Err(object_store::Error::NotFound { .. }) => Ok(None),
+                Err(e) => Err(self.map_err(object, e)),
+            }
+        })
+        .await
+    }
+
+    async fn exists(&self, object: &ObjectPath) -> Result<bool, RemoteError> {
+        self.retried(|| async {
+            match self.store.head(object).await {
+                Ok(_) => Ok(true),
+                Err(object_store::Error::NotFound { .. }) => Ok(false),
+                Err(e) => Err(self.map_err(object, e)),
+            }
+        })
+        .await
+    }
+
+    async fn put_small(&self, object: &ObjectPath, bytes: Bytes) -> Result<(), RemoteError> {
+        self.retried(|| async {
+            self.store.put(object, PutPayload::from_bytes(bytes.clone())).await.map(|_| ()).map_err(|e| self.map_err(object, e))
+        })
+        .await
+    }
+
+    async fn action(&self, key: &Digest) -> Result<Option<ActionEntry>, RemoteError> {
+        let object = self.action_object(key);
+        let Some(bytes) = self.get_small(&object).await? else { return Ok(None) };
+        let entry: ActionEntry = serde_json::from_slice(&bytes)
+            .map_err(|e| RemoteError::Corrupt { object: object.to_string(), why: format!("not an action entry: {e}") })?;
+        if entry.key != *key {
+            return Err(RemoteError::Corrupt { object: object.to_string(), why: "it names another key".into() });
+        }
+        Ok(Some(entry))
+    }
+
+    /// The remote listing of `digest`, checked to hash to it; `None` when the remote lacks it.
+    async fn listing(&self, digest: &Digest) -> Result<Option<Listing>, RemoteError> {
+        let object = self.listing_object(digest);
+        let Some(bytes) = self.get_small(&object).await? else { return Ok(None) };
+        let corrupt = |why: &str| RemoteError::Corrupt { object: object.to_string(), why: why.into() };
+        let text = std::str::from_utf8(&bytes).map_err(|_| corrupt("the listing is not text"))?;
+        let listing = Listing::parse(text).ok_or_else(|| corrupt("the listing is unreadable"))?;
+        if listing.digest() != *digest {
+            return Err(corrupt("the listing does not hash to the artifact's digest"));
+        }
+        for f in &listing.files {
+            if f.path.split('/').any(|p| p.is_empty() || p == "." || p == "..") {
+                return Err(corrupt("the listing names a file outside the artifact"));
+            }
+        }
+        Ok(Some(listing))
+    }
+
+    /// Streams one file to `dest`, hashing as it goes; the size and digest must match.
+    async fn download_file(&self, digest: &Digest, f: &FileEntry, dest: &Path) -> Result<(), RemoteError> {
+        let object = self.file_object(digest, &f.path);
+        let _permit = self.permits.acquire().await.map_err(|e| self.unavailable(e))?;
+        self.retried(|| async {
+            if let Some(parent) = dest.parent() {
+                tokio::fs::create_dir_all(parent).await.map_err(|e| CacheError::io(parent, e))?;
+            }
+            let mut out = tokio::fs::File::create(dest).await.map_err(|e| CacheError::io(dest, e))?;
+            let got = self.store.get(&object).await.map_err(|e| self.map_err(&object, e))?;
+            let mut stream = got.into_stream();
+            let mut hasher = blake3::Hasher::new();
+            let mut size = 0u64;
+            while let Some(chunk) = stream.next().await {
+                let chunk = chunk.map_err(|e| self.map_err(&object, e))?;
+                size += chunk.len() as u64;
+                if size > f.size {
+                    break;
+                }
+                hasher.update(&chunk);
+                out.write_all(&chunk).await.map_err(|e| CacheError::io(dest, e))?;
+                self.stats.bytes_down.fetch_add(chunk.len() as u64, Ordering::Relaxed);
+            }
+            out.flush().await.map_err(|e| CacheError::io(dest, e))?;
+            let corrupt = |why: String| RemoteError::Corrupt { object: object.to_string(), why };
+            if size != f.size {
+                return Err(corrupt(format!("{size} bytes where the listing says {}", f.size)));
+            }
+            let got = Digest::from_bytes(*hasher.finalize().as_bytes());
+            if got != f.digest {
+                return Err(corrupt(format!("its content hashes to {} instead of {}", got.short(), f.digest.short())));
+            }
+            self.stats.files_down.fetch_add(1, Ordering::Relaxed);
+            Ok(())
+        })
+        .await
+    }
+
+    /// Downloads and publishes one artifact; `Ok(false)` if the local cache already had it.
+    async fn fetch(&self, local: &Store, digest: &Digest) -> Result<bool, RemoteError> {
+        if local.check_artifact(digest, Check::Quick).is_ok() {
+            return Ok(false);
+        }
+        let listing = self
+            .listing(digest)
+            .await?
+            .ok_or_else(|| RemoteError::Missing { object: self.listing_object(digest).to_string() })?;
+        let staging = local.stage()?;
+        let downloads = listing.files.iter().map(|f| {
+            let dest = staging.path().join(&f.path);
+            async move { self.download_file(digest, f, &dest).await }
+        });
+        for r in futures::future::join_all(downloads).await {
+            r?;
+        }
+        let staged = staging;
+        let local = local.clone();
+        let published = tokio::task::spawn_blocking(move || local.publish(staged))
+            .await
+            .map_err(|e| self.unavailable(format!("publishing failed: {e}")))??;
+        if published.digest != *digest {
+            return Err(RemoteError::Corrupt {
+                object: self.listing_object(digest).to_string(),
+                why: format!("the files publish as {} instead", published.digest.short()),
+            });
+        }
+        Ok(true)
+    }
+
+    /// Uploads one file, in parts when large.
+    async fn upload_file(&self, src: &Path, object: &ObjectPath, size: u64) -> Result<(), RemoteError> {
+        let _permit = self.permits.acquire().await.map_err(|e| self.unavailable(e))?;
+        self.retried(|| async {
+            if size <= MULTIPART_THRESHOLD {
+                let bytes = tokio::fs::read(src).await.map_err(|e| CacheError::io(src, e))?;
+                let n = bytes.len() as u64;
+                self.store.put(object, PutPayload::from(bytes)).await.map_err(|e| self.map_err(object, e))?;
+                self.stats.bytes_up.fetch_add(n, Ordering::Relaxed);
+            } else {
+                let upload = self.store.put_multipart(object).await.map_err(|e| self.map_err(object, e))?;
+                let mut writer = WriteMultipart::new_with_chunk_size(upload, PART_SIZE);
+                let mut file = tokio::fs::File::open(src).await.map_err(|e| CacheError::io(src, e))?;
+                let mut buf = vec![0u8; PART_SIZE];
+                loop {
+                    let n = file.read(&mut buf).await.map_err(|e| CacheError::io(src, e))?;
+                    if n == 0 {
+                        break;
+                    }
+                    if let Err(e) = writer.wait_for_capacity(4).await {
+                        writer.abort().await.ok();
+                        return Err(self.map_err(object, e));
+                    }
+                    writer.write(&buf[..n]);
+                    self.stats.bytes_up.fetch_add(n as u64, Ordering::Relaxed);
+                }
+                writer.finish().await.map_err(|e| self.map_err(object, e))?;
+            }
+            self.stats.files_up.fetch_add(1, Ordering::Relaxed);
+            Ok(())
+        })
+        .await
+    }
+
+    /// Uploads one artifact unless the remote has it: the files, then the listing.
+    /// `Ok(false)` when it was already there.
+    async fn upload(&self, local: &Store, digest: &Digest) -> Result<bool, RemoteError> {
+        if self.exists(&self.listing_object(digest)).await? {
+            return Ok(false);
+        }
+        // Never spread damage: the local copy is rehashed before it leaves.
+        let check = {
+            let local = local.clone();
+            let d = *digest;
+            tokio::task::spawn_blocking(move || local.check_artifact(&d, Check::Full))
+                .await
+                .map_err(|e| self.unavailable(e))?
+        };
+        let listing = check.map_err(|damage| {
+            RemoteError::Local(CacheError::BadEntry {
+                path: local.artifact_dir(digest),
+                why: format!("the local artifact is damaged ({damage}); run `dagrun cache verify --fix`"),
+            })
+        })?;
+        let dir = local.artifact_dir(digest);
+        let uploads = listing.files.iter().map(|f| {
+            let object = self.file_object(digest, &f.path);
+            let src = dir.join(&f.path);
+            async move { self.upload_file(&src, &object, f.size).await }
+        });
+        for r in futures::future::join_all(uploads).await {
+            r?;
+        }
+        self.put_small(&self.listing_object(digest), Bytes::from(listing.to_text())).await?;
+        Ok(true)
+    }
+
+    async fn push_one(&self, local: &Store, entry: &ActionEntry) -> Result<(usize, usize, u64), RemoteError> {
+        let mut sent = 0;
+        let mut present = 0;
+        let mut bytes = 0;
+        let uploads = entry.outputs.values().map(|d| async move { (d, self.upload(local, d).await) });
+        for (d, r) in futures::future::join_all(uploads).await {
+            if r? {
+                sent += 1;
+                bytes += local.artifact_info(d).map(|i| i.size).unwrap_or(0);
+            } else {
+                present += 1;
+            }
+        }
+        let json = serde_json::to_vec_pretty(entry).map_err(|e| self.unavailable(e))?;
+        self.put_small(&self.action_object(&entry.key), Bytes::from(json)).await?;
+        Ok((sent, present, bytes))
+    }
+
+    /// Pushes entries and their artifacts, several at a time; each entry is written only after
+    /// all its artifacts are in the remote.
+    pub fn push(&self, local: &Store, entries: &[ActionEntry]) -> TransferReport {
+        self.rt.block_on(async {
+            let mut report = TransferReport::default();
+            let jobs = entries.iter().map(|e| async move { (e, self.push_one(local, e).await) });
+            let mut results = futures::stream::iter(jobs).buffer_unordered(8);
+            while let Some((entry, r)) = results.next().await {
+                match r {
+                    Ok((sent, present, bytes)) => {
+                        report.entries += 1;
+                        report.artifacts += sent;
+                        report.artifacts_present += present;
+                        report.bytes += bytes;
+                    }
+                    Err(e) => report.failures.push(format!("{} ({}): {e}", entry.key.short(), entry.kind)),
+                }
+            }
+            report
+        })
+    }
+
+    /// Looks `keys` up in the remote action cache (several at a time).
+    pub fn actions(&self, keys: &[Digest]) -> Vec<Result<Option<ActionEntry>, RemoteError>> {
+        self.rt.block_on(async {
+            let lookups = keys.iter().map(|k| self.action(k));
+            futures::stream::iter(lookups).buffered(16).collect().await
+        })
+    }
+
+    /// Downloads the artifacts of `entries` and writes the entries into the local cache (each
+    /// only once all its artifacts are local and verified).
+    pub fn pull(&self, local: &Store, entries: &[ActionEntry]) -> TransferReport {
+        self.rt.block_on(async {
+            let mut report = TransferReport::default();
+            let digests: BTreeSet<Digest> = entries.iter().flat_map(|e| e.outputs.values().copied()).collect();
+            let fetches = digests.iter().map(|d| async move { (*d, self.fetch(local, d).await) });
+            let mut results = futures::stream::iter(fetches).buffer_unordered(8);
+            let mut failed: BTreeMap<Digest, String> = BTreeMap::new();
+            while let Some((d, r)) = results.next().await {
+                match r {
+                    Ok(true) => {
+                        report.artifacts += 1;
+                        report.bytes += local.artifact_info(&d).map(|i| i.size).unwrap_or(0);
+                    }
+                    Ok(false) => report.artifacts_present += 1,
+                    Err(e) => {
+                        failed.insert(d, e.to_string());
+                    }
+                }
+            }
+            for e in entries {
+                if let Some((_, why)) = e.outputs.values().find_map(|d| failed.get_key_value(d)) {
+                    report.failures.push(format!("{} ({}): {why}", e.key.short(), e.kind));
+                    continue;
+                }
+                match local.put_action(e) {
+                    Ok(()) => report.entries += 1,
+                    Err(err) => report.failures.push(format!("{} ({}): {err}", e.key.short(), e.kind)),
+                }
+            }
+            report
+        })
+    }
+}
+
+impl RemoteCache for Remote {
+    fn describe(&self) -> String {
+        self.shown.clone()
+    }
+
+    fn get_action(&self, key: &Digest) -> Result<Option<ActionEntry>, RemoteError> {
+        self.rt.block_on(self.action(key))
+    }
+
+    fn fetch_artifact(&self, store: &Store, digest: &Digest) -> Result<(), RemoteError> {
+        self.rt.block_on(self.fetch(store, digest)).map(|_| ())
+    }
+
+    fn push_entry(&self, store: &Store, entry: &ActionEntry) -> Result<(), RemoteError> {
+        self.rt.block_on(self.push_one(store, entry)).map(|_| ())
+    }
+
+    fn write_through(&self) -> bool {
+        self.write_through
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::fs;
+
+    fn local(dir: &Path, name: &str) -> Store {
+        Store::open(dir.join(name)).unwrap()
+    }
+
+    fn publish(store: &Store, files: &[(&str, &[u8])]) -> Digest {
+        let s = store.stage().unwrap();
+        for (name, bytes) in files {
+            let p = s.path().join(name);
+            fs::create_dir_all(p.parent().unwrap()).unwrap();
+            fs::write(p, bytes).unwrap();
+        }
+        store.publish(s).unwrap().digest
+    }
+
+    fn entry(key: &[u8], outputs: &[(&str, Digest)]) -> ActionEntry {
+        ActionEntry {
+            key: Digest::of(key),
+            kind: "k".into(),
+            outputs: outputs.iter().map(|(p, d)| (p.to_string(), *d)).collect(),
+            components: serde_json::Value::Null,
+            created_unix_ms: 1,
+            seconds: 0.1,
+        }
+    }
+
+    #[test]
+    fn push_then_pull_through_a_shared_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = local(dir.path(), "a");
+        let d1 = publish(&a, &[("t.parquet", b"rows"), ("sub/m.json", b"{}")]);
+        let big = vec![7u8; (MULTIPART_THRESHOLD + 5) as usize];
+        let d2 = publish(&a, &[("w.safetensors", &big)]);
+        let e = entry(b"node", &[("out", d1), ("model", d2)]);
+        a.put_action(&e).unwrap();
+        let remote = Remote::open(dir.path().join("shared").to_str().unwrap(), 4, false).unwrap();
+        let r = remote.push(&a, std::slice::from_ref(&e));
+        assert!(r.failures.is_empty(), "{:?}", r.failures);
+        assert_eq!((r.entries, r.artifacts, r.artifacts_present), (1, 2, 0));
+        // A second push finds everything there.
+        let again = remote.push(&a, std::slice::from_ref(&e));
+        assert_eq!((again.artifacts, again.artifacts_present), (0, 2));
+
+        let b = local(dir.path(), "b");
+        let found = remote.actions(&[e.key, Digest::of(b"absent")]);
+        assert_eq!(found[0].as_ref().unwrap().as_ref(), Some(&e));
+        assert!(found[1].as_ref().unwrap().is_none());
+        let r = remote.pull(&b, std::slice::from_ref(&e));
+        assert!(r.failures.is_empty(), "{:?}", r.failures);
+        assert_eq!((r.entries, r.artifacts), (1, 2));
+        assert_eq!(b.get_action(&e.key).unwrap(), Some(e.clone()));
+        assert!(b.check_artifact(&d2, Check::Full).is_ok());
+        assert_eq!(fs::read(b.artifact_dir(&d1).join("sub/m.json")).unwrap(), b"{}");
+    }
+
+    #[test]
+    fn a_corrupt_remote_object_is_reported_and_never_published() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = local(dir.path(), "a");
+        let d = publish(&a, &[("t.parquet", b"hello world")]);
+        let e = entry(b"node", &[("out", d)]);
+        let shared = dir.path().join("shared");
+        let remote = Remote::open(shared.to_str().unwrap(), 2, false).unwrap();
+        assert!(remote.push(&a, std::slice::from_ref(&e)).failures.is_empty());
+        let hex = d.hex();
+        let object = shared.join("cas").join(&hex[..2]).join(&hex).join("files/t.parquet");
+        // Same size, one byte different; then truncated.
+        fs::write(&object, b"hello worle").unwrap();
+        let b = local(dir.path(), "b");
+        let err = remote.fetch_artifact(&b, &d).unwrap_err();
+        assert!(matches!(err, RemoteError::Corrupt { .. }), "{err}");
+        assert!(err.to_string().contains("hashes to"), "{err}");
+        fs::write(&object, b"hello").unwrap();
+        let err = remote.fetch_artifact(&b, &d).unwrap_err();
+        assert!(err.to_string().contains("5 bytes where the listing says 11"), "{err}");
+        let r = remote.pull(&b, std::slice::from_ref(&e));
+        assert_eq!((r.entries, r.failures.len()), (0, 1));
+        assert!(b.get_action(&e.key).unwrap().is_none(), "no entry without its artifact");
+        assert!(b.artifacts().unwrap().is_empty(), "nothing unverified enters the cache");
+        assert_eq!(fs::read_dir(b.root().join("tmp")).unwrap().count(), 0, "staging is cleaned up");
+    }
+
+    #[test]
+    fn a_damaged_local_artifact_is_not_pushed() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let a = local(dir.path(), "a");
+        let d = publish(&a, &[("t", b"abc")]);
+        let p = a.artifact_dir(&d).join("t");
+        fs::set_permissions(&p, fs::Permissions::from_mode(0o644)).unwrap();
+        fs::write(&p, b"abd").unwrap();
+        let remote = Remote::open(dir.path().join("shared").to_str().unwrap(), 2, false).unwrap();
+        let r = remote.push(&a, &[entry(b"n", &[("out", d)])]);
+        assert_eq!(r.entries, 0);
+        assert!(r.failures[0].contains("damaged"), "{:?}", r.failures);
+        assert!(remote.get_action(&Digest::of(b"n")).unwrap().is_none());
+    }
+
+    #[test]
+    fn a_listing_that_does_not_hash_to_its_digest_is_corrupt() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = local(dir.path(), "a");
+        let d = publish(&a, &[("t", b"abc")]);
+        let shared = dir.path().join("shared");
+        let remote = Remote::open(shared.to_str().unwrap(), 2, false).unwrap();
+        assert!(remote.push(&a, &[entry(b"n", &[("out", d)])]).failures.is_empty());
+        let hex = d.hex();
+        let listing = shared.join("cas").join(&hex[..2]).join(&hex).join("listing");
+        let text = fs::read_to_string(&listing).unwrap().replace(" 3 t", " 3 ../../t");
+        fs::write(&listing, text).unwrap();
+        let err = remote.fetch_artifact(&local(dir.path(), "b"), &d).unwrap_err();
+        assert!(err.to_string().contains("does not hash"), "{err}");
+    }
+
+    #[test]
+    fn bad_urls_are_explained() {
+        let err = Remote::open("ftp://host/x", 1, false).unwrap_err().to_string();
+        assert!(err.contains("ftp://host/x"), "{err}");
+        let err = Remote::open("s3://", 1, false).unwrap_err().to_string();
+        assert!(err.starts_with("remote `"), "{err}");
+    }
+}

@@ -1,0 +1,352 @@
+//! Sharing the cache through remotes, seen from the command line: two teammates with separate
+//! local caches share one S3 bucket (a real S3-compatible server, moto, started on 127.0.0.1),
+//! a corrupt remote object is detected and recomputed, a server stopped mid-transfer leaves
+//! the local cache intact, and no credential ever shows.
+//!
+//! moto is installed from PyPI into `target/test-tools/moto` on first use (`.ci/run` runs the
+//! tests with pip available).
+
+#![cfg(feature = "test-kinds")]
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use common::{files_under, Ran, Work};
+
+const SECRET: &str = "wJalrXUtnFEMIK7MDENGbPxRfiCYSECRETKEY";
+const KEY_ID: &str = "AKIATESTINGKEYID0001";
+
+const CHAIN: &str = "\
+pipeline: shared
+remote: s3://team-cache/dagrun
+nodes:
+  a: { kind: test-source, params: { rows: 2000, noise: true } }
+  b: { kind: test-scale, inputs: { in: a }, params: { factor: 2 } }
+  c: { kind: test-scale, inputs: { in: b }, params: { factor: 3 } }
+";
+
+fn moto_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/test-tools/moto")
+}
+
+/// Installs moto (once per machine) into target/test-tools.
+fn install_moto() -> PathBuf {
+    static DONE: OnceLock<PathBuf> = OnceLock::new();
+    DONE.get_or_init(|| {
+        let dir = moto_dir();
+        if !dir.join("moto").is_dir() {
+            let tmp = dir.with_extension(format!("partial-{}", std::process::id()));
+            let status = Command::new("python3")
+                .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--target"])
+                .arg(&tmp)
+                .arg("moto[s3,server]==5.*")
+                .status()
+                .expect("python3 with pip is needed for the remote tests");
+            assert!(status.success(), "pip could not install moto");
+            if std::fs::rename(&tmp, &dir).is_err() {
+                let _ = std::fs::remove_dir_all(&tmp); // another test binary won the race
+            }
+        }
+        dir
+    })
+    .clone()
+}
+
+/// A moto S3 server on a free loopback port, killed on drop.
+struct S3 {
+    child: Child,
+    port: u16,
+}
+
+impl S3 {
+    fn start() -> S3 {
+        let site = install_moto();
+        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let child = Command::new("python3")
+            .args(["-m", "moto.server", "-H", "127.0.0.1", "-p", &port.to_string()])
+            .env("PYTHONPATH", site)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let s3 = S3 { child, port };
+        let t0 = Instant::now();
+        while s3.http("GET", "/", b"").is_none() {
+            assert!(t0.elapsed() < Duration::from_secs(60), "moto did not start");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        assert_eq!(s3.http("PUT", "/team-cache", b""), Some(200));
+        s3
+    }
+
+    fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// A raw HTTP request (moto accepts unsigned ones); the status code, or `None` if refused.
+    fn http(&self, method: &str, path: &str, body: &[u8]) -> Option<u16> {
+        let mut s = TcpStream::connect(("127.0.0.1", self.port)).ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(30))).ok()?;
+        let head = format!("{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", body.len());
+        s.write_all(head.as_bytes()).ok()?;
+        s.write_all(body).ok()?;
+        let mut resp = Vec::new();
+        s.read_to_end(&mut resp).ok()?;
+        let text = String::from_utf8_lossy(&resp);
+        text.split(' ').nth(1)?.parse().ok()
+    }
+
+    fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for S3 {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// The tests share one moto (starting it costs seconds); each uses its own prefix.
+fn shared_s3() -> std::sync::MutexGuard<'static, Option<S3>> {
+    static S3_SERVER: OnceLock<Mutex<Option<S3>>> = OnceLock::new();
+    let m = S3_SERVER.get_or_init(|| Mutex::new(None));
+    let mut g = m.lock().unwrap_or_else(|e| e.into_inner());
+    if g.is_none() {
+        *g = Some(S3::start());
+    }
+    g
+}
+
+fn with_s3_env(c: &mut Command, endpoint: &str) {
+    c.env("AWS_ENDPOINT_URL", endpoint)
+        .env("AWS_ACCESS_KEY_ID", KEY_ID)
+        .env("AWS_SECRET_ACCESS_KEY", SECRET)
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent")
+        .env("AWS_CONFIG_FILE", "/nonexistent")
+        .env_remove("DAGRUN_REMOTE");
+}
+
+fn run_s3(w: &Work, endpoint: &str, args: &[&str]) -> Ran {
+    let mut c = w.command(args);
+    with_s3_env(&mut c, endpoint);
+    let out = c.output().unwrap();
+    let r = Ran {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    };
+    assert!(!r.stdout.contains(SECRET) && !r.stderr.contains(SECRET), "a secret was printed:\n{}\n{}", r.stdout, r.stderr);
+    assert!(!r.stderr.contains(KEY_ID), "the key id was printed:\n{}", r.stderr);
+    r
+}
+
+fn expect_s3(w: &Work, endpoint: &str, args: &[&str], code: i32) -> Ran {
+    let r = run_s3(w, endpoint, args);
+    assert_eq!(r.code, code, "dagrun {args:?}\nstdout:\n{}\nstderr:\n{}", r.stdout, r.stderr);
+    r
+}
+
+fn spec_with_prefix(prefix: &str) -> String {
+    CHAIN.replace("s3://team-cache/dagrun", &format!("s3://team-cache/{prefix}"))
+}
+
+fn starts(w: &Work) -> usize {
+    w.trace().iter().filter(|e| e.0 == "start").count()
+}
+
+fn no_secret_in(dir: &Path) {
+    for f in files_under(dir) {
+        let bytes = std::fs::read(&f).unwrap_or_default();
+        let text = String::from_utf8_lossy(&bytes);
+        assert!(!text.contains(SECRET) && !text.contains(KEY_ID), "{} holds a credential", f.display());
+    }
+}
+
+#[test]
+fn two_teammates_share_one_bucket_and_the_second_computes_nothing() {
+    let guard = shared_s3();
+    let endpoint = guard.as_ref().unwrap().endpoint();
+    let spec = spec_with_prefix("teammates");
+
+    // The first teammate computes and pushes (write-through).
+    let alice = Work::new();
+    alice.write("p.yaml", &spec);
+    let r = expect_s3(&alice, &endpoint, &["p.yaml", "--json", "--push"], 0);
+    assert_eq!(r.with_status("ran"), vec!["a", "b", "c"]);
+    // A later push finds everything already there.
+    let p = expect_s3(&alice, &endpoint, &["cache", "push", "p.yaml"], 0);
+    assert!(p.stderr.contains("pushed 3 entries, 0 artifacts"), "{}", p.stderr);
+    assert!(p.stderr.contains("3 artifacts were already there"), "{}", p.stderr);
+
+    // The second, with an empty cache, computes nothing and downloads nothing.
+    let bob = Work::new();
+    bob.write("p.yaml", &spec);
+    let r = expect_s3(&bob, &endpoint, &["p.yaml", "--json"], 0);
+    assert_eq!(r.with_status("remote"), vec!["a", "b", "c"], "{}", r.stderr);
+    assert_eq!(starts(&bob), 0);
+    assert!(r.json()["nodes"][2]["digest"] == expect_s3(&alice, &endpoint, &["p.yaml", "--json"], 0).json()["nodes"][2]["digest"]);
+    let local_artifacts = || std::fs::read_dir(bob.cache().join("cas")).unwrap().count();
+    assert_eq!(local_artifacts(), 0, "nothing was needed, so nothing was downloaded");
+
+    // Changing c: only c runs, and only its input (b's output) is downloaded.
+    let r = expect_s3(&bob, &endpoint, &["p.yaml", "--json", "--set", "c.factor=5"], 0);
+    assert_eq!(r.with_status("ran"), vec!["c"]);
+    assert_eq!(r.with_status("remote"), vec!["a", "b"]);
+    assert!(r.stderr.contains("[c] downloaded input `in`"), "{}", r.stderr);
+    let b_digest = r.json()["nodes"][1]["digest"].as_str().unwrap().to_string();
+    bob.expect(&["cache", "verify"], 0);
+    // b's output is now in bob's cache; a's is not (nothing needed it).
+    let ls = bob.expect(&["cache", "ls", "--json"], 0).json();
+    let digests: Vec<&str> = ls.as_array().unwrap().iter().map(|a| a["digest"].as_str().unwrap()).collect();
+    assert!(digests.contains(&b_digest.as_str()));
+    assert_eq!(digests.len(), 2, "b's output and c's new output only");
+
+    // `show` downloads a result that only the remote has.
+    let shown = expect_s3(&bob, &endpoint, &["show", "p.yaml", "a", "--format", "csv"], 0);
+    assert_eq!(shown.stdout.lines().count(), 2001, "{}", shown.stderr);
+
+    // A third teammate pulls everything, then runs offline.
+    let carol = Work::new();
+    carol.write("p.yaml", &spec);
+    let p = expect_s3(&carol, &endpoint, &["cache", "pull", "p.yaml"], 0);
+    assert!(p.stderr.contains("pulled 3 entries, 3 artifacts"), "{}", p.stderr);
+    let r = carol.expect(&["p.yaml", "--json", "--no-remote"], 0);
+    assert_eq!(r.with_status("cached"), vec!["a", "b", "c"]);
+    carol.expect(&["cache", "verify"], 0);
+    for w in [&alice, &bob, &carol] {
+        no_secret_in(&w.cache());
+    }
+}
+
+/// Overwrites a remote object (with boto3, which moto brings).
+fn corrupt(s3: &S3, object: &str) {
+    let script = format!(
+        "import boto3\nboto3.client('s3', endpoint_url='{}', region_name='us-east-1', aws_access_key_id='x', aws_secret_access_key='y')\
+         .put_object(Bucket='team-cache', Key='{object}', Body=b'not the parquet you are looking for')\n",
+        s3.endpoint()
+    );
+    let s = Command::new("python3").args(["-c", &script]).env("PYTHONPATH", moto_dir()).status().unwrap();
+    assert!(s.success());
+}
+
+#[test]
+fn a_corrupt_remote_object_is_reported_not_used_and_recomputed() {
+    let guard = shared_s3();
+    let s3 = guard.as_ref().unwrap();
+    let endpoint = s3.endpoint();
+    let spec = spec_with_prefix("corrupt");
+    let alice = Work::new();
+    alice.write("p.yaml", &spec);
+    let r = expect_s3(&alice, &endpoint, &["p.yaml", "--json", "--push"], 0);
+    let b = r.json()["nodes"][1]["digest"].as_str().unwrap().to_string();
+    let file = files_under(&alice.cache().join("cas").join(&b[..2]).join(&b))
+        .into_iter()
+        .find(|f| f.extension().is_some_and(|e| e == "parquet"))
+        .unwrap();
+    let name = file.file_name().unwrap().to_str().unwrap();
+    corrupt(s3, &format!("corrupt/cas/{}/{b}/files/{name}", &b[..2]));
+
+    // pull: the damaged artifact is reported and not used; the rest arrives.
+    let bob = Work::new();
+    bob.write("p.yaml", &spec);
+    let p = expect_s3(&bob, &endpoint, &["cache", "pull", "p.yaml"], 1);
+    assert!(p.stderr.contains("is corrupt"), "{}", p.stderr);
+    assert!(p.stderr.contains("pulled 2 entries"), "{}", p.stderr);
+    bob.expect(&["cache", "verify"], 0);
+
+    // A run that needs it recomputes it.
+    let carol = Work::new();
+    carol.write("p.yaml", &spec);
+    let r = expect_s3(&carol, &endpoint, &["p.yaml", "--json", "--set", "c.factor=7"], 0);
+    assert!(r.stderr.contains("could not be downloaded") && r.stderr.contains("is corrupt"), "{}", r.stderr);
+    assert_eq!(r.status_of("b"), "ran");
+    assert_eq!(r.json()["nodes"][1]["digest"].as_str().unwrap(), b, "recomputed to the same content");
+    carol.expect(&["cache", "verify"], 0);
+}
+
+#[test]
+fn a_server_stopped_mid_transfer_leaves_the_local_cache_intact() {
+    // Its own server, since this test stops it.
+    let mut s3 = S3::start();
+    let endpoint = s3.endpoint();
+    let spec = "pipeline: big\nremote: s3://team-cache/big\nnodes:\n  blob: { kind: test-blob, params: { bytes: 120000000 } }\n  small: { kind: test-source, params: { rows: 10 } }\n";
+    let alice = Work::new();
+    alice.write("p.yaml", spec);
+    expect_s3(&alice, &endpoint, &["p.yaml", "--push"], 0);
+
+    let bob = Work::new();
+    bob.write("p.yaml", spec);
+    let mut c = bob.command(&["cache", "pull", "p.yaml"]);
+    with_s3_env(&mut c, &endpoint);
+    let child = c.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    // Stop the server once bytes are arriving.
+    let t0 = Instant::now();
+    let tmp = bob.cache().join("tmp");
+    loop {
+        let arriving = files_under(&tmp).iter().any(|f| std::fs::metadata(f).map(|m| m.len() > 0).unwrap_or(false));
+        if arriving || t0.elapsed() > Duration::from_secs(20) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    s3.stop();
+    let r = common::finish(child);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(r.stderr.contains("remote s3://team-cache/big"), "{}", r.stderr);
+    assert!(!r.stderr.contains(SECRET));
+    bob.expect(&["cache", "verify"], 0);
+    assert_eq!(std::fs::read_dir(&tmp).unwrap().count(), 0, "no partial download is left behind");
+    // With the remote gone, a run computes locally and says why.
+    let r = expect_s3(&bob, &endpoint, &["p.yaml", "--json"], 0);
+    assert!(r.stderr.contains("the remote is unavailable"), "{}", r.stderr);
+    assert!(r.with_status("ran").contains(&"blob".to_string()), "{}", r.stderr);
+    assert_eq!(r.json()["outcome"], "ok");
+}
+
+#[test]
+fn a_shared_directory_remote_from_the_environment() {
+    let shared = tempfile::tempdir().unwrap();
+    let spec = "pipeline: dir\nnodes:\n  a: { kind: test-source, params: { rows: 50 } }\n  b: { kind: test-scale, inputs: { in: a } }\n";
+    let alice = Work::new();
+    alice.write("p.yaml", spec);
+    alice.expect(&["p.yaml"], 0);
+    let url = format!("file://{}", shared.path().display());
+    let p = alice.expect(&["cache", "push", "--all", "--remote", &url], 0);
+    assert!(p.stderr.contains("pushed 2 entries, 2 artifacts"), "{}", p.stderr);
+    let bob = Work::new();
+    bob.write("p.yaml", spec);
+    let r = bob.command(&["p.yaml", "--json"]).env("DAGRUN_REMOTE", shared.path()).output().unwrap();
+    let report: serde_json::Value = serde_json::from_slice(&r.stdout).unwrap();
+    assert!(report["nodes"].as_array().unwrap().iter().all(|n| n["status"] == "remote"), "{report}");
+    // `--no-remote` ignores it.
+    let r = bob.command(&["p.yaml", "--json", "--no-remote"]).env("DAGRUN_REMOTE", shared.path()).output().unwrap();
+    let report: serde_json::Value = serde_json::from_slice(&r.stdout).unwrap();
+    assert!(report["nodes"].as_array().unwrap().iter().all(|n| n["status"] == "ran"), "{report}");
+}
+
+#[test]
+fn remote_usage_errors_are_clear() {
+    let w = Work::new();
+    w.write("p.yaml", "pipeline: p\nnodes:\n  a: { kind: test-source, params: { rows: 5 } }\n");
+    let r = w.expect(&["cache", "push"], 2);
+    assert!(r.stderr.contains("a PIPELINE.yaml, or --all"), "{}", r.stderr);
+    let r = w.expect(&["p.yaml", "--push"], 2);
+    assert!(r.stderr.contains("--push needs a remote"), "{}", r.stderr);
+    w.expect(&["p.yaml"], 0);
+    let r = w.command(&["cache", "push", "p.yaml"]).env_remove("DAGRUN_REMOTE").output().unwrap();
+    assert_eq!(r.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&r.stderr).contains("no remote configured"));
+    let r = w.expect(&["p.yaml", "--remote", "ftp://somewhere/x"], 1);
+    assert!(r.stderr.contains("remote `ftp://somewhere/x`"), "{}", r.stderr);
+    let r = w.expect(&["cache", "pull", "p.yaml", "--remote", "gs://"], 1);
+    assert!(r.stderr.contains("remote `gs://"), "{}", r.stderr);
+}
