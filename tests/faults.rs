@@ -105,7 +105,7 @@ fn kill_9_during_push_pull_and_write_through_never_corrupts_or_loses_work() {
     let mut push = Figures { iterations: 0, killed_mid_operation: 0, corrupt_or_lost: 0 };
     let mut pull = Figures { iterations: 0, killed_mid_operation: 0, corrupt_or_lost: 0 };
     let mut run = Figures { iterations: 0, killed_mid_operation: 0, corrupt_or_lost: 0 };
-    let iterations = 8;
+    let iterations = 15;
     for i in 0..iterations {
         let tail = sets(i);
         // Push, killed at some moment.
