@@ -492,8 +492,8 @@ impl Job<'_> {
         let started = Instant::now();
         let failed = |error: String| WorkResult::Failed { error, seconds: started.elapsed().as_secs_f64() };
 
-        if let Err(r) = self.fetch_remote_inputs() {
-            return r;
+        if let Some(stop) = self.fetch_remote_inputs() {
+            return stop;
         }
 
         // Inputs are rehashed once per run before anything reads them.
@@ -541,16 +541,17 @@ impl Job<'_> {
     }
 
     /// Downloads the inputs that are only in the remote (verified on the way in), and records
-    /// a producer's entry locally once all its outputs are here.
-    fn fetch_remote_inputs(&self) -> Result<(), WorkResult> {
-        let Some(remote) = &self.remote else { return Ok(()) };
+    /// a producer's entry locally once all its outputs are here. `Some` when the node cannot
+    /// start: an input could not be downloaded.
+    fn fetch_remote_inputs(&self) -> Option<WorkResult> {
+        let Some(remote) = &self.remote else { return None };
         for (port, entry) in &self.remote_inputs {
             let Some(a) = self.inputs.get(port) else { continue };
             if self.store.check_artifact(&a.digest, Check::Quick).is_err() {
                 let t0 = Instant::now();
                 let (producer, _) = self.producer_keys[port];
                 if let Err(e) = remote.fetch_artifact(self.store, &a.digest) {
-                    return Err(WorkResult::InputNotFetched { producer, why: e.to_string() });
+                    return Some(WorkResult::InputNotFetched { producer, why: e.to_string() });
                 }
                 let secs = t0.elapsed().as_secs_f64();
                 let size = self.store.artifact_info(&a.digest).map(|i| i.size).unwrap_or(0);
@@ -569,7 +570,7 @@ impl Job<'_> {
                 let _ = self.store.put_action(entry);
             }
         }
-        Ok(())
+        None
     }
 
     fn compute(&self, started: Instant) -> Result<WorkResult, String> {
