@@ -40,17 +40,17 @@ for kind in s3 dir; do
   push=(); pull=(); refup=(); refdown=()
   for r in $(seq "$REPEATS"); do
     if [ $kind = s3 ]; then
-      boto "c.create_bucket(Bucket='b$r')"; url=s3://b$r/dagrun
+      boto "c.create_bucket(Bucket='bench$r')"; url=s3://bench$r/dagrun
     else
       url=file://$work/shared$r
     fi
     t0=$(now); "$BIN" cache push p.yaml --cache-dir alice --remote "$url" 2>/dev/null; t1=$(now)
     rm -rf bob; "$BIN" cache pull p.yaml --cache-dir bob --remote "$url" 2>/dev/null; t2=$(now)
     push+=("$(echo "$t1 - $t0" | bc)"); pull+=("$(echo "$t2 - $t1" | bc)")
-    blob=$(ls -d alice/cas/*/*/ | while read d; do f=$(find "$d" -name blob.bin); [ -n "$f" ] && echo "$f"; done | head -2)
+    blob=$(find alice/cas -name blob.bin)
     if [ $kind = s3 ]; then
-      t0=$(now); for f in $blob; do boto "c.upload_file(sys.argv[1], 'b$r', 'ref/'+sys.argv[1].replace('/','_'))" "$f"; done; t1=$(now)
-      for f in $blob; do boto "c.download_file('b$r', 'ref/'+sys.argv[1].replace('/','_'), 'dl.bin')" "$f"; done; t2=$(now)
+      t0=$(now); for f in $blob; do boto "c.upload_file(sys.argv[1], 'bench$r', 'ref/'+sys.argv[1].replace('/','_'))" "$f"; done; t1=$(now)
+      for f in $blob; do boto "c.download_file('bench$r', 'ref/'+sys.argv[1].replace('/','_'), 'dl.bin')" "$f"; done; t2=$(now)
     else
       mkdir -p ref$r; t0=$(now); for f in $blob; do cp "$f" ref$r/ && sync ref$r; done; t1=$(now)
       for f in ref$r/*; do cp "$f" dl.bin && sync dl.bin; done; t2=$(now)
