@@ -82,6 +82,13 @@ impl Listing {
     }
 }
 
+/// The relative paths of the regular files under `dir` (same rules as [`Listing::of_dir`]).
+pub fn files_of(dir: &Path) -> Result<Vec<String>, CacheError> {
+    let mut paths = Vec::new();
+    collect_files(dir, dir, &mut paths)?;
+    Ok(paths.into_iter().map(|(rel, _)| rel).collect())
+}
+
 fn collect_files(root: &Path, dir: &Path, out: &mut Vec<(String, PathBuf)>) -> Result<(), CacheError> {
     let entries = fs::read_dir(dir).map_err(|e| CacheError::io(dir, e))?;
     for entry in entries {

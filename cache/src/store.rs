@@ -194,8 +194,32 @@ impl Store {
     /// files read-only, rename into the content store. If an intact artifact with the same
     /// digest already exists, the staged copy is dropped.
     pub fn publish(&self, staging: Staging) -> Result<Published, CacheError> {
+        let listing = Listing::of_dir(staging.path())?;
+        self.publish_listed(staging, listing)
+    }
+
+    /// Publishes a staging directory whose files the caller hashed while writing them (a
+    /// verified download), without hashing them again: the files present must be exactly the
+    /// listing's, with its sizes.
+    pub fn publish_hashed(&self, staging: Staging, listing: &Listing) -> Result<Published, CacheError> {
         let dir = staging.path().to_path_buf();
-        let listing = Listing::of_dir(&dir)?;
+        let found = crate::listing::files_of(&dir)?;
+        let mismatch = |why: String| CacheError::BadArtifactFile { path: dir.clone(), why };
+        if found.len() != listing.files.len() {
+            return Err(mismatch(format!("{} files staged where the listing has {}", found.len(), listing.files.len())));
+        }
+        for f in &listing.files {
+            let p = dir.join(&f.path);
+            let size = fs::metadata(&p).map_err(|e| CacheError::io(&p, e))?.len();
+            if size != f.size {
+                return Err(mismatch(format!("{} is {size} bytes where the listing says {}", f.path, f.size)));
+            }
+        }
+        self.publish_listed(staging, listing.clone())
+    }
+
+    fn publish_listed(&self, staging: Staging, listing: Listing) -> Result<Published, CacheError> {
+        let dir = staging.path().to_path_buf();
         let digest = listing.digest();
         for f in &listing.files {
             let p = dir.join(&f.path);
@@ -565,6 +589,22 @@ mod tests {
         // Published files are read-only.
         let mode = fs::metadata(store.artifact_dir(&a.digest).join("t.parquet")).unwrap().permissions().mode();
         assert_eq!(mode & 0o222, 0);
+    }
+
+    #[test]
+    fn publish_hashed_trusts_the_hashes_but_checks_names_and_sizes() {
+        let (_d, store) = store();
+        let a = store.publish(stage_with(&store, &[("t", b"abc"), ("s/u", b"de")])).unwrap();
+        let same = store.publish_hashed(stage_with(&store, &[("t", b"abc"), ("s/u", b"de")]), &a.listing).unwrap();
+        assert_eq!(same.digest, a.digest);
+        let err = store.publish_hashed(stage_with(&store, &[("t", b"abcd"), ("s/u", b"de")]), &a.listing).unwrap_err();
+        assert!(err.to_string().contains("t is 4 bytes where the listing says 3"), "{err}");
+        let err = store.publish_hashed(stage_with(&store, &[("t", b"abc")]), &a.listing).unwrap_err();
+        assert!(err.to_string().contains("1 files staged where the listing has 2"), "{err}");
+        let err = store
+            .publish_hashed(stage_with(&store, &[("t", b"abc"), ("s/v", b"de")]), &a.listing)
+            .unwrap_err();
+        assert!(err.to_string().contains("s/u"), "{err}");
     }
 
     #[test]

@@ -16,9 +16,14 @@ use url::Url;
 
 use crate::creds::{aws_profile, display_url, Redactor};
 
-/// An object store, the prefix under which dagrun keeps its two stores, and how to show it.
+/// Builds the object store client (deferred: an S3 client costs ~20 ms to build, which a
+/// run that finds every key locally never needs).
+pub type Connect = Box<dyn Fn() -> Result<Arc<dyn ObjectStore>, String> + Send + Sync>;
+
+/// An object store (to build), the prefix under which dagrun keeps its two stores, and how
+/// to show it.
 pub struct Opened {
-    pub store: Arc<dyn ObjectStore>,
+    pub connect: Connect,
     pub prefix: ObjectPath,
     pub shown: String,
     pub redactor: Redactor,
@@ -68,7 +73,14 @@ pub fn open(spec: &str) -> Result<Opened, OpenError> {
     let profile = aws_profile();
     let mut redactor = Redactor::from_env(&profile);
     let prefix = ObjectPath::parse(path).map_err(|e| bad(format!("bad prefix: {e}")))?;
-    let store: Arc<dyn ObjectStore> = match scheme {
+    let cloud = matches!(
+        scheme,
+        ObjectStoreScheme::AmazonS3 | ObjectStoreScheme::GoogleCloudStorage | ObjectStoreScheme::MicrosoftAzure
+    );
+    if cloud && url.host_str().is_none_or(|h| h.is_empty()) {
+        return Err(bad("the URL names no bucket or container".into()));
+    }
+    let connect: Connect = match scheme {
         ObjectStoreScheme::Local => {
             let dir = url.to_file_path().map_err(|_| bad("a file:// URL must name an absolute directory".into()))?;
             return open_dir(&dir, shown);
@@ -101,21 +113,21 @@ pub fn open(spec: &str) -> Result<Opened, OpenError> {
             let allow_http = endpoint.as_deref().is_some_and(|e| e.starts_with("http://"))
                 || std::env::var("AWS_ALLOW_HTTP").is_ok_and(|v| v == "true" || v == "1");
             b = b.with_retry(retry_config()).with_client_options(client_options(allow_http));
-            Arc::new(b.build().map_err(|e| bad(redactor.scrub(&e.to_string())))?)
+            Box::new(move || b.clone().build().map(|s| Arc::new(s) as Arc<dyn ObjectStore>).map_err(|e| e.to_string()))
         }
         ObjectStoreScheme::GoogleCloudStorage => {
             let b = GoogleCloudStorageBuilder::from_env()
                 .with_url(url.as_str())
                 .with_retry(retry_config())
                 .with_client_options(client_options(false));
-            Arc::new(b.build().map_err(|e| bad(redactor.scrub(&e.to_string())))?)
+            Box::new(move || b.clone().build().map(|s| Arc::new(s) as Arc<dyn ObjectStore>).map_err(|e| e.to_string()))
         }
         ObjectStoreScheme::MicrosoftAzure => {
             let b = MicrosoftAzureBuilder::from_env()
                 .with_url(url.as_str())
                 .with_retry(retry_config())
                 .with_client_options(client_options(false));
-            Arc::new(b.build().map_err(|e| bad(redactor.scrub(&e.to_string())))?)
+            Box::new(move || b.clone().build().map(|s| Arc::new(s) as Arc<dyn ObjectStore>).map_err(|e| e.to_string()))
         }
         other => {
             return Err(bad(format!(
@@ -126,13 +138,14 @@ pub fn open(spec: &str) -> Result<Opened, OpenError> {
     if let Some(p) = url.password() {
         redactor.add(p);
     }
-    Ok(Opened { store, prefix, shown, redactor })
+    Ok(Opened { connect, prefix, shown, redactor })
 }
 
 fn open_dir(dir: &std::path::Path, shown: String) -> Result<Opened, OpenError> {
     let bad = |why: String| OpenError { shown: shown.clone(), why };
     std::fs::create_dir_all(dir).map_err(|e| bad(format!("cannot create the shared directory: {e}")))?;
     let dir = dir.canonicalize().map_err(|e| bad(e.to_string()))?;
-    let fs = LocalFileSystem::new_with_prefix(&dir).map_err(|e| bad(e.to_string()))?.with_automatic_cleanup(true);
-    Ok(Opened { store: Arc::new(fs), prefix: ObjectPath::default(), shown, redactor: Redactor::default() })
+    let fs: Arc<dyn ObjectStore> =
+        Arc::new(LocalFileSystem::new_with_prefix(&dir).map_err(|e| bad(e.to_string()))?.with_automatic_cleanup(true));
+    Ok(Opened { connect: Box::new(move || Ok(fs.clone())), prefix: ObjectPath::default(), shown, redactor: Redactor::default() })
 }

@@ -48,7 +48,8 @@ pub struct TransferReport {
 
 /// A remote cache.
 pub struct Remote {
-    store: Arc<dyn ObjectStore>,
+    connect: crate::open::Connect,
+    client: std::sync::OnceLock<Result<Arc<dyn ObjectStore>, String>>,
     prefix: ObjectPath,
     shown: String,
     redactor: crate::Redactor,
@@ -68,7 +69,7 @@ impl Remote {
     /// Opens a remote (see [`crate::open`] for the URL forms). `jobs` transfers run at once;
     /// `write_through` makes runs push each node they compute.
     pub fn open(spec: &str, jobs: usize, write_through: bool) -> Result<Remote, OpenError> {
-        let Opened { store, prefix, shown, redactor } = open(spec)?;
+        let Opened { connect, prefix, shown, redactor } = open(spec)?;
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .thread_name("dagrun-remote")
@@ -76,7 +77,8 @@ impl Remote {
             .build()
             .map_err(|e| OpenError { shown: shown.clone(), why: format!("cannot start the transfer runtime: {e}") })?;
         Ok(Remote {
-            store,
+            connect,
+            client: std::sync::OnceLock::new(),
             prefix,
             shown,
             redactor,
@@ -90,6 +92,14 @@ impl Remote {
     /// The counters that progress displays read.
     pub fn stats(&self) -> Arc<Stats> {
         self.stats.clone()
+    }
+
+    /// The object store client, built on first use.
+    fn store(&self) -> Result<&Arc<dyn ObjectStore>, RemoteError> {
+        self.client
+            .get_or_init(|| (self.connect)())
+            .as_ref()
+            .map_err(|e| self.unavailable(format!("cannot connect: {e}")))
     }
 
     fn object(&self, rel: &str) -> ObjectPath {
@@ -147,7 +157,7 @@ impl Remote {
 
     async fn get_small(&self, object: &ObjectPath) -> Result<Option<Bytes>, RemoteError> {
         self.retried(|| async {
-            match self.store.get(object).await {
+            match self.store()?.get(object).await {
                 Ok(r) => r.bytes().await.map(Some).map_err(|e| self.map_err(object, e)),
                 Err(object_store::Error::NotFound { .. }) => Ok(None),
                 Err(e) => Err(self.map_err(object, e)),
@@ -158,7 +168,7 @@ impl Remote {
 
     async fn exists(&self, object: &ObjectPath) -> Result<bool, RemoteError> {
         self.retried(|| async {
-            match self.store.head(object).await {
+            match self.store()?.head(object).await {
                 Ok(_) => Ok(true),
                 Err(object_store::Error::NotFound { .. }) => Ok(false),
                 Err(e) => Err(self.map_err(object, e)),
@@ -169,7 +179,7 @@ impl Remote {
 
     async fn put_small(&self, object: &ObjectPath, bytes: Bytes) -> Result<(), RemoteError> {
         self.retried(|| async {
-            self.store.put(object, PutPayload::from_bytes(bytes.clone())).await.map(|_| ()).map_err(|e| self.map_err(object, e))
+            self.store()?.put(object, PutPayload::from_bytes(bytes.clone())).await.map(|_| ()).map_err(|e| self.map_err(object, e))
         })
         .await
     }
@@ -211,29 +221,43 @@ impl Remote {
             if let Some(parent) = dest.parent() {
                 tokio::fs::create_dir_all(parent).await.map_err(|e| CacheError::io(parent, e))?;
             }
-            let mut out = tokio::fs::File::create(dest).await.map_err(|e| CacheError::io(dest, e))?;
-            let got = self.store.get(&object).await.map_err(|e| self.map_err(&object, e))?;
-            let mut stream = got.into_stream();
-            let mut hasher = blake3::Hasher::new();
-            let mut size = 0u64;
-            while let Some(chunk) = stream.next().await {
-                let chunk = chunk.map_err(|e| self.map_err(&object, e))?;
-                size += chunk.len() as u64;
-                if size > f.size {
-                    break;
+            let got = self.store()?.get(&object).await.map_err(|e| self.map_err(&object, e))?;
+            let (size, got_digest) = match got.payload {
+                // A shared directory: copy on a blocking thread in large reads (object_store
+                // would stream it in 8 KiB chunks, each a thread hop).
+                object_store::GetResultPayload::File(file, _) => {
+                    let dest = dest.to_path_buf();
+                    let stats = self.stats.clone();
+                    let limit = f.size;
+                    tokio::task::spawn_blocking(move || copy_hashing(file, &dest, limit, &stats))
+                        .await
+                        .map_err(|e| self.unavailable(e))??
                 }
-                hasher.update(&chunk);
-                out.write_all(&chunk).await.map_err(|e| CacheError::io(dest, e))?;
-                self.stats.bytes_down.fetch_add(chunk.len() as u64, Ordering::Relaxed);
-            }
-            out.flush().await.map_err(|e| CacheError::io(dest, e))?;
+                object_store::GetResultPayload::Stream(mut stream) => {
+                    let file = tokio::fs::File::create(dest).await.map_err(|e| CacheError::io(dest, e))?;
+                    let mut out = tokio::io::BufWriter::with_capacity(1 << 20, file);
+                    let mut hasher = blake3::Hasher::new();
+                    let mut size = 0u64;
+                    while let Some(chunk) = stream.next().await {
+                        let chunk = chunk.map_err(|e| self.map_err(&object, e))?;
+                        size += chunk.len() as u64;
+                        if size > f.size {
+                            break;
+                        }
+                        hasher.update(&chunk);
+                        out.write_all(&chunk).await.map_err(|e| CacheError::io(dest, e))?;
+                        self.stats.bytes_down.fetch_add(chunk.len() as u64, Ordering::Relaxed);
+                    }
+                    out.flush().await.map_err(|e| CacheError::io(dest, e))?;
+                    (size, Digest::from_bytes(*hasher.finalize().as_bytes()))
+                }
+            };
             let corrupt = |why: String| RemoteError::Corrupt { object: object.to_string(), why };
             if size != f.size {
                 return Err(corrupt(format!("{size} bytes where the listing says {}", f.size)));
             }
-            let got = Digest::from_bytes(*hasher.finalize().as_bytes());
-            if got != f.digest {
-                return Err(corrupt(format!("its content hashes to {} instead of {}", got.short(), f.digest.short())));
+            if got_digest != f.digest {
+                return Err(corrupt(format!("its content hashes to {} instead of {}", got_digest.short(), f.digest.short())));
             }
             self.stats.files_down.fetch_add(1, Ordering::Relaxed);
             Ok(())
@@ -260,7 +284,9 @@ impl Remote {
         }
         let staged = staging;
         let local = local.clone();
-        let published = tokio::task::spawn_blocking(move || local.publish(staged))
+        let verified = listing.clone();
+        // Every file was hashed as it arrived and matched the listing: no second hashing pass.
+        let published = tokio::task::spawn_blocking(move || local.publish_hashed(staged, &verified))
             .await
             .map_err(|e| self.unavailable(format!("publishing failed: {e}")))??;
         if published.digest != *digest {
@@ -279,10 +305,10 @@ impl Remote {
             if size <= MULTIPART_THRESHOLD {
                 let bytes = tokio::fs::read(src).await.map_err(|e| CacheError::io(src, e))?;
                 let n = bytes.len() as u64;
-                self.store.put(object, PutPayload::from(bytes)).await.map_err(|e| self.map_err(object, e))?;
+                self.store()?.put(object, PutPayload::from(bytes)).await.map_err(|e| self.map_err(object, e))?;
                 self.stats.bytes_up.fetch_add(n, Ordering::Relaxed);
             } else {
-                let upload = self.store.put_multipart(object).await.map_err(|e| self.map_err(object, e))?;
+                let upload = self.store()?.put_multipart(object).await.map_err(|e| self.map_err(object, e))?;
                 let mut writer = WriteMultipart::new_with_chunk_size(upload, PART_SIZE);
                 let mut file = tokio::fs::File::open(src).await.map_err(|e| CacheError::io(src, e))?;
                 let mut buf = vec![0u8; PART_SIZE];
@@ -421,6 +447,30 @@ impl Remote {
             report
         })
     }
+}
+
+/// Copies up to `limit + 1` bytes of `from` into a new file `dest`, hashing them; returns the
+/// size read and its digest.
+fn copy_hashing(mut from: std::fs::File, dest: &Path, limit: u64, stats: &Stats) -> Result<(u64, Digest), RemoteError> {
+    use std::io::{Read, Write};
+    let mut out = std::fs::File::create(dest).map_err(|e| CacheError::io(dest, e))?;
+    let mut hasher = blake3::Hasher::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut size = 0u64;
+    loop {
+        let n = from.read(&mut buf).map_err(|e| CacheError::io(dest, e))?;
+        if n == 0 {
+            break;
+        }
+        size += n as u64;
+        if size > limit {
+            break;
+        }
+        hasher.update(&buf[..n]);
+        out.write_all(&buf[..n]).map_err(|e| CacheError::io(dest, e))?;
+        stats.bytes_down.fetch_add(n as u64, Ordering::Relaxed);
+    }
+    Ok((size, Digest::from_bytes(*hasher.finalize().as_bytes())))
 }
 
 impl RemoteCache for Remote {
