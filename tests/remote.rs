@@ -11,7 +11,7 @@
 mod common;
 
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Mutex, OnceLock};
@@ -31,31 +31,21 @@ nodes:
   c: { kind: test-scale, inputs: { in: b }, params: { factor: 3 } }
 ";
 
-fn moto_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/test-tools/moto")
-}
-
-/// Installs moto (once per machine) into target/test-tools.
+/// moto, installed once into target/test-tools (`.ci/run` preinstalls it).
 fn install_moto() -> PathBuf {
-    static DONE: OnceLock<PathBuf> = OnceLock::new();
-    DONE.get_or_init(|| {
-        let dir = moto_dir();
-        if !dir.join("moto").is_dir() {
-            let tmp = dir.with_extension(format!("partial-{}", std::process::id()));
-            let status = Command::new("python3")
-                .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--target"])
-                .arg(&tmp)
-                .arg("moto[s3,server]==5.*")
-                .status()
-                .expect("python3 with pip is needed for the remote tests");
-            assert!(status.success(), "pip could not install moto");
-            if std::fs::rename(&tmp, &dir).is_err() {
-                let _ = std::fs::remove_dir_all(&tmp); // another test binary won the race
-            }
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let legacy = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/test-tools/moto");
+        if legacy.join("moto").is_dir() {
+            return legacy;
         }
-        dir
+        common::test_tool("moto", |d| common::pip_install(d, &["moto[s3,server]==5.*"]))
     })
     .clone()
+}
+
+fn moto_dir() -> PathBuf {
+    install_moto()
 }
 
 /// A moto S3 server on a free loopback port, killed on drop.
@@ -67,7 +57,7 @@ struct S3 {
 impl S3 {
     fn start() -> S3 {
         let site = install_moto();
-        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let port = common::free_port();
         let child = Command::new("python3")
             .args(["-m", "moto.server", "-H", "127.0.0.1", "-p", &port.to_string()])
             .env("PYTHONPATH", site)
@@ -324,6 +314,12 @@ fn a_shared_directory_remote_from_the_environment() {
     assert!(p.stderr.contains("pushed 2 entries, 2 artifacts"), "{}", p.stderr);
     let bob = Work::new();
     bob.write("p.yaml", spec);
+    // plan knows the remote has everything: nothing would run.
+    let plan = bob.command(&["plan", "p.yaml", "--json", "--check"]).env("DAGRUN_REMOTE", shared.path()).output().unwrap();
+    assert_eq!(plan.status.code(), Some(0), "{}", String::from_utf8_lossy(&plan.stderr));
+    let plan: serde_json::Value = serde_json::from_slice(&plan.stdout).unwrap();
+    assert_eq!(plan["would_run"], 0);
+    assert!(plan["nodes"].as_array().unwrap().iter().all(|n| n["state"] == "remote"), "{plan}");
     let r = bob.command(&["p.yaml", "--json"]).env("DAGRUN_REMOTE", shared.path()).output().unwrap();
     let report: serde_json::Value = serde_json::from_slice(&r.stdout).unwrap();
     assert!(report["nodes"].as_array().unwrap().iter().all(|n| n["status"] == "remote"), "{report}");
@@ -349,4 +345,79 @@ fn remote_usage_errors_are_clear() {
     assert!(r.stderr.contains("remote `ftp://somewhere/x`"), "{}", r.stderr);
     let r = w.expect(&["cache", "pull", "p.yaml", "--remote", "gs://"], 1);
     assert!(r.stderr.contains("remote `gs://"), "{}", r.stderr);
+}
+
+/// Alice pushes, Bob finds everything in the remote, Carol pulls it all: through any remote.
+fn teammates_share(url: &str, env: &[(&str, String)]) {
+    let spec = format!("pipeline: cloud\nremote: {url}\nnodes:\n  a: {{ kind: test-source, params: {{ rows: 300, noise: true }} }}\n  b: {{ kind: test-scale, inputs: {{ in: a }} }}\n  big: {{ kind: test-blob, params: {{ bytes: 40000000 }} }}\n");
+    let run = |w: &Work, args: &[&str]| {
+        let mut c = w.command(args);
+        c.env_remove("DAGRUN_REMOTE");
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        let out = c.output().unwrap();
+        let r = Ran {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        };
+        assert_eq!(r.code, 0, "dagrun {args:?}\n{}\n{}", r.stdout, r.stderr);
+        r
+    };
+    let alice = Work::new();
+    alice.write("p.yaml", &spec);
+    assert_eq!(run(&alice, &["p.yaml", "--json", "--push"]).with_status("ran").len(), 3);
+    let bob = Work::new();
+    bob.write("p.yaml", &spec);
+    let r = run(&bob, &["p.yaml", "--json"]);
+    assert_eq!(r.with_status("remote"), vec!["a", "b", "big"], "{}", r.stderr);
+    let carol = Work::new();
+    carol.write("p.yaml", &spec);
+    let p = run(&carol, &["cache", "pull", "p.yaml"]);
+    // a and b have the same content: one artifact.
+    assert!(p.stderr.contains("pulled 3 entries, 2 artifacts"), "{}", p.stderr);
+    carol.expect(&["cache", "verify"], 0);
+    assert_eq!(carol.expect(&["p.yaml", "--json", "--no-remote"], 0).with_status("cached").len(), 3);
+}
+
+#[test]
+fn azure_blob_storage_through_azurite() {
+    let npm = Command::new("npm").arg("--version").output();
+    assert!(npm.is_ok_and(|o| o.status.success()), "npm is needed to install Azurite");
+    let azurite = common::test_tool("azurite", |d| {
+        let s = Command::new("npm")
+            .args(["install", "--silent", "--no-audit", "--no-fund", "--prefix"])
+            .arg(d)
+            .arg("azurite@3")
+            .status()
+            .unwrap();
+        assert!(s.success(), "npm could not install azurite");
+        common::pip_install(d, &["azure-storage-blob==12.*"]);
+    });
+    let port = common::free_port();
+    let data = tempfile::tempdir().unwrap();
+    let _server = common::Server(
+        Command::new(azurite.join("node_modules/.bin/azurite-blob"))
+            .args(["--blobHost", "127.0.0.1", "--blobPort", &port.to_string(), "--silent", "--disableTelemetry", "--skipApiVersionCheck", "--location"])
+            .arg(data.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    common::wait_for_port(port, "azurite");
+    let endpoint = format!("http://127.0.0.1:{port}");
+    // The emulator's well-known development account.
+    let script = format!(
+        "from azure.storage.blob import BlobServiceClient\n\
+         key='Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=='\n\
+         BlobServiceClient.from_connection_string('DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey='+key+';BlobEndpoint={endpoint}/devstoreaccount1;').create_container('team')\n"
+    );
+    let s = Command::new("python3").args(["-c", &script]).env("PYTHONPATH", &azurite).status().unwrap();
+    assert!(s.success(), "could not create the container");
+    teammates_share(
+        "az://team/dagrun",
+        &[("AZURE_STORAGE_USE_EMULATOR", "true".into()), ("AZURITE_BLOB_STORAGE_URL", endpoint)],
+    );
 }

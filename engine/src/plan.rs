@@ -302,8 +302,8 @@ impl Resolved {
 /// Resolves every node's key from the local cache and then the remote, in dependency order:
 /// a remote entry's output digests give its consumers' keys, so a whole pipeline's results
 /// can be found (for `cache pull`) without downloading or computing anything.
-pub fn resolve_keys(p: &Pipeline, store: &Store, remote: Option<&dyn dagrun_cache::RemoteCache>) -> Vec<Resolved> {
-    let hasher = FileHasher::new(Some(store));
+pub fn resolve_keys(p: &Pipeline, store: Option<&Store>, remote: Option<&dyn dagrun_cache::RemoteCache>) -> Vec<Resolved> {
+    let hasher = FileHasher::new(store);
     let mut out: Vec<Resolved> = Vec::with_capacity(p.nodes.len());
     for node in &p.nodes {
         let mut inputs = BTreeMap::new();
@@ -326,7 +326,7 @@ pub fn resolve_keys(p: &Pipeline, store: &Store, remote: Option<&dyn dagrun_cach
             }
         };
         let key = components(node, &inputs, &files).key();
-        if let Lookup::Hit(entry) = lookup(store, &key, Check::Quick) {
+        if let Some(Lookup::Hit(entry)) = store.map(|s| lookup(s, &key, Check::Quick)) {
             out.push(Resolved::Local(entry));
             continue;
         }

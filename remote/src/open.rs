@@ -116,17 +116,21 @@ pub fn open(spec: &str) -> Result<Opened, OpenError> {
             Box::new(move || b.clone().build().map(|s| Arc::new(s) as Arc<dyn ObjectStore>).map_err(|e| e.to_string()))
         }
         ObjectStoreScheme::GoogleCloudStorage => {
+            // An emulator (fake-gcs-server, gcp-storage-emulator) is named by GOOGLE_BASE_URL.
+            let allow_http = std::env::var("GOOGLE_BASE_URL").is_ok_and(|u| u.starts_with("http://"));
             let b = GoogleCloudStorageBuilder::from_env()
                 .with_url(url.as_str())
                 .with_retry(retry_config())
-                .with_client_options(client_options(false));
+                .with_client_options(client_options(allow_http));
             Box::new(move || b.clone().build().map(|s| Arc::new(s) as Arc<dyn ObjectStore>).map_err(|e| e.to_string()))
         }
         ObjectStoreScheme::MicrosoftAzure => {
+            // Azurite (AZURE_STORAGE_USE_EMULATOR) is allowed plain HTTP by object_store itself.
+            let allow_http = std::env::var("AZURE_ALLOW_HTTP").is_ok_and(|v| v == "true" || v == "1");
             let b = MicrosoftAzureBuilder::from_env()
                 .with_url(url.as_str())
                 .with_retry(retry_config())
-                .with_client_options(client_options(false));
+                .with_client_options(client_options(allow_http));
             Box::new(move || b.clone().build().map(|s| Arc::new(s) as Arc<dyn ObjectStore>).map_err(|e| e.to_string()))
         }
         other => {

@@ -1,7 +1,8 @@
 //! `dagrun plan`: what a run would compute and why; `--check` for CI.
 
 use clap::Args;
-use dagrun_engine::plan::{plan as make_plan, NodePlan, Reason};
+use dagrun_engine::cache::RemoteCache;
+use dagrun_engine::plan::{self, plan as make_plan, NodePlan, Reason};
 use dagrun_engine::Selection;
 use serde_json::json;
 
@@ -20,6 +21,12 @@ pub struct PlanArgs {
     /// Print the plan as JSON.
     #[arg(long)]
     pub json: bool,
+    /// Also look keys up in this remote (default: $DAGRUN_REMOTE, else the spec's `remote:`).
+    #[arg(long, value_name = "URL")]
+    pub remote: Option<String>,
+    /// Ignore any configured remote.
+    #[arg(long, conflicts_with = "remote")]
+    pub no_remote: bool,
 }
 
 pub fn plan(a: PlanArgs) -> CliResult {
@@ -30,19 +37,33 @@ pub fn plan(a: PlanArgs) -> CliResult {
     let force = util::node_indices(&pipeline, "--force", &a.select.force)?;
     let store = util::existing_store(&a.spec.cache_dir, Some(&pipeline))?;
     let planned = make_plan(&pipeline, store.as_ref(), &targets, &force);
+    // Nodes that would run but whose current key the remote has: a run takes them from there.
+    let mut in_remote = vec![false; pipeline.nodes.len()];
+    if planned.iter().any(|p| p.plan.would_run()) {
+        let args = super::remote::RemoteArgs { remote: a.remote.clone(), no_remote: a.no_remote, push: false };
+        if let Some(remote) = super::remote::open(&args, Some(&pipeline))? {
+            let resolved = plan::resolve_keys(&pipeline, store.as_ref(), Some(remote.as_ref() as &dyn RemoteCache));
+            for (i, r) in resolved.iter().enumerate() {
+                let forced = matches!(&planned[i].plan, NodePlan::Run { reasons, .. } if reasons.contains(&Reason::Forced));
+                in_remote[i] = matches!(r, plan::Resolved::Remote(_)) && planned[i].plan.would_run() && !forced;
+            }
+        }
+    }
 
     let blocked: Vec<&str> =
         pipeline.nodes.iter().zip(&planned).filter(|(_, p)| matches!(p.plan, NodePlan::Blocked)).map(|(n, _)| n.id.as_str()).collect();
-    let would_run = planned.iter().filter(|p| p.plan.would_run()).count();
+    let would_run = planned.iter().zip(&in_remote).filter(|(p, r)| p.plan.would_run() && !**r).count();
 
     if a.json {
         let nodes: Vec<_> = pipeline
             .nodes
             .iter()
             .zip(&planned)
-            .map(|(n, p)| {
+            .zip(&in_remote)
+            .map(|((n, p), &remote)| {
                 let (state, key, reasons): (&str, Option<String>, Vec<Reason>) = match &p.plan {
                     NodePlan::Cached { key, .. } => ("cached", Some(key.hex()), vec![]),
+                    NodePlan::Run { key, .. } if remote => ("remote", key.map(|k| k.hex()), vec![]),
                     NodePlan::Run { key, reasons } => ("run", key.map(|k| k.hex()), reasons.clone()),
                     NodePlan::Blocked => ("blocked", None, vec![]),
                     NodePlan::Unneeded => ("unselected", None, vec![]),
@@ -50,7 +71,7 @@ pub fn plan(a: PlanArgs) -> CliResult {
                 json!({
                     "id": n.id,
                     "kind": n.kind.name(),
-                    "would_run": p.plan.would_run(),
+                    "would_run": p.plan.would_run() && !remote,
                     "state": state,
                     "key": key,
                     "reasons": reasons.iter().map(|r| r.to_string()).collect::<Vec<_>>(),
@@ -62,9 +83,10 @@ pub fn plan(a: PlanArgs) -> CliResult {
         println!("{}", serde_json::to_string_pretty(&out).map_err(|e| CliError::Failed(e.into()))?);
     } else {
         let mut rows = Vec::new();
-        for (n, p) in pipeline.nodes.iter().zip(&planned) {
+        for ((n, p), &remote) in pipeline.nodes.iter().zip(&planned).zip(&in_remote) {
             let (state, why) = match &p.plan {
                 NodePlan::Cached { .. } => ("cached", String::new()),
+                NodePlan::Run { .. } if remote => ("remote", "in the remote: taken from there, not computed".to_string()),
                 NodePlan::Run { reasons, key } => {
                     let mut why: Vec<String> = reasons.iter().map(|r| r.to_string()).collect();
                     if key.is_none() {

@@ -203,7 +203,7 @@ pub fn pull(a: TransferArgs) -> CliResult {
     let store = Store::open(&dir).map_err(|e| CliError::Failed(anyhow::anyhow!("cannot open the cache: {e}")))?;
     store.check_writable()?;
     let remote = remote_for(&a, Some(&pipeline))?;
-    let resolved = plan::resolve_keys(&pipeline, &store, Some(remote.as_ref() as &dyn RemoteCache));
+    let resolved = plan::resolve_keys(&pipeline, Some(&store), Some(remote.as_ref() as &dyn RemoteCache));
     let mut entries = Vec::new();
     let mut unknown = Vec::new();
     for (r, node) in resolved.iter().zip(&pipeline.nodes) {
@@ -245,7 +245,7 @@ pub fn fetch_for_reading(p: &Pipeline, store: &Store, nodes: &[usize]) {
             return;
         }
     };
-    let resolved = plan::resolve_keys(p, store, Some(remote.as_ref() as &dyn RemoteCache));
+    let resolved = plan::resolve_keys(p, Some(store), Some(remote.as_ref() as &dyn RemoteCache));
     let entries: Vec<ActionEntry> = nodes
         .iter()
         .filter_map(|&i| match &resolved[i] {

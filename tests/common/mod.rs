@@ -137,3 +137,56 @@ pub fn files_under(dir: &Path) -> Vec<PathBuf> {
     out.sort();
     out
 }
+
+/// A tool the tests need (an S3, Azure or GCS emulator), installed once per machine into
+/// `target/test-tools/NAME` by `install(dir)`; concurrent installs race safely.
+pub fn test_tool(name: &str, install: impl FnOnce(&Path)) -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/test-tools").join(name);
+    if !dir.join(".installed").exists() {
+        let tmp = dir.with_extension(format!("partial-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&tmp);
+        std::fs::create_dir_all(&tmp).unwrap();
+        install(&tmp);
+        std::fs::write(tmp.join(".installed"), b"").unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+        if std::fs::rename(&tmp, &dir).is_err() {
+            let _ = std::fs::remove_dir_all(&tmp);
+        }
+    }
+    dir
+}
+
+/// `pip install --target DIR SPECS...` (for test tools).
+pub fn pip_install(dir: &Path, specs: &[&str]) {
+    let status = Command::new("python3")
+        .args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--target"])
+        .arg(dir)
+        .args(specs)
+        .status()
+        .expect("python3 with pip is needed for the remote tests");
+    assert!(status.success(), "pip could not install {specs:?}");
+}
+
+/// A free TCP port on 127.0.0.1.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// Waits until something accepts connections on `port`.
+pub fn wait_for_port(port: u16, what: &str) {
+    let t0 = std::time::Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(t0.elapsed() < std::time::Duration::from_secs(60), "{what} did not start");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+/// A server process killed (with its children) on drop.
+pub struct Server(pub Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
