@@ -238,12 +238,19 @@ pub fn run(p: &Pipeline, store: &Store, opts: &RunOptions) -> Result<RunReport, 
                     }
                 }
                 if !targets[i] {
-                    let note = if opts.remote.is_some() {
-                        "not selected, and in neither the cache nor the remote"
+                    if opts.remote.is_some() {
+                        // Without a remote the run refuses to start (Blocked); with one, the
+                        // gap is only known now, and it fails the run just as clearly.
+                        state[i] = State::Failed {
+                            key: Some(key),
+                            comps: Some(comps),
+                            error: "needed, but not selected and in neither the cache nor the remote; select it too".into(),
+                            seconds: 0.0,
+                        };
+                        failed_any = true;
                     } else {
-                        "not selected, and no longer in the cache"
-                    };
-                    state[i] = State::Skipped { note: note.into() };
+                        state[i] = State::Skipped { note: "not selected, and no longer in the cache".into() };
+                    }
                     continue;
                 }
                 state[i] = State::Ready { key, comps };
@@ -811,6 +818,21 @@ mod tests {
         // m's entry is now local (its only output is); s's is not.
         assert!(bob.get_action(&first.nodes[1].key.unwrap()).unwrap().is_some());
         assert!(bob.get_action(&first.nodes[0].key.unwrap()).unwrap().is_none());
+    }
+
+    #[test]
+    fn an_unselected_input_in_neither_cache_fails_the_run_clearly() {
+        let dir = tempfile::tempdir().unwrap();
+        let remote = Arc::new(StoreRemote { inner: Store::open(dir.path().join("remote")).unwrap(), fail_fetch: false, fetched: Mutex::default() });
+        let p = pipeline(CHAIN);
+        let mut o = opts(&p);
+        o.targets = vec![false, false, true];
+        o.remote = Some(remote);
+        let r = run(&p, &Store::open(dir.path().join("bob")).unwrap(), &o).unwrap();
+        assert_eq!(r.outcome, RunOutcome::Failed);
+        assert_eq!(r.nodes[0].status, NodeStatus::Failed);
+        assert!(r.nodes[0].error.as_deref().unwrap().contains("in neither the cache nor the remote"), "{:?}", r.nodes[0]);
+        assert_eq!(r.nodes[2].status, NodeStatus::Skipped);
     }
 
     #[test]
