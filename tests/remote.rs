@@ -311,7 +311,8 @@ fn a_shared_directory_remote_from_the_environment() {
     alice.expect(&["p.yaml"], 0);
     let url = format!("file://{}", shared.path().display());
     let p = alice.expect(&["cache", "push", "--all", "--remote", &url], 0);
-    assert!(p.stderr.contains("pushed 2 entries, 2 artifacts"), "{}", p.stderr);
+    // a and b have the same content: one artifact.
+    assert!(p.stderr.contains("pushed 2 entries, 1 artifacts"), "{}", p.stderr);
     let bob = Work::new();
     bob.write("p.yaml", spec);
     // plan knows the remote has everything: nothing would run.
@@ -323,6 +324,15 @@ fn a_shared_directory_remote_from_the_environment() {
     let r = bob.command(&["p.yaml", "--json"]).env("DAGRUN_REMOTE", shared.path()).output().unwrap();
     let report: serde_json::Value = serde_json::from_slice(&r.stdout).unwrap();
     assert!(report["nodes"].as_array().unwrap().iter().all(|n| n["status"] == "remote"), "{report}");
+    // pull --all takes everything the remote has.
+    let carol = Work::new();
+    let p = carol.command(&["cache", "pull", "--all"]).env("DAGRUN_REMOTE", shared.path()).output().unwrap();
+    let err = String::from_utf8_lossy(&p.stderr);
+    assert_eq!(p.status.code(), Some(0), "{err}");
+    assert!(err.contains("pulled 2 entries, 1 artifacts"), "{err}");
+    carol.write("p.yaml", spec);
+    let r = carol.expect(&["p.yaml", "--json", "--no-remote"], 0);
+    assert_eq!(r.with_status("cached"), vec!["a", "b"]);
     // `--no-remote` ignores it.
     let r = bob.command(&["p.yaml", "--json", "--no-remote"]).env("DAGRUN_REMOTE", shared.path()).output().unwrap();
     let report: serde_json::Value = serde_json::from_slice(&r.stdout).unwrap();
@@ -335,6 +345,10 @@ fn remote_usage_errors_are_clear() {
     w.write("p.yaml", "pipeline: p\nnodes:\n  a: { kind: test-source, params: { rows: 5 } }\n");
     let r = w.expect(&["cache", "push"], 2);
     assert!(r.stderr.contains("a PIPELINE.yaml, or --all"), "{}", r.stderr);
+    let r = w.expect(&["cache", "pull"], 2);
+    assert!(r.stderr.contains("a PIPELINE.yaml, or --all"), "{}", r.stderr);
+    let r = w.expect(&["cache", "pull", "p.yaml", "--all"], 2);
+    assert!(r.stderr.contains("not both"), "{}", r.stderr);
     let r = w.expect(&["p.yaml", "--push"], 2);
     assert!(r.stderr.contains("--push needs a remote"), "{}", r.stderr);
     w.expect(&["p.yaml"], 0);

@@ -369,7 +369,8 @@ impl Remote {
         let mut sent = 0;
         let mut present = 0;
         let mut bytes = 0;
-        let uploads = entry.outputs.values().map(|d| async move { (d, self.upload(local, d).await) });
+        let unique: BTreeSet<&Digest> = entry.outputs.values().collect();
+        let uploads = unique.into_iter().map(|d| async move { (d, self.upload(local, d).await) });
         for (d, r) in futures::future::join_all(uploads).await {
             if r? {
                 sent += 1;
@@ -383,25 +384,76 @@ impl Remote {
         Ok((sent, present, bytes))
     }
 
-    /// Pushes entries and their artifacts, several at a time; each entry is written only after
-    /// all its artifacts are in the remote.
+    /// Pushes entries and their artifacts, several at a time, each artifact once however many
+    /// entries name it; each entry is written only after all its artifacts are in the remote.
     pub fn push(&self, local: &Store, entries: &[ActionEntry]) -> TransferReport {
         self.rt.block_on(async {
             let mut report = TransferReport::default();
-            let jobs = entries.iter().map(|e| async move { (e, self.push_one(local, e).await) });
-            let mut results = futures::stream::iter(jobs).buffer_unordered(8);
-            while let Some((entry, r)) = results.next().await {
+            let digests: BTreeSet<Digest> = entries.iter().flat_map(|e| e.outputs.values().copied()).collect();
+            let uploads = digests.iter().map(|d| async move { (*d, self.upload(local, d).await) });
+            let mut results = futures::stream::iter(uploads).buffer_unordered(8);
+            let mut failed: BTreeMap<Digest, String> = BTreeMap::new();
+            while let Some((d, r)) = results.next().await {
                 match r {
-                    Ok((sent, present, bytes)) => {
-                        report.entries += 1;
-                        report.artifacts += sent;
-                        report.artifacts_present += present;
-                        report.bytes += bytes;
+                    Ok(true) => {
+                        report.artifacts += 1;
+                        report.bytes += local.artifact_info(&d).map(|i| i.size).unwrap_or(0);
                     }
-                    Err(e) => report.failures.push(format!("{} ({}): {e}", entry.key.short(), entry.kind)),
+                    Ok(false) => report.artifacts_present += 1,
+                    Err(e) => {
+                        failed.insert(d, e.to_string());
+                    }
+                }
+            }
+            let failed = &failed;
+            let puts = entries.iter().map(|e| async move {
+                if let Some(why) = e.outputs.values().find_map(|d| failed.get(d)) {
+                    return (e, Err(why.clone()));
+                }
+                let r = match serde_json::to_vec_pretty(e) {
+                    Ok(json) => self.put_small(&self.action_object(&e.key), Bytes::from(json)).await.map_err(|x| x.to_string()),
+                    Err(x) => Err(x.to_string()),
+                };
+                (e, r)
+            });
+            let mut results = futures::stream::iter(puts).buffer_unordered(8);
+            while let Some((e, r)) = results.next().await {
+                match r {
+                    Ok(()) => report.entries += 1,
+                    Err(why) => report.failures.push(format!("{} ({}): {why}", e.key.short(), e.kind)),
                 }
             }
             report
+        })
+    }
+
+    /// Every action entry in the remote (for `cache pull --all`). Unreadable entries are
+    /// returned as errors beside the good ones.
+    pub fn all_actions(&self) -> Result<(Vec<ActionEntry>, Vec<RemoteError>), RemoteError> {
+        self.rt.block_on(async {
+            let store = self.store()?;
+            let prefix = self.object("ac");
+            let mut keys = Vec::new();
+            let mut listing = store.list(Some(&prefix));
+            while let Some(meta) = listing.next().await {
+                let meta = meta.map_err(|e| self.map_err(&prefix, e))?;
+                let name = meta.location.filename().unwrap_or_default();
+                if let Some(key) = name.strip_suffix(".json").and_then(|k| k.parse::<Digest>().ok()) {
+                    keys.push(key);
+                }
+            }
+            let mut good = Vec::new();
+            let mut bad = Vec::new();
+            let lookups = keys.iter().map(|k| self.action(k));
+            let mut results = futures::stream::iter(lookups).buffered(16);
+            while let Some(r) = results.next().await {
+                match r {
+                    Ok(Some(e)) => good.push(e),
+                    Ok(None) => {}
+                    Err(e) => bad.push(e),
+                }
+            }
+            Ok((good, bad))
         })
     }
 
@@ -552,6 +604,8 @@ mod tests {
         assert_eq!(b.get_action(&e.key).unwrap(), Some(e.clone()));
         assert!(b.check_artifact(&d2, Check::Full).is_ok());
         assert_eq!(fs::read(b.artifact_dir(&d1).join("sub/m.json")).unwrap(), b"{}");
+        let (all, bad) = remote.all_actions().unwrap();
+        assert_eq!((all, bad.len()), (vec![e.clone()], 0));
     }
 
     #[test]

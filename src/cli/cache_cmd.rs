@@ -23,7 +23,8 @@ pub enum CacheCommand {
     /// Upload a pipeline's cached results (or the whole cache with --all) to a remote:
     /// artifacts first, then the entries that name them.
     Push(super::remote::TransferArgs),
-    /// Download what a remote has of a pipeline's results, verified against their digests.
+    /// Download what a remote has of a pipeline's results (or everything with --all),
+    /// verified against their digests.
     Pull(super::remote::TransferArgs),
 }
 

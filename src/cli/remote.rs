@@ -122,7 +122,8 @@ fn finish(verb: &str, r: &TransferReport, seconds: f64, remote: &Remote) -> u8 {
 pub struct TransferArgs {
     /// The pipeline whose current results move (its `remote:` and `cache:` apply).
     pub pipeline: Option<PathBuf>,
-    /// Push every entry in the local cache (instead of a pipeline's).
+    /// Every entry (of the local cache for push, of the remote for pull) instead of a
+    /// pipeline's.
     #[arg(long)]
     pub all: bool,
     /// Override a param or variable of the pipeline (`NODE.PARAM=VALUE`, `vars.NAME=VALUE`).
@@ -193,35 +194,50 @@ pub fn push(a: TransferArgs) -> CliResult {
     Ok(finish("pushed", &report, t0.elapsed().as_secs_f64(), &remote))
 }
 
-/// `dagrun cache pull`: downloads what the remote has of a pipeline's current results.
+/// `dagrun cache pull`: downloads what the remote has of a pipeline's current results (or,
+/// with --all, everything it has).
 pub fn pull(a: TransferArgs) -> CliResult {
-    if a.all {
-        return Err(CliError::Usage("`cache pull` takes a PIPELINE.yaml (pulling a whole remote is not supported)".into()));
+    let pipeline = load(&a)?;
+    if pipeline.is_none() && !a.all {
+        return Err(CliError::Usage("say what to pull: a PIPELINE.yaml, or --all for the whole remote".into()));
     }
-    let pipeline = load(&a)?.ok_or_else(|| CliError::Usage("say which PIPELINE.yaml to pull".into()))?;
-    let dir = util::cache_dir(&a.cache_dir, Some(&pipeline));
+    if pipeline.is_some() && a.all {
+        return Err(CliError::Usage("give either a PIPELINE.yaml or --all, not both".into()));
+    }
+    let dir = util::cache_dir(&a.cache_dir, pipeline.as_ref());
     let store = Store::open(&dir).map_err(|e| CliError::Failed(anyhow::anyhow!("cannot open the cache: {e}")))?;
     store.check_writable()?;
-    let remote = remote_for(&a, Some(&pipeline))?;
-    let resolved = plan::resolve_keys(&pipeline, Some(&store), Some(remote.as_ref() as &dyn RemoteCache));
+    let remote = remote_for(&a, pipeline.as_ref())?;
     let mut entries = Vec::new();
-    let mut unknown = Vec::new();
-    for (r, node) in resolved.iter().zip(&pipeline.nodes) {
-        match r {
-            plan::Resolved::Remote(e) => entries.push(e.clone()),
-            plan::Resolved::Local(_) => {}
-            plan::Resolved::Unknown => unknown.push(node.id.clone()),
-            plan::Resolved::Failed(why) => return Err(CliError::Failed(anyhow::anyhow!("{}: {why}", node.id))),
+    let mut unreadable = Vec::new();
+    match &pipeline {
+        None => {
+            let (all, bad) = remote.all_actions().map_err(|e| CliError::Failed(e.into()))?;
+            entries = all.into_iter().filter(|e| store.get_action(&e.key).ok().flatten().is_none()).collect();
+            unreadable = bad.into_iter().map(|e| e.to_string()).collect();
+        }
+        Some(pipeline) => {
+            let resolved = plan::resolve_keys(pipeline, Some(&store), Some(remote.as_ref() as &dyn RemoteCache));
+            let mut unknown = Vec::new();
+            for (r, node) in resolved.iter().zip(&pipeline.nodes) {
+                match r {
+                    plan::Resolved::Remote(e) => entries.push(e.clone()),
+                    plan::Resolved::Local(_) => {}
+                    plan::Resolved::Unknown => unknown.push(node.id.clone()),
+                    plan::Resolved::Failed(why) => return Err(CliError::Failed(anyhow::anyhow!("{}: {why}", node.id))),
+                }
+            }
+            if !unknown.is_empty() {
+                eprintln!("in neither cache (a run will compute them): {}", unknown.join(", "));
+            }
         }
     }
-    if !unknown.is_empty() {
-        eprintln!("in neither cache (a run will compute them): {}", unknown.join(", "));
-    }
     let t0 = Instant::now();
-    let report = {
+    let mut report = {
         let _line = ProgressLine::start(remote.stats(), "pulled", false);
         remote.pull(&store, &entries)
     };
+    report.failures.extend(unreadable);
     Ok(finish("pulled", &report, t0.elapsed().as_secs_f64(), &remote))
 }
 
