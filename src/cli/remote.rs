@@ -256,7 +256,7 @@ pub fn fetch_for_reading(p: &Pipeline, store: &Store, nodes: &[usize]) {
             eprintln!("warning: {}", match e {
                 CliError::Failed(e) => format!("{e:#}"),
                 CliError::Usage(m) => m,
-                CliError::Spec(s) => format!("{s:?}"),
+                CliError::Spec(s) => s.0.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; "),
             });
             return;
         }
