@@ -65,12 +65,7 @@ fn kill_after(w: &Work, remote: &Path, args: &[&str], ms: u64) -> bool {
 }
 
 fn with_remote(w: &Work, remote: &Path, args: &[&str]) -> Ran {
-    let out = w.command(args).env("DAGRUN_REMOTE", remote).output().unwrap();
-    Ran {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    }
+    w.command(args).env("DAGRUN_REMOTE", remote).output().unwrap().into()
 }
 
 /// Damage in a local cache, counted (0 expected).

@@ -31,21 +31,10 @@ nodes:
   c: { kind: test-scale, inputs: { in: b }, params: { factor: 3 } }
 ";
 
-/// moto, installed once into target/test-tools (`.ci/run` preinstalls it).
-fn install_moto() -> PathBuf {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
-        let legacy = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/test-tools/moto");
-        if legacy.join("moto").is_dir() {
-            return legacy;
-        }
-        common::test_tool("moto", |d| common::pip_install(d, &["moto[s3,server]==5.*"]))
-    })
-    .clone()
-}
-
+/// moto, installed once into target/test-tools/moto (`.ci/run` preinstalls it there).
 fn moto_dir() -> PathBuf {
-    install_moto()
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| common::test_tool("moto", |d| common::pip_install(d, &["moto[s3,server]==5.*"]))).clone()
 }
 
 /// A moto S3 server on a free loopback port, killed on drop.
@@ -56,7 +45,7 @@ struct S3 {
 
 impl S3 {
     fn start() -> S3 {
-        let site = install_moto();
+        let site = moto_dir();
         let port = common::free_port();
         let child = Command::new("python3")
             .args(["-m", "moto.server", "-H", "127.0.0.1", "-p", &port.to_string()])
@@ -128,12 +117,7 @@ fn with_s3_env(c: &mut Command, endpoint: &str) {
 fn run_s3(w: &Work, endpoint: &str, args: &[&str]) -> Ran {
     let mut c = w.command(args);
     with_s3_env(&mut c, endpoint);
-    let out = c.output().unwrap();
-    let r = Ran {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    };
+    let r: Ran = c.output().unwrap().into();
     assert!(!r.stdout.contains(SECRET) && !r.stderr.contains(SECRET), "a secret was printed:\n{}\n{}", r.stdout, r.stderr);
     assert!(!r.stderr.contains(KEY_ID), "the key id was printed:\n{}", r.stderr);
     r
@@ -370,12 +354,7 @@ fn teammates_share(url: &str, env: &[(&str, String)]) {
         for (k, v) in env {
             c.env(k, v);
         }
-        let out = c.output().unwrap();
-        let r = Ran {
-            code: out.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        };
+        let r: Ran = c.output().unwrap().into();
         assert_eq!(r.code, 0, "dagrun {args:?}\n{}\n{}", r.stdout, r.stderr);
         r
     };

@@ -750,6 +750,12 @@ mod tests {
         fetched: Mutex<Vec<Digest>>,
     }
 
+    impl StoreRemote {
+        fn at(dir: &Path, fail_fetch: bool) -> Arc<StoreRemote> {
+            Arc::new(StoreRemote { inner: Store::open(dir).unwrap(), fail_fetch, fetched: Mutex::default() })
+        }
+    }
+
     impl RemoteCache for StoreRemote {
         fn describe(&self) -> String {
             "test remote".into()
@@ -790,7 +796,7 @@ mod tests {
     #[test]
     fn a_remote_is_read_through_and_only_needed_inputs_are_downloaded() {
         let dir = tempfile::tempdir().unwrap();
-        let remote = Arc::new(StoreRemote { inner: Store::open(dir.path().join("remote")).unwrap(), fail_fetch: false, fetched: Mutex::default() });
+        let remote = StoreRemote::at(&dir.path().join("remote"), false);
         let p = pipeline(CHAIN);
         // Alice computes and writes through.
         let alice = Store::open(dir.path().join("alice")).unwrap();
@@ -823,7 +829,7 @@ mod tests {
     #[test]
     fn an_unselected_input_in_neither_cache_fails_the_run_clearly() {
         let dir = tempfile::tempdir().unwrap();
-        let remote = Arc::new(StoreRemote { inner: Store::open(dir.path().join("remote")).unwrap(), fail_fetch: false, fetched: Mutex::default() });
+        let remote = StoreRemote::at(&dir.path().join("remote"), false);
         let p = pipeline(CHAIN);
         let mut o = opts(&p);
         o.targets = vec![false, false, true];
@@ -838,12 +844,12 @@ mod tests {
     #[test]
     fn an_input_that_cannot_be_downloaded_is_computed_here() {
         let dir = tempfile::tempdir().unwrap();
-        let good = Arc::new(StoreRemote { inner: Store::open(dir.path().join("remote")).unwrap(), fail_fetch: false, fetched: Mutex::default() });
+        let good = StoreRemote::at(&dir.path().join("remote"), false);
         let p = pipeline(CHAIN);
         let mut o = opts(&p);
         o.remote = Some(good);
         run(&p, &Store::open(dir.path().join("alice")).unwrap(), &o).unwrap();
-        let bad = Arc::new(StoreRemote { inner: Store::open(dir.path().join("remote")).unwrap(), fail_fetch: true, fetched: Mutex::default() });
+        let bad = StoreRemote::at(&dir.path().join("remote"), true);
         let p2 = pipeline(&CHAIN.replace("r: { kind: map, inputs: { in: m } }", "r: { kind: map, inputs: { in: m }, params: { add: 5 } }"));
         let mut o2 = opts(&p2);
         o2.remote = Some(bad);

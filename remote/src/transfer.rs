@@ -365,23 +365,55 @@ impl Remote {
         Ok(true)
     }
 
-    async fn push_one(&self, local: &Store, entry: &ActionEntry) -> Result<(usize, usize, u64), RemoteError> {
-        let mut sent = 0;
-        let mut present = 0;
-        let mut bytes = 0;
+    /// Writes an action entry to the remote (its artifacts must be there already).
+    async fn put_entry(&self, entry: &ActionEntry) -> Result<(), RemoteError> {
+        let json = serde_json::to_vec_pretty(entry).map_err(|e| self.unavailable(e))?;
+        self.put_small(&self.action_object(&entry.key), Bytes::from(json)).await
+    }
+
+    /// Uploads one entry's artifacts, then the entry (write-through).
+    async fn push_one(&self, local: &Store, entry: &ActionEntry) -> Result<(), RemoteError> {
         let unique: BTreeSet<&Digest> = entry.outputs.values().collect();
-        let uploads = unique.into_iter().map(|d| async move { (d, self.upload(local, d).await) });
-        for (d, r) in futures::future::join_all(uploads).await {
-            if r? {
-                sent += 1;
-                bytes += local.artifact_info(d).map(|i| i.size).unwrap_or(0);
-            } else {
-                present += 1;
+        for r in futures::future::join_all(unique.into_iter().map(|d| self.upload(local, d))).await {
+            r?;
+        }
+        self.put_entry(entry).await
+    }
+
+    /// Transfers every artifact that `entries` name, once each and 8 at a time, counting
+    /// them in `report`; returns why each failed one failed. `transfer` says whether it moved
+    /// anything (`false`: the other side had it).
+    async fn transfer_artifacts<F, Fut>(
+        &self,
+        local: &Store,
+        entries: &[ActionEntry],
+        report: &mut TransferReport,
+        transfer: F,
+    ) -> BTreeMap<Digest, String>
+    where
+        F: Fn(Digest) -> Fut,
+        Fut: std::future::Future<Output = Result<bool, RemoteError>>,
+    {
+        let digests: BTreeSet<Digest> = entries.iter().flat_map(|e| e.outputs.values().copied()).collect();
+        let transfers = digests.into_iter().map(|d| {
+            let moved = transfer(d);
+            async move { (d, moved.await) }
+        });
+        let mut results = futures::stream::iter(transfers).buffer_unordered(8);
+        let mut failed = BTreeMap::new();
+        while let Some((d, r)) = results.next().await {
+            match r {
+                Ok(true) => {
+                    report.artifacts += 1;
+                    report.bytes += local.artifact_info(&d).map(|i| i.size).unwrap_or(0);
+                }
+                Ok(false) => report.artifacts_present += 1,
+                Err(e) => {
+                    failed.insert(d, e.to_string());
+                }
             }
         }
-        let json = serde_json::to_vec_pretty(entry).map_err(|e| self.unavailable(e))?;
-        self.put_small(&self.action_object(&entry.key), Bytes::from(json)).await?;
-        Ok((sent, present, bytes))
+        failed
     }
 
     /// Pushes entries and their artifacts, several at a time, each artifact once however many
@@ -389,32 +421,13 @@ impl Remote {
     pub fn push(&self, local: &Store, entries: &[ActionEntry]) -> TransferReport {
         self.rt.block_on(async {
             let mut report = TransferReport::default();
-            let digests: BTreeSet<Digest> = entries.iter().flat_map(|e| e.outputs.values().copied()).collect();
-            let uploads = digests.iter().map(|d| async move { (*d, self.upload(local, d).await) });
-            let mut results = futures::stream::iter(uploads).buffer_unordered(8);
-            let mut failed: BTreeMap<Digest, String> = BTreeMap::new();
-            while let Some((d, r)) = results.next().await {
-                match r {
-                    Ok(true) => {
-                        report.artifacts += 1;
-                        report.bytes += local.artifact_info(&d).map(|i| i.size).unwrap_or(0);
-                    }
-                    Ok(false) => report.artifacts_present += 1,
-                    Err(e) => {
-                        failed.insert(d, e.to_string());
-                    }
-                }
-            }
+            let failed = self.transfer_artifacts(local, entries, &mut report, |d| async move { self.upload(local, &d).await }).await;
             let failed = &failed;
             let puts = entries.iter().map(|e| async move {
                 if let Some(why) = e.outputs.values().find_map(|d| failed.get(d)) {
                     return (e, Err(why.clone()));
                 }
-                let r = match serde_json::to_vec_pretty(e) {
-                    Ok(json) => self.put_small(&self.action_object(&e.key), Bytes::from(json)).await.map_err(|x| x.to_string()),
-                    Err(x) => Err(x.to_string()),
-                };
-                (e, r)
+                (e, self.put_entry(e).await.map_err(|x| x.to_string()))
             });
             let mut results = futures::stream::iter(puts).buffer_unordered(8);
             while let Some((e, r)) = results.next().await {
@@ -470,24 +483,9 @@ impl Remote {
     pub fn pull(&self, local: &Store, entries: &[ActionEntry]) -> TransferReport {
         self.rt.block_on(async {
             let mut report = TransferReport::default();
-            let digests: BTreeSet<Digest> = entries.iter().flat_map(|e| e.outputs.values().copied()).collect();
-            let fetches = digests.iter().map(|d| async move { (*d, self.fetch(local, d).await) });
-            let mut results = futures::stream::iter(fetches).buffer_unordered(8);
-            let mut failed: BTreeMap<Digest, String> = BTreeMap::new();
-            while let Some((d, r)) = results.next().await {
-                match r {
-                    Ok(true) => {
-                        report.artifacts += 1;
-                        report.bytes += local.artifact_info(&d).map(|i| i.size).unwrap_or(0);
-                    }
-                    Ok(false) => report.artifacts_present += 1,
-                    Err(e) => {
-                        failed.insert(d, e.to_string());
-                    }
-                }
-            }
+            let failed = self.transfer_artifacts(local, entries, &mut report, |d| async move { self.fetch(local, &d).await }).await;
             for e in entries {
-                if let Some((_, why)) = e.outputs.values().find_map(|d| failed.get_key_value(d)) {
+                if let Some(why) = e.outputs.values().find_map(|d| failed.get(d)) {
                     report.failures.push(format!("{} ({}): {why}", e.key.short(), e.kind));
                     continue;
                 }
@@ -539,7 +537,7 @@ impl RemoteCache for Remote {
     }
 
     fn push_entry(&self, store: &Store, entry: &ActionEntry) -> Result<(), RemoteError> {
-        self.rt.block_on(self.push_one(store, entry)).map(|_| ())
+        self.rt.block_on(self.push_one(store, entry))
     }
 
     fn write_through(&self) -> bool {

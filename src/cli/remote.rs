@@ -137,10 +137,14 @@ pub struct TransferArgs {
     pub remote: Option<String>,
 }
 
-fn load(a: &TransferArgs) -> Result<Option<Pipeline>, CliError> {
-    match &a.pipeline {
-        None => Ok(None),
-        Some(p) => {
+/// The pipeline a push or pull is about, `None` for `--all` (`all_of`: what --all covers);
+/// exactly one of the two must be given.
+fn load(a: &TransferArgs, verb: &str, all_of: &str) -> Result<Option<Pipeline>, CliError> {
+    match (&a.pipeline, a.all) {
+        (None, false) => Err(CliError::Usage(format!("say what to {verb}: a PIPELINE.yaml, or --all for {all_of}"))),
+        (Some(_), true) => Err(CliError::Usage("give either a PIPELINE.yaml or --all, not both".into())),
+        (None, true) => Ok(None),
+        (Some(p), false) => {
             let spec = super::SpecArgs { pipeline: p.clone(), set: a.set.clone(), cache_dir: a.cache_dir.clone() };
             Ok(Some(util::load(&spec, &util::registry())?))
         }
@@ -156,13 +160,7 @@ fn remote_for(a: &TransferArgs, p: Option<&Pipeline>) -> Result<Arc<Remote>, Cli
 
 /// `dagrun cache push`: uploads a pipeline's cached results (or the whole cache).
 pub fn push(a: TransferArgs) -> CliResult {
-    let pipeline = load(&a)?;
-    if pipeline.is_none() && !a.all {
-        return Err(CliError::Usage("say what to push: a PIPELINE.yaml, or --all for the whole cache".into()));
-    }
-    if pipeline.is_some() && a.all {
-        return Err(CliError::Usage("give either a PIPELINE.yaml or --all, not both".into()));
-    }
+    let pipeline = load(&a, "push", "the whole cache")?;
     let dir = util::cache_dir(&a.cache_dir, pipeline.as_ref());
     let store = util::existing_store(&a.cache_dir, pipeline.as_ref())?
         .ok_or_else(|| CliError::Usage(format!("no dagrun cache at {} (pass --cache-dir)", dir.display())))?;
@@ -197,13 +195,7 @@ pub fn push(a: TransferArgs) -> CliResult {
 /// `dagrun cache pull`: downloads what the remote has of a pipeline's current results (or,
 /// with --all, everything it has).
 pub fn pull(a: TransferArgs) -> CliResult {
-    let pipeline = load(&a)?;
-    if pipeline.is_none() && !a.all {
-        return Err(CliError::Usage("say what to pull: a PIPELINE.yaml, or --all for the whole remote".into()));
-    }
-    if pipeline.is_some() && a.all {
-        return Err(CliError::Usage("give either a PIPELINE.yaml or --all, not both".into()));
-    }
+    let pipeline = load(&a, "pull", "the whole remote")?;
     let dir = util::cache_dir(&a.cache_dir, pipeline.as_ref());
     let store = Store::open(&dir).map_err(|e| CliError::Failed(anyhow::anyhow!("cannot open the cache: {e}")))?;
     store.check_writable()?;
