@@ -129,6 +129,8 @@ macro_rules! with_avx2 {
     };
 }
 
+pub(crate) use with_avx2;
+
 with_avx2!(gelu_slice, (v: &mut [f32], tanh: bool), {
     if tanh {
         for x in v.iter_mut() {
@@ -172,6 +174,11 @@ with_avx2!(softmax_row, (row: &mut [f32]), {
         *p *= inv;
     }
 });
+
+/// Softmax of one row in place (max and sum in eight lanes; vectorised where the CPU allows).
+pub fn softmax(row: &mut [f32]) {
+    softmax_row(row)
+}
 
 /// GELU over a Flex tensor, in place on its buffer, on all cores.
 pub fn gelu<B: Backend, const D: usize>(x: Tensor<B, D>, tanh: bool) -> Tensor<B, D> {

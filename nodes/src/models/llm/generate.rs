@@ -5,6 +5,7 @@
 
 use burn::prelude::*;
 use rand::SeedableRng;
+use rayon::prelude::*;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
@@ -140,11 +141,23 @@ pub fn generate<B: Backend>(
             if cancelled() {
                 return Err("cancelled".into());
             }
+            // Draw every live row's token in parallel (each row has its own generator), then
+            // apply them in order.
+            let mut is_live = vec![false; rows.len()];
+            live.iter().for_each(|&ri| is_live[ri] = true);
+            let mut live_rows: Vec<&mut Row> = rows.iter_mut().zip(&is_live).filter(|(_, &l)| l).map(|(r, _)| r).collect();
+            let drawn: Vec<(u32, f64)> = live_rows
+                .par_iter_mut()
+                .zip(logits.par_iter())
+                .map(|(row, l)| {
+                    let t = next_token(l, &s.sampling, &mut row.rng);
+                    (t, log_prob(l, t))
+                })
+                .collect();
             let mut next = Vec::with_capacity(live.len());
-            for (slot, &ri) in live.iter().enumerate() {
+            for (&ri, &(t, lp)) in live.iter().zip(&drawn) {
                 let row = &mut rows[ri];
-                let t = next_token(&logits[slot], &s.sampling, &mut row.rng);
-                row.logprob += log_prob(&logits[slot], t);
+                row.logprob += lp;
                 if tok.stop_ids.contains(&t) {
                     row.done = Some((Finish::Eos, None));
                 } else {

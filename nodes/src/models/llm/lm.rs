@@ -5,6 +5,7 @@ use burn::prelude::*;
 use burn::tensor::TensorData;
 
 use super::config::LlamaConfig;
+use super::host::{HostCache, HostLlama, HostStep};
 use super::llama::{KvCache, Llama, Step};
 
 /// A model on a device.
@@ -13,13 +14,35 @@ pub struct Lm<B: Backend> {
     pub config: LlamaConfig,
     pub inv_freq: Vec<f32>,
     pub device: B::Device,
+    /// On the CPU backend: the host inference path over the module's buffers (see `host`).
+    host: Option<HostLlama>,
+}
+
+/// A batch's keys and values: Burn tensors, or host buffers on the CPU's inference path.
+#[derive(Clone, Debug)]
+pub enum Cache<B: Backend> {
+    Tensors(KvCache<B>),
+    Host(HostCache),
+}
+
+impl<B: Backend> Cache<B> {
+    /// Slots filled so far.
+    pub fn len(&self) -> usize {
+        match self {
+            Cache::Tensors(c) => c.len(),
+            Cache::Host(c) => c.len(),
+        }
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
 }
 
 /// The state of a batch of sequences being decoded: their KV cache, how many padding slots
 /// each row starts with (prompts are left-padded to a common length) and how many real tokens
 /// each row has.
 pub struct Batch<B: Backend> {
-    pub cache: KvCache<B>,
+    pub cache: Cache<B>,
     pub pad: Vec<usize>,
     pub lens: Vec<usize>,
 }
@@ -31,13 +54,15 @@ impl<B: Backend> Batch<B> {
     /// The batch restricted (and repeated) to `rows`, e.g. each prompt repeated once per sample,
     /// or the rows still generating.
     pub fn select(&self, rows: &[usize]) -> Batch<B> {
-        let device = self.cache.layers.iter().flatten().next().map(|(k, _)| k.device());
-        let cache = match device {
-            Some(d) => {
-                let idx: Vec<i64> = rows.iter().map(|&r| r as i64).collect();
-                self.cache.select_rows(Tensor::from_data(TensorData::new(idx, [rows.len()]), &d))
-            }
-            None => self.cache.clone(),
+        let cache = match &self.cache {
+            Cache::Host(c) => Cache::Host(c.select_rows(rows)),
+            Cache::Tensors(c) => match c.layers.iter().flatten().next().map(|(k, _)| k.device()) {
+                Some(d) => {
+                    let idx: Vec<i64> = rows.iter().map(|&r| r as i64).collect();
+                    Cache::Tensors(c.select_rows(Tensor::from_data(TensorData::new(idx, [rows.len()]), &d)))
+                }
+                None => Cache::Tensors(c.clone()),
+            },
         };
         Batch { cache, pad: rows.iter().map(|&r| self.pad[r]).collect(), lens: rows.iter().map(|&r| self.lens[r]).collect() }
     }
@@ -46,7 +71,25 @@ impl<B: Backend> Batch<B> {
 impl<B: Backend> Lm<B> {
     pub fn new(model: Llama<B>, config: LlamaConfig, device: B::Device) -> Self {
         let inv_freq = config.inv_freq();
-        Lm { model, config, inv_freq, device }
+        let host = HostLlama::new(&model, &config);
+        Lm { model, config, inv_freq, device, host }
+    }
+
+    /// The same model run through Burn's ops on every backend (for comparing the paths).
+    #[cfg(test)]
+    pub fn without_host(mut self) -> Self {
+        self.host = None;
+        self
+    }
+
+    /// Whether the CPU's host inference path runs this model.
+    pub fn on_host(&self) -> bool {
+        self.host.is_some()
+    }
+
+    fn host_logits(&self, host: &HostLlama, hidden: &[f32], rows: usize, decode: bool) -> Tensor<B, 2> {
+        let logits = host.logits(hidden, rows, decode);
+        Tensor::from_data(TensorData::new(logits, [rows, self.config.vocab_size]), &self.device)
     }
 
     /// Runs the prompts (left-padded to the longest) through the model and returns each row's
@@ -54,6 +97,14 @@ impl<B: Backend> Lm<B> {
     pub fn prefill(&self, prompts: &[Vec<u32>]) -> (Tensor<B, 2>, Batch<B>) {
         let b = prompts.len();
         let rows: Vec<&[u32]> = prompts.iter().map(Vec::as_slice).collect();
+        let lens = prompts.iter().map(Vec::len).collect();
+        if let Some(host) = &self.host {
+            let (len, ids, positions, pad) = padded_rows(&rows);
+            let mut cache = host.cache(b);
+            let last: Vec<usize> = (0..b).map(|r| r * len + len - 1).collect();
+            let hidden = host.forward(&HostStep { batch: b, len, ids: &ids, positions: &positions, pad: &pad, decode: false }, &self.inv_freq, &mut cache, &last);
+            return (self.host_logits(host, &hidden, b, false), Batch { cache: Cache::Host(cache), pad, lens });
+        }
         let (step, pad) = left_padded(&self.config, &self.inv_freq, &rows, &self.device);
         let len = step.len;
         let mut cache = KvCache::new(self.config.num_hidden_layers);
@@ -61,7 +112,7 @@ impl<B: Backend> Lm<B> {
         // Only each row's last position needs logits.
         let last: Vec<i64> = (0..b).map(|r| (r * len + len - 1) as i64).collect();
         let hidden = hidden.select(0, Tensor::from_data(TensorData::new(last, [b]), &self.device));
-        let batch = Batch { cache, pad, lens: prompts.iter().map(Vec::len).collect() };
+        let batch = Batch { cache: Cache::Tensors(cache), pad, lens };
         (self.model.logits(hidden), batch)
     }
 
@@ -69,13 +120,20 @@ impl<B: Backend> Lm<B> {
     pub fn decode(&self, batch: &mut Batch<B>, tokens: &[u32]) -> Tensor<B, 2> {
         let b = batch.rows();
         assert_eq!(tokens.len(), b);
-        let slots = batch.cache.len() + 1;
+        if let (Some(host), Cache::Host(cache)) = (&self.host, &mut batch.cache) {
+            let all: Vec<usize> = (0..b).collect();
+            let hidden = host.forward(&HostStep { batch: b, len: 1, ids: tokens, positions: &batch.lens, pad: &batch.pad, decode: true }, &self.inv_freq, cache, &all);
+            batch.lens.iter_mut().for_each(|l| *l += 1);
+            return self.host_logits(host, &hidden, b, true);
+        }
+        let Cache::Tensors(cache) = &mut batch.cache else { panic!("a host cache outside the host path") };
+        let slots = cache.len() + 1;
         let positions: Vec<usize> = batch.lens.clone();
         let pad = batch.pad.clone();
         let padded = pad.iter().any(|&p| p > 0);
         let visible = |r: usize, _i: usize, s: usize| s >= pad[r];
         let step = Step::new(&self.config, &self.inv_freq, b, 1, tokens, &positions, slots, if padded { Some(&visible) } else { None }, &self.device);
-        let hidden = self.model.forward(&step, &mut batch.cache);
+        let hidden = self.model.forward(&step, cache);
         batch.lens.iter_mut().for_each(|l| *l += 1);
         self.model.logits(hidden)
     }
@@ -84,6 +142,12 @@ impl<B: Backend> Lm<B> {
     pub fn logits_all(&self, ids: &[u32]) -> Tensor<B, 2> {
         let len = ids.len();
         let positions: Vec<usize> = (0..len).collect();
+        if let Some(host) = &self.host {
+            let mut cache = host.cache(1);
+            let all: Vec<usize> = (0..len).collect();
+            let hidden = host.forward(&HostStep { batch: 1, len, ids, positions: &positions, pad: &[0], decode: false }, &self.inv_freq, &mut cache, &all);
+            return self.host_logits(host, &hidden, len, false);
+        }
         let visible = |_r: usize, i: usize, s: usize| s <= i;
         let step = Step::new(&self.config, &self.inv_freq, 1, len, ids, &positions, len, Some(&visible), &self.device);
         let mut cache = KvCache::new(self.config.num_hidden_layers);
@@ -95,6 +159,15 @@ impl<B: Backend> Lm<B> {
 /// start at each prompt's first real token; padding is masked), and each row's padding.
 pub fn left_padded<B: Backend>(config: &LlamaConfig, inv_freq: &[f32], prompts: &[&[u32]], device: &B::Device) -> (Step<B>, Vec<usize>) {
     let b = prompts.len();
+    let (len, ids, positions, pad) = padded_rows(prompts);
+    let visible = |r: usize, i: usize, s: usize| s >= pad[r] && s <= i;
+    let step = Step::new(config, inv_freq, b, len, &ids, &positions, len, Some(&visible), device);
+    (step, pad)
+}
+
+/// `prompts` left-padded to the longest: (length, ids, RoPE positions, each row's padding).
+fn padded_rows(prompts: &[&[u32]]) -> (usize, Vec<u32>, Vec<usize>, Vec<usize>) {
+    let b = prompts.len();
     let len = prompts.iter().map(|p| p.len()).max().unwrap_or(0).max(1);
     let pad: Vec<usize> = prompts.iter().map(|p| len - p.len()).collect();
     let mut ids = Vec::with_capacity(b * len);
@@ -104,9 +177,7 @@ pub fn left_padded<B: Backend>(config: &LlamaConfig, inv_freq: &[f32], prompts: 
         ids.extend(p.iter());
         positions.extend((0..len).map(|j| j.saturating_sub(pd)));
     }
-    let visible = |r: usize, i: usize, s: usize| s >= pad[r] && s <= i;
-    let step = Step::new(config, inv_freq, b, len, &ids, &positions, len, Some(&visible), device);
-    (step, pad)
+    (len, ids, positions, pad)
 }
 
 /// Reads a [rows, cols] tensor back as rows of f32.

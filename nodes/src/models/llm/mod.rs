@@ -8,10 +8,12 @@ pub mod dpo;
 pub mod dpo_bench;
 pub mod generate;
 pub mod gguf;
+pub mod host;
 pub mod llama;
 pub mod lm;
 pub mod lora;
 pub mod quant;
+pub mod rows_matmul;
 pub mod sample;
 pub mod tokenizer;
 #[cfg(any(test, feature = "test-kinds"))]

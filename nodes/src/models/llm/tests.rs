@@ -103,6 +103,34 @@ fn cached_decoding_equals_full_recomputation() {
     }
 }
 
+/// The CPU's host inference path and Burn's generic one (CUDA's, and training's) give the same
+/// logits: padded prefill (short prompts take the loop attention, longer ones the matmul one),
+/// decoding, repeated rows and whole-sequence logits, tied and untied.
+#[test]
+fn host_path_equals_burn_ops() {
+    for tied in [true, false] {
+        let c = tiny_config(tied);
+        let w = random_weights(&c, 9);
+        let host = lm_from(&c, &w);
+        assert!(host.on_host());
+        let ops = lm_from(&c, &w).without_host();
+        assert!(!ops.on_host());
+        for prompts in [vec![vec![5u32, 6, 7, 8, 9, 10, 11], vec![40], vec![1, 2, 3]], vec![(0..12).map(|i| (i * 5 + 3) % 61).collect(), vec![7, 8], (0..9).collect()]] {
+            let (a, mut ba) = host.prefill(&prompts);
+            let (b, mut bb) = ops.prefill(&prompts);
+            assert!(max_diff(&rows_of(a).concat(), &rows_of(b).concat()) < 1e-5, "{tied} prefill");
+            (ba, bb) = (ba.select(&[2, 0, 0, 1]), bb.select(&[2, 0, 0, 1]));
+            for step in 0..4u32 {
+                let toks = [step + 1, 20, 30 + step, 44];
+                let (a, b) = (rows_of(host.decode(&mut ba, &toks)), rows_of(ops.decode(&mut bb, &toks)));
+                assert!(max_diff(&a.concat(), &b.concat()) < 1e-5, "{tied} decode step {step}");
+            }
+            let (a, b) = (rows_of(host.logits_all(&prompts[0])), rows_of(ops.logits_all(&prompts[0])));
+            assert!(max_diff(&a.concat(), &b.concat()) < 1e-5, "{tied} logits_all");
+        }
+    }
+}
+
 #[test]
 fn padded_batches_equal_single_rows() {
     let c = tiny_config(true);
@@ -244,12 +272,24 @@ fn smollm2_logits_and_greedy_continuations_match_transformers() {
     }
     let argmax = |r: &[f32]| r.iter().enumerate().fold((0, f32::MIN), |b, (i, &v)| if v > b.1 { (i, v) } else { b }).0 as u32;
     let mut generated: Vec<Vec<u32>> = vec![Vec::new(); prompts.len()];
+    let mut batched_rows = vec![rows.clone()];
     for _ in 0..24 {
         let next: Vec<u32> = rows.iter().map(|r| argmax(r)).collect();
         for (g, n) in generated.iter_mut().zip(&next) {
             g.push(*n);
         }
         rows = rows_of(lm.decode(&mut batch, &next));
+        batched_rows.push(rows.clone());
+    }
+    // Each prompt alone (no padding, one row per matmul) gives bit-identical logits: a
+    // sample never depends on its batch mates.
+    for (i, p) in prompts.iter().enumerate() {
+        let (logits, mut alone) = lm.prefill(std::slice::from_ref(p));
+        let mut row = rows_of(logits).remove(0);
+        for (step, batched) in batched_rows.iter().take(4).enumerate() {
+            assert!(row == batched[i], "prompt {i} step {step}: alone differs from batched by {}", max_diff(&row, &batched[i]));
+            row = rows_of(lm.decode(&mut alone, &[generated[i][step]])).remove(0);
+        }
     }
     for (i, p) in fx.prompts.iter().enumerate() {
         // transformers stops at EOS; compare up to its length.
