@@ -143,16 +143,19 @@ impl HostCache {
     }
 }
 
-/// One forward step for `batch` rows of `len` new tokens each.
+/// One forward step: new tokens for each row, packed without padding.
 pub struct HostStep<'a> {
-    pub batch: usize,
+    /// Row r's new tokens are `ids[starts[r]..starts[r + 1]]` (`batch + 1` entries).
+    pub starts: &'a [usize],
+    /// Slots every row advances by: the longest row's new tokens. A shorter row's tokens take
+    /// the last of those slots (left padding), so all rows keep one cache length.
     pub len: usize,
-    /// [batch · len] token ids, row-major.
+    /// The new token ids of all rows, row after row.
     pub ids: &'a [u32],
     /// Each token's RoPE position.
     pub positions: &'a [usize],
-    /// Leading padding slots of each row, never attended to. New token `i` of a row sees the
-    /// slots from its padding up to its own (the cache, then the new tokens up to `i`).
+    /// Leading padding slots of each row, never attended to. A new token sees the slots from
+    /// its row's padding up to its own.
     pub pad: &'a [usize],
     /// A decode step (one new token per row): its matmuls run through `rows_matmul`, prefill's
     /// through gemm. Each phase always takes the same kernels, so a row's numbers do not
@@ -222,11 +225,13 @@ impl HostLlama {
 
     /// Runs the new tokens of `step` through the layers, appending their keys and values to
     /// `cache`; returns the final-norm hidden states of the rows `keep` picks out of the
-    /// step's [batch · len] tokens, as [keep.len(), hidden].
+    /// step's tokens (indices into `ids`), as [keep.len(), hidden].
     pub fn forward(&self, step: &HostStep, inv_freq: &[f32], cache: &mut HostCache, keep: &[usize]) -> Vec<f32> {
-        let (b, s, d) = (step.batch, step.len, self.hidden);
+        let (b, s, d) = (step.starts.len() - 1, step.len, self.hidden);
         assert_eq!(cache.rows, b, "cache rows");
-        let n = b * s;
+        let n = step.ids.len();
+        assert!(step.starts[b] == n && step.positions.len() == n && step.pad.len() == b, "a host step's rows, ids and positions must agree");
+        assert!((0..b).all(|r| step.starts[r + 1] - step.starts[r] <= s), "a row has more new tokens than the step's length");
         let embed = self.embed.as_slice::<f32>().expect("checked");
         let mut x = vec![0f32; n * d];
         for (row, &id) in x.chunks_exact_mut(d).zip(step.ids) {
@@ -270,9 +275,11 @@ impl HostLlama {
     /// Attention: `h` gets the context [n, heads · head_dim] of the layer input `x`.
     #[allow(clippy::too_many_arguments)]
     fn attention_block(&self, l: &Layer, x: &[f32], sc: &mut Scratch, step: &HostStep, rope: &[(f32, f32)], kv: &mut (Vec<f32>, Vec<f32>), past: usize, cap: usize) {
-        let (b, s, d) = (step.batch, step.len, self.hidden);
+        let (b, s, d) = (step.starts.len() - 1, step.len, self.hidden);
         let (nh, nkv, hd) = (self.heads, self.kv_heads, self.head_dim);
-        let n = b * s;
+        let n = step.ids.len();
+        // Row r's token i sits in cache slot past + first[r] + i.
+        let rows: Vec<(usize, usize, usize)> = (0..b).map(|r| (step.starts[r], step.starts[r + 1] - step.starts[r], s - (step.starts[r + 1] - step.starts[r]))).collect();
         norm_rows(x, l.attn_norm.as_slice::<f32>().expect("checked"), self.eps, d, &mut sc.normed);
         let qkw = (nh + nkv) * hd;
         let (qk, v) = (&mut sc.qk, &mut sc.v);
@@ -287,22 +294,22 @@ impl HostLlama {
             }
         });
         // New keys (transposed: [head_dim, capacity] per row and kv head) and values
-        // ([capacity, head_dim]) into the cache at slots past..past + s.
+        // ([capacity, head_dim]) into the cache at slots past..past + s (each row's last ones).
         let (kc, vc) = kv;
         if kc.len() < b * nkv * cap * hd {
             kc.resize(b * nkv * cap * hd, 0.0);
             vc.resize(b * nkv * cap * hd, 0.0);
         }
-        for r in 0..b {
-            for i in 0..s {
-                let t = r * s + i;
+        for (r, &(start, count, first)) in rows.iter().enumerate() {
+            for i in 0..count {
+                let (t, slot) = (start + i, past + first + i);
                 for kh in 0..nkv {
                     let lane = (r * nkv + kh) * cap * hd;
                     let key = &qk[t * qkw + (nh + kh) * hd..t * qkw + (nh + kh + 1) * hd];
                     for (dd, &x) in key.iter().enumerate() {
-                        kc[lane + dd * cap + past + i] = x;
+                        kc[lane + dd * cap + slot] = x;
                     }
-                    let at = lane + (past + i) * hd;
+                    let at = lane + slot * hd;
                     vc[at..at + hd].copy_from_slice(&v[t * nkv * hd + kh * hd..t * nkv * hd + (kh + 1) * hd]);
                 }
             }
@@ -310,7 +317,7 @@ impl HostLlama {
         let (kc, vc) = (&*kc, &*vc);
         let groups = nh / nkv;
         let scale = 1.0 / (hd as f32).sqrt();
-        // One task per (row, query head): its [s, hd] context. Each query attends to its
+        // One task per (row, query head): its [tokens, hd] context. Each query attends to its
         // visible slots only, so a row's numbers do not depend on its batch mates or their
         // padding: a decode step sums over the slots in order; a prefill runs two matmuls over
         // the row's real tokens alone, whose shapes are the same however the row is padded.
@@ -320,19 +327,23 @@ impl HostLlama {
                 let (r, head) = (task / nh, task % nh);
                 let lane = (r * nkv + head / groups) * cap * hd;
                 let (keys_t, values) = (&kc[lane..lane + cap * hd], &vc[lane..lane + cap * hd]);
-                let mut ctx = vec![0f32; s * hd];
+                let (start, count, first) = rows[r];
+                let mut ctx = vec![0f32; count * hd];
+                if count == 0 {
+                    return ctx;
+                }
+                let lo = step.pad[r].min(past + first);
                 if !step.decode {
-                    let q = &qk[r * s * qkw + head * hd..];
-                    attend_real_tokens(q, qkw, keys_t, values, cap, hd, past, s, step.pad[r], scale, &mut ctx);
+                    let q = &qk[start * qkw + head * hd..];
+                    attend_real_tokens(q, qkw, keys_t, values, cap, hd, past + first, count, lo, scale, &mut ctx);
                     return ctx;
                 }
                 let mut scores = vec![0f32; past + s];
-                for i in 0..s {
-                    // Slots from the row's padding up to the query's own; a padding query that
-                    // would see nothing sees its own slot.
-                    let hi = past + i;
-                    let lo = if step.pad[r] > hi { hi } else { step.pad[r] };
-                    let q = &qk[(r * s + i) * qkw + head * hd..(r * s + i) * qkw + (head + 1) * hd];
+                for i in 0..count {
+                    // Slots from the row's padding up to the query's own.
+                    let hi = past + first + i;
+                    let t = start + i;
+                    let q = &qk[t * qkw + head * hd..t * qkw + (head + 1) * hd];
                     let p = &mut scores[lo..=hi];
                     key_scores(q, keys_t, cap, lo, scale, p);
                     softmax(p);
@@ -345,8 +356,9 @@ impl HostLlama {
         let h = &mut sc.ctx;
         for (task, ctx) in contexts.iter().enumerate() {
             let (r, head) = (task / nh, task % nh);
-            for i in 0..s {
-                let t = r * s + i;
+            let (start, count, _) = rows[r];
+            for i in 0..count {
+                let t = start + i;
                 h[t * width + head * hd..t * width + (head + 1) * hd].copy_from_slice(&ctx[i * hd..(i + 1) * hd]);
             }
         }
@@ -451,38 +463,29 @@ with_avx2!(weighted_sum, (p: &[f32], values: &[f32], out: &mut [f32]), {
     }
 });
 
-/// Prefill attention for one row and query head with two matmuls over the row's real tokens
-/// (slots from `pad` on): S = scale·Q·Kᵀ, each row softmaxed over the slots up to its own
-/// (zero after), then ctx = P·V. Padding queries take their own slot's value, as the generic
-/// path's mask lets them see only that slot.
+/// Prefill attention for one row and query head with two matmuls over the row's real slots:
+/// the `nq` queries (rows `qstride` apart in `q`) sit in slots first.., and see the slots from
+/// `lo` up to their own. S = scale·Q·Kᵀ, each row softmaxed over its visible slots (zero
+/// after), then ctx = P·V.
 #[allow(clippy::too_many_arguments)]
-fn attend_real_tokens(q: &[f32], qstride: usize, keys_t: &[f32], values: &[f32], cap: usize, hd: usize, past: usize, s: usize, pad: usize, scale: f32, ctx: &mut [f32]) {
-    let q0 = pad.saturating_sub(past).min(s);
-    let lo = pad.min(past + s);
-    for i in 0..q0 {
-        let slot = past + i;
-        ctx[i * hd..(i + 1) * hd].copy_from_slice(&values[slot * hd..(slot + 1) * hd]);
-    }
-    let (nq, nk) = (s - q0, past + s - lo);
-    if nq == 0 {
-        return;
-    }
-    assert!(q.len() >= (s - 1) * qstride + hd && keys_t.len() >= (hd - 1) * cap + past + s && values.len() >= (past + s) * hd);
+fn attend_real_tokens(q: &[f32], qstride: usize, keys_t: &[f32], values: &[f32], cap: usize, hd: usize, first: usize, nq: usize, lo: usize, scale: f32, ctx: &mut [f32]) {
+    let nk = first + nq - lo;
+    assert!(lo <= first && q.len() >= (nq - 1) * qstride + hd && keys_t.len() >= (hd - 1) * cap + first + nq && values.len() >= (first + nq) * hd);
     let mut scores = vec![0f32; nq * nk];
-    // SAFETY: Q is rows q0..s of hd values qstride apart (inside q, asserted); Kᵀ is
+    // SAFETY: Q is nq rows of hd values qstride apart (inside q, asserted); Kᵀ is
     // keys_t's [hd, cap] rows from column lo, nk columns (inside, asserted); scores is
     // nq × nk row-major.
     unsafe {
-        gemm::gemm(nq, nk, hd, scores.as_mut_ptr(), 1, nk as isize, false, q.as_ptr().add(q0 * qstride), 1, qstride as isize, keys_t.as_ptr().add(lo), 1, cap as isize, 0.0, scale, false, false, false, gemm::Parallelism::None);
+        gemm::gemm(nq, nk, hd, scores.as_mut_ptr(), 1, nk as isize, false, q.as_ptr(), 1, qstride as isize, keys_t.as_ptr().add(lo), 1, cap as isize, 0.0, scale, false, false, false, gemm::Parallelism::None);
     }
     for (i, row) in scores.chunks_exact_mut(nk).enumerate() {
-        let seen = past + q0 + i - lo + 1;
+        let seen = first + i - lo + 1;
         row[seen..].fill(0.0);
         softmax(&mut row[..seen]);
     }
-    // SAFETY: P is nq × nk row-major; V is values' rows lo..lo+nk of hd; ctx rows q0..s.
+    // SAFETY: P is nq × nk row-major; V is values' rows lo..lo+nk of hd; ctx is nq × hd.
     unsafe {
-        gemm::gemm(nq, hd, nk, ctx.as_mut_ptr().add(q0 * hd), 1, hd as isize, false, scores.as_ptr(), 1, nk as isize, values.as_ptr().add(lo * hd), 1, hd as isize, 0.0, 1.0, false, false, false, gemm::Parallelism::None);
+        gemm::gemm(nq, hd, nk, ctx.as_mut_ptr(), 1, hd as isize, false, scores.as_ptr(), 1, nk as isize, values.as_ptr().add(lo * hd), 1, hd as isize, 0.0, 1.0, false, false, false, gemm::Parallelism::None);
     }
 }
 

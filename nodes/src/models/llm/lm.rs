@@ -98,11 +98,20 @@ impl<B: Backend> Lm<B> {
         let b = prompts.len();
         let rows: Vec<&[u32]> = prompts.iter().map(Vec::as_slice).collect();
         let lens = prompts.iter().map(Vec::len).collect();
-        if let Some(host) = &self.host {
-            let (len, ids, positions, pad) = padded_rows(&rows);
+        if let (Some(host), true) = (&self.host, rows.iter().all(|p| !p.is_empty())) {
+            // Rows packed without padding: no work on padding tokens.
+            let len = rows.iter().map(|p| p.len()).max().unwrap_or(0);
+            let mut starts = vec![0];
+            let (mut ids, mut positions) = (Vec::new(), Vec::new());
+            for p in &rows {
+                ids.extend_from_slice(p);
+                positions.extend(0..p.len());
+                starts.push(ids.len());
+            }
+            let pad: Vec<usize> = rows.iter().map(|p| len - p.len()).collect();
             let mut cache = host.cache(b);
-            let last: Vec<usize> = (0..b).map(|r| r * len + len - 1).collect();
-            let hidden = host.forward(&HostStep { batch: b, len, ids: &ids, positions: &positions, pad: &pad, decode: false }, &self.inv_freq, &mut cache, &last);
+            let last: Vec<usize> = starts[1..].iter().map(|&e| e.saturating_sub(1)).collect();
+            let hidden = host.forward(&HostStep { starts: &starts, len, ids: &ids, positions: &positions, pad: &pad, decode: false }, &self.inv_freq, &mut cache, &last);
             return (self.host_logits(host, &hidden, b, false), Batch { cache: Cache::Host(cache), pad, lens });
         }
         let (step, pad) = left_padded(&self.config, &self.inv_freq, &rows, &self.device);
@@ -122,7 +131,8 @@ impl<B: Backend> Lm<B> {
         assert_eq!(tokens.len(), b);
         if let (Some(host), Cache::Host(cache)) = (&self.host, &mut batch.cache) {
             let all: Vec<usize> = (0..b).collect();
-            let hidden = host.forward(&HostStep { batch: b, len: 1, ids: tokens, positions: &batch.lens, pad: &batch.pad, decode: true }, &self.inv_freq, cache, &all);
+            let starts: Vec<usize> = (0..=b).collect();
+            let hidden = host.forward(&HostStep { starts: &starts, len: 1, ids: tokens, positions: &batch.lens, pad: &batch.pad, decode: true }, &self.inv_freq, cache, &all);
             batch.lens.iter_mut().for_each(|l| *l += 1);
             return self.host_logits(host, &hidden, b, true);
         }
@@ -145,7 +155,7 @@ impl<B: Backend> Lm<B> {
         if let Some(host) = &self.host {
             let mut cache = host.cache(1);
             let all: Vec<usize> = (0..len).collect();
-            let hidden = host.forward(&HostStep { batch: 1, len, ids, positions: &positions, pad: &[0], decode: false }, &self.inv_freq, &mut cache, &all);
+            let hidden = host.forward(&HostStep { starts: &[0, len], len, ids, positions: &positions, pad: &[0], decode: false }, &self.inv_freq, &mut cache, &all);
             return self.host_logits(host, &hidden, len, false);
         }
         let visible = |_r: usize, i: usize, s: usize| s <= i;
