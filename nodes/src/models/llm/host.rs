@@ -7,12 +7,15 @@
 //! (one pass), the q/k/v matmuls, RoPE in place, the new keys and values written into a cache
 //! with spare capacity, attention over each row's visible slots (a contiguous range), the output
 //! projection accumulated into the residual by the matmul itself, and the same for the MLP with
-//! SiLU·up fused. The matmuls are the `gemm` crate's, as Flex's are. Every sum runs in an order
-//! that does not depend on the batch (see `matmul`; attention sums each query's own slots), so
-//! on the CPU a sample is bit for bit the same whichever rows share its batch and however they
-//! are padded. Training (autodiff) and
-//! other backends keep the generic [`super::llama::Llama`] path; the two agree to float rounding
-//! (tests compare them).
+//! SiLU·up fused. Prefill packs the rows without padding and runs the `gemm` crate's matmuls,
+//! as Flex does; decode steps run `rows_matmul` over a packed copy of each weight (so the host
+//! path holds the f32 weights twice).
+//!
+//! Every sum runs in an order that does not depend on the batch (see `matmul`; attention sums
+//! over each query's own slots), so on the CPU a sample is bit for bit the same whichever rows
+//! share its batch and however they are padded. Training (autodiff) and other backends keep
+//! the generic [`super::llama::Llama`] path; the two agree to float rounding (a test compares
+//! them).
 
 use burn::backend::flex::FlexTensor;
 use burn::prelude::*;
@@ -70,7 +73,7 @@ pub struct HostLlama {
 /// Keys and values per layer and row and kv head: keys transposed, `[head_dim, capacity]`
 /// (scores are then contiguous multiply-adds across slots), values `[capacity, head_dim]`; the
 /// first `len` slots filled. Appending writes in place; capacity doubles when it runs out.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct HostCache {
     layers: Vec<(Vec<f32>, Vec<f32>)>,
     rows: usize,
@@ -78,6 +81,12 @@ pub struct HostCache {
     head_dim: usize,
     len: usize,
     cap: usize,
+}
+
+impl std::fmt::Debug for HostCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HostCache").field("layers", &self.layers.len()).field("rows", &self.rows).field("len", &self.len).field("cap", &self.cap).finish()
+    }
 }
 
 impl HostCache {
@@ -287,12 +296,17 @@ impl HostLlama {
         matmul(&sc.normed, &l.wv, v, n, false, step.decode);
         // RoPE on every q and k head of every token, in place.
         let half = hd / 2;
-        qk.par_chunks_mut(qkw).enumerate().for_each(|(t, row)| {
+        let rope_row = |(t, row): (usize, &mut [f32])| {
             let cs = &rope[t * half..(t + 1) * half];
             for head in row.chunks_exact_mut(hd) {
                 rotate(head, cs);
             }
-        });
+        };
+        if n >= PARALLEL_ROWS {
+            qk.par_chunks_mut(qkw).enumerate().for_each(rope_row);
+        } else {
+            qk.chunks_mut(qkw).enumerate().for_each(rope_row);
+        }
         // New keys (transposed: [head_dim, capacity] per row and kv head) and values
         // ([capacity, head_dim]) into the cache at slots past..past + s (each row's last ones).
         let (kc, vc) = kv;
@@ -370,10 +384,18 @@ impl HostLlama {
         norm_rows(x, l.mlp_norm.as_slice::<f32>().expect("checked"), self.eps, d, &mut sc.normed);
         matmul(&sc.normed, &l.gate, &mut sc.gate, n, false, decode);
         matmul(&sc.normed, &l.up, &mut sc.up, n, false, decode);
-        sc.gate.par_chunks_mut(4096).zip(sc.up.par_chunks(4096)).for_each(|(g, u)| silu_mul(g, u));
+        if n >= PARALLEL_ROWS {
+            sc.gate.par_chunks_mut(4096).zip(sc.up.par_chunks(4096)).for_each(|(g, u)| silu_mul(g, u));
+        } else {
+            silu_mul(&mut sc.gate, &sc.up);
+        }
         matmul(&sc.gate, &l.down, x, n, true, decode);
     }
 }
+
+/// Below this many tokens the elementwise passes run on the calling thread: a decode step's
+/// few rows cost less than waking the pool (thread hand-offs were ~6% of a decode step).
+const PARALLEL_ROWS: usize = 64;
 
 /// One step's working buffers, [tokens, width] each; every layer overwrites them.
 struct Scratch {
@@ -411,7 +433,11 @@ fn rotate(x: &mut [f32], cs: &[(f32, f32)]) {
 
 /// RMSNorm of every [width] row of `x` into `out`, in parallel.
 fn norm_rows(x: &[f32], w: &[f32], eps: f32, width: usize, out: &mut [f32]) {
-    out.par_chunks_mut(width).zip(x.par_chunks(width)).for_each(|(o, r)| rms_norm(r, w, eps, o));
+    if x.len() >= PARALLEL_ROWS * width {
+        out.par_chunks_mut(width).zip(x.par_chunks(width)).for_each(|(o, r)| rms_norm(r, w, eps, o));
+    } else {
+        out.chunks_mut(width).zip(x.chunks(width)).for_each(|(o, r)| rms_norm(r, w, eps, o));
+    }
 }
 
 with_avx2!(rms_norm, (x: &[f32], w: &[f32], eps: f32, out: &mut [f32]), {
