@@ -51,10 +51,15 @@ pub fn gelu_value(x: f32, tanh: bool) -> f32 {
     }
 }
 
+/// A tensor primitive as Flex's own tensor; None on other backends.
+pub fn flex_tensor<P: 'static>(p: &P) -> Option<&burn::backend::flex::FlexTensor> {
+    (p as &dyn std::any::Any).downcast_ref::<burn::backend::flex::FlexTensor>()
+}
+
 /// The f32 values of a contiguous Flex tensor primitive, borrowed; None on other backends or
 /// for strided views.
 fn flex_f32<P: 'static>(p: &P) -> Option<&[f32]> {
-    (p as &dyn std::any::Any).downcast_ref::<burn::backend::flex::FlexTensor>()?.as_slice::<f32>()
+    flex_tensor(p)?.as_slice::<f32>()
 }
 
 /// `x · wᵀ + b` for x [m, k] and w [n, k] (the [out, in] layout checkpoints use), on all cores
@@ -95,7 +100,7 @@ pub fn linear_t<B: Backend>(x: Tensor<B, 2>, w: Tensor<B, 2>, b: Option<Tensor<B
 }
 
 /// All cores for matmuls above 192³ multiply-adds, one below (Flex's rule).
-fn parallelism(m: usize, n: usize, k: usize) -> gemm::Parallelism {
+pub fn parallelism(m: usize, n: usize, k: usize) -> gemm::Parallelism {
     if m.saturating_mul(n).saturating_mul(k) >= 192 * 192 * 192 {
         gemm::Parallelism::Rayon(0)
     } else {

@@ -24,7 +24,7 @@ use rayon::prelude::*;
 use super::config::LlamaConfig;
 use super::llama::Llama;
 use super::rows_matmul::{rows_matmul, PackedMatrix};
-use crate::models::cpu::{fast_exp, on_flex, softmax, with_avx2};
+use crate::models::cpu::{fast_exp, flex_tensor, on_flex, parallelism, softmax, with_avx2};
 
 /// A weight matrix used as the right operand of `x · W`, in either stored layout.
 struct Mat {
@@ -94,16 +94,7 @@ impl HostCache {
         HostCache { layers: vec![(Vec::new(), Vec::new()); layers], rows, kv_heads, head_dim, len: 0, cap: 0 }
     }
 
-    /// Slots filled so far.
-    pub fn len(&self) -> usize {
-        self.len
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
-
-    /// Makes room for `more` slots per row.
+    /// Makes room for `more` slots per row (the first call allocates the buffers).
     fn reserve(&mut self, more: usize) {
         if self.len + more <= self.cap {
             return;
@@ -112,9 +103,6 @@ impl HostCache {
         let (hd, len, old) = (self.head_dim, self.len, self.cap);
         let lanes = self.rows * self.kv_heads;
         for (k, v) in &mut self.layers {
-            if old == 0 {
-                continue;
-            }
             let mut grown = vec![0f32; lanes * cap * hd];
             for lane in 0..lanes {
                 grown[lane * cap * hd..(lane * cap + len) * hd].copy_from_slice(&v[lane * old * hd..(lane * old + len) * hd]);
@@ -172,10 +160,18 @@ pub struct HostStep<'a> {
     pub decode: bool,
 }
 
+impl HostStep<'_> {
+    /// Row r's (first token in `ids`, new tokens, slots of padding before them in this step):
+    /// its token i sits in cache slot (cache length) + padding + i.
+    fn row(&self, r: usize) -> (usize, usize, usize) {
+        let (start, count) = (self.starts[r], self.starts[r + 1] - self.starts[r]);
+        (start, count, self.len - count)
+    }
+}
+
 /// The Flex buffer behind a module tensor, if it is contiguous f32.
 fn buffer<B: Backend, const D: usize>(t: Tensor<B, D>) -> Option<FlexTensor> {
-    let p = t.into_primitive().tensor();
-    let flex = (&p as &dyn std::any::Any).downcast_ref::<FlexTensor>()?.clone();
+    let flex = flex_tensor(&t.into_primitive().tensor())?.clone();
     flex.as_slice::<f32>()?;
     Some(flex)
 }
@@ -281,14 +277,13 @@ impl HostLlama {
         out
     }
 
-    /// Attention: `h` gets the context [n, heads · head_dim] of the layer input `x`.
+    /// Attention: `sc.ctx` gets the context [tokens, heads · head_dim] of the layer input `x`;
+    /// the step's keys and values go into the layer's cache `kv` (`past` slots filled of `cap`).
     #[allow(clippy::too_many_arguments)]
     fn attention_block(&self, l: &Layer, x: &[f32], sc: &mut Scratch, step: &HostStep, rope: &[(f32, f32)], kv: &mut (Vec<f32>, Vec<f32>), past: usize, cap: usize) {
         let (b, s, d) = (step.starts.len() - 1, step.len, self.hidden);
         let (nh, nkv, hd) = (self.heads, self.kv_heads, self.head_dim);
         let n = step.ids.len();
-        // Row r's token i sits in cache slot past + first[r] + i.
-        let rows: Vec<(usize, usize, usize)> = (0..b).map(|r| (step.starts[r], step.starts[r + 1] - step.starts[r], s - (step.starts[r + 1] - step.starts[r]))).collect();
         norm_rows(x, l.attn_norm.as_slice::<f32>().expect("checked"), self.eps, d, &mut sc.normed);
         let qkw = (nh + nkv) * hd;
         let (qk, v) = (&mut sc.qk, &mut sc.v);
@@ -310,11 +305,8 @@ impl HostLlama {
         // New keys (transposed: [head_dim, capacity] per row and kv head) and values
         // ([capacity, head_dim]) into the cache at slots past..past + s (each row's last ones).
         let (kc, vc) = kv;
-        if kc.len() < b * nkv * cap * hd {
-            kc.resize(b * nkv * cap * hd, 0.0);
-            vc.resize(b * nkv * cap * hd, 0.0);
-        }
-        for (r, &(start, count, first)) in rows.iter().enumerate() {
+        for r in 0..b {
+            let (start, count, first) = step.row(r);
             for i in 0..count {
                 let (t, slot) = (start + i, past + first + i);
                 for kh in 0..nkv {
@@ -341,7 +333,7 @@ impl HostLlama {
                 let (r, head) = (task / nh, task % nh);
                 let lane = (r * nkv + head / groups) * cap * hd;
                 let (keys_t, values) = (&kc[lane..lane + cap * hd], &vc[lane..lane + cap * hd]);
-                let (start, count, first) = rows[r];
+                let (start, count, first) = step.row(r);
                 let mut ctx = vec![0f32; count * hd];
                 if count == 0 {
                     return ctx;
@@ -370,7 +362,7 @@ impl HostLlama {
         let h = &mut sc.ctx;
         for (task, ctx) in contexts.iter().enumerate() {
             let (r, head) = (task / nh, task % nh);
-            let (start, count, _) = rows[r];
+            let (start, count, _) = step.row(r);
             for i in 0..count {
                 let t = start + i;
                 h[t * width + head * hd..t * width + (head + 1) * hd].copy_from_slice(&ctx[i * hd..(i + 1) * hd]);
@@ -378,7 +370,7 @@ impl HostLlama {
         }
     }
 
-    /// x += down(silu(gate(norm x)) · up(norm x)); `h` is scratch.
+    /// x += down(silu(gate(norm x)) · up(norm x)), in `sc`'s buffers.
     fn mlp_block(&self, l: &Layer, x: &mut [f32], sc: &mut Scratch, n: usize, decode: bool) {
         let d = self.hidden;
         norm_rows(x, l.mlp_norm.as_slice::<f32>().expect("checked"), self.eps, d, &mut sc.normed);
@@ -515,8 +507,8 @@ fn attend_real_tokens(q: &[f32], qstride: usize, keys_t: &[f32], values: &[f32],
     }
 }
 
-/// out [m, n] (+)= x [m, k] · W: a decode step's few rows through `rows_matmul` (W stored
-/// [k, n]), otherwise gemm, on all cores above 192³ multiply-adds (Flex's rule).
+/// out [m, n] (+)= x [m, k] · W: a decode step's few rows through `rows_matmul` (on W's
+/// packed copy), otherwise gemm, on all cores above 192³ multiply-adds (Flex's rule).
 ///
 /// Each output's sum runs in an order that does not depend on `m`, so a row's numbers do not
 /// depend on how many rows share the call: gemm's blocking over k depends on k alone, except
@@ -541,7 +533,7 @@ fn matmul(x: &[f32], w: &Mat, out: &mut [f32], m: usize, accumulate: bool, decod
     assert_eq!(ws.len(), k * n);
     // W[kk, j] is at kk·n + j when stored [k, n], at j·k + kk when stored [n, k].
     let (w_cs, w_rs) = if w.transposed { (k as isize, 1) } else { (1, n as isize) };
-    let par = if m.saturating_mul(n).saturating_mul(k) >= 192 * 192 * 192 { gemm::Parallelism::Rayon(0) } else { gemm::Parallelism::None };
+    let par = parallelism(m, n, k);
     // SAFETY: x is m × k row-major, W is k × n with the strides above, out is m × n row-major;
     // the lengths are asserted above.
     unsafe {

@@ -25,19 +25,6 @@ pub enum Cache<B: Backend> {
     Host(HostCache),
 }
 
-impl<B: Backend> Cache<B> {
-    /// Slots filled so far.
-    pub fn len(&self) -> usize {
-        match self {
-            Cache::Tensors(c) => c.len(),
-            Cache::Host(c) => c.len(),
-        }
-    }
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-}
-
 /// The state of a batch of sequences being decoded: their KV cache, how many padding slots
 /// each row starts with (prompts are left-padded to a common length) and how many real tokens
 /// each row has.
@@ -110,7 +97,7 @@ impl<B: Backend> Lm<B> {
             }
             let pad: Vec<usize> = rows.iter().map(|p| len - p.len()).collect();
             let mut cache = host.cache(b);
-            let last: Vec<usize> = starts[1..].iter().map(|&e| e.saturating_sub(1)).collect();
+            let last: Vec<usize> = starts[1..].iter().map(|&e| e - 1).collect();
             let hidden = host.forward(&HostStep { starts: &starts, len, ids: &ids, positions: &positions, pad: &pad, decode: false }, &self.inv_freq, &mut cache, &last);
             return (self.host_logits(host, &hidden, b, false), Batch { cache: Cache::Host(cache), pad, lens });
         }
@@ -169,15 +156,6 @@ impl<B: Backend> Lm<B> {
 /// start at each prompt's first real token; padding is masked), and each row's padding.
 pub fn left_padded<B: Backend>(config: &LlamaConfig, inv_freq: &[f32], prompts: &[&[u32]], device: &B::Device) -> (Step<B>, Vec<usize>) {
     let b = prompts.len();
-    let (len, ids, positions, pad) = padded_rows(prompts);
-    let visible = |r: usize, i: usize, s: usize| s >= pad[r] && s <= i;
-    let step = Step::new(config, inv_freq, b, len, &ids, &positions, len, Some(&visible), device);
-    (step, pad)
-}
-
-/// `prompts` left-padded to the longest: (length, ids, RoPE positions, each row's padding).
-fn padded_rows(prompts: &[&[u32]]) -> (usize, Vec<u32>, Vec<usize>, Vec<usize>) {
-    let b = prompts.len();
     let len = prompts.iter().map(|p| p.len()).max().unwrap_or(0).max(1);
     let pad: Vec<usize> = prompts.iter().map(|p| len - p.len()).collect();
     let mut ids = Vec::with_capacity(b * len);
@@ -187,7 +165,9 @@ fn padded_rows(prompts: &[&[u32]]) -> (usize, Vec<u32>, Vec<usize>, Vec<usize>) 
         ids.extend(p.iter());
         positions.extend((0..len).map(|j| j.saturating_sub(pd)));
     }
-    (len, ids, positions, pad)
+    let visible = |r: usize, i: usize, s: usize| s >= pad[r] && s <= i;
+    let step = Step::new(config, inv_freq, b, len, &ids, &positions, len, Some(&visible), device);
+    (step, pad)
 }
 
 /// Reads a [rows, cols] tensor back as rows of f32.

@@ -51,11 +51,15 @@ pub fn rows_matmul(x: &[f32], w: &PackedMatrix, out: &mut [f32], m: usize, accum
     let strips = n.div_ceil(STRIP);
     let chunks = if m * k * n < 64 * 1024 { 1 } else { (rayon::current_num_threads() * 4).min(strips) };
     let per = strips.div_ceil(chunks);
+    #[cfg(target_arch = "x86_64")]
+    let fast = std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma");
+    #[cfg(not(target_arch = "x86_64"))]
+    let fast = false;
     let out_ptr = SendPtr(out.as_mut_ptr());
     (0..strips.div_ceil(per)).into_par_iter().for_each(|c| {
         for s in c * per..((c + 1) * per).min(strips) {
             // SAFETY: each strip writes its own columns of `out` (m × n, checked above).
-            unsafe { strip(x, &w.strips[s * k * STRIP..(s + 1) * k * STRIP], out_ptr.get(), m, k, n, s * STRIP, accumulate) };
+            unsafe { strip(x, &w.strips[s * k * STRIP..(s + 1) * k * STRIP], out_ptr.get(), m, k, n, s * STRIP, accumulate, fast) };
         }
     });
 }
@@ -75,20 +79,17 @@ impl SendPtr {
 /// block of x passes over them, so the strip is read from memory once whatever m is.
 const DEPTH: usize = 64;
 
-/// Columns c0..c0+16 (those below n) of out, for every row, from one packed strip.
+/// Columns c0..c0+16 (those below n) of out, for every row, from one packed strip; `fast`:
+/// the CPU has AVX2 and FMA.
 ///
 /// # Safety
 /// `out` points to m × n floats; no one else writes these columns meanwhile.
 #[allow(clippy::too_many_arguments)]
-unsafe fn strip(x: &[f32], packed: &[f32], out: *mut f32, m: usize, k: usize, n: usize, c0: usize, accumulate: bool) {
+unsafe fn strip(x: &[f32], packed: &[f32], out: *mut f32, m: usize, k: usize, n: usize, c0: usize, accumulate: bool, fast: bool) {
     let width = (n - c0).min(STRIP);
     // Running sums per row, carried from one depth slice to the next (saving and reloading
     // them leaves each value's chain of fused multiply-adds as it is).
     let mut acc = vec![[0f32; STRIP]; m];
-    #[cfg(target_arch = "x86_64")]
-    let fast = std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma");
-    #[cfg(not(target_arch = "x86_64"))]
-    let fast = false;
     let mut k0 = 0;
     while k0 < k {
         let depth = (k - k0).min(DEPTH);
