@@ -4,6 +4,8 @@
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
+use crate::models::cpu::with_avx2;
+
 /// How tokens are drawn.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Sampling {
@@ -18,8 +20,47 @@ pub struct Sampling {
 /// log p(token) under the unfiltered distribution at temperature 1.
 pub fn log_prob(logits: &[f32], token: u32) -> f64 {
     let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
-    let sum: f64 = logits.iter().map(|&l| (l as f64 - max).exp()).sum();
+    let mut e = vec![0f64; logits.len()];
+    shifted_exp(logits, max, 1.0, &mut e);
+    let sum: f64 = e.iter().sum();
     logits[token as usize] as f64 - max - sum.ln()
+}
+
+// out[i] = exp((logits[i] − max) / t) in f64 for arguments ≤ 0, to a few ulp of `f64::exp`,
+// vectorised (libm's scalar exp was 7% of a batched decode step: two passes over the
+// vocabulary per row and token).
+with_avx2!(shifted_exp, (logits: &[f32], max: f64, t: f64, out: &mut [f64]), {
+    for (o, &l) in out.iter_mut().zip(logits) {
+        *o = exp_nonpositive((l as f64 - max) / t);
+    }
+});
+
+/// e^x for x ≤ 0 (NaN stays NaN): x = k·ln 2 + r with |r| ≤ ln 2 / 2, e^r by its Taylor
+/// series to r¹³ (truncation under 1e-17), times 2^k built in the exponent bits. Below
+/// −708 (where 2^k would be subnormal) the result is 0; e^x is under 1e-307 there.
+#[inline(always)]
+fn exp_nonpositive(x: f64) -> f64 {
+    // Adding 1.5·2^52 rounds x·log2(e) to an integer k, held in the low mantissa bits.
+    const SHIFTER: f64 = 6_755_399_441_055_744.0;
+    const LN2_HI: f64 = 6.931_471_803_691_238e-1;
+    const LN2_LO: f64 = 1.908_214_929_270_587_7e-10;
+    let xc = x.max(-708.0);
+    let shifted = xc * std::f64::consts::LOG2_E + SHIFTER;
+    let k = shifted - SHIFTER;
+    let r = (xc - k * LN2_HI) - k * LN2_LO;
+    let mut p = 1.0 / 6_227_020_800.0;
+    for c in [479_001_600.0, 39_916_800.0, 3_628_800.0, 362_880.0, 40_320.0, 5_040.0, 720.0, 120.0, 24.0, 6.0, 2.0, 1.0, 1.0] {
+        p = p * r + 1.0 / c;
+    }
+    let ki = (shifted.to_bits() as i64).wrapping_sub(SHIFTER.to_bits() as i64);
+    let scale = f64::from_bits(((ki + 1023) as u64) << 52);
+    if x < -708.0 {
+        0.0
+    } else if x.is_nan() {
+        x
+    } else {
+        p * scale
+    }
 }
 
 /// The most likely token (the first of equals).
@@ -36,7 +77,9 @@ pub fn argmax(logits: &[f32]) -> u32 {
 /// exp((logit − max) / t) for every token: unnormalised probabilities at temperature `t`.
 fn weights(logits: &[f32], t: f64) -> Vec<f64> {
     let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
-    logits.iter().map(|&l| ((l as f64 - max) / t).exp()).collect()
+    let mut w = vec![0f64; logits.len()];
+    shifted_exp(logits, max, t, &mut w);
+    w
 }
 
 /// The candidates left after top-k and top-p, most likely first, with their probabilities
@@ -130,6 +173,33 @@ mod tests {
         let flat: Vec<f32> = (0..1000).map(|i| -(i as f32) * 1e-3).collect();
         let n = candidates(&flat, &s(1.0, 0.5, 0)).len();
         assert!(n > 64 && n < 600, "{n}");
+    }
+
+    #[test]
+    fn the_vectorised_exp_matches_the_standard_one() {
+        let xs: Vec<f32> = (0..200_000).map(|i| -(i as f32) * 0.004).chain([0.0, -1e-30, -707.9, -708.5, -800.0, f32::NEG_INFINITY]).collect();
+        let mut nan = [0f64];
+        shifted_exp(&[f32::NAN], 0.0, 1.0, &mut nan);
+        assert!(nan[0].is_nan());
+        let mut out = vec![0f64; xs.len()];
+        for t in [1.0, 0.7] {
+            shifted_exp(&xs, 0.0, t, &mut out);
+            for (&x, &e) in xs.iter().zip(&out) {
+                let want = (x as f64 / t).exp();
+                if want < 1e-300 {
+                    assert!(e < 1e-300, "exp({x}/{t}) = {e}");
+                } else {
+                    assert!(((e - want) / want).abs() < 4e-16, "exp({x}/{t}): {e} vs {want}");
+                }
+            }
+        }
+        // The plain path (no AVX2) gives the same bits.
+        let mut plain = vec![0f64; 1000];
+        for (o, &x) in plain.iter_mut().zip(&xs) {
+            *o = exp_nonpositive(x as f64);
+        }
+        shifted_exp(&xs[..1000], 0.0, 1.0, &mut out[..1000]);
+        assert_eq!(plain, out[..1000]);
     }
 
     #[test]
