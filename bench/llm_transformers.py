@@ -8,6 +8,7 @@ of the repeats after one warm-up, measured through `generate` as a user would ca
   prefill   prompt tokens / time of generate(max_new_tokens=1)
   decode    new tokens / (time of generate(N+1 new tokens) - time of generate(1 new token))
   sampling  all new tokens / time of generate(batch, do_sample, temperature 0.7, N new tokens)
+  batch_prefill  the batch's prompt tokens / time of generate(batch, max_new_tokens=1)
 
 EOS is ignored (min_new_tokens = max_new_tokens), as on dagrun's side.
 
@@ -75,6 +76,7 @@ def main():
     ids = torch.tensor([[pad] * (width - len(r)) + r for r in p["batch"]], device=dev)
     mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in p["batch"]], device=dev)
     ts = median(lambda: gen(ids, mask, n, True))
+    tb = median(lambda: gen(ids, mask, 1, False))
     noise = tf32_noise(model, p["batch"], pad, dev) if dev.type == "cuda" else {}
     import transformers
     print(json.dumps({
@@ -82,6 +84,7 @@ def main():
         "prefill": len(p["single"]) / t1,
         "decode": n / (tn - t1),
         "sampling": n * len(p["batch"]) / ts,
+        "batch_prefill": sum(len(r) for r in p["batch"]) / tb,
         "version": f"transformers {transformers.__version__}, torch {torch.__version__}, {torch.get_num_threads()} threads",
     }))
 

@@ -231,7 +231,7 @@ fn llm(a: LlmBenchArgs) -> CliResult {
             Some(transformers(python, &path, &prompts, &device, threads).map_err(fail)?)
         }
     };
-    let rows = [("prefill (prompt tok/s)", ours.prefill, reference.as_ref().map(|r| r.figures.prefill)), ("batch-1 decode (tok/s)", ours.decode, reference.as_ref().map(|r| r.figures.decode)), ("sampling (new tok/s)", ours.sampling, reference.as_ref().map(|r| r.figures.sampling))];
+    let rows = [("prefill (prompt tok/s)", ours.prefill, reference.as_ref().map(|r| r.figures.prefill)), ("batch-1 decode (tok/s)", ours.decode, reference.as_ref().map(|r| r.figures.decode)), ("sampling (new tok/s)", ours.sampling, reference.as_ref().map(|r| r.figures.sampling)), ("  its prefill (tok/s)", ours.batch_prefill, reference.as_ref().map(|r| r.figures.batch_prefill))];
     println!("{:<24} {:>10} {:>14} {:>8}", "figure", "dagrun", "transformers", "ratio");
     for (name, us, them) in rows {
         print_figure(name, us, them, 14);

@@ -49,6 +49,10 @@ pub struct Figures {
     pub decode: f64,
     /// New tokens per second sampling `batch` prompts at temperature 0.7, prefill included.
     pub sampling: f64,
+    /// Prompt tokens per second prefilling the `batch` sampling prompts together, up to their
+    /// first logits: the part of a sampling run before its first new token.
+    #[serde(default)]
+    pub batch_prefill: f64,
 }
 
 const WORDS: &[&str] = &[
@@ -151,6 +155,15 @@ pub fn run<B: Backend>(llm: &LoadedLlm<B>, p: &BenchPrompts, progress: &mut dyn 
         Ok(p.new_tokens as f64 / t.elapsed().as_secs_f64())
     })?;
 
+    progress("batched prefill");
+    let prompt_tokens: usize = p.batch.iter().map(Vec::len).sum();
+    let batch_prefill = timed(&mut || {
+        let t = Instant::now();
+        let (logits, _) = lm.prefill(&p.batch);
+        let _ = rows_of(logits);
+        Ok(prompt_tokens as f64 / t.elapsed().as_secs_f64())
+    })?;
+
     progress("batched sampling");
     // EOS ignored, as transformers' min_new_tokens does: every row writes `new_tokens`.
     let mut tok = llm.tokenizer.clone();
@@ -171,5 +184,5 @@ pub fn run<B: Backend>(llm: &LoadedLlm<B>, p: &BenchPrompts, progress: &mut dyn 
         }, &|_| {}, &|| false)?;
         Ok(written as f64 / t.elapsed().as_secs_f64())
     })?;
-    Ok(Figures { max_logit_diff: None, prefill, decode, sampling })
+    Ok(Figures { max_logit_diff: None, prefill, decode, sampling, batch_prefill })
 }

@@ -7,12 +7,12 @@
 //! (one pass), the q/k/v matmuls, RoPE in place, the new keys and values written into a cache
 //! with spare capacity, attention over each row's visible slots (a contiguous range), the output
 //! projection accumulated into the residual by the matmul itself, and the same for the MLP with
-//! SiLU·up fused. Prefill packs the rows without padding and runs the `gemm` crate's matmuls,
-//! as Flex does; decode steps run `rows_matmul` over a packed copy of each weight (so the host
-//! path holds the f32 weights twice).
+//! SiLU·up fused. Prefill packs the rows without padding. Every projection, prefill's and
+//! decode's, runs `rows_matmul` over a packed copy of each weight (so the host path holds the
+//! f32 weights twice: the Burn module keeps its own).
 //!
-//! Every sum runs in an order that does not depend on the batch (see `matmul`; attention sums
-//! over each query's own slots), so on the CPU a sample is bit for bit the same whichever rows
+//! Every sum runs in an order that does not depend on the batch (`rows_matmul` sums each
+//! output over k in order whatever the rows; attention sums over each query's own slots), so on the CPU a sample is bit for bit the same whichever rows
 //! share its batch and however they are padded. Training (autodiff) and other backends keep
 //! the generic [`super::llama::Llama`] path; the two agree to float rounding (a test compares
 //! them).
@@ -24,36 +24,17 @@ use rayon::prelude::*;
 use super::config::LlamaConfig;
 use super::llama::Llama;
 use super::rows_matmul::{rows_matmul, PackedMatrix};
-use crate::models::cpu::{fast_exp, flex_tensor, on_flex, parallelism, softmax, with_avx2};
-
-/// A weight matrix used as the right operand of `x · W`, in either stored layout.
-struct Mat {
-    data: FlexTensor,
-    /// The same matrix packed for decode steps (see `rows_matmul`).
-    rows: PackedMatrix,
-    /// Input width (rows of W).
-    k: usize,
-    /// Output width (columns of W).
-    n: usize,
-    /// Stored as [n, k] (a checkpoint's [out, in], e.g. a tied embedding) rather than [k, n].
-    transposed: bool,
-}
-
-impl Mat {
-    fn values(&self) -> &[f32] {
-        self.data.as_slice::<f32>().expect("checked contiguous f32 when built")
-    }
-}
+use crate::models::cpu::{fast_exp, flex_tensor, on_flex, softmax, with_avx2};
 
 struct Layer {
     attn_norm: FlexTensor,
-    wqk: Mat,
-    wv: Mat,
-    wo: Mat,
+    wqk: PackedMatrix,
+    wv: PackedMatrix,
+    wo: PackedMatrix,
     mlp_norm: FlexTensor,
-    gate: Mat,
-    up: Mat,
-    down: Mat,
+    gate: PackedMatrix,
+    up: PackedMatrix,
+    down: PackedMatrix,
 }
 
 /// The model's weights as host buffers (shared with the Burn module, not copied).
@@ -61,8 +42,8 @@ pub struct HostLlama {
     embed: FlexTensor,
     layers: Vec<Layer>,
     norm: FlexTensor,
-    /// The output head; prefill reads the tied embedding itself where there is one.
-    head: Mat,
+    /// The output head.
+    head: PackedMatrix,
     hidden: usize,
     heads: usize,
     kv_heads: usize,
@@ -70,9 +51,11 @@ pub struct HostLlama {
     eps: f32,
 }
 
-/// Keys and values per layer and row and kv head: keys transposed, `[head_dim, capacity]`
-/// (scores are then contiguous multiply-adds across slots), values `[capacity, head_dim]`; the
-/// first `len` slots filled. Appending writes in place; capacity doubles when it runs out.
+/// Keys and values per layer and row and kv head ("lane"). Keys are stored in tiles of 16
+/// slots, `[capacity / 16][head_dim][16]`: a decode step's scores for 16 slots are then
+/// multiply-adds over one contiguous 4 KiB tile, read once from memory. Values are
+/// `[capacity, head_dim]`. The first `len` slots are filled; appending writes in place and
+/// capacity (a multiple of 16) doubles when it runs out.
 #[derive(Clone)]
 pub struct HostCache {
     layers: Vec<(Vec<f32>, Vec<f32>)>,
@@ -99,22 +82,19 @@ impl HostCache {
         if self.len + more <= self.cap {
             return;
         }
-        let cap = (self.len + more).max(2 * self.cap).max(16);
-        let (hd, len, old) = (self.head_dim, self.len, self.cap);
+        let cap = (self.len + more).max(2 * self.cap).max(TILE).next_multiple_of(TILE);
+        let (hd, old) = (self.head_dim, self.cap);
+        // Both layouts keep a lane's first slots at its start: the used prefix moves as is.
+        let used = self.len.next_multiple_of(TILE).min(old) * hd;
         let lanes = self.rows * self.kv_heads;
         for (k, v) in &mut self.layers {
-            let mut grown = vec![0f32; lanes * cap * hd];
-            for lane in 0..lanes {
-                grown[lane * cap * hd..(lane * cap + len) * hd].copy_from_slice(&v[lane * old * hd..(lane * old + len) * hd]);
-            }
-            *v = grown;
-            let mut grown = vec![0f32; lanes * cap * hd];
-            for lane in 0..lanes {
-                for d in 0..hd {
-                    grown[(lane * hd + d) * cap..(lane * hd + d) * cap + len].copy_from_slice(&k[(lane * hd + d) * old..(lane * hd + d) * old + len]);
+            for buf in [k, v] {
+                let mut grown = vec![0f32; lanes * cap * hd];
+                for lane in 0..lanes {
+                    grown[lane * cap * hd..lane * cap * hd + used].copy_from_slice(&buf[lane * old * hd..lane * old * hd + used]);
                 }
+                *buf = grown;
             }
-            *k = grown;
         }
         self.cap = cap;
     }
@@ -154,9 +134,9 @@ pub struct HostStep<'a> {
     /// Leading padding slots of each row, never attended to. A new token sees the slots from
     /// its row's padding up to its own.
     pub pad: &'a [usize],
-    /// A decode step (one new token per row): its matmuls run through `rows_matmul`, prefill's
-    /// through gemm. Each phase always takes the same kernels, so a row's numbers do not
-    /// depend on how many rows share the step.
+    /// A decode step (one new token per row): each query's attention sums its slots in a loop;
+    /// a prefill runs each row and head's attention as two matmuls over the row's own tokens.
+    /// Either way a row's numbers do not depend on how many rows share the step.
     pub decode: bool,
 }
 
@@ -184,11 +164,9 @@ impl HostLlama {
         }
         let (d, hd, ff, v) = (c.hidden_size, c.head_dim, c.intermediate_size, c.vocab_size);
         let (nh, nkv) = (c.num_attention_heads, c.num_key_value_heads);
-        let mat = |t: Tensor<B, 2>, k: usize, n: usize| -> Option<Mat> {
+        let mat = |t: Tensor<B, 2>, k: usize, n: usize| -> Option<PackedMatrix> {
             (t.dims() == [k, n]).then_some(())?;
-            let data = buffer(t)?;
-            let rows = PackedMatrix::new(data.as_slice::<f32>()?, k, n);
-            Some(Mat { data, rows, k, n, transposed: false })
+            Some(PackedMatrix::new(buffer(t)?.as_slice::<f32>()?, k, n))
         };
         let mut layers = Vec::with_capacity(model.blocks.len());
         for b in &model.blocks {
@@ -203,18 +181,11 @@ impl HostLlama {
                 down: mat(b.w_down.val(), ff, d)?,
             });
         }
-        let embed = buffer(model.embed.val())?;
-        // Prefill reads a tied head as the embedding itself, [vocab, hidden]: gemm runs a few
-        // rows through the output head 2x faster from that layout than from the transposed copy.
-        let mut head = mat(model.head.val(), d, v)?;
-        if c.tie_word_embeddings && v > 256 {
-            (head.data, head.transposed) = (embed.clone(), true);
-        }
         Some(HostLlama {
-            embed,
+            embed: buffer(model.embed.val())?,
             layers,
             norm: buffer(model.norm.weight.val())?,
-            head,
+            head: mat(model.head.val(), d, v)?,
             hidden: d,
             heads: nh,
             kv_heads: nkv,
@@ -258,8 +229,8 @@ impl HostLlama {
         };
         for (li, layer) in self.layers.iter().enumerate() {
             self.attention_block(layer, &x, &mut sc, step, &rope, &mut cache.layers[li], cache.len, cache.cap);
-            matmul(&sc.ctx, &layer.wo, &mut x, n, true, step.decode);
-            self.mlp_block(layer, &mut x, &mut sc, n, step.decode);
+            rows_matmul(&sc.ctx, &layer.wo, &mut x, n, true);
+            self.mlp_block(layer, &mut x, &mut sc, n);
         }
         cache.len += s;
         let norm = self.norm.as_slice::<f32>().expect("checked");
@@ -270,10 +241,10 @@ impl HostLlama {
         out
     }
 
-    /// Logits [rows, vocab] for final hidden states [rows, hidden] (of a decode step or not).
-    pub fn logits(&self, hidden: &[f32], rows: usize, decode: bool) -> Vec<f32> {
+    /// Logits [rows, vocab] for final hidden states [rows, hidden].
+    pub fn logits(&self, hidden: &[f32], rows: usize) -> Vec<f32> {
         let mut out = vec![0f32; rows * self.head.n];
-        matmul(hidden, &self.head, &mut out, rows, false, decode);
+        rows_matmul(hidden, &self.head, &mut out, rows, false);
         out
     }
 
@@ -287,8 +258,8 @@ impl HostLlama {
         norm_rows(x, l.attn_norm.as_slice::<f32>().expect("checked"), self.eps, d, &mut sc.normed);
         let qkw = (nh + nkv) * hd;
         let (qk, v) = (&mut sc.qk, &mut sc.v);
-        matmul(&sc.normed, &l.wqk, qk, n, false, step.decode);
-        matmul(&sc.normed, &l.wv, v, n, false, step.decode);
+        rows_matmul(&sc.normed, &l.wqk, qk, n, false);
+        rows_matmul(&sc.normed, &l.wv, v, n, false);
         // RoPE on every q and k head of every token, in place.
         let half = hd / 2;
         let rope_row = |(t, row): (usize, &mut [f32])| {
@@ -312,8 +283,9 @@ impl HostLlama {
                 for kh in 0..nkv {
                     let lane = (r * nkv + kh) * cap * hd;
                     let key = &qk[t * qkw + (nh + kh) * hd..t * qkw + (nh + kh + 1) * hd];
+                    let tile = lane + slot / TILE * hd * TILE + slot % TILE;
                     for (dd, &x) in key.iter().enumerate() {
-                        kc[lane + dd * cap + slot] = x;
+                        kc[tile + dd * TILE] = x;
                     }
                     let at = lane + slot * hd;
                     vc[at..at + hd].copy_from_slice(&v[t * nkv * hd + kh * hd..t * nkv * hd + (kh + 1) * hd]);
@@ -321,39 +293,56 @@ impl HostLlama {
             }
         }
         let (kc, vc) = (&*kc, &*vc);
+        assert!(step.decode || past == 0, "a prefill step starts from an empty cache");
         let groups = nh / nkv;
         let scale = 1.0 / (hd as f32).sqrt();
-        // One task per (row, query head): its [tokens, hd] context. Each query attends to its
-        // visible slots only, so a row's numbers do not depend on its batch mates or their
-        // padding: a decode step sums over the slots in order; a prefill runs two matmuls over
-        // the row's real tokens alone, whose shapes are the same however the row is padded.
-        let contexts: Vec<Vec<f32>> = (0..b * nh)
+        // One task per row and run of query heads that share a kv head (all of the kv head's
+        // queries when there are enough tasks to keep every core busy, so a decode step reads
+        // each cached key and value once for them all): the heads' [tokens, hd] contexts. Each
+        // query attends to its visible slots only, so a row's numbers do not depend on its
+        // batch mates or their padding: a decode step sums over the slots in order; a prefill
+        // runs two matmuls over the row's real tokens alone, whose shapes are the same however
+        // the row is padded.
+        let unit = if step.decode && b * nkv >= 4 * rayon::current_num_threads() { groups } else { 1 };
+        let runs = nh / unit;
+        let contexts: Vec<Vec<f32>> = (0..b * runs)
             .into_par_iter()
             .map(|task| {
-                let (r, head) = (task / nh, task % nh);
-                let lane = (r * nkv + head / groups) * cap * hd;
-                let (keys_t, values) = (&kc[lane..lane + cap * hd], &vc[lane..lane + cap * hd]);
+                let (r, h0) = (task / runs, task % runs * unit);
+                let (kh, lane) = (h0 / groups, (r * nkv + h0 / groups) * cap * hd);
+                let (keys, values) = (&kc[lane..lane + cap * hd], &vc[lane..lane + cap * hd]);
                 let (start, count, first) = step.row(r);
-                let mut ctx = vec![0f32; count * hd];
+                // Head h0 + j's context is ctx[j][count · hd].
+                let mut ctx = vec![0f32; unit * count * hd];
                 if count == 0 {
                     return ctx;
                 }
                 let lo = step.pad[r].min(past + first);
                 if !step.decode {
-                    let q = &qk[start * qkw + head * hd..];
-                    attend_real_tokens(q, qkw, keys_t, values, cap, hd, past + first, count, lo, scale, &mut ctx);
+                    // The row's keys and values are this step's own (prefill starts from an
+                    // empty cache): read them where the projections left them.
+                    let (k, v) = (&qk[start * qkw + (nh + kh) * hd..], &v[start * nkv * hd + kh * hd..]);
+                    for (j, ctx) in ctx.chunks_exact_mut(count * hd).enumerate() {
+                        let q = &qk[start * qkw + (h0 + j) * hd..];
+                        attend_causal(q, k, qkw, v, nkv * hd, hd, count, scale, ctx);
+                    }
                     return ctx;
                 }
-                let mut scores = vec![0f32; past + s];
+                let mut scores = vec![0f32; unit * (past + s)];
+                let mut out = vec![0f32; unit * hd];
                 for i in 0..count {
                     // Slots from the row's padding up to the query's own.
-                    let hi = past + first + i;
-                    let t = start + i;
-                    let q = &qk[t * qkw + head * hd..t * qkw + (head + 1) * hd];
-                    let p = &mut scores[lo..=hi];
-                    key_scores(q, keys_t, cap, lo, scale, p);
-                    softmax(p);
-                    weighted_sum(p, &values[lo * hd..(hi + 1) * hd], &mut ctx[i * hd..(i + 1) * hd]);
+                    let (hi, t) = (past + first + i, start + i);
+                    let seen = hi + 1 - lo;
+                    let q = &qk[t * qkw + h0 * hd..t * qkw + (h0 + unit) * hd];
+                    let p = &mut scores[..unit * seen];
+                    key_scores(q, hd, keys, lo, scale, p);
+                    p.chunks_exact_mut(seen).for_each(softmax);
+                    out.fill(0.0);
+                    weighted_sum(p, hd, &values[lo * hd..(hi + 1) * hd], &mut out);
+                    for (j, o) in out.chunks_exact(hd).enumerate() {
+                        ctx[(j * count + i) * hd..(j * count + i + 1) * hd].copy_from_slice(o);
+                    }
                 }
                 ctx
             })
@@ -361,27 +350,30 @@ impl HostLlama {
         let width = nh * hd;
         let h = &mut sc.ctx;
         for (task, ctx) in contexts.iter().enumerate() {
-            let (r, head) = (task / nh, task % nh);
+            let (r, h0) = (task / runs, task % runs * unit);
             let (start, count, _) = step.row(r);
-            for i in 0..count {
-                let t = start + i;
-                h[t * width + head * hd..t * width + (head + 1) * hd].copy_from_slice(&ctx[i * hd..(i + 1) * hd]);
+            for (j, ctx) in ctx.chunks_exact(count * hd).enumerate() {
+                let head = h0 + j;
+                for i in 0..count {
+                    let t = start + i;
+                    h[t * width + head * hd..t * width + (head + 1) * hd].copy_from_slice(&ctx[i * hd..(i + 1) * hd]);
+                }
             }
         }
     }
 
     /// x += down(silu(gate(norm x)) · up(norm x)), in `sc`'s buffers.
-    fn mlp_block(&self, l: &Layer, x: &mut [f32], sc: &mut Scratch, n: usize, decode: bool) {
+    fn mlp_block(&self, l: &Layer, x: &mut [f32], sc: &mut Scratch, n: usize) {
         let d = self.hidden;
         norm_rows(x, l.mlp_norm.as_slice::<f32>().expect("checked"), self.eps, d, &mut sc.normed);
-        matmul(&sc.normed, &l.gate, &mut sc.gate, n, false, decode);
-        matmul(&sc.normed, &l.up, &mut sc.up, n, false, decode);
+        rows_matmul(&sc.normed, &l.gate, &mut sc.gate, n, false);
+        rows_matmul(&sc.normed, &l.up, &mut sc.up, n, false);
         if n >= PARALLEL_ROWS {
             sc.gate.par_chunks_mut(4096).zip(sc.up.par_chunks(4096)).for_each(|(g, u)| silu_mul(g, u));
         } else {
             silu_mul(&mut sc.gate, &sc.up);
         }
-        matmul(&sc.gate, &l.down, x, n, true, decode);
+        rows_matmul(&sc.gate, &l.down, x, n, true);
     }
 }
 
@@ -456,87 +448,117 @@ with_avx2!(silu_mul, (g: &mut [f32], u: &[f32]), {
     }
 });
 
-with_avx2!(key_scores, (q: &[f32], keys_t: &[f32], cap: usize, lo: usize, scale: f32, out: &mut [f32]), {
-    // out[j] = scale · Σ_d q[d]·K[lo + j][d], with K stored transposed ([head_dim, cap]): each
-    // step is a contiguous multiply-add across slots, and every score sums d in order.
-    out.fill(0.0);
-    let n = out.len();
-    for (d, &qd) in q.iter().enumerate() {
-        let row = &keys_t[d * cap + lo..d * cap + lo + n];
-        for (o, &k) in out.iter_mut().zip(row) {
-            *o += qd * k;
+/// Slots per tile of the key cache (two AVX registers).
+const TILE: usize = 16;
+
+with_avx2!(key_scores, (q: &[f32], hd: usize, keys: &[f32], lo: usize, scale: f32, out: &mut [f32]), {
+    // For each head in q ([heads, hd]), out[head, j] = scale · Σ_d q[head, d] · K[lo + j][d]
+    // (j < out.len() / heads), K in tiles ([tiles][hd][16]): a multiply and an add per d, in
+    // order, 16 slots at a time. Three heads' sums stay in registers while a tile passes once;
+    // whole tiles are scored and the slots outside lo.. dropped (a score depends only on its
+    // own key).
+    let heads = q.len() / hd;
+    let n = out.len() / heads;
+    let mut h = 0;
+    while h < heads {
+        let take = (heads - h).min(3);
+        let (q, out) = (&q[h * hd..(h + take) * hd], &mut out[h * n..(h + take) * n]);
+        for tile in lo / TILE..(lo + n).div_ceil(TILE) {
+            let keys = &keys[tile * hd * TILE..(tile + 1) * hd * TILE];
+            let mut block = [[0f32; TILE]; 3];
+            match take {
+                1 => score_tile::<1>(q, hd, keys, (&mut block[..1]).try_into().expect("1")),
+                2 => score_tile::<2>(q, hd, keys, (&mut block[..2]).try_into().expect("2")),
+                _ => score_tile::<3>(q, hd, keys, &mut block),
+            }
+            // This tile's slots inside lo..lo + n.
+            let (from, to) = ((tile * TILE).max(lo), ((tile + 1) * TILE).min(lo + n));
+            for (o, b) in out.chunks_exact_mut(n).zip(&block) {
+                for slot in from..to {
+                    o[slot - lo] = b[slot - tile * TILE] * scale;
+                }
+            }
         }
-    }
-    for o in out.iter_mut() {
-        *o *= scale;
+        h += take;
     }
 });
 
-with_avx2!(weighted_sum, (p: &[f32], values: &[f32], out: &mut [f32]), {
-    let hd = out.len();
-    for (&w, v) in p.iter().zip(values.chunks_exact(hd)) {
-        for (o, &x) in out.iter_mut().zip(v) {
-            *o += w * x;
+/// One tile's 16 raw scores for H heads (q: [H, hd]).
+#[inline(always)]
+fn score_tile<const H: usize>(q: &[f32], hd: usize, keys: &[f32], acc: &mut [[f32; TILE]; H]) {
+    for d in 0..hd {
+        let row: &[f32; TILE] = keys[d * TILE..(d + 1) * TILE].try_into().expect("a tile row");
+        for (h, acc) in acc.iter_mut().enumerate() {
+            let qd = q[h * hd + d];
+            for (a, &k) in acc.iter_mut().zip(row) {
+                *a += qd * k;
+            }
         }
-    }
-});
-
-/// Prefill attention for one row and query head with two matmuls over the row's real slots:
-/// the `nq` queries (rows `qstride` apart in `q`) sit in slots first.., and see the slots from
-/// `lo` up to their own. S = scale·Q·Kᵀ, each row softmaxed over its visible slots (zero
-/// after), then ctx = P·V.
-#[allow(clippy::too_many_arguments)]
-fn attend_real_tokens(q: &[f32], qstride: usize, keys_t: &[f32], values: &[f32], cap: usize, hd: usize, first: usize, nq: usize, lo: usize, scale: f32, ctx: &mut [f32]) {
-    let nk = first + nq - lo;
-    assert!(lo <= first && q.len() >= (nq - 1) * qstride + hd && keys_t.len() >= (hd - 1) * cap + first + nq && values.len() >= (first + nq) * hd);
-    let mut scores = vec![0f32; nq * nk];
-    // SAFETY: Q is nq rows of hd values qstride apart (inside q, asserted); Kᵀ is
-    // keys_t's [hd, cap] rows from column lo, nk columns (inside, asserted); scores is
-    // nq × nk row-major.
-    unsafe {
-        gemm::gemm(nq, nk, hd, scores.as_mut_ptr(), 1, nk as isize, false, q.as_ptr(), 1, qstride as isize, keys_t.as_ptr().add(lo), 1, cap as isize, 0.0, scale, false, false, false, gemm::Parallelism::None);
-    }
-    for (i, row) in scores.chunks_exact_mut(nk).enumerate() {
-        let seen = first + i - lo + 1;
-        row[seen..].fill(0.0);
-        softmax(&mut row[..seen]);
-    }
-    // SAFETY: P is nq × nk row-major; V is values' rows lo..lo+nk of hd; ctx is nq × hd.
-    unsafe {
-        gemm::gemm(nq, hd, nk, ctx.as_mut_ptr(), 1, hd as isize, false, scores.as_ptr(), 1, nk as isize, values.as_ptr().add(lo * hd), 1, hd as isize, 0.0, 1.0, false, false, false, gemm::Parallelism::None);
     }
 }
 
-/// out [m, n] (+)= x [m, k] · W: a decode step's few rows through `rows_matmul` (on W's
-/// packed copy), otherwise gemm, on all cores above 192³ multiply-adds (Flex's rule).
-///
-/// Each output's sum runs in an order that does not depend on `m`, so a row's numbers do not
-/// depend on how many rows share the call: gemm's blocking over k depends on k alone, except
-/// in the paths avoided here: one row (gemm's gemv, which sums in another order; such calls
-/// run as two rows) and its horizontal kernel for tiny m·n with a transposed right operand
-/// (never taken: `transposed` is only set for output widths over 256).
-fn matmul(x: &[f32], w: &Mat, out: &mut [f32], m: usize, accumulate: bool, decode: bool) {
-    let (k, n) = (w.k, w.n);
-    assert!(x.len() >= m * k && out.len() >= m * n, "matmul: buffers too small for [{m}, {k}] x [{k}, {n}]");
-    if decode {
-        rows_matmul(x, &w.rows, out, m, accumulate);
-        return;
+/// Slots per block of `weighted_sum` (their 8 KiB of values stay in L1 for every head).
+const SLOTS: usize = 32;
+
+/// Value dimensions per register block of `weighted_sum` (eight AVX registers).
+const BAND: usize = 64;
+
+with_avx2!(weighted_sum, (p: &[f32], hd: usize, values: &[f32], out: &mut [f32]), {
+    // out[head] += Σ_j p[head, j] · V[j] for each head in out ([heads, hd]), slots in order,
+    // a multiply and an add each. A head's 64-wide band of sums stays in registers over a
+    // block of 32 slots, whose values stay in L1 for the other heads.
+    let heads = out.len() / hd;
+    let n = p.len() / heads;
+    for c in (0..n).step_by(SLOTS) {
+        let slots = SLOTS.min(n - c);
+        for (h, o) in out.chunks_exact_mut(hd).enumerate() {
+            let w = &p[h * n + c..h * n + c + slots];
+            let mut e = 0;
+            while e + BAND <= hd {
+                let acc: &mut [f32; BAND] = (&mut o[e..e + BAND]).try_into().expect("a band");
+                let mut sums = *acc;
+                for (j, &w) in w.iter().enumerate() {
+                    let v: &[f32; BAND] = values[(c + j) * hd + e..(c + j) * hd + e + BAND].try_into().expect("a band");
+                    for (s, &x) in sums.iter_mut().zip(v) {
+                        *s += w * x;
+                    }
+                }
+                *acc = sums;
+                e += BAND;
+            }
+            if e < hd {
+                for (j, &w) in w.iter().enumerate() {
+                    let v = &values[(c + j) * hd + e..(c + j + 1) * hd];
+                    for (s, &x) in o[e..].iter_mut().zip(v) {
+                        *s += w * x;
+                    }
+                }
+            }
+        }
     }
-    if m == 1 {
-        let x2 = [&x[..k], &x[..k]].concat();
-        let mut out2 = [&out[..n], &out[..n]].concat();
-        matmul(&x2, w, &mut out2, 2, accumulate, false);
-        out[..n].copy_from_slice(&out2[..n]);
-        return;
-    }
-    let ws = w.values();
-    assert_eq!(ws.len(), k * n);
-    // W[kk, j] is at kk·n + j when stored [k, n], at j·k + kk when stored [n, k].
-    let (w_cs, w_rs) = if w.transposed { (k as isize, 1) } else { (1, n as isize) };
-    let par = parallelism(m, n, k);
-    // SAFETY: x is m × k row-major, W is k × n with the strides above, out is m × n row-major;
-    // the lengths are asserted above.
+});
+
+/// Prefill attention for one row and query head with two matmuls: the `n` queries (rows
+/// `qstride` apart in `q`) see the keys and values of the tokens up to their own (rows
+/// `kstride` and `vstride` apart). S = scale·Q·Kᵀ, each row softmaxed over its visible
+/// keys (zero after), then ctx = P·V.
+#[allow(clippy::too_many_arguments)]
+fn attend_causal(q: &[f32], k: &[f32], qstride: usize, v: &[f32], vstride: usize, hd: usize, n: usize, scale: f32, ctx: &mut [f32]) {
+    let last = (n - 1) * qstride + hd;
+    assert!(q.len() >= last && k.len() >= last && v.len() >= (n - 1) * vstride + hd && ctx.len() >= n * hd);
+    let mut scores = vec![0f32; n * n];
+    // SAFETY: Q is n rows of hd values qstride apart and K the same (inside q and k,
+    // asserted), read as Kᵀ (hd × n, column stride qstride); scores is n × n row-major.
     unsafe {
-        gemm::gemm(m, n, k, out.as_mut_ptr(), 1, n as isize, accumulate, x.as_ptr(), 1, k as isize, ws.as_ptr(), w_cs, w_rs, 1.0, 1.0, false, false, false, par);
+        gemm::gemm(n, n, hd, scores.as_mut_ptr(), 1, n as isize, false, q.as_ptr(), 1, qstride as isize, k.as_ptr(), qstride as isize, 1, 0.0, scale, false, false, false, gemm::Parallelism::None);
+    }
+    for (i, row) in scores.chunks_exact_mut(n).enumerate() {
+        row[i + 1..].fill(0.0);
+        softmax(&mut row[..=i]);
+    }
+    // SAFETY: P is n × n row-major; V is n rows of hd values vstride apart (asserted); ctx is
+    // n × hd.
+    unsafe {
+        gemm::gemm(n, hd, n, ctx.as_mut_ptr(), 1, hd as isize, false, scores.as_ptr(), 1, n as isize, v.as_ptr(), 1, vstride as isize, 0.0, 1.0, false, false, false, gemm::Parallelism::None);
     }
 }

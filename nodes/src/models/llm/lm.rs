@@ -74,8 +74,8 @@ impl<B: Backend> Lm<B> {
         self.host.is_some()
     }
 
-    fn host_logits(&self, host: &HostLlama, hidden: &[f32], rows: usize, decode: bool) -> Tensor<B, 2> {
-        let logits = host.logits(hidden, rows, decode);
+    fn host_logits(&self, host: &HostLlama, hidden: &[f32], rows: usize) -> Tensor<B, 2> {
+        let logits = host.logits(hidden, rows);
         Tensor::from_data(TensorData::new(logits, [rows, self.config.vocab_size]), &self.device)
     }
 
@@ -99,7 +99,7 @@ impl<B: Backend> Lm<B> {
             let mut cache = host.cache(b);
             let last: Vec<usize> = starts[1..].iter().map(|&e| e - 1).collect();
             let hidden = host.forward(&HostStep { starts: &starts, len, ids: &ids, positions: &positions, pad: &pad, decode: false }, &self.inv_freq, &mut cache, &last);
-            return (self.host_logits(host, &hidden, b, false), Batch { cache: Cache::Host(cache), pad, lens });
+            return (self.host_logits(host, &hidden, b), Batch { cache: Cache::Host(cache), pad, lens });
         }
         let (step, pad) = left_padded(&self.config, &self.inv_freq, &rows, &self.device);
         let len = step.len;
@@ -121,7 +121,7 @@ impl<B: Backend> Lm<B> {
             let starts: Vec<usize> = (0..=b).collect();
             let hidden = host.forward(&HostStep { starts: &starts, len: 1, ids: tokens, positions: &batch.lens, pad: &batch.pad, decode: true }, &self.inv_freq, cache, &all);
             batch.lens.iter_mut().for_each(|l| *l += 1);
-            return self.host_logits(host, &hidden, b, true);
+            return self.host_logits(host, &hidden, b);
         }
         let Cache::Tensors(cache) = &mut batch.cache else { panic!("a host cache outside the host path") };
         let slots = cache.len() + 1;
@@ -143,7 +143,7 @@ impl<B: Backend> Lm<B> {
             let mut cache = host.cache(1);
             let all: Vec<usize> = (0..len).collect();
             let hidden = host.forward(&HostStep { starts: &[0, len], len, ids, positions: &positions, pad: &[0], decode: false }, &self.inv_freq, &mut cache, &all);
-            return self.host_logits(host, &hidden, len, false);
+            return self.host_logits(host, &hidden, len);
         }
         let visible = |_r: usize, i: usize, s: usize| s <= i;
         let step = Step::new(&self.config, &self.inv_freq, 1, len, ids, &positions, len, Some(&visible), &self.device);

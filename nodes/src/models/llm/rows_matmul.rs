@@ -47,22 +47,32 @@ pub fn rows_matmul(x: &[f32], w: &PackedMatrix, out: &mut [f32], m: usize, accum
     if m == 0 || n == 0 {
         return;
     }
-    // Chunks of whole strips, a few per thread so uneven cores balance.
+    // Tasks are (block of rows, run of strips): a block's rows of x stay in L2 while its
+    // strips pass, and there are a few tasks per thread so uneven cores balance.
     let strips = n.div_ceil(STRIP);
-    let chunks = if m * k * n < 64 * 1024 { 1 } else { (rayon::current_num_threads() * 4).min(strips) };
-    let per = strips.div_ceil(chunks);
+    let blocks = m.div_ceil(BLOCK_ROWS);
+    let want = if m * k * n < 64 * 1024 { 1 } else { rayon::current_num_threads() * 4 };
+    let per = strips.div_ceil(want.div_ceil(blocks).min(strips));
+    let runs = strips.div_ceil(per);
     #[cfg(target_arch = "x86_64")]
     let fast = std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma");
     #[cfg(not(target_arch = "x86_64"))]
     let fast = false;
     let out_ptr = SendPtr(out.as_mut_ptr());
-    (0..strips.div_ceil(per)).into_par_iter().for_each(|c| {
-        for s in c * per..((c + 1) * per).min(strips) {
-            // SAFETY: each strip writes its own columns of `out` (m × n, checked above).
-            unsafe { strip(x, &w.strips[s * k * STRIP..(s + 1) * k * STRIP], out_ptr.get(), m, k, n, s * STRIP, accumulate, fast) };
+    (0..blocks * runs).into_par_iter().for_each(|task| {
+        let (block, run) = (task / runs, task % runs);
+        let (r0, r1) = (block * BLOCK_ROWS, ((block + 1) * BLOCK_ROWS).min(m));
+        for s in run * per..((run + 1) * per).min(strips) {
+            // SAFETY: each task writes its own rows and columns of `out` (m × n, checked
+            // above); rows r0..r1 start at r0 · n.
+            unsafe { strip(&x[r0 * k..], &w.strips[s * k * STRIP..(s + 1) * k * STRIP], out_ptr.get().add(r0 * n), r1 - r0, k, n, s * STRIP, accumulate, fast) };
         }
     });
 }
+
+/// Rows of x per task: 48 rows of up to 1536 values (288 KiB) stay in a core's L2 while a
+/// run of strips passes over them.
+const BLOCK_ROWS: usize = 48;
 
 #[derive(Clone, Copy)]
 struct SendPtr(*mut f32);
@@ -79,6 +89,10 @@ impl SendPtr {
 /// block of x passes over them, so the strip is read from memory once whatever m is.
 const DEPTH: usize = 64;
 
+/// The depth for blocks of more than [`ROWS_DEEP`] rows: 16 KiB slices, fewer passes.
+const DEEP: usize = 256;
+const ROWS_DEEP: usize = 16;
+
 /// Columns c0..c0+16 (those below n) of out, for every row, from one packed strip; `fast`:
 /// the CPU has AVX2 and FMA.
 ///
@@ -92,7 +106,7 @@ unsafe fn strip(x: &[f32], packed: &[f32], out: *mut f32, m: usize, k: usize, n:
     let mut acc = vec![[0f32; STRIP]; m];
     let mut k0 = 0;
     while k0 < k {
-        let depth = (k - k0).min(DEPTH);
+        let depth = (k - k0).min(if m > ROWS_DEEP { DEEP } else { DEPTH });
         let w = &packed[k0 * STRIP..(k0 + depth) * STRIP];
         let mut r = 0;
         while r < m {
