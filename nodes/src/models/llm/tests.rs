@@ -161,6 +161,41 @@ fn padded_batches_equal_single_rows() {
     assert!(max_diff(&out[2], &got[1][0]) < 1e-5);
 }
 
+/// Decoding well past the first cache allocation: rows whose padding ends mid-tile, keys
+/// spread over several 16-slot tiles, and the cache growing (32 → 64 slots) while rows
+/// decode; every step's logits equal a full recomputation of the row alone. Five rows make
+/// enough tasks (on up to two threads) for decode attention to take each kv head's query heads
+/// together; one row takes them one by one.
+#[test]
+fn long_decodes_cross_key_tiles_and_cache_growth() {
+    let c = tiny_config(false);
+    let lm = lm_from(&c, &random_weights(&c, 6));
+    assert!(lm.on_host());
+    let five: Vec<Vec<u32>> = vec![(0..21).map(|i| (i * 7 + 2) % 61).collect(), vec![9, 4, 33], (0..14).map(|i| (i * 3 + 1) % 61).collect(), vec![50; 17], (0..32).map(|i| (i * 11 + 5) % 61).collect()];
+    for prompts in [five.clone(), vec![five[2].clone()]] {
+        decode_against_recomputation(&lm, &prompts, 30);
+    }
+}
+
+fn decode_against_recomputation(lm: &Lm<Cpu>, prompts: &[Vec<u32>], steps: usize) {
+    let next = |r: usize, s: usize| ((r * 17 + s * 5) % 61) as u32;
+    let (logits, mut batch) = lm.prefill(prompts);
+    let mut got = vec![rows_of(logits)];
+    for s in 0..steps {
+        let toks: Vec<u32> = (0..prompts.len()).map(|r| next(r, s)).collect();
+        got.push(rows_of(lm.decode(&mut batch, &toks)));
+    }
+    for (r, p) in prompts.iter().enumerate() {
+        let mut seq = p.clone();
+        seq.extend((0..steps).map(|s| next(r, s)));
+        let full = rows_of(lm.logits_all(&seq));
+        for (s, step) in got.iter().enumerate() {
+            let d = max_diff(&step[r], &full[p.len() - 1 + s]);
+            assert!(d < 1e-4, "row {r} step {s}: {d}");
+        }
+    }
+}
+
 #[test]
 fn broken_gguf_files_are_clear_errors() {
     let dir = tempfile::tempdir().unwrap();
