@@ -12,8 +12,9 @@
 //! f32 weights twice: the Burn module keeps its own).
 //!
 //! Every sum runs in an order that does not depend on the batch (`rows_matmul` sums each
-//! output over k in order whatever the rows; attention sums over each query's own slots), so on the CPU a sample is bit for bit the same whichever rows
-//! share its batch and however they are padded. Training (autodiff) and other backends keep
+//! output over k in order whatever the rows; attention sums over each query's own slots), so
+//! on the CPU a sample is bit for bit the same whichever rows share its batch and however they
+//! are padded. Training (autodiff) and other backends keep
 //! the generic [`super::llama::Llama`] path; the two agree to float rounding (a test compares
 //! them).
 
@@ -273,8 +274,9 @@ impl HostLlama {
         } else {
             qk.chunks_mut(qkw).enumerate().for_each(rope_row);
         }
-        // New keys (transposed: [head_dim, capacity] per row and kv head) and values
-        // ([capacity, head_dim]) into the cache at slots past..past + s (each row's last ones).
+        // New keys (in 16-slot tiles, [capacity / 16][head_dim][16] per row and kv head) and
+        // values ([capacity, head_dim]) into the cache at slots past..past + s (each row's last
+        // ones).
         let (kc, vc) = kv;
         for r in 0..b {
             let (start, count, first) = step.row(r);
