@@ -319,7 +319,6 @@ impl HostLlama {
                 if count == 0 {
                     return ctx;
                 }
-                let lo = step.pad[r].min(past + first);
                 if !step.decode {
                     // The row's keys and values are this step's own (prefill starts from an
                     // empty cache): read them where the projections left them.
@@ -330,6 +329,7 @@ impl HostLlama {
                     }
                     return ctx;
                 }
+                let lo = step.pad[r].min(past + first);
                 let mut scores = vec![0f32; unit * (past + s)];
                 let mut out = vec![0f32; unit * hd];
                 for i in 0..count {
@@ -540,10 +540,10 @@ with_avx2!(weighted_sum, (p: &[f32], hd: usize, values: &[f32], out: &mut [f32])
     }
 });
 
-/// Prefill attention for one row and query head with two matmuls: the `n` queries (rows
-/// `qstride` apart in `q`) see the keys and values of the tokens up to their own (rows
-/// `kstride` and `vstride` apart). S = scale·Q·Kᵀ, each row softmaxed over its visible
-/// keys (zero after), then ctx = P·V.
+/// Prefill attention for one row and query head with two matmuls: the `n` queries see the
+/// keys and values of the tokens up to their own. Queries and keys are rows `qstride` apart
+/// (both in the q/k projection buffer), values rows `vstride` apart. S = scale·Q·Kᵀ, each row
+/// softmaxed over its visible keys (zero after), then ctx = P·V.
 #[allow(clippy::too_many_arguments)]
 fn attend_causal(q: &[f32], k: &[f32], qstride: usize, v: &[f32], vstride: usize, hd: usize, n: usize, scale: f32, ctx: &mut [f32]) {
     let last = (n - 1) * qstride + hd;
