@@ -100,7 +100,7 @@ pub fn linear_t<B: Backend>(x: Tensor<B, 2>, w: Tensor<B, 2>, b: Option<Tensor<B
 }
 
 /// All cores for matmuls above 192³ multiply-adds, one below (Flex's rule).
-fn parallelism(m: usize, n: usize, k: usize) -> gemm::Parallelism {
+pub(crate) fn parallelism(m: usize, n: usize, k: usize) -> gemm::Parallelism {
     if m.saturating_mul(n).saturating_mul(k) >= 192 * 192 * 192 {
         gemm::Parallelism::Rayon(0)
     } else {

@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use super::chat::{ChatTemplate, Message};
 use super::config::LlamaConfig;
+use super::host_dpo::{HostDpo, HostLora};
 use super::llama::{KvCache, Llama, Step};
 use super::lm::left_padded;
 use super::lora::{self, Adapters, Target};
@@ -495,6 +496,118 @@ pub fn micro_batch<B: Backend>(
     MicroBatch { per_pair, ratio_c, ratio_r, logps, logit_sums, tokens }
 }
 
+/// One micro-batch's contribution to an optimiser step: per-pair losses and ratios, per-row
+/// log-probs and summed mean logits (chosen rows then rejected), completion tokens per row,
+/// and the gradient of every trainable tensor (of the pairs' summed loss over the step's pairs).
+struct MicroOut<B: Backend> {
+    loss: Vec<f64>,
+    ratio_c: Vec<f64>,
+    ratio_r: Vec<f64>,
+    logps: Vec<f64>,
+    logit_sums: Vec<f64>,
+    tokens: Vec<usize>,
+    grads: Vec<Tensor<B, 1>>,
+}
+
+fn row_tokens(pairs: &[PairTokens], idx: &[usize]) -> Vec<usize> {
+    idx.iter().map(|&i| pairs[i].chosen.len()).chain(idx.iter().map(|&i| pairs[i].rejected.len())).collect()
+}
+
+/// A micro-batch through Burn's autodiff.
+#[allow(clippy::too_many_arguments)]
+fn burn_micro_batch<B: AutodiffBackend>(
+    model: &Llama<B>,
+    config: &LlamaConfig,
+    inv_freq: &[f32],
+    pairs: &[PairTokens],
+    idx: &[usize],
+    reference: &[(f64, f64)],
+    cfg: &DpoConfig,
+    trainable: &Trainable<B>,
+    params: &[Leaf<B>],
+    n_pairs: usize,
+    device: &B::Device,
+) -> MicroOut<B::InnerBackend> {
+    let adapters = match trainable {
+        Trainable::Lora(a) => Some(a),
+        Trainable::Full => None,
+    };
+    let MicroBatch { per_pair, ratio_c, ratio_r, logps, logit_sums, tokens } = micro_batch(model, config, inv_freq, pairs, idx, reference, cfg, adapters, device);
+    // Each pair weighs the same in the step, whatever its micro-batch's size.
+    let loss = host(per_pair.clone().detach());
+    let grads = per_pair.sum().div_scalar(n_pairs as f64).backward();
+    MicroOut {
+        loss,
+        ratio_c: host(ratio_c.detach()),
+        ratio_r: host(ratio_r.detach()),
+        logps: host(logps.detach()),
+        logit_sums: host(logit_sums.detach()),
+        tokens,
+        grads: params.iter().map(|p| p.grad(&grads)).collect(),
+    }
+}
+
+/// log σ(x), stable for large |x|.
+fn log_sigmoid_f64(x: f64) -> f64 {
+    x.min(0.0) - (-x.abs()).exp().ln_1p()
+}
+
+fn sigmoid_f64(x: f64) -> f64 {
+    1.0 / (1.0 + (-x).exp())
+}
+
+/// A LoRA micro-batch on the host kernels; the loss and its derivative in f64.
+#[allow(clippy::too_many_arguments)]
+fn host_micro_batch<B: AutodiffBackend>(
+    h: &HostDpo,
+    inv_freq: &[f32],
+    pairs: &[PairTokens],
+    idx: &[usize],
+    reference: &[(f64, f64)],
+    cfg: &DpoConfig,
+    adapters: &Adapters<B>,
+    n_pairs: usize,
+    device: &burn::tensor::Device<B::InnerBackend>,
+) -> MicroOut<B::InnerBackend> {
+    let picked: Vec<&PairTokens> = idx.iter().map(|&i| &pairs[i]).collect();
+    let lora = HostLora::from_adapters(&adapters.valid());
+    let b = idx.len();
+    let (mut loss, mut ratio_c, mut ratio_r) = (vec![0f64; b], vec![0f64; b], vec![0f64; b]);
+    let eps = cfg.label_smoothing;
+    let out = h.pair_grads(&picked, inv_freq, &lora, &mut |logps| {
+        let mut g = vec![0f64; 2 * b];
+        for (j, &i) in idx.iter().enumerate() {
+            let (rc, rr) = (logps[j] - reference[i].0, logps[b + j] - reference[i].1);
+            let delta = cfg.beta * (rc - rr);
+            loss[j] = -(1.0 - eps) * log_sigmoid_f64(delta) - eps * log_sigmoid_f64(-delta);
+            // d loss / d Δ, over the step's pairs.
+            let dd = cfg.beta * (-(1.0 - eps) * sigmoid_f64(-delta) + eps * sigmoid_f64(delta)) / n_pairs as f64;
+            (g[j], g[b + j]) = (dd, -dd);
+            (ratio_c[j], ratio_r[j]) = (rc, rr);
+        }
+        g
+    });
+    let grads = out.grads.into_iter().map(|v| {
+        let n = v.len();
+        Tensor::<B::InnerBackend, 1>::from_data(TensorData::new(v, [n]), device)
+    });
+    MicroOut { loss, ratio_c, ratio_r, logps: out.logps, logit_sums: out.logit_sums, tokens: row_tokens(pairs, idx), grads: grads.collect() }
+}
+
+/// Per-pair reference log-probs by the host kernels without adapters, in the first epoch's
+/// micro-batches (the step-0 policy then computes bit-equal numbers).
+fn host_reference_logps(h: &HostDpo, inv_freq: &[f32], pairs: &[PairTokens], order: &[usize], batch: usize) -> Vec<(f64, f64)> {
+    let mut out = vec![(0.0, 0.0); pairs.len()];
+    for chunk in order.chunks(batch) {
+        let picked: Vec<&PairTokens> = chunk.iter().map(|&i| &pairs[i]).collect();
+        let (v, _) = h.pair_logps(&picked, inv_freq, None);
+        for (j, &p) in chunk.iter().enumerate() {
+            out[p] = (v[j], v[j + chunk.len()]);
+        }
+    }
+    out
+}
+
 /// The epoch orders: a seeded shuffle per epoch (Hugging Face Trainer's random sampler).
 pub fn epoch_orders(cfg: &DpoConfig, pairs: usize) -> Vec<Vec<usize>> {
     (0..cfg.epochs)
@@ -507,8 +620,9 @@ pub fn epoch_orders(cfg: &DpoConfig, pairs: usize) -> Vec<Vec<usize>> {
 }
 
 /// Trains `model` (the frozen input, also the reference) on `pairs`; calls `on_step` after
-/// every optimiser step and returns the tuned model with any adapters merged.
-#[allow(clippy::too_many_arguments)]
+/// every optimiser step and returns the tuned model with any adapters merged. LoRA on the CPU
+/// backend runs on the host kernels of [`HostDpo`]; full fine-tuning and other backends run
+/// Burn's autodiff.
 pub fn train<B: AutodiffBackend>(
     model: Llama<B>,
     config: &LlamaConfig,
@@ -518,13 +632,37 @@ pub fn train<B: AutodiffBackend>(
     on_step: &mut dyn FnMut(&StepLog),
     cancelled: &dyn Fn() -> bool,
 ) -> Result<Llama<B::InnerBackend>, DpoError> {
+    train_on(model, config, pairs, cfg, device, on_step, cancelled, true)
+}
+
+/// [`train`], with `allow_host` false forcing Burn's autodiff even where the host kernels
+/// apply (tests compare the two).
+#[allow(clippy::too_many_arguments)]
+pub fn train_on<B: AutodiffBackend>(
+    model: Llama<B>,
+    config: &LlamaConfig,
+    pairs: &[PairTokens],
+    cfg: &DpoConfig,
+    device: &B::Device,
+    on_step: &mut dyn FnMut(&StepLog),
+    cancelled: &dyn Fn() -> bool,
+    allow_host: bool,
+) -> Result<Llama<B::InnerBackend>, DpoError> {
     if pairs.is_empty() {
         return Err(DpoError::Other("no pairs to train on".into()));
     }
     let inv_freq = config.inv_freq();
     let mut model = model.no_grad();
     let orders = epoch_orders(cfg, pairs.len());
-    let reference = reference_logps(&model, config, &inv_freq, pairs, &orders[0], cfg.batch_size, device);
+    // LoRA on the CPU runs on the host kernels (base weights frozen: no weight gradients).
+    let host = match cfg.tuning {
+        Tuning::Lora { .. } if allow_host => HostDpo::new(&model.valid(), config),
+        _ => None,
+    };
+    let reference = match &host {
+        Some(h) => host_reference_logps(h, &inv_freq, pairs, &orders[0], cfg.batch_size),
+        None => reference_logps(&model, config, &inv_freq, pairs, &orders[0], cfg.batch_size, device),
+    };
     let mut trainable = match &cfg.tuning {
         Tuning::Lora { rank, alpha, targets } => Trainable::Lora(Adapters::init(&model, targets, *rank, *alpha, cfg.seed, device)),
         Tuning::Full => Trainable::Full,
@@ -548,37 +686,28 @@ pub fn train<B: AutodiffBackend>(
             let (mut logit_totals, mut logit_tokens) = ([0f64; 2], [0usize; 2]);
             let n_pairs: usize = window.iter().map(|m| m.len()).sum();
             for idx in window {
-                let adapters = match &trainable {
-                    Trainable::Lora(a) => Some(a),
-                    Trainable::Full => None,
+                let out = match (&host, &trainable) {
+                    (Some(h), Trainable::Lora(a)) => host_micro_batch(h, &inv_freq, pairs, idx, &reference, cfg, a, n_pairs, &start[0].device()),
+                    _ => burn_micro_batch(&model, config, &inv_freq, pairs, idx, &reference, cfg, &trainable, &params, n_pairs, device),
                 };
-                let MicroBatch { per_pair, ratio_c, ratio_r, logps, logit_sums, tokens } = micro_batch(&model, config, &inv_freq, pairs, idx, &reference, cfg, adapters, device);
                 let b = idx.len();
-                // Each pair weighs the same in the step, whatever its micro-batch's size.
-                let loss_sum = per_pair.clone().sum();
-                let loss_host = host(per_pair.detach());
-                let grads = loss_sum.div_scalar(n_pairs as f64).backward();
-                let g: Vec<_> = params.iter().map(|p| p.grad(&grads)).collect();
                 sums = Some(match sums {
-                    None => g,
-                    Some(s) => s.into_iter().zip(g).map(|(a, b)| a + b).collect(),
+                    None => out.grads,
+                    Some(s) => s.into_iter().zip(out.grads).map(|(a, b)| a + b).collect(),
                 });
-                let (rc, rr) = (host(ratio_c.detach()), host(ratio_r.detach()));
-                let lp = host(logps.detach());
-                let ml = host(logit_sums.detach());
                 for j in 0..b {
-                    let (wc, wr) = (cfg.beta * rc[j], cfg.beta * rr[j]);
-                    log.loss += loss_host[j];
+                    let (wc, wr) = (cfg.beta * out.ratio_c[j], cfg.beta * out.ratio_r[j]);
+                    log.loss += out.loss[j];
                     log.rewards_chosen += wc;
                     log.rewards_rejected += wr;
                     log.rewards_accuracies += f64::from(u8::from(wc > wr));
                     log.rewards_margins += wc - wr;
-                    log.logps_chosen += lp[j];
-                    log.logps_rejected += lp[j + b];
-                    logit_totals[0] += ml[j];
-                    logit_totals[1] += ml[j + b];
-                    logit_tokens[0] += tokens[j];
-                    logit_tokens[1] += tokens[j + b];
+                    log.logps_chosen += out.logps[j];
+                    log.logps_rejected += out.logps[j + b];
+                    logit_totals[0] += out.logit_sums[j];
+                    logit_totals[1] += out.logit_sums[j + b];
+                    logit_tokens[0] += out.tokens[j];
+                    logit_tokens[1] += out.tokens[j + b];
                 }
                 seen += b;
             }

@@ -36,8 +36,13 @@ fn tokens(llm: &artifact::LoadedLlm<CpuTrain>) -> Vec<PairTokens> {
 }
 
 fn run(llm: &artifact::LoadedLlm<CpuTrain>, pairs: &[PairTokens], cfg: &DpoConfig) -> (Result<Llama<Cpu>, DpoError>, Vec<StepLog>) {
+    run_on(llm, pairs, cfg, true)
+}
+
+/// [`run`], with `host` false forcing Burn's autodiff for LoRA too.
+fn run_on(llm: &artifact::LoadedLlm<CpuTrain>, pairs: &[PairTokens], cfg: &DpoConfig, host: bool) -> (Result<Llama<Cpu>, DpoError>, Vec<StepLog>) {
     let mut logs = Vec::new();
-    let out = dpo::train(llm.lm.model.clone(), &llm.lm.config, pairs, cfg, &Default::default(), &mut |l| logs.push(l.clone()), &|| false);
+    let out = dpo::train_on(llm.lm.model.clone(), &llm.lm.config, pairs, cfg, &Default::default(), &mut |l| logs.push(l.clone()), &|| false, host);
     (out, logs)
 }
 
@@ -261,15 +266,18 @@ fn make_dpo_fixture_model() {
 /// adapter as PEFT (dagrun's seed-11 A matrices, B zero).
 #[test]
 fn matches_trl_dpo_on_the_fixture_model() {
-    check_against_trl("steps", "lr", Tuning::Full, 42);
+    check_against_trl("steps", "lr", Tuning::Full, 42, false);
 }
 
+/// LoRA on the CPU runs on the host kernels; Burn's autodiff path is checked too.
 #[test]
 fn lora_matches_trl_with_peft_on_the_fixture_model() {
-    check_against_trl("lora_steps", "lora_lr", Tuning::Lora { rank: 8, alpha: 16.0, targets: Target::ALL.to_vec() }, 11);
+    for host in [true, false] {
+        check_against_trl("lora_steps", "lora_lr", Tuning::Lora { rank: 8, alpha: 16.0, targets: Target::ALL.to_vec() }, 11, host);
+    }
 }
 
-fn check_against_trl(steps_key: &str, lr_key: &str, tuning: Tuning, seed: u64) {
+fn check_against_trl(steps_key: &str, lr_key: &str, tuning: Tuning, seed: u64, host: bool) {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/dpo");
     let fx: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(root.join("trl.json")).unwrap()).unwrap();
     let llm = artifact::load::<CpuTrain>(&root.join("tiny"), &Default::default()).unwrap();
@@ -294,13 +302,13 @@ fn check_against_trl(steps_key: &str, lr_key: &str, tuning: Tuning, seed: u64) {
     }
     let steps = fx[steps_key].as_array().unwrap();
     let cfg = DpoConfig { beta: fx["beta"].as_f64().unwrap(), lr: fx[lr_key].as_f64().unwrap(), epochs: steps.len(), batch_size: pairs.len(), grad_accum: 1, tuning, seed, ..Default::default() };
-    let (out, logs) = run(&llm, &pairs, &cfg);
+    let (out, logs) = run_on(&llm, &pairs, &cfg, host);
     out.unwrap();
     assert_eq!(logs.len(), steps.len());
     for (ours, trl) in logs.iter().zip(steps) {
         let close = |name: &str, a: f64, key: &str, tol: f64| {
             let b = trl[key].as_f64().unwrap();
-            assert!((a - b).abs() <= tol * (1.0 + b.abs()), "{steps_key} step {}: {name} {a} vs TRL {b}", ours.step);
+            assert!((a - b).abs() <= tol * (1.0 + b.abs()), "{steps_key} (host kernels: {host}) step {}: {name} {a} vs TRL {b}", ours.step);
         };
         close("loss", ours.loss, "loss", 1e-4);
         close("lr", ours.lr, "learning_rate", 1e-9);
@@ -351,4 +359,83 @@ fn a_template_that_does_not_continue_the_prompt_is_an_error_naming_the_pair() {
     let e = dpo::tokenize_pairs(&llm.tokenizer, Some(&reversed), &texts(), 1024).unwrap_err();
     assert_eq!(e.index, 0);
     assert!(e.to_string().starts_with("pair 0: the chat template does not render the conversation as the prompt followed by the answer"), "{e}");
+}
+
+/// The host kernels (LoRA on the CPU) against Burn's autodiff on the same micro-batch: the
+/// reference and adapted log-probs, and the loss gradient of every adapter matrix.
+#[test]
+fn host_kernels_match_burn_autodiff() {
+    use super::host_dpo::{HostDpo, HostLora};
+    let dir = tempfile::tempdir().unwrap();
+    let llm = tiny(dir.path(), 12);
+    let pairs = tokens(&llm);
+    let lm = &llm.lm;
+    let device = Default::default();
+    let model = lm.model.clone().no_grad();
+    let host = HostDpo::new(&model.clone().valid(), &lm.config).expect("the CPU backend has host kernels");
+    let picked: Vec<&PairTokens> = [0, 1, 3].iter().map(|&i| &pairs[i]).collect();
+    let close = |a: &[f64], b: &[f64], tol: f64, what: &str| {
+        for (x, y) in a.iter().zip(b) {
+            assert!((x - y).abs() <= tol * (1.0 + y.abs()), "{what}: host {a:?} vs Burn {b:?}");
+        }
+    };
+    let to64 = |t: Tensor<CpuTrain, 1>| t.inner().into_data().to_vec::<f32>().unwrap().into_iter().map(f64::from).collect::<Vec<_>>();
+    let (burn_ref, burn_sums) = dpo::pair_logps(&model, &lm.config, &lm.inv_freq, &picked, None, &device);
+    let (host_ref, host_sums) = host.pair_logps(&picked, &lm.inv_freq, None);
+    close(&host_ref, &to64(burn_ref), 1e-5, "reference log-probs");
+    close(&host_sums, &to64(burn_sums), 1e-5, "summed mean logits");
+
+    // Adapters on every target with B off zero, so every path carries gradient.
+    let cfg = DpoConfig { beta: 0.5, ..Default::default() };
+    let a = Adapters::<CpuTrain>::init(&model, &Target::ALL, 4, 8.0, 7, &device);
+    let a = a.with_tensors(a.tensors().into_iter().enumerate().map(|(i, t)| if i % 2 == 1 { t.clone().random_like(burn::tensor::Distribution::Uniform(-0.3, 0.3)) } else { t }));
+    let leaves: Vec<_> = a.tensors().into_iter().map(|t| t.require_grad()).collect();
+    let a = a.with_tensors(leaves.clone().into_iter());
+    let order: Vec<usize> = (0..pairs.len()).collect();
+    let reference = dpo::reference_logps(&model, &lm.config, &lm.inv_freq, &pairs, &order, 2, &device);
+    let idx = [0usize, 1, 3];
+    let mb = dpo::micro_batch(&model, &lm.config, &lm.inv_freq, &pairs, &idx, &reference, &cfg, Some(&a), &device);
+    let burn_logps = to64(mb.logps.clone());
+    let grads = mb.per_pair.mean().backward();
+    let lora = HostLora::from_adapters(&a.valid());
+    let b = idx.len();
+    let out = host.pair_grads(&picked, &lm.inv_freq, &lora, &mut |logps| {
+        let mut g = vec![0f64; 2 * b];
+        for (j, &i) in idx.iter().enumerate() {
+            let delta = cfg.beta * ((logps[j] - reference[i].0) - (logps[b + j] - reference[i].1));
+            let dd = -cfg.beta / (1.0 + delta.exp()) / b as f64;
+            (g[j], g[b + j]) = (dd, -dd);
+        }
+        g
+    });
+    close(&out.logps, &burn_logps, 1e-5, "adapted log-probs");
+    assert_eq!(out.grads.len(), leaves.len());
+    for (i, (h, leaf)) in out.grads.iter().zip(&leaves).enumerate() {
+        let g = leaf.grad(&grads).unwrap().flatten::<1>(0, 1).into_data().to_vec::<f32>().unwrap();
+        assert_eq!(h.len(), g.len(), "leaf {i}");
+        let scale = g.iter().fold(0f32, |m, x| m.max(x.abs()));
+        assert!(scale > 0.0, "leaf {i} has no gradient");
+        let diff = h.iter().zip(&g).fold(0f32, |m, (x, y)| m.max((x - y).abs()));
+        assert!(diff <= 1e-4 * scale + 1e-7, "leaf {i}: host and Burn gradients differ by {diff} (largest {scale})");
+    }
+}
+
+/// The same LoRA training run on the host kernels and on Burn's autodiff logs the same steps.
+#[test]
+fn lora_training_on_host_kernels_follows_burn_autodiff() {
+    let dir = tempfile::tempdir().unwrap();
+    let llm = tiny(dir.path(), 13);
+    let pairs = tokens(&llm);
+    let cfg = DpoConfig { lr: 1e-2, epochs: 3, batch_size: 2, grad_accum: 1, schedule: dpo::Schedule::Constant, ..Default::default() };
+    let (host, host_logs) = run_on(&llm, &pairs, &cfg, true);
+    let (burn, burn_logs) = run_on(&llm, &pairs, &cfg, false);
+    host.unwrap();
+    burn.unwrap();
+    assert_eq!(host_logs.len(), 6);
+    for (h, b) in host_logs.iter().zip(&burn_logs) {
+        for (name, x, y) in [("loss", h.loss, b.loss), ("grad_norm", h.grad_norm, b.grad_norm), ("margins", h.rewards_margins, b.rewards_margins), ("logps", h.logps_chosen, b.logps_chosen)] {
+            assert!((x - y).abs() <= 1e-4 * (1.0 + y.abs()), "step {}: {name} {x} on the host vs {y} with Burn", h.step);
+        }
+    }
+    assert!(host_logs.last().unwrap().loss < std::f64::consts::LN_2, "training lowers the loss");
 }

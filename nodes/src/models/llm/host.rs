@@ -151,7 +151,7 @@ impl HostStep<'_> {
 }
 
 /// The Flex buffer behind a module tensor, if it is contiguous f32.
-fn buffer<B: Backend, const D: usize>(t: Tensor<B, D>) -> Option<FlexTensor> {
+pub(super) fn buffer<B: Backend, const D: usize>(t: Tensor<B, D>) -> Option<FlexTensor> {
     let flex = flex_tensor(&t.into_primitive().tensor())?.clone();
     flex.as_slice::<f32>()?;
     Some(flex)
@@ -381,7 +381,7 @@ impl HostLlama {
 
 /// Below this many tokens the elementwise passes run on the calling thread: a decode step's
 /// few rows cost less than waking the pool (thread hand-offs were ~6% of a decode step).
-const PARALLEL_ROWS: usize = 64;
+pub(super) const PARALLEL_ROWS: usize = 64;
 
 /// One step's working buffers, [tokens, width] each; every layer overwrites them.
 struct Scratch {
@@ -395,7 +395,7 @@ struct Scratch {
 }
 
 /// (cos, sin) of position × frequency, [tokens, head_dim / 2].
-fn rope_table(positions: &[usize], inv_freq: &[f32]) -> Vec<(f32, f32)> {
+pub(super) fn rope_table(positions: &[usize], inv_freq: &[f32]) -> Vec<(f32, f32)> {
     let mut t = Vec::with_capacity(positions.len() * inv_freq.len());
     for &p in positions {
         for f in inv_freq {
@@ -408,7 +408,7 @@ fn rope_table(positions: &[usize], inv_freq: &[f32]) -> Vec<(f32, f32)> {
 
 /// Rotary embedding of one head in Hugging Face's rotate-half convention:
 /// x·cos + rotate_half(x)·sin with rotate_half(x) = [−x₂, x₁].
-fn rotate(x: &mut [f32], cs: &[(f32, f32)]) {
+pub(super) fn rotate(x: &mut [f32], cs: &[(f32, f32)]) {
     let half = cs.len();
     for (j, &(c, s)) in cs.iter().enumerate() {
         let (a, b) = (x[j], x[j + half]);
@@ -418,7 +418,7 @@ fn rotate(x: &mut [f32], cs: &[(f32, f32)]) {
 }
 
 /// RMSNorm of every [width] row of `x` into `out`, in parallel.
-fn norm_rows(x: &[f32], w: &[f32], eps: f32, width: usize, out: &mut [f32]) {
+pub(super) fn norm_rows(x: &[f32], w: &[f32], eps: f32, width: usize, out: &mut [f32]) {
     if x.len() >= PARALLEL_ROWS * width {
         out.par_chunks_mut(width).zip(x.par_chunks(width)).for_each(|(o, r)| rms_norm(r, w, eps, o));
     } else {

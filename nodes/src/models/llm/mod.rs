@@ -9,6 +9,7 @@ pub mod dpo_bench;
 pub mod generate;
 pub mod gguf;
 pub mod host;
+pub mod host_dpo;
 pub mod llama;
 pub mod lm;
 pub mod lora;
