@@ -71,6 +71,9 @@ def main():
             output_dir="/tmp/dagrun-bench-dpo-trl", beta=0.1, learning_rate=5e-5, per_device_train_batch_size=batch, gradient_accumulation_steps=1,
             num_train_epochs=1, logging_steps=10**6, report_to=[], save_strategy="no", use_cpu=a.device == "cpu", bf16=False, fp16=False,
             max_length=1 << 20, disable_tqdm=True, dataloader_num_workers=0,
+            # TRL >= 1.0 turns gradient checkpointing on by default (recomputing the forward
+            # in the backward); dagrun keeps activations, so compare like with like.
+            gradient_checkpointing=False,
         )
         trainer = DPOTrainer(model=load(), args=args, train_dataset=ds, processing_class=tok, peft_config=lora)
         if a.device != "cpu":
