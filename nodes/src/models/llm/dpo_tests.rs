@@ -48,6 +48,23 @@ fn run_on(llm: &artifact::LoadedLlm<CpuTrain>, pairs: &[PairTokens], cfg: &DpoCo
 
 use super::llama::Llama;
 
+/// The adapters with every B drawn uniform in ±0.3 from `seed` (not zero, so Δ ≠ 0 and every
+/// path carries gradient). Seeded here rather than by Burn's global generator, which tests
+/// running in parallel share, so each run checks the same numbers.
+fn b_off_zero(a: Adapters<CpuTrain>, seed: u64) -> Adapters<CpuTrain> {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    let tensors = a.tensors().into_iter().enumerate().map(|(i, t)| {
+        if i % 2 == 0 {
+            return t;
+        }
+        let dims = t.dims();
+        let v: Vec<f32> = (0..dims[0] * dims[1]).map(|_| rng.random_range(-0.3..0.3)).collect();
+        Tensor::from_data(burn::tensor::TensorData::new(v, dims), &t.device())
+    });
+    a.with_tensors(tensors.collect::<Vec<_>>().into_iter())
+}
+
 #[test]
 fn completions_are_the_answer_and_the_end_of_turn() {
     let dir = tempfile::tempdir().unwrap();
@@ -125,7 +142,7 @@ fn gradient_matches_finite_differences() {
     let reference = dpo::reference_logps(&model, &lm.config, &lm.inv_freq, &pairs, &order, 2, &device);
     // Adapters with B moved off zero, so Δ ≠ 0 and every path carries gradient.
     let a = Adapters::<CpuTrain>::init(&model, &[Target::Q, Target::V, Target::Down], 4, 8.0, 7, &device);
-    let a = a.with_tensors(a.tensors().into_iter().enumerate().map(|(i, t)| if i % 2 == 1 { t.clone().random_like(burn::tensor::Distribution::Uniform(-0.3, 0.3)) } else { t }));
+    let a = b_off_zero(a, 21);
     let loss = |a: &Adapters<CpuTrain>| -> Tensor<CpuTrain, 1> { dpo::micro_batch(&model, &lm.config, &lm.inv_freq, &pairs, &[0, 1, 2], &reference, &cfg, Some(a), &device).per_pair.mean() };
     let leaves: Vec<_> = a.tensors().into_iter().map(|t| t.require_grad()).collect();
     let a = a.with_tensors(leaves.clone().into_iter());
@@ -205,12 +222,15 @@ fn a_diverging_run_stops_with_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
     let llm = tiny(dir.path(), 6);
     let pairs = tokens(&llm);
-    let cfg = DpoConfig { lr: 1e30, max_grad_norm: 0.0, epochs: 3, grad_accum: 1, schedule: dpo::Schedule::Constant, tuning: Tuning::Full, ..Default::default() };
-    let (out, logs) = run(&llm, &pairs, &cfg);
-    let err = out.expect_err("training must fail");
-    assert!(matches!(err, DpoError::NotFinite { .. } | DpoError::GradNotFinite { .. }), "{err}");
-    assert!(err.to_string().contains("nothing was saved"), "{err}");
-    assert!(logs.len() < 6);
+    // Full fine-tuning on Burn's autodiff, LoRA on the host kernels.
+    for tuning in [Tuning::Full, DpoConfig::default().tuning] {
+        let cfg = DpoConfig { lr: 1e30, max_grad_norm: 0.0, epochs: 3, grad_accum: 1, schedule: dpo::Schedule::Constant, tuning: tuning.clone(), ..Default::default() };
+        let (out, logs) = run(&llm, &pairs, &cfg);
+        let err = out.expect_err("training must fail");
+        assert!(matches!(err, DpoError::NotFinite { .. } | DpoError::GradNotFinite { .. }), "{tuning:?}: {err}");
+        assert!(err.to_string().contains("nothing was saved"), "{err}");
+        assert!(logs.len() < 6, "{tuning:?}");
+    }
 }
 
 #[test]
@@ -388,7 +408,7 @@ fn host_kernels_match_burn_autodiff() {
     // Adapters on every target with B off zero, so every path carries gradient.
     let cfg = DpoConfig { beta: 0.5, ..Default::default() };
     let a = Adapters::<CpuTrain>::init(&model, &Target::ALL, 4, 8.0, 7, &device);
-    let a = a.with_tensors(a.tensors().into_iter().enumerate().map(|(i, t)| if i % 2 == 1 { t.clone().random_like(burn::tensor::Distribution::Uniform(-0.3, 0.3)) } else { t }));
+    let a = b_off_zero(a, 21);
     let leaves: Vec<_> = a.tensors().into_iter().map(|t| t.require_grad()).collect();
     let a = a.with_tensors(leaves.clone().into_iter());
     let order: Vec<usize> = (0..pairs.len()).collect();
