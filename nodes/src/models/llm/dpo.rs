@@ -441,11 +441,16 @@ fn host(t: Tensor<impl Backend, 1>) -> Vec<f64> {
 /// Per-pair reference log-probs (chosen, rejected) by the frozen model, in micro-batches of
 /// `batch` pairs in the given order (the first epoch's, so step 0 sees bit-equal numbers).
 pub fn reference_logps<B: Backend>(model: &Llama<B>, config: &LlamaConfig, inv_freq: &[f32], pairs: &[PairTokens], order: &[usize], batch: usize, device: &B::Device) -> Vec<(f64, f64)> {
+    by_micro_batch(pairs, order, batch, |picked| host(pair_logps(model, config, inv_freq, picked, None, device).0))
+}
+
+/// Per-pair (chosen, rejected) log-probs from `logps` (chosen rows then rejected rows of the
+/// pairs it is given), called on micro-batches of `batch` pairs in `order`.
+fn by_micro_batch(pairs: &[PairTokens], order: &[usize], batch: usize, mut logps: impl FnMut(&[&PairTokens]) -> Vec<f64>) -> Vec<(f64, f64)> {
     let mut out = vec![(0.0, 0.0); pairs.len()];
     for chunk in order.chunks(batch) {
         let picked: Vec<&PairTokens> = chunk.iter().map(|&i| &pairs[i]).collect();
-        let (logps, _) = pair_logps(model, config, inv_freq, &picked, None, device);
-        let v = host(logps);
+        let v = logps(&picked);
         for (j, &p) in chunk.iter().enumerate() {
             out[p] = (v[j], v[j + chunk.len()]);
         }
@@ -483,7 +488,7 @@ pub fn micro_batch<B: Backend>(
 ) -> MicroBatch<B> {
     let picked: Vec<&PairTokens> = idx.iter().map(|&i| &pairs[i]).collect();
     let (logps, logit_sums) = pair_logps(model, config, inv_freq, &picked, adapters, device);
-    let tokens = picked.iter().map(|p| p.chosen.len()).chain(picked.iter().map(|p| p.rejected.len())).collect();
+    let tokens = row_tokens(pairs, idx);
     let b = idx.len();
     let (ref_c, ref_r): (Vec<f32>, Vec<f32>) = idx.iter().map(|&i| (reference[i].0 as f32, reference[i].1 as f32)).unzip();
     let ref_c = Tensor::<B, 1>::from_data(TensorData::new(ref_c, [b]), device);
@@ -509,6 +514,7 @@ struct MicroOut<B: Backend> {
     grads: Vec<Tensor<B, 1>>,
 }
 
+/// Completion tokens of the pairs `idx`: chosen rows then rejected rows.
 fn row_tokens(pairs: &[PairTokens], idx: &[usize]) -> Vec<usize> {
     idx.iter().map(|&i| pairs[i].chosen.len()).chain(idx.iter().map(|&i| pairs[i].rejected.len())).collect()
 }
@@ -594,20 +600,6 @@ fn host_micro_batch<B: AutodiffBackend>(
     MicroOut { loss, ratio_c, ratio_r, logps: out.logps, logit_sums: out.logit_sums, tokens: row_tokens(pairs, idx), grads: grads.collect() }
 }
 
-/// Per-pair reference log-probs by the host kernels without adapters, in the first epoch's
-/// micro-batches (the step-0 policy then computes bit-equal numbers).
-fn host_reference_logps(h: &HostDpo, inv_freq: &[f32], pairs: &[PairTokens], order: &[usize], batch: usize) -> Vec<(f64, f64)> {
-    let mut out = vec![(0.0, 0.0); pairs.len()];
-    for chunk in order.chunks(batch) {
-        let picked: Vec<&PairTokens> = chunk.iter().map(|&i| &pairs[i]).collect();
-        let (v, _) = h.pair_logps(&picked, inv_freq, None);
-        for (j, &p) in chunk.iter().enumerate() {
-            out[p] = (v[j], v[j + chunk.len()]);
-        }
-    }
-    out
-}
-
 /// The epoch orders: a seeded shuffle per epoch (Hugging Face Trainer's random sampler).
 pub fn epoch_orders(cfg: &DpoConfig, pairs: usize) -> Vec<Vec<usize>> {
     (0..cfg.epochs)
@@ -660,7 +652,9 @@ pub fn train_on<B: AutodiffBackend>(
         _ => None,
     };
     let reference = match &host {
-        Some(h) => host_reference_logps(h, &inv_freq, pairs, &orders[0], cfg.batch_size),
+        // The host kernels without adapters, in the first epoch's micro-batches (so the step-0
+        // policy computes bit-equal numbers).
+        Some(h) => by_micro_batch(pairs, &orders[0], cfg.batch_size, |picked| h.pair_logps(picked, &inv_freq, None).0),
         None => reference_logps(&model, config, &inv_freq, pairs, &orders[0], cfg.batch_size, device),
     };
     let mut trainable = match &cfg.tuning {

@@ -386,10 +386,7 @@ impl HostDpo {
     pub fn pair_logps(&self, pairs: &[&PairTokens], inv_freq: &[f32], lora: Option<&HostLora>) -> (Vec<f64>, Vec<f64>) {
         let lay = Layout::pairs(pairs);
         let rope = rope_table(&lay.positions, inv_freq);
-        let mut x = self.embed(&lay);
-        for (i, l) in self.layers.iter().enumerate() {
-            self.layer_forward(l, lora.map(|a| (&a.layers[i], a.rank, a.scale)), &mut x, &lay, &rope, false);
-        }
+        let (x, _) = self.forward(&lay, &rope, lora, false);
         let (logits, lse) = self.head_forward(&x, &lay);
         self.score(&logits, &lse, &lay)
     }
@@ -401,11 +398,7 @@ impl HostDpo {
         let lay = Layout::pairs(pairs);
         let n = lay.n();
         let rope = rope_table(&lay.positions, inv_freq);
-        let mut x = self.embed(&lay);
-        let mut saved = Vec::with_capacity(self.layers.len());
-        for (i, l) in self.layers.iter().enumerate() {
-            saved.push(self.layer_forward(l, Some((&lora.layers[i], lora.rank, lora.scale)), &mut x, &lay, &rope, true).expect("kept"));
-        }
+        let (x, mut saved) = self.forward(&lay, &rope, Some(lora), true);
         let (mut logits, lse) = self.head_forward(&x, &lay);
         let (logps, logit_sums) = self.score(&logits, &lse, &lay);
         let g = dloss(&logps);
@@ -440,6 +433,17 @@ impl HostDpo {
         per_layer.reverse();
         let grads = per_layer.into_iter().flat_map(|t| t.into_iter().flatten().flat_map(|(a, b)| [a, b])).collect();
         PairGrads { logps, logit_sums, grads }
+    }
+
+    /// Embeds the layout's tokens and runs them through every layer, adapted by `lora`; returns
+    /// the last layer's output and, when `keep`, what each layer keeps for the backward pass.
+    fn forward(&self, lay: &Layout, rope: &[(f32, f32)], lora: Option<&HostLora>, keep: bool) -> (Vec<f32>, Vec<Saved>) {
+        let mut x = self.embed(lay);
+        let mut saved = Vec::with_capacity(if keep { self.layers.len() } else { 0 });
+        for (i, l) in self.layers.iter().enumerate() {
+            saved.extend(self.layer_forward(l, lora.map(|a| (&a.layers[i], a.rank, a.scale)), &mut x, lay, rope, keep));
+        }
+        (x, saved)
     }
 
     fn embed(&self, lay: &Layout) -> Vec<f32> {
@@ -509,11 +513,7 @@ impl HostDpo {
         if let Some(p) = &ad[V] {
             xa[V] = lora_forward(&h1, d, n, p, rank, &mut v, kvw, 0, kvw, scale);
         }
-        let half = hd / 2;
-        rows_mut(&mut qk, qkw, |t, row| {
-            let cs = &rope[t * half..(t + 1) * half];
-            row.chunks_exact_mut(hd).for_each(|head| rotate(head, cs));
-        });
+        rope_rows(&mut qk, qkw, hd, rope, rotate);
         let ctx = self.attention_forward(&qk, &v, lay);
         mm(n, d, qw, x, d, true, Op::rows(&ctx, qw), Op::rows(w(&l.wo), d), 1.0, true);
         if let Some(p) = &ad[O] {
@@ -558,7 +558,7 @@ impl HostDpo {
         }
         drop(m);
         let mut du = vec![0f32; n * ff];
-        if n * ff >= PARALLEL_ROWS * ff {
+        if n >= PARALLEL_ROWS {
             dm.par_chunks_mut(4096).zip(du.par_chunks_mut(4096)).zip(s.gate.par_chunks(4096).zip(s.up.par_chunks(4096))).for_each(|((dm, du), (g, u))| silu_mul_back(g, u, dm, du));
         } else {
             silu_mul_back(&s.gate, &s.up, &mut dm, &mut du);
@@ -583,11 +583,7 @@ impl HostDpo {
         }
         let (mut dqk, dv) = self.attention_backward(&s.qk, &s.v, &s.ctx, &dctx, lay);
         drop(dctx);
-        let half = hd / 2;
-        rows_mut(&mut dqk, qkw, |t, row| {
-            let cs = &rope[t * half..(t + 1) * half];
-            row.chunks_exact_mut(hd).for_each(|head| rotate_back(head, cs));
-        });
+        rope_rows(&mut dqk, qkw, hd, rope, rotate_back);
         let mut dh1 = vec![0f32; n * d];
         mm(n, d, qkw, &mut dh1, d, false, Op::rows(&dqk, qkw), Op::rows(w(&l.wqk), qkw).t(), 1.0, true);
         mm(n, d, kvw, &mut dh1, d, true, Op::rows(&dv, kvw), Op::rows(w(&l.wv), kvw).t(), 1.0, true);
@@ -628,14 +624,7 @@ impl HostDpo {
             .collect();
         let mut out = vec![0f32; lay.n() * qw];
         for (task, ctx) in tasks.iter().enumerate() {
-            let (seg, kh) = (lay.segments[task / nkv], task % nkv);
-            for (j, c) in ctx.chunks_exact(seg.len * hd).enumerate() {
-                let h = kh * g + j;
-                for (i, row) in c.chunks_exact(hd).enumerate() {
-                    let t = seg.start + i;
-                    out[t * qw + h * hd..t * qw + (h + 1) * hd].copy_from_slice(row);
-                }
-            }
+            put_heads(&mut out, qw, lay.segments[task / nkv], task % nkv * g, hd, ctx);
         }
         out
     }
@@ -687,13 +676,7 @@ impl HostDpo {
         let (mut dqk, mut dv) = (vec![0f32; n * qkw], vec![0f32; n * kvw]);
         for (task, (dq, dk, dvs)) in tasks.iter().enumerate() {
             let (seg, kh) = (lay.segments[task / nkv], task % nkv);
-            for (j, c) in dq.chunks_exact(seg.len * hd).enumerate() {
-                let h = kh * g + j;
-                for (i, row) in c.chunks_exact(hd).enumerate() {
-                    let t = seg.start + i;
-                    dqk[t * qkw + h * hd..t * qkw + (h + 1) * hd].copy_from_slice(row);
-                }
-            }
+            put_heads(&mut dqk, qkw, seg, kh * g, hd, dq);
             for (slot, t) in key_tokens(seg).enumerate() {
                 let (dkr, dvr) = (&dk[slot * hd..(slot + 1) * hd], &dvs[slot * hd..(slot + 1) * hd]);
                 let at = t * qkw + qw + kh * hd;
@@ -716,6 +699,28 @@ impl HostDpo {
         }
         (keys, values)
     }
+}
+
+/// Copies a task's per-head blocks ([heads][segment tokens][head_dim], heads from `first`) into
+/// the segment's rows of `out` ([tokens, width]).
+fn put_heads(out: &mut [f32], width: usize, seg: Segment, first: usize, hd: usize, blocks: &[f32]) {
+    for (j, block) in blocks.chunks_exact(seg.len * hd).enumerate() {
+        let at = (first + j) * hd;
+        for (i, row) in block.chunks_exact(hd).enumerate() {
+            let t = seg.start + i;
+            out[t * width + at..t * width + at + hd].copy_from_slice(row);
+        }
+    }
+}
+
+/// Applies `f` (RoPE or its backward) to every head of every token of x [tokens, width], at
+/// each token's angles in `rope` ([tokens, head_dim / 2]).
+fn rope_rows(x: &mut [f32], width: usize, hd: usize, rope: &[(f32, f32)], f: fn(&mut [f32], &[(f32, f32)])) {
+    let half = hd / 2;
+    rows_mut(x, width, |t, row| {
+        let cs = &rope[t * half..(t + 1) * half];
+        row.chunks_exact_mut(hd).for_each(|head| f(head, cs));
+    });
 }
 
 /// The tokens a segment's keys come from, in slot order.
