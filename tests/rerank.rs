@@ -97,3 +97,26 @@ fn knowledge_of_the_wrong_dimension_or_dataset_fails_the_node() {
     let r = w.expect(&["q.yaml"], 1);
     assert!(r.stderr.contains("has no ground truth"), "{}", r.stderr);
 }
+
+#[test]
+fn the_report_prints_the_papers_figures_beside_a_paper_datasets_results() {
+    let w = Work::new();
+    w.expect(&["synth", "--format", "movielens-1m", "--out", "ml", "--users", "60", "--items", "100"], 0);
+    let pipeline = |dataset: &str, path: &str| {
+        format!(
+            "pipeline: paper\nnodes:\n  data: {{ kind: load, params: {{ dataset: {dataset}, {path} }} }}\n  base: {{ kind: train-reranker, inputs: {{ data: data }}, params: {{ {SMALL} }} }}\n  eval_base: {{ kind: evaluate, inputs: {{ data: data, reranker: base.model }}, params: {{ label: base-dlcm }} }}\n"
+        )
+    };
+    w.write("p.yaml", &pipeline("movielens-1m", "path: ml"));
+    w.expect(&["p.yaml"], 0);
+    w.expect(&["report", "p.yaml", "--out", "r.html"], 0);
+    let html = std::fs::read_to_string(w.path().join("r.html")).unwrap();
+    // Table I's DLCM base row on MovieLens-1M stands beside ours.
+    assert!(html.contains("<th>paper MAP@5</th><th>paper NDCG@5</th>") && html.contains("<td>0.72815</td><td>0.77053</td></tr>"), "{html}");
+    // The synthetic world is not in the paper: no paper columns.
+    w.write("p.yaml", &pipeline("synthetic", "users: 60, items: 100"));
+    w.expect(&["p.yaml"], 0);
+    w.expect(&["report", "p.yaml", "--out", "r.html"], 0);
+    let html = std::fs::read_to_string(w.path().join("r.html")).unwrap();
+    assert!(html.contains("<td>base-dlcm</td>") && !html.contains("paper MAP@5"), "{html}");
+}

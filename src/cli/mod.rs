@@ -5,6 +5,7 @@ mod cache_cmd;
 mod explain;
 mod graph;
 mod kinds;
+mod paper;
 mod plan;
 mod remote;
 mod report;

@@ -1,6 +1,7 @@
 //! `dagrun report PIPELINE`: one self-contained HTML page of a pipeline's cached results — the
-//! paper-style results table (MAP@5 / NDCG@5 with deltas to the base reranker), the ablation
-//! table, per-round metrics, DPO curves, the reward and margin distributions and, on the
+//! paper-style results table (MAP@5 / NDCG@5 with deltas to the base reranker, and the paper's
+//! published figures beside a MovieLens-1M or Amazon-Books pipeline's), the ablation table,
+//! per-round metrics, DPO curves, the reward and margin distributions and, on the
 //! synthetic world, how often answers name the users' true tastes — with inline
 //! SVG plots, so it opens in a browser with no network.
 
@@ -10,9 +11,11 @@ use std::path::PathBuf;
 
 use clap::Args;
 use dagrun_engine::cache::table;
+use dagrun_engine::pipeline::{Node, Pipeline};
 use dagrun_engine::plan::{plan as make_plan, NodePlan};
 use serde_json::Value;
 
+use super::paper;
 use super::svg::{esc, histogram, lines};
 use super::util::{self, CliError, CliResult};
 use super::SpecArgs;
@@ -39,6 +42,8 @@ struct MetricRow {
     ndcg: f64,
     click: f64,
     lists: i64,
+    /// The dataset the evaluated node scored (its `load` node's `dataset`), if known.
+    dataset: Option<String>,
 }
 
 /// What the report found in the cache.
@@ -66,6 +71,16 @@ fn rows_of(file: &std::path::Path) -> Result<Vec<Value>, CliError> {
     let mut buf = Vec::new();
     table::write_json(&t, &mut buf).map_err(|e| CliError::Failed(anyhow::anyhow!("{}: {e}", file.display())))?;
     serde_json::from_slice(&buf).map_err(|e| CliError::Failed(anyhow::anyhow!("{}: {e}", file.display())))
+}
+
+/// The dataset a node reads: the `dataset` param of the `load` node behind its `data` input.
+fn dataset_of(pipeline: &Pipeline, node: &Node) -> Option<String> {
+    let edge = node.inputs.iter().find(|e| e.port == "data")?;
+    let from = &pipeline.nodes[edge.from];
+    if from.kind.name() != "load" {
+        return None;
+    }
+    from.params.get("dataset")?.as_str().map(str::to_string)
 }
 
 fn num(v: &Value, key: &str) -> f64 {
@@ -105,6 +120,7 @@ pub fn report(a: ReportArgs) -> CliResult {
                 ndcg: num(r, "ndcg"),
                 click: num(r, "click"),
                 lists: r["lists"].as_i64().unwrap_or(0),
+                dataset: dataset_of(&pipeline, node),
             })),
             "DpoLog" => found.dpo.push((node.id.clone(), rows)),
             "Scores" => found.rewards.push((node.id.clone(), rows.iter().map(|r| num(r, "reward")).collect())),
@@ -169,15 +185,22 @@ td,th{{border:1px solid #ccc;padding:4px 10px;text-align:right}} th{{background:
 
     // Results table: methods x MAP@k / NDCG@k, deltas to the base reranker of the same backbone.
     let at_k: Vec<&MetricRow> = f.metrics.iter().filter(|m| m.k == k).collect();
+    // The paper's Table I beside each method it reports (it reports k = 5 only).
+    let published = |m: &MetricRow| (k == 5).then(|| paper::table_i(m.dataset.as_deref()?, backbone(&m.method)?, &m.method)).flatten();
+    let with_paper = at_k.iter().any(|m| published(m).is_some());
     if !at_k.is_empty() {
-        let _ = write!(h, "<h2>Results (test users, k = {k})</h2><table><tr><th>method</th><th>node</th><th>MAP@{k}</th><th>NDCG@{k}</th><th>CLICK@{k}</th><th>lists</th></tr>");
+        let _ = write!(h, "<h2>Results (test users, k = {k})</h2><table><tr><th>method</th><th>node</th><th>MAP@{k}</th><th>NDCG@{k}</th><th>CLICK@{k}</th><th>lists</th>");
+        if with_paper {
+            h.push_str("<th>paper MAP@5</th><th>paper NDCG@5</th>");
+        }
+        h.push_str("</tr>");
         for m in &at_k {
             // Deltas for the knowledge-augmented methods, against their base reranker.
             let augmented = m.method.starts_with("kar") || m.method.starts_with("rlrf4rec");
             let base = base_of(&at_k, &m.method).filter(|b| augmented && b.method != m.method);
             let _ = write!(
                 h,
-                "<tr><td>{}</td><td>{}</td><td>{:.5}{}</td><td>{:.5}{}</td><td>{:.5}</td><td>{}</td></tr>",
+                "<tr><td>{}</td><td>{}</td><td>{:.5}{}</td><td>{:.5}{}</td><td>{:.5}</td><td>{}</td>",
                 esc(&m.method),
                 esc(&m.node),
                 m.map,
@@ -187,12 +210,26 @@ td,th{{border:1px solid #ccc;padding:4px 10px;text-align:right}} th{{background:
                 m.click,
                 m.lists
             );
+            match (with_paper, published(m)) {
+                (true, Some((map, ndcg))) => {
+                    let _ = write!(h, "<td>{map:.5}</td><td>{ndcg:.5}</td>");
+                }
+                (true, None) => h.push_str("<td></td><td></td>"),
+                _ => {}
+            }
+            h.push_str("</tr>");
         }
         h.push_str("</table>");
+        if with_paper {
+            h.push_str(
+                "<p class=\"note\">paper: Table I of the RLRF4Rec paper (the full dataset, Llama-3.1-8B-Instruct knowledge, bert-base-uncased vectors); \
+                 its one RLRF4Rec row stands beside every round.</p>",
+            );
+        }
 
         // Ablation (the paper's Table II): w/o knowledge = base, w/o DPO = KAR, full = RLRF4Rec
         // (round 1 when rounds are labelled).
-        let mut ablation = String::new();
+        let mut blocks = Vec::new();
         for bb in [Some("dlcm"), Some("prm"), None] {
             let pick = |prefix: &str| {
                 at_k.iter()
@@ -200,18 +237,23 @@ td,th{{border:1px solid #ccc;padding:4px 10px;text-align:right}} th{{background:
                     .min_by_key(|m| round(&m.method).unwrap_or(0))
                     .copied()
             };
-            let rows = [("RLRF4Rec", pick("rlrf4rec")), ("w/o knowledge", pick("base")), ("w/o DPO", pick("kar"))];
-            if rows.iter().any(|r| r.1.is_none()) {
-                continue;
-            }
-            let _ = write!(ablation, "<tr><th colspan=\"3\">{}</th></tr>", bb.map(str::to_uppercase).unwrap_or_else(|| "reranker".into()));
-            for (label, m) in rows {
-                let m = m.expect("checked");
-                let _ = write!(ablation, "<tr><td>{label}</td><td>{:.5}</td><td>{:.5}</td></tr>", m.map, m.ndcg);
+            if let [Some(full), Some(no_knowledge), Some(no_dpo)] = [pick("rlrf4rec"), pick("base"), pick("kar")] {
+                // The paper's Table II (NDCG@5) beside DLCM's block, whose figures it gives.
+                let published = (k == 5 && bb == Some("dlcm")).then(|| paper::table_ii(full.dataset.as_deref()?)).flatten();
+                blocks.push((bb, [("RLRF4Rec", full), ("w/o knowledge", no_knowledge), ("w/o DPO", no_dpo)], published));
             }
         }
-        if !ablation.is_empty() {
-            let _ = write!(h, "<h2>Ablation</h2><table><tr><th>variant</th><th>MAP@{k}</th><th>NDCG@{k}</th></tr>{ablation}</table>");
+        if !blocks.is_empty() {
+            let with_ii = blocks.iter().any(|b| b.2.is_some());
+            let _ = write!(h, "<h2>Ablation</h2><table><tr><th>variant</th><th>MAP@{k}</th><th>NDCG@{k}</th>{}</tr>", if with_ii { "<th>paper NDCG@5 (Table II)</th>" } else { "" });
+            for (bb, rows, published) in blocks {
+                let _ = write!(h, "<tr><th colspan=\"{}\">{}</th></tr>", 3 + with_ii as usize, bb.map(str::to_uppercase).unwrap_or_else(|| "reranker".into()));
+                for (i, (label, m)) in rows.into_iter().enumerate() {
+                    let paper_cell = if with_ii { format!("<td>{}</td>", published.map(|t| format!("{:.5}", t[i])).unwrap_or_default()) } else { String::new() };
+                    let _ = write!(h, "<tr><td>{label}</td><td>{:.5}</td><td>{:.5}</td>{paper_cell}</tr>", m.map, m.ndcg);
+                }
+            }
+            h.push_str("</table>");
         }
 
         // Per-round metrics (the paper's Figure 4): round 0 is KAR's zero-shot knowledge.
@@ -297,7 +339,7 @@ mod tests {
     use super::*;
 
     fn row(method: &str, map: f64, ndcg: f64) -> MetricRow {
-        MetricRow { node: format!("eval_{method}"), method: method.into(), k: 5, map, ndcg, click: 0.1, lists: 10 }
+        MetricRow { node: format!("eval_{method}"), method: method.into(), k: 5, map, ndcg, click: 0.1, lists: 10, dataset: Some("synthetic".into()) }
     }
 
     #[test]
@@ -327,5 +369,24 @@ mod tests {
         assert!(h.contains("Not computed yet") && h.contains("eval_prm"));
         assert!(h.contains("<td>taste_after</td><td>80</td><td>7.5% (6)</td>"), "{h}");
         assert!(!h.contains("http://") || h.matches("http://").count() == h.matches("xmlns=\"http://www.w3.org/2000/svg\"").count(), "no external links");
+    }
+
+    #[test]
+    fn a_paper_dataset_gets_the_published_figures_beside_its_own() {
+        let on = |method: &str, map: f64, ndcg: f64| MetricRow { dataset: Some("amazon-books".into()), ..row(method, map, ndcg) };
+        let metrics = vec![on("base-dlcm", 0.6, 0.62), on("kar-dlcm", 0.61, 0.63), on("rlrf4rec-dlcm-r1", 0.62, 0.64), on("popularity", 0.5, 0.5)];
+        let h = render("amazon", &Found { metrics: metrics.clone(), ..Default::default() }, 5);
+        assert!(h.contains("<th>paper MAP@5</th><th>paper NDCG@5</th>"), "{h}");
+        // Table I's rows for base and RLRF4Rec (any round); nothing beside a method it lacks.
+        assert!(h.contains("<td>0.60000</td><td>0.62000</td><td>0.10000</td><td>10</td><td>0.63823</td><td>0.66078</td></tr>"), "{h}");
+        assert!(h.contains("<td>0.66563</td><td>0.69310</td></tr>") && h.contains("<td>popularity</td>"), "{h}");
+        assert!(h.contains("<td>0.50000</td><td>0.10000</td><td>10</td><td></td><td></td></tr>"), "{h}");
+        // Table II (NDCG@5) in the ablation's DLCM block.
+        assert!(h.contains("<th>paper NDCG@5 (Table II)</th>") && h.contains("<td>w/o DPO</td><td>0.61000</td><td>0.63000</td><td>0.68434</td>"), "{h}");
+        // The paper reports k = 5 only; the synthetic world is not in it.
+        let at_10: Vec<MetricRow> = metrics.iter().map(|m| MetricRow { k: 10, ..m.clone() }).collect();
+        assert!(!render("amazon", &Found { metrics: at_10, ..Default::default() }, 10).contains("paper"));
+        let synthetic: Vec<MetricRow> = metrics.iter().map(|m| MetricRow { dataset: Some("synthetic".into()), ..m.clone() }).collect();
+        assert!(!render("amazon", &Found { metrics: synthetic, ..Default::default() }, 5).contains("paper"));
     }
 }
