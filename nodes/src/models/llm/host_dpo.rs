@@ -181,6 +181,11 @@ impl<'a> Op<'a> {
     }
 }
 
+/// Products of at least this many multiply-adds and twice this many rows that gemm would run on
+/// one thread are split by rows over the cores.
+const SPLIT_WORK: usize = 1 << 18;
+const SPLIT_ROWS: usize = 32;
+
 /// `out[m × n]` (rows `ld` apart) = `scale · a[m × k] · b[k × n]`, added to out's values when
 /// `acc`. `threads`: let gemm use every core for large products.
 #[allow(clippy::too_many_arguments)]
@@ -198,6 +203,16 @@ fn mm(m: usize, n: usize, k: usize, out: &mut [f32], ld: usize, acc: bool, a: Op
     assert!((m - 1) * a.rs + (k - 1) * a.cs < a.data.len(), "matmul lhs out of bounds");
     assert!((k - 1) * b.rs + (n - 1) * b.cs < b.data.len(), "matmul rhs out of bounds");
     let par = if threads { parallelism(m, n, k) } else { gemm::Parallelism::None };
+    if threads && matches!(par, gemm::Parallelism::None) && m >= 2 * SPLIT_ROWS && m * n * k >= SPLIT_WORK {
+        // Too small for gemm's own threads (the rank-8 adapter products): one block of rows per
+        // core.
+        let per = m.div_ceil(rayon::current_num_threads()).max(SPLIT_ROWS);
+        out.par_chunks_mut(per * ld).take(m.div_ceil(per)).enumerate().for_each(|(i, o)| {
+            let r0 = i * per;
+            mm(per.min(m - r0), n, k, o, ld, acc, a.at(r0 * a.rs), b, scale, false);
+        });
+        return;
+    }
     // SAFETY: every index the product reads or writes is inside its slice (asserted above:
     // the largest offsets of out, a and b are in bounds), and out does not alias a or b
     // (it is borrowed mutably).
@@ -791,4 +806,37 @@ fn log_sum_exp(row: &[f32]) -> f32 {
     let mut out = 0.0;
     lse_row(row, &mut out);
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The rank-8 adapter products are split by rows over the cores: the same values as one
+    /// call, for plain and transposed operands, into a wider output, added or not.
+    #[test]
+    fn products_split_over_cores_equal_a_naive_product() {
+        let (m, n, k, ld) = (2 * SPLIT_ROWS * 8 + 5, 8, 64, 11);
+        assert!(m * n * k >= SPLIT_WORK && matches!(parallelism(m, n, k), gemm::Parallelism::None), "the split path");
+        let values = |len: usize, seed: u32| (0..len).map(|i| ((i as u32).wrapping_mul(2_654_435_761).wrapping_add(seed) % 1000) as f32 / 500.0 - 1.0).collect::<Vec<f32>>();
+        let (a, at, b) = (values(m * k, 1), values(k * m, 2), values(k * n, 3));
+        for (transposed, acc) in [(false, false), (true, true)] {
+            let lhs = if transposed { Op::rows(&at, m).t() } else { Op::rows(&a, k) };
+            let start = values(m * ld, 4);
+            let mut out = start.clone();
+            mm(m, n, k, &mut out, ld, acc, lhs, Op::rows(&b, n), 0.5, true);
+            for i in 0..m {
+                for j in 0..ld {
+                    let got = out[i * ld + j] as f64;
+                    if j >= n {
+                        assert_eq!(got, start[i * ld + j] as f64, "column {j} past the product is untouched");
+                        continue;
+                    }
+                    let dot: f64 = (0..k).map(|p| lhs.data[i * lhs.rs + p * lhs.cs] as f64 * b[p * n + j] as f64).sum();
+                    let want = 0.5 * dot + if acc { start[i * ld + j] as f64 } else { 0.0 };
+                    assert!((got - want).abs() < 1e-4, "({i}, {j}): {got} vs {want}");
+                }
+            }
+        }
+    }
 }
