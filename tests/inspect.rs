@@ -159,3 +159,34 @@ fn cache_dir_flag_and_env_choose_the_cache() {
     w.expect(&["q.yaml"], 0);
     assert!(w.path().join("speccache/cas").is_dir());
 }
+
+#[test]
+fn log_prints_what_nodes_logged_when_computed_or_when_they_failed() {
+    let w = Work::new();
+    w.write("p.yaml", SPEC);
+    let l = w.expect(&["log", "p.yaml"], 0);
+    assert_eq!(l.stdout.trim(), "not computed for the current params: src, gen, tail, sum", "{}", l.stdout);
+    w.expect(&["p.yaml"], 0);
+    // The lines stay with the cache entry: a later, all-cached run prints nothing, but `log`
+    // still has them.
+    let r = w.expect(&["p.yaml"], 0);
+    assert!(!r.stderr.contains("[sum] total"), "{}", r.stderr);
+    let l = w.expect(&["log", "p.yaml"], 0).stdout;
+    let lines: Vec<&str> = l.lines().collect();
+    assert!(lines[0].starts_with("sum (test-sum): computed ") && lines[0].contains(" UTC in "), "{l}");
+    assert_eq!(lines[1], "  adding 12 rows", "{l}");
+    assert!(lines[2].starts_with("  total 43.") && lines.len() == 3, "{l}");
+    let e = w.expect(&["explain", "p.yaml", "sum"], 0).stdout;
+    assert!(e.contains("\n  log      adding 12 rows\n           total 43."), "{e}");
+    // Asked by name, a node that logged nothing says so; an unknown node is a usage error.
+    let l = w.expect(&["log", "p.yaml", "gen"], 0).stdout;
+    assert!(l.starts_with("gen (test-scale): computed ") && l.contains("  (logged nothing)"), "{l}");
+    let e = w.expect(&["log", "p.yaml", "summ"], 2).stderr;
+    assert!(e.contains("summ") && e.contains("did you mean `sum`"), "{e}");
+    // A node that fails: its lines come from the run record, with the error.
+    w.write("p.yaml", &SPEC.replace("right: tail } }", "right: tail }, params: { fail: boom } }"));
+    w.expect(&["p.yaml"], 1);
+    let l = w.expect(&["log", "p.yaml", "sum"], 0).stdout;
+    assert!(l.starts_with("sum (test-sum): not cached; failed in the run of ") && l.contains(": boom\n  adding 12 rows\n"), "{l}");
+    assert!(!l.contains("total"), "{l}");
+}

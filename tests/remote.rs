@@ -414,3 +414,21 @@ fn azure_blob_storage_through_azurite() {
         &[("AZURE_STORAGE_USE_EMULATOR", "true".into()), ("AZURITE_BLOB_STORAGE_URL", endpoint)],
     );
 }
+
+#[test]
+fn a_teammates_log_lines_come_with_the_remote_entry() {
+    let shared = tempfile::tempdir().unwrap();
+    let spec = "pipeline: logs\nnodes:\n  a: { kind: test-source, params: { rows: 5 } }\n  b: { kind: test-scale, inputs: { in: a } }\n  s: { kind: test-sum, inputs: { left: a, right: b } }\n";
+    let alice = Work::new();
+    alice.write("p.yaml", spec);
+    alice.expect(&["p.yaml"], 0);
+    alice.expect(&["cache", "push", "--all", "--remote", &format!("file://{}", shared.path().display())], 0);
+    // Bob has no cache at all: `log` reads the remote's entries and downloads nothing.
+    let bob = Work::new();
+    bob.write("p.yaml", spec);
+    let out = bob.command(&["log", "p.yaml"]).env("DAGRUN_REMOTE", shared.path()).output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.starts_with("s (test-sum): in the remote, computed ") && text.contains("\n  adding 5 rows\n  total "), "{text}");
+    assert!(!bob.cache().exists(), "log downloads nothing");
+}

@@ -45,6 +45,10 @@ pub struct ActionEntry {
     pub created_unix_ms: u64,
     /// How long the computation took.
     pub seconds: f64,
+    /// The lines the node logged while computing it (`dagrun log`), so a cached or a
+    /// teammate's result still says how it came about. Not part of the key.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub log: Vec<String>,
 }
 
 /// A directory being filled before it is published.
@@ -681,9 +685,15 @@ mod tests {
             components: serde_json::json!({"x": 1}),
             created_unix_ms: 1,
             seconds: 0.5,
+            log: vec!["trained 3 steps".into()],
         };
         store.put_action(&entry).unwrap();
         assert_eq!(store.get_action(&key).unwrap().unwrap(), entry);
+        // An entry an earlier dagrun wrote, without a log, still reads.
+        let mut older = serde_json::to_value(&entry).unwrap();
+        older.as_object_mut().unwrap().remove("log");
+        fs::write(store.action_path(&key), older.to_string()).unwrap();
+        assert_eq!(store.get_action(&key).unwrap().unwrap(), ActionEntry { log: vec![], ..entry.clone() });
         fs::write(store.action_path(&key), b"{not json").unwrap();
         assert!(matches!(store.get_action(&key), Err(CacheError::BadEntry { .. })));
     }
@@ -713,6 +723,7 @@ mod tests {
             components: serde_json::Value::Null,
             created_unix_ms: 0,
             seconds: 0.0,
+            log: vec![],
         };
         store.put_action(&entry(b"1", keep)).unwrap();
         store.put_action(&entry(b"2", drop_)).unwrap();

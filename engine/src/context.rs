@@ -166,6 +166,8 @@ pub struct NodeContext {
     pub(crate) threads: usize,
     /// The store's root, for row results and downloads; None for standalone contexts.
     pub(crate) store_root: Option<PathBuf>,
+    /// The lines logged so far, kept with the node's cache entry and run record.
+    pub(crate) lines: Arc<Mutex<Vec<String>>>,
 }
 
 impl NodeContext {
@@ -192,6 +194,7 @@ impl NodeContext {
             cancel: CancelToken::new(),
             threads: 1,
             store_root: None,
+            lines: Arc::default(),
         })
     }
 
@@ -248,6 +251,9 @@ impl NodeContext {
     /// Logs a line, prefixed with the node id.
     pub fn log(&self, msg: impl AsRef<str>) {
         self.ui.println(&format!("[{}] {}", self.node_id, msg.as_ref()));
+        if let Ok(mut lines) = self.lines.lock() {
+            lines.extend(msg.as_ref().lines().map(str::to_string));
+        }
     }
 
     /// Whether the run is being cancelled; long loops should check and return [`Cancelled`].

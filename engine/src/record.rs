@@ -52,6 +52,9 @@ pub struct NodeRecord {
     pub seconds: f64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
+    /// What the node logged, when it ran or failed in this run.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub log: Vec<String>,
 }
 
 /// How a whole run ended.

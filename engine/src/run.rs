@@ -164,7 +164,9 @@ pub fn run(p: &Pipeline, store: &Store, opts: &RunOptions) -> Result<RunReport, 
         .collect();
     let verified: Arc<Mutex<HashSet<Digest>>> = Arc::default();
     let hasher = FileHasher::new(Some(store));
-    let (tx, rx) = mpsc::channel::<(usize, WorkResult)>();
+    let (tx, rx) = mpsc::channel::<(usize, WorkResult, Vec<String>)>();
+    // Each computed node's logged lines, for its run record.
+    let mut logs: Vec<Vec<String>> = vec![Vec::new(); n];
     let mut running: Vec<usize> = Vec::new();
     let mut failed_any = false;
 
@@ -296,14 +298,16 @@ pub fn run(p: &Pipeline, store: &Store, opts: &RunOptions) -> Result<RunReport, 
                         cancel: opts.cancel.clone(),
                         ui: opts.ui.clone(),
                         verified: verified.clone(),
+                        lines: Arc::default(),
                     };
                     state[i] = State::Running { key, comps };
                     running.push(i);
                     let tx = tx.clone();
                     scope.spawn(move || {
-                        let index = job.index;
+                        let (index, lines) = (job.index, job.lines.clone());
                         let result = job.execute();
-                        let _ = tx.send((index, result));
+                        let lines = lines.lock().map(|mut l| std::mem::take(&mut *l)).unwrap_or_default();
+                        let _ = tx.send((index, result, lines));
                     });
                 }
             }
@@ -321,8 +325,9 @@ pub fn run(p: &Pipeline, store: &Store, opts: &RunOptions) -> Result<RunReport, 
                 }
             }
 
-            let Ok((i, result)) = rx.recv_timeout(Duration::from_millis(50)) else { continue };
+            let Ok((i, result, lines)) = rx.recv_timeout(Duration::from_millis(50)) else { continue };
             running.retain(|&r| r != i);
+            logs[i] = lines;
             let (key, comps) = match &state[i] {
                 State::Running { key, comps } => (*key, comps.clone()),
                 _ => unreachable!("a result for a node that was not running"),
@@ -397,7 +402,8 @@ pub fn run(p: &Pipeline, store: &Store, opts: &RunOptions) -> Result<RunReport, 
         nodes: report
             .nodes
             .iter()
-            .map(|o| NodeRecord {
+            .zip(logs)
+            .map(|(o, log)| NodeRecord {
                 id: o.id.clone(),
                 kind: o.kind.clone(),
                 status: o.status,
@@ -406,6 +412,7 @@ pub fn run(p: &Pipeline, store: &Store, opts: &RunOptions) -> Result<RunReport, 
                 outputs: o.outputs.clone(),
                 seconds: o.seconds,
                 note: o.error.clone().or_else(|| o.note.clone()),
+                log: if matches!(o.status, NodeStatus::Ran | NodeStatus::Failed) { log } else { Vec::new() },
             })
             .collect(),
     };
@@ -492,6 +499,8 @@ struct Job<'a> {
     cancel: CancelToken,
     ui: Arc<Ui>,
     verified: Arc<Mutex<HashSet<Digest>>>,
+    /// The lines the node logs (shared with its context).
+    lines: Arc<Mutex<Vec<String>>>,
 }
 
 impl Job<'_> {
@@ -602,6 +611,7 @@ impl Job<'_> {
             cancel: self.cancel.clone(),
             threads: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
             store_root: Some(store.root().to_path_buf()),
+            lines: self.lines.clone(),
         };
         let inputs = Inputs::new(self.inputs.clone());
         let result = catch_unwind(AssertUnwindSafe(|| self.node.kind.run(&self.node.params, &ctx, &inputs)));
@@ -650,6 +660,7 @@ impl Job<'_> {
             components: serde_json::to_value(&self.comps).unwrap_or_default(),
             created_unix_ms: unix_ms(),
             seconds,
+            log: self.lines.lock().map(|l| l.clone()).unwrap_or_default(),
         };
         store.put_action(&entry).map_err(|e| e.to_string())?;
         if let Some(remote) = self.remote.as_ref().filter(|r| r.write_through()) {

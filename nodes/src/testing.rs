@@ -278,8 +278,10 @@ impl Kind for Sum {
         for (i, x) in v.iter_mut().enumerate() {
             *x += r[i] + extra.get(i).copied().unwrap_or(0.0);
         }
+        ctx.log(format!("adding {} rows", v.len()));
         behave(ctx, p.sleep_ms, &p.fail, false)?;
         let total: f64 = v.iter().sum();
+        ctx.log(format!("total {total}"));
         ctx.write_batch("out", &numbers(v)?)?;
         std::fs::write(ctx.output_dir("total")?.join("total.json"), format!("{{\"total\": {total}}}\n"))?;
         trace(ctx, "end");

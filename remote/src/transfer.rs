@@ -572,6 +572,7 @@ mod tests {
             components: serde_json::Value::Null,
             created_unix_ms: 1,
             seconds: 0.1,
+            log: vec![],
         }
     }
 

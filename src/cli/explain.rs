@@ -36,6 +36,9 @@ pub fn explain(a: ExplainArgs) -> CliResult {
             for (port, d) in &entry.outputs {
                 println!("  output   {port} = {}", d.hex());
             }
+            for (n, line) in entry.log.iter().enumerate() {
+                println!("  {:<9}{line}", if n == 0 { "log" } else { "" });
+            }
         }
         NodePlan::Run { key, .. } => {
             match key {

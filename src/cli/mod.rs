@@ -5,6 +5,7 @@ mod cache_cmd;
 mod explain;
 mod graph;
 mod kinds;
+mod log;
 mod paper;
 mod plan;
 mod remote;
@@ -53,6 +54,8 @@ pub enum Command {
     Show(show::ShowArgs),
     /// Write one self-contained HTML page of the pipeline's results, DPO curves and rewards.
     Report(report::ReportArgs),
+    /// Print what nodes logged when they were computed (kept with the cache).
+    Log(log::LogArgs),
     /// Inspect and maintain the cache.
     #[command(subcommand)]
     Cache(cache_cmd::CacheCommand),
@@ -127,6 +130,7 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
         Command::Graph(a) => graph::graph(a),
         Command::Show(a) => show::show(a),
         Command::Report(a) => report::report(a),
+        Command::Log(a) => log::log(a),
         Command::Cache(c) => cache_cmd::cache(c),
         Command::Kinds(a) => kinds::kinds(a),
         Command::Synth(a) => synth::synth(a),

@@ -3,6 +3,9 @@
 //! RLRF4Rec on MovieLens-1M and Amazon-Books) and Table II (the ablation, NDCG@5). The paper
 //! used the full datasets, Llama-3.1-8B-Instruct and bert-base-uncased.
 
+// Amazon-Books' published RLRF4Rec NDCG@5 is 0.69310, which clippy takes for ln 2.
+#![allow(clippy::approx_constant)]
+
 /// Table I: (dataset as `load` names it, backbone, method, MAP@5, NDCG@5).
 const TABLE_I: [(&str, &str, &str, f64, f64); 12] = [
     ("movielens-1m", "dlcm", "base", 0.72815, 0.77053),

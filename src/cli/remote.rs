@@ -233,6 +233,22 @@ pub fn pull(a: TransferArgs) -> CliResult {
     Ok(finish("pulled", &report, t0.elapsed().as_secs_f64(), &remote))
 }
 
+/// The pipeline's remote for a read-only command: `None` when there is none, or (with a
+/// warning) when it cannot be opened — reading goes on with the local cache.
+pub fn open_for_reading(p: &Pipeline) -> Option<Arc<Remote>> {
+    match open(&RemoteArgs::default(), Some(p)) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("warning: {}", match e {
+                CliError::Failed(e) => format!("{e:#}"),
+                CliError::Usage(m) => m,
+                CliError::Spec(s) => s.0.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; "),
+            });
+            None
+        }
+    }
+}
+
 /// Downloads the results of `nodes` that only the remote has (the remote of $DAGRUN_REMOTE or
 /// the spec), so that `show` and `report` can read what a run found there without downloading
 /// it. Without a remote, or when everything is local, does nothing; failures are warnings.
@@ -241,18 +257,7 @@ pub fn fetch_for_reading(p: &Pipeline, store: &Store, nodes: &[usize]) {
     if nodes.iter().all(|&i| matches!(local_plan[i].plan, NodePlan::Cached { .. })) {
         return;
     }
-    let remote = match open(&RemoteArgs::default(), Some(p)) {
-        Ok(Some(r)) => r,
-        Ok(None) => return,
-        Err(e) => {
-            eprintln!("warning: {}", match e {
-                CliError::Failed(e) => format!("{e:#}"),
-                CliError::Usage(m) => m,
-                CliError::Spec(s) => s.0.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; "),
-            });
-            return;
-        }
-    };
+    let Some(remote) = open_for_reading(p) else { return };
     let resolved = plan::resolve_keys(p, Some(store), Some(remote.as_ref() as &dyn RemoteCache));
     let entries: Vec<ActionEntry> = nodes
         .iter()
