@@ -62,6 +62,11 @@ fn quickstart_runs_end_to_end_and_reruns_from_cache() {
         assert!(!m.is_empty() && m.iter().all(|r| r["names_liked"].is_boolean()), "{node}: {m:?}");
     }
     assert!(run(&[]).with_status("ran").is_empty());
+    // What the nodes logged stays with their cache entries: the generation and DPO summaries.
+    let a: Vec<String> = [&["log", p, "answers", "tuned"][..], SHRUNK].concat().iter().map(|s| s.to_string()).collect();
+    let out = w.expect(&a.iter().map(String::as_str).collect::<Vec<_>>(), 0).stdout;
+    assert!(out.contains("answers (generate): computed ") && out.contains("\n  generated ") && out.contains(" tok/s)"), "{out}");
+    assert!(out.contains("tuned (dpo): computed ") && out.contains("\n  trained ") && out.contains("reward accuracy"), "{out}");
     // The report has the three methods and the DPO curves.
     let report = w.path().join("r.html");
     let a: Vec<String> = [&["report", p, "--out", report.to_str().unwrap()][..], SHRUNK].concat().iter().map(|s| s.to_string()).collect();
