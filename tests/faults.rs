@@ -11,7 +11,7 @@ mod common;
 
 use std::path::Path;
 use std::process::Command;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::{Ran, Work};
 
@@ -52,6 +52,14 @@ struct Figures {
     iterations: usize,
     killed_mid_operation: usize,
     corrupt_or_lost: usize,
+}
+
+/// Nine tenths of how long `args` takes uninterrupted (ms): a span to spread kills over, so
+/// that they land mid-operation on a fast machine as on a slow one.
+fn span_of(w: &Work, remote: &Path, args: &[&str]) -> u64 {
+    let t0 = Instant::now();
+    assert_eq!(with_remote(w, remote, args).code, 0, "{args:?}");
+    (t0.elapsed().as_millis() as u64 * 9 / 10).max(10)
 }
 
 /// Kills `args` after `ms`; true if it was still running.
@@ -101,19 +109,32 @@ fn kill_9_during_push_pull_and_write_through_never_corrupts_or_loses_work() {
     let mut pull = Figures { iterations: 0, killed_mid_operation: 0, corrupt_or_lost: 0 };
     let mut run = Figures { iterations: 0, killed_mid_operation: 0, corrupt_or_lost: 0 };
     let iterations = 15;
+    // Each operation timed twice, uninterrupted, on keys of its own; the faster time is the span.
+    let (mut push_span, mut pull_span, mut run_span) = (u64::MAX, u64::MAX, u64::MAX);
+    for c in 0..2 {
+        let calibrate = sets(500 + c);
+        writer.expect(&args(&["p.yaml", "--no-remote"], &calibrate), 0);
+        push_span = push_span.min(span_of(&writer, remote, &args(&["cache", "push", "p.yaml"], &calibrate)));
+        let fresh = Work::new();
+        fresh.write("p.yaml", SPEC);
+        pull_span = pull_span.min(span_of(&fresh, remote, &args(&["cache", "pull", "p.yaml"], &calibrate)));
+        let mut calibrate_run = sets(1500 + c);
+        calibrate_run[1] = format!("a.bytes={}", 60_000_000 + 500 + c);
+        run_span = run_span.min(span_of(&writer, remote, &args(&["p.yaml", "--push"], &calibrate_run)));
+    }
     for i in 0..iterations {
         let tail = sets(i);
         // Push, killed at some moment.
         writer.expect(&args(&["p.yaml", "--no-remote"], &tail), 0);
         push.iterations += 1;
-        push.killed_mid_operation += kill_after(&writer, remote, &args(&["cache", "push", "p.yaml"], &tail), delay(i, 120)) as usize;
+        push.killed_mid_operation += kill_after(&writer, remote, &args(&["cache", "push", "p.yaml"], &tail), delay(i, push_span)) as usize;
         push.corrupt_or_lost += damaged(&writer) + remote_incomplete(remote, &tail);
         // Finish the push, then pull into a fresh cache, killed at some moment.
         assert_eq!(with_remote(&writer, remote, &args(&["cache", "push", "p.yaml"], &tail)).code, 0);
         let reader = Work::new();
         reader.write("p.yaml", SPEC);
         pull.iterations += 1;
-        pull.killed_mid_operation += kill_after(&reader, remote, &args(&["cache", "pull", "p.yaml"], &tail), delay(i + 3, 100)) as usize;
+        pull.killed_mid_operation += kill_after(&reader, remote, &args(&["cache", "pull", "p.yaml"], &tail), delay(i + 3, pull_span)) as usize;
         pull.corrupt_or_lost += damaged(&reader);
         // The interrupted pull is finished by the next one; then nothing is computed.
         let again = with_remote(&reader, remote, &args(&["cache", "pull", "p.yaml"], &tail));
@@ -125,12 +146,12 @@ fn kill_9_during_push_pull_and_write_through_never_corrupts_or_loses_work() {
         runner_tail[1] = format!("a.bytes={}", 60_000_000 + i);
         run.iterations += 1;
         run.killed_mid_operation +=
-            kill_after(&writer, remote, &args(&["p.yaml", "--push"], &runner_tail), 20 + delay(i + 5, 200)) as usize;
+            kill_after(&writer, remote, &args(&["p.yaml", "--push"], &runner_tail), delay(i + 5, run_span)) as usize;
         run.corrupt_or_lost += damaged(&writer) + remote_incomplete(remote, &runner_tail);
     }
-    for (name, f) in [("push", &push), ("pull", &pull), ("run --push", &run)] {
+    for (name, f, span) in [("push", &push, push_span), ("pull", &pull, pull_span), ("run --push", &run, run_span)] {
         eprintln!(
-            "fault injection, {name}: {} iterations, {} kill -9 mid-operation, {} corrupt or lost",
+            "fault injection, {name}: {} iterations, {} kill -9 mid-operation (kills spread over {span} ms), {} corrupt or lost",
             f.iterations, f.killed_mid_operation, f.corrupt_or_lost
         );
     }
