@@ -1,7 +1,9 @@
-//! Batched generation: prompts grouped into batches, each prompt prefilled once however many
-//! samples are drawn from it, rows decoded together with a KV cache and dropped from the batch
-//! as they finish. Every sample draws from its own RNG, so its text does not depend on which
-//! rows share its batch.
+//! Batched generation: each prompt prefilled once however many samples are drawn from it,
+//! rows decoded together with a KV cache, dropped from the batch as they finish and their
+//! places refilled with the next prompts (continuous batching). Every sample draws from its
+//! own RNG, so its text does not depend on which rows share its batch.
+
+use std::collections::VecDeque;
 
 use burn::prelude::*;
 use rand::SeedableRng;
@@ -9,7 +11,7 @@ use rayon::prelude::*;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use super::lm::{rows_of, Lm};
+use super::lm::{rows_of, Batch, Lm};
 use super::sample::{log_prob, next_token, Sampling};
 use super::tokenizer::LlmTokenizer;
 
@@ -72,32 +74,12 @@ struct Row {
     done: Option<(Finish, Option<usize>)>,
 }
 
-/// Where batches of rows come from: (request, first sample, sample count) chunks.
-fn plan_batches(requests: &[Request], batch_size: usize) -> Vec<Vec<(usize, usize, usize)>> {
+/// The order rows are generated in: (request, first sample, sample count) chunks, longest
+/// prompts first (similar lengths together waste less padding), one per request.
+fn queue_of(requests: &[Request]) -> VecDeque<(usize, usize, usize)> {
     let mut order: Vec<usize> = (0..requests.len()).filter(|&r| !requests[r].seeds.is_empty()).collect();
-    // Similar lengths together waste less padding.
     order.sort_by_key(|&r| std::cmp::Reverse(requests[r].prompt.len()));
-    let mut batches = Vec::new();
-    let mut current = Vec::new();
-    let mut room = batch_size.max(1);
-    for r in order {
-        let mut first = 0;
-        let n = requests[r].seeds.len();
-        while first < n {
-            let take = (n - first).min(room);
-            current.push((r, first, take));
-            first += take;
-            room -= take;
-            if room == 0 {
-                batches.push(std::mem::take(&mut current));
-                room = batch_size.max(1);
-            }
-        }
-    }
-    if !current.is_empty() {
-        batches.push(current);
-    }
-    batches
+    order.into_iter().map(|r| (r, 0, requests[r].seeds.len())).collect()
 }
 
 /// Generates every sample of every request. `done` receives each batch's finished samples as
@@ -121,81 +103,116 @@ pub fn generate<B: Backend>(
             return Err(format!("prompt {i} has {} tokens; with max_new_tokens {} that passes the model's context of {max_pos}", r.prompt.len(), s.max_new_tokens));
         }
     }
-    for chunks in plan_batches(requests, s.batch_size) {
-        let prompts: Vec<Vec<u32>> = chunks.iter().map(|&(r, _, _)| requests[r].prompt.clone()).collect();
-        let (logits, prefilled) = lm.prefill(&prompts);
-        let prompt_logits = rows_of(logits);
-        let mut index = Vec::new();
-        let mut rows = Vec::new();
-        for (c, &(r, first, n)) in chunks.iter().enumerate() {
-            for sample in first..first + n {
-                index.push(c);
-                rows.push(Row { request: r, sample, rng: ChaCha8Rng::seed_from_u64(requests[r].seeds[sample]), tokens: Vec::new(), logprob: 0.0, done: None });
+    // Chunks of rows, longest prompts first; a batch takes them in order and, as its rows
+    // finish, prefills the next ones into the freed places (continuous batching), so it stays
+    // full while rows end at different lengths.
+    let size = s.batch_size.max(1);
+    let mut queue = queue_of(requests);
+    let mut batch: Option<Batch<B>> = None;
+    // The live rows, in the batch's row order, and their next-token logits.
+    let mut rows: Vec<Row> = Vec::new();
+    let mut logits: Vec<Vec<f32>> = Vec::new();
+    loop {
+        let free = size - rows.len();
+        if !queue.is_empty() && (rows.is_empty() || 4 * free >= size) {
+            // Whole requests while they fit (one prefill serves all of a prompt's samples); one
+            // with more samples than a batch holds is split.
+            let mut chunks = Vec::new();
+            let mut room = free;
+            while let Some(&(r, first, n)) = queue.front() {
+                if n > room && (n <= size || room == 0) {
+                    break;
+                }
+                queue.pop_front();
+                let take = n.min(room);
+                chunks.push((r, first, take));
+                if take < n {
+                    queue.push_front((r, first + take, n - take));
+                }
+                room -= take;
             }
-        }
-        let mut batch = prefilled.select(&index);
-        let mut logits: Vec<Vec<f32>> = index.iter().map(|&c| prompt_logits[c].clone()).collect();
-        // Rows of `batch` (and `logits`) map to these entries of `rows`.
-        let mut live: Vec<usize> = (0..rows.len()).collect();
-        while !live.is_empty() {
-            if cancelled() {
-                return Err("cancelled".into());
-            }
-            // Draw every live row's token in parallel (each row has its own generator), then
-            // apply them in order.
-            let mut is_live = vec![false; rows.len()];
-            live.iter().for_each(|&ri| is_live[ri] = true);
-            let mut live_rows: Vec<&mut Row> = rows.iter_mut().zip(&is_live).filter(|(_, &l)| l).map(|(r, _)| r).collect();
-            let drawn: Vec<(u32, f64)> = live_rows
-                .par_iter_mut()
-                .zip(logits.par_iter())
-                .map(|(row, l)| {
-                    let t = next_token(l, &s.sampling, &mut row.rng);
-                    (t, log_prob(l, t))
-                })
-                .collect();
-            let mut next = Vec::with_capacity(live.len());
-            for (&ri, &(t, lp)) in live.iter().zip(&drawn) {
-                let row = &mut rows[ri];
-                row.logprob += lp;
-                if tok.stop_ids.contains(&t) {
-                    row.done = Some((Finish::Eos, None));
-                } else {
-                    row.tokens.push(t);
-                    if !s.stop.is_empty() {
-                        let text = tok.decode(&row.tokens, false)?;
-                        if let Some(cut) = s.stop.iter().filter_map(|st| text.find(st.as_str())).min() {
-                            row.done = Some((Finish::Stop, Some(cut)));
-                        }
-                    }
-                    if row.done.is_none() && row.tokens.len() >= s.max_new_tokens {
-                        row.done = Some((Finish::Length, None));
+            if !chunks.is_empty() {
+                let prompts: Vec<Vec<u32>> = chunks.iter().map(|&(r, _, _)| requests[r].prompt.clone()).collect();
+                let (prompt_logits, prefilled) = lm.prefill(&prompts);
+                let prompt_logits = rows_of(prompt_logits);
+                let mut index = Vec::new();
+                for (c, &(r, first, n)) in chunks.iter().enumerate() {
+                    for sample in first..first + n {
+                        index.push(c);
+                        rows.push(Row { request: r, sample, rng: ChaCha8Rng::seed_from_u64(requests[r].seeds[sample]), tokens: Vec::new(), logprob: 0.0, done: None });
+                        logits.push(prompt_logits[c].clone());
                     }
                 }
-                next.push(t);
+                let fresh = prefilled.select(&index);
+                batch = Some(match batch.take() {
+                    Some(running) => running.merge(fresh),
+                    None => fresh,
+                });
             }
-            tokens(live.len() as u64);
-            let keep: Vec<usize> = (0..live.len()).filter(|&slot| rows[live[slot]].done.is_none()).collect();
-            if keep.is_empty() {
-                break;
-            }
-            if keep.len() < live.len() {
-                batch = batch.select(&keep);
-                next = keep.iter().map(|&k| next[k]).collect();
-                live = keep.iter().map(|&k| live[k]).collect();
-            }
-            logits = rows_of(lm.decode(&mut batch, &next));
         }
-        let mut finished = Vec::with_capacity(rows.len());
-        for row in rows {
-            let (finish, cut) = row.done.unwrap_or((Finish::Length, None));
-            let mut text = tok.decode(&row.tokens, false)?;
-            if let Some(c) = cut {
-                text.truncate(c);
-            }
-            finished.push((row.request, row.sample, Completion { tokens: row.tokens, text, finish, logprob: row.logprob }));
+        if rows.is_empty() {
+            break;
         }
-        done(finished)?;
+        if cancelled() {
+            return Err("cancelled".into());
+        }
+        // Draw every row's token in parallel (each row has its own generator), then apply them
+        // in order.
+        let drawn: Vec<(u32, f64)> = rows
+            .par_iter_mut()
+            .zip(logits.par_iter())
+            .map(|(row, l)| {
+                let t = next_token(l, &s.sampling, &mut row.rng);
+                (t, log_prob(l, t))
+            })
+            .collect();
+        let mut next = Vec::with_capacity(rows.len());
+        for (row, &(t, lp)) in rows.iter_mut().zip(&drawn) {
+            row.logprob += lp;
+            if tok.stop_ids.contains(&t) {
+                row.done = Some((Finish::Eos, None));
+            } else {
+                row.tokens.push(t);
+                if !s.stop.is_empty() {
+                    let text = tok.decode(&row.tokens, false)?;
+                    if let Some(cut) = s.stop.iter().filter_map(|st| text.find(st.as_str())).min() {
+                        row.done = Some((Finish::Stop, Some(cut)));
+                    }
+                }
+                if row.done.is_none() && row.tokens.len() >= s.max_new_tokens {
+                    row.done = Some((Finish::Length, None));
+                }
+            }
+            next.push(t);
+        }
+        tokens(rows.len() as u64);
+        let keep: Vec<usize> = (0..rows.len()).filter(|&i| rows[i].done.is_none()).collect();
+        if keep.len() < rows.len() {
+            let mut finished = Vec::new();
+            let mut kept = Vec::with_capacity(keep.len());
+            for row in rows.drain(..) {
+                match row.done {
+                    Some((finish, cut)) => {
+                        let mut text = tok.decode(&row.tokens, false)?;
+                        if let Some(c) = cut {
+                            text.truncate(c);
+                        }
+                        finished.push((row.request, row.sample, Completion { tokens: row.tokens, text, finish, logprob: row.logprob }));
+                    }
+                    None => kept.push(row),
+                }
+            }
+            rows = kept;
+            done(finished)?;
+            next = keep.iter().map(|&k| next[k]).collect();
+            batch = if keep.is_empty() { None } else { batch.map(|b| b.select(&keep)) };
+        }
+        if rows.is_empty() {
+            logits.clear();
+            continue;
+        }
+        let running = batch.as_mut().expect("live rows have a batch");
+        logits = rows_of(lm.decode(running, &next));
     }
     Ok(())
 }
@@ -205,10 +222,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn batches_split_requests_and_fill_up() {
+    fn rows_queue_longest_prompts_first_one_chunk_per_request() {
         let req = |len: usize, n: usize| Request { prompt: vec![1; len], seeds: (0..n as u64).collect() };
         let requests = vec![req(3, 5), req(9, 2), req(1, 0), req(4, 1)];
-        let b = plan_batches(&requests, 4);
-        assert_eq!(b, vec![vec![(1, 0, 2), (3, 0, 1), (0, 0, 1)], vec![(0, 1, 4)]]);
+        assert_eq!(queue_of(&requests), vec![(1, 0, 2), (3, 0, 1), (0, 0, 5)]);
     }
 }

@@ -100,6 +100,50 @@ impl HostCache {
         self.cap = cap;
     }
 
+    /// Slots filled so far (the same for every row).
+    pub fn slots(&self) -> usize {
+        self.len
+    }
+
+    /// The rows of every part, in order, as one cache: each part first drops the leading
+    /// slots all its rows pad (`start`), then its rows are right-aligned to the longest part,
+    /// their slots moved up by `shift` (their padding grows by as much). Parts are
+    /// (cache, start, shift).
+    pub fn merge(parts: &[(&HostCache, usize, usize)]) -> Self {
+        let first = parts[0].0;
+        let (hd, nkv) = (first.head_dim, first.kv_heads);
+        assert!(parts.iter().all(|(c, ..)| (c.layers.len(), c.kv_heads, c.head_dim) == (first.layers.len(), nkv, hd)), "merging caches of different models");
+        let len = parts.iter().map(|&(c, start, shift)| c.len - start + shift).max().unwrap_or(0);
+        assert!(parts.iter().all(|&(c, start, shift)| c.len - start + shift == len), "parts must end at the same slot");
+        let cap = len.max(TILE).next_multiple_of(TILE);
+        let rows: usize = parts.iter().map(|(c, ..)| c.rows).sum();
+        let lane = cap * hd;
+        let layers = (0..first.layers.len())
+            .map(|l| {
+                let (mut k, mut v) = (vec![0f32; rows * nkv * lane], vec![0f32; rows * nkv * lane]);
+                let mut to = 0;
+                for &(c, start, shift) in parts {
+                    let (ck, cv) = &c.layers[l];
+                    for from in 0..c.rows * nkv {
+                        let (src, dst) = (from * c.cap * hd, to * lane);
+                        let used = c.len - start;
+                        v[dst + shift * hd..dst + (shift + used) * hd].copy_from_slice(&cv[src + start * hd..src + c.len * hd]);
+                        for s in start..c.len {
+                            let t = s - start + shift;
+                            let (ks, kt) = (src + s / TILE * hd * TILE + s % TILE, dst + t / TILE * hd * TILE + t % TILE);
+                            for dd in 0..hd {
+                                k[kt + dd * TILE] = ck[ks + dd * TILE];
+                            }
+                        }
+                        to += 1;
+                    }
+                }
+                (k, v)
+            })
+            .collect();
+        HostCache { layers, rows, kv_heads: nkv, head_dim: hd, len, cap }
+    }
+
     /// Rows picked (and repeated) by `rows`.
     pub fn select_rows(&self, rows: &[usize]) -> Self {
         let lane = self.kv_heads * self.cap * self.head_dim;

@@ -86,6 +86,29 @@ impl<B: Backend> KvCache<B> {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+    /// The rows of every part, in order, as one cache: each part first drops its leading
+    /// `start` slots (padding of all its rows), then is right-aligned to the longest part with
+    /// `shift` zero slots in front (padding, which the rows' masks hide). Parts are
+    /// (cache, start, shift).
+    pub fn merge(parts: Vec<(Self, usize, usize)>) -> Self {
+        let layers = parts.first().map_or(0, |p| p.0.layers.len());
+        let mut merged = Vec::with_capacity(layers);
+        for l in 0..layers {
+            let mut ks = Vec::new();
+            let mut vs = Vec::new();
+            for (cache, start, shift) in &parts {
+                let (k, v) = cache.layers[l].as_ref().expect("merging a cache that has not been filled");
+                for (t, out) in [(k, &mut ks), (v, &mut vs)] {
+                    let [b, h, slots, d] = t.dims();
+                    let kept = t.clone().slice([0..b, 0..h, *start..slots, 0..d]);
+                    out.push(if *shift == 0 { kept } else { Tensor::cat(vec![Tensor::zeros([b, h, *shift, d], &t.device()), kept], 2) });
+                }
+            }
+            merged.push(Some((Tensor::cat(ks, 0), Tensor::cat(vs, 0))));
+        }
+        KvCache { layers: merged }
+    }
+
     /// Rows picked (and repeated) by `rows`: after prefilling a prompt once, its cache is
     /// repeated for every sample drawn from it.
     pub fn select_rows(&self, rows: Tensor<B, 1, Int>) -> Self {

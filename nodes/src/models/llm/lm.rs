@@ -55,6 +55,38 @@ impl<B: Backend> Batch<B> {
     }
 }
 
+impl<B: Backend> Batch<B> {
+    /// Slots filled so far (the same for every row).
+    fn slots(&self) -> usize {
+        match &self.cache {
+            Cache::Host(c) => c.slots(),
+            Cache::Tensors(c) => c.len(),
+        }
+    }
+
+    /// This batch's rows and then `other`'s, decoded on together (continuous batching: a
+    /// finished row's place goes to a new prompt). Each batch drops the leading slots all its
+    /// rows pad, then the shorter is right-aligned to the longer, its padding grown by the
+    /// difference; a row's numbers do not change, as its attention only sums its own slots.
+    pub fn merge(self, other: Batch<B>) -> Batch<B> {
+        let part = |b: &Batch<B>| {
+            let start = b.pad.iter().copied().min().unwrap_or(0);
+            (start, b.slots() - start)
+        };
+        let ((sa, ua), (sb, ub)) = (part(&self), part(&other));
+        let used = ua.max(ub);
+        let (ha, hb) = (used - ua, used - ub);
+        let pad = self.pad.iter().map(|p| p - sa + ha).chain(other.pad.iter().map(|p| p - sb + hb)).collect();
+        let lens = self.lens.iter().chain(&other.lens).copied().collect();
+        let cache = match (self.cache, other.cache) {
+            (Cache::Host(a), Cache::Host(b)) => Cache::Host(HostCache::merge(&[(&a, sa, ha), (&b, sb, hb)])),
+            (Cache::Tensors(a), Cache::Tensors(b)) => Cache::Tensors(KvCache::merge(vec![(a, sa, ha), (b, sb, hb)])),
+            _ => panic!("merging a host batch with a tensor batch"),
+        };
+        Batch { cache, pad, lens }
+    }
+}
+
 impl<B: Backend> Lm<B> {
     pub fn new(model: Llama<B>, config: LlamaConfig, device: B::Device) -> Self {
         let inv_freq = config.inv_freq();

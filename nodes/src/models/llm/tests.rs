@@ -161,6 +161,49 @@ fn padded_batches_equal_single_rows() {
     assert!(max_diff(&out[2], &got[1][0]) < 1e-5);
 }
 
+/// Merged batches (continuous batching) decode each row as it would alone: bit for bit on the
+/// host path, within float noise through Burn's ops. The first part keeps only rows whose
+/// padding it must drop (its longest row is gone), the second is longer than the first.
+#[test]
+fn merged_batches_decode_each_row_as_alone() {
+    let c = tiny_config(false);
+    let w = random_weights(&c, 8);
+    for lm in [lm_from(&c, &w), lm_from(&c, &w).without_host()] {
+        let first: Vec<Vec<u32>> = vec![(0..19).map(|i| (i * 5 + 1) % 61).collect(), vec![7, 8, 9], (0..6).map(|i| (i * 3 + 2) % 61).collect()];
+        let (_, a) = lm.prefill(&first);
+        let mut a = a.select(&[1, 2]);
+        for t in 0..2 {
+            lm.decode(&mut a, &[11 + t, 12 + t]);
+        }
+        let second: Vec<Vec<u32>> = vec![(0..25).map(|i| (i * 7 + 3) % 61).collect(), vec![4; 9]];
+        let (_, b) = lm.prefill(&second);
+        let mut merged = a.merge(b);
+        assert_eq!(merged.rows(), 4);
+        let toks = [20u32, 21, 22, 23];
+        let mut got = Vec::new();
+        for s in 0..20 {
+            got.push(rows_of(lm.decode(&mut merged, &toks.map(|t| (t + s) % 61))));
+        }
+        // Each row alone: its prompt, the tokens it decoded before the merge, then the same steps.
+        let alone: Vec<(&Vec<u32>, Vec<u32>)> = vec![(&first[1], vec![11, 12]), (&first[2], vec![12, 13]), (&second[0], vec![]), (&second[1], vec![])];
+        for (r, (prompt, before)) in alone.into_iter().enumerate() {
+            let (_, mut one) = lm.prefill(std::slice::from_ref(prompt));
+            for t in before {
+                lm.decode(&mut one, &[t]);
+            }
+            for (s, step) in got.iter().enumerate() {
+                let want = rows_of(lm.decode(&mut one, &[(toks[r] + s as u32) % 61])).remove(0);
+                if lm.on_host() {
+                    assert_eq!(step[r], want, "row {r} step {s}: host logits bit for bit");
+                } else {
+                    let d = max_diff(&step[r], &want);
+                    assert!(d < 1e-4, "row {r} step {s}: {d}");
+                }
+            }
+        }
+    }
+}
+
 /// Decoding well past the first cache allocation: rows whose padding ends mid-tile, keys
 /// spread over several 16-slot tiles, and the cache growing (32 → 64 slots) while rows
 /// decode; every step's logits equal a full recomputation of the row alone. Five rows make
@@ -403,6 +446,30 @@ mod generation {
         for c in together.iter().flatten() {
             assert!(c.logprob < 0.0 && c.logprob.is_finite());
             assert!(c.finish == Finish::Eos || c.tokens.len() == 10);
+        }
+    }
+
+    #[test]
+    fn refilled_batches_give_every_row_the_text_it_gets_alone() {
+        let (_d, mut llm) = setup();
+        // A tenth of the vocabulary ends an answer: rows finish at many different lengths, and
+        // their places go to the next prompts.
+        let vocab = llm.lm.config.vocab_size as u32;
+        llm.tokenizer.stop_ids.extend((1..vocab).step_by(10));
+        let texts = ["a", "Hello there", "A much longer prompt about science fiction books", "x y z", "Tell me about films", "ok", "Some words here", "What next?"];
+        let reqs: Vec<Request> = texts
+            .iter()
+            .enumerate()
+            .map(|(i, t)| {
+                let prompt = llm.tokenizer.encode(&llm.template.as_ref().unwrap().render(&[super::super::chat::Message { role: "user".into(), content: t.to_string() }], true).unwrap()).unwrap();
+                Request { prompt, seeds: (0..1 + i as u64 % 3).map(|k| 100 * i as u64 + k).collect() }
+            })
+            .collect();
+        let alone = run(&llm, &reqs, &settings(1.0, 1, 24));
+        let lengths: std::collections::BTreeSet<usize> = alone.iter().flatten().map(|c| c.tokens.len()).collect();
+        assert!(lengths.len() >= 4 && alone.iter().flatten().any(|c| c.finish == Finish::Eos), "rows should end at different lengths: {lengths:?}");
+        for size in [2, 3, 4, 16] {
+            assert_eq!(run(&llm, &reqs, &settings(1.0, size, 24)), alone, "batch size {size}");
         }
     }
 
