@@ -165,7 +165,7 @@ pub fn run(p: &Pipeline, store: &Store, opts: &RunOptions) -> Result<RunReport, 
     let verified: Arc<Mutex<HashSet<Digest>>> = Arc::default();
     let hasher = FileHasher::new(Some(store));
     let (tx, rx) = mpsc::channel::<(usize, WorkResult, Vec<String>)>();
-    // Each computed node's logged lines, for its run record.
+    // The logged lines of each node this run computed (or tried to), for its run record.
     let mut logs: Vec<Vec<String>> = vec![Vec::new(); n];
     let mut running: Vec<usize> = Vec::new();
     let mut failed_any = false;
@@ -412,7 +412,7 @@ pub fn run(p: &Pipeline, store: &Store, opts: &RunOptions) -> Result<RunReport, 
                 outputs: o.outputs.clone(),
                 seconds: o.seconds,
                 note: o.error.clone().or_else(|| o.note.clone()),
-                log: if matches!(o.status, NodeStatus::Ran | NodeStatus::Failed) { log } else { Vec::new() },
+                log,
             })
             .collect(),
     };

@@ -82,8 +82,8 @@ fn queue_of(requests: &[Request]) -> VecDeque<(usize, usize, usize)> {
     order.into_iter().map(|r| (r, 0, requests[r].seeds.len())).collect()
 }
 
-/// Generates every sample of every request. `done` receives each batch's finished samples as
-/// (request, sample index, completion) as soon as the batch ends; `tokens` is told how many
+/// Generates every sample of every request. `done` receives finished samples as (request,
+/// sample index, completion) at the step they finish; `tokens` is told how many
 /// tokens each step produced; generation stops early (with an error) when `cancelled`.
 pub fn generate<B: Backend>(
     lm: &Lm<B>,
@@ -186,11 +186,9 @@ pub fn generate<B: Backend>(
             next.push(t);
         }
         tokens(rows.len() as u64);
-        let keep: Vec<usize> = (0..rows.len()).filter(|&i| rows[i].done.is_none()).collect();
-        if keep.len() < rows.len() {
-            let mut finished = Vec::new();
-            let mut kept = Vec::with_capacity(keep.len());
-            for row in rows.drain(..) {
+        if rows.iter().any(|r| r.done.is_some()) {
+            let (mut finished, mut kept, mut keep) = (Vec::new(), Vec::new(), Vec::new());
+            for (i, row) in rows.drain(..).enumerate() {
                 match row.done {
                     Some((finish, cut)) => {
                         let mut text = tok.decode(&row.tokens, false)?;
@@ -199,7 +197,10 @@ pub fn generate<B: Backend>(
                         }
                         finished.push((row.request, row.sample, Completion { tokens: row.tokens, text, finish, logprob: row.logprob }));
                     }
-                    None => kept.push(row),
+                    None => {
+                        keep.push(i);
+                        kept.push(row);
+                    }
                 }
             }
             rows = kept;

@@ -113,7 +113,7 @@ impl HostCache {
         let first = parts[0].0;
         let (hd, nkv) = (first.head_dim, first.kv_heads);
         assert!(parts.iter().all(|(c, ..)| (c.layers.len(), c.kv_heads, c.head_dim) == (first.layers.len(), nkv, hd)), "merging caches of different models");
-        let len = parts.iter().map(|&(c, start, shift)| c.len - start + shift).max().unwrap_or(0);
+        let len = first.len - parts[0].1 + parts[0].2;
         assert!(parts.iter().all(|&(c, start, shift)| c.len - start + shift == len), "parts must end at the same slot");
         let cap = len.max(TILE).next_multiple_of(TILE);
         let rows: usize = parts.iter().map(|(c, ..)| c.rows).sum();
@@ -124,9 +124,9 @@ impl HostCache {
                 let mut to = 0;
                 for &(c, start, shift) in parts {
                     let (ck, cv) = &c.layers[l];
+                    let used = c.len - start;
                     for from in 0..c.rows * nkv {
                         let (src, dst) = (from * c.cap * hd, to * lane);
-                        let used = c.len - start;
                         v[dst + shift * hd..dst + (shift + used) * hd].copy_from_slice(&cv[src + start * hd..src + c.len * hd]);
                         for s in start..c.len {
                             let t = s - start + shift;

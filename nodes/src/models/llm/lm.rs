@@ -53,9 +53,7 @@ impl<B: Backend> Batch<B> {
         };
         Batch { cache, pad: rows.iter().map(|&r| self.pad[r]).collect(), lens: rows.iter().map(|&r| self.lens[r]).collect() }
     }
-}
 
-impl<B: Backend> Batch<B> {
     /// Slots filled so far (the same for every row).
     fn slots(&self) -> usize {
         match &self.cache {
