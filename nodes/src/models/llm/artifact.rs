@@ -86,24 +86,28 @@ pub struct LoadedLlm<B: Backend> {
 /// Loads an `Llm` artifact directory (or a .gguf file / Hugging Face directory directly).
 pub fn load<B: Backend>(dir: &Path, device: &B::Device) -> Result<LoadedLlm<B>, String> {
     let gguf = if dir.is_file() { Some(dir.to_path_buf()) } else { Some(dir.join(GGUF_FILE)).filter(|p| p.is_file()) };
-    let (config, w, tokenizer) = match gguf {
+    let (lm, tokenizer) = match gguf {
         Some(path) => {
             let g = Gguf::open(&path).map_err(|e| e.to_string())?;
             let c = LlamaConfig::from_gguf(&g).map_err(|e| format!("{}: {e}", path.display()))?;
             let w = weights::from_gguf(&g, &c).map_err(|e| format!("{}: {e}", path.display()))?;
-            (c, w, LlmTokenizer::from_gguf(&g).map_err(|e| format!("{}: {e}", path.display()))?)
+            let model = weights::build::<B>(&c, &w, device)?;
+            drop(w);
+            let stored = weights::stored_rows(&g, &c);
+            let lm = Lm::with_stored(model, c, device.clone(), Some(&stored));
+            (lm, LlmTokenizer::from_gguf(&g).map_err(|e| format!("{}: {e}", path.display()))?)
         }
         None => {
             let cfg = dir.join("config.json");
             let text = std::fs::read_to_string(&cfg).map_err(|e| format!("{}: {e}", cfg.display()))?;
             let c = LlamaConfig::from_hf_json(&text).map_err(|e| format!("{}: {e}", cfg.display()))?;
             let w = weights::from_safetensors(&weights::safetensors_files(dir)?)?;
-            (c, w, LlmTokenizer::from_hf_dir(dir)?)
+            let model = weights::build::<B>(&c, &w, device)?;
+            (Lm::new(model, c, device.clone()), LlmTokenizer::from_hf_dir(dir)?)
         }
     };
-    let model = weights::build::<B>(&config, &w, device)?;
     let template = tokenizer.chat_template.as_deref().map(|t| ChatTemplate::new(t, tokenizer.bos_token.as_deref(), tokenizer.eos_token.as_deref())).transpose()?;
-    Ok(LoadedLlm { lm: Lm::new(model, config, device.clone()), tokenizer, template })
+    Ok(LoadedLlm { lm, tokenizer, template })
 }
 
 /// Whether [`write_hf`] can express this model (checked before spending a training run on it).

@@ -313,8 +313,8 @@ impl Gguf {
     }
 }
 
-/// Writes GGUF v3 files: metadata plus F32 / F16 tensors (what the tests need to make tiny
-/// models; quantised tensors are read, never written).
+/// Writes GGUF v3 files: metadata plus F32, F16, Q8_0, Q4_0 or Q4_1 tensors (what the tests
+/// need to make tiny models).
 #[derive(Default)]
 pub struct GgufWriter {
     metadata: Vec<(String, Value)>,
@@ -332,13 +332,13 @@ impl GgufWriter {
     }
 
     /// Adds a tensor given in row-major order with `shape` (PyTorch order), stored as `ty`
-    /// (F32 or F16).
+    /// (F32, F16, or Q8_0 / Q4_0 / Q4_1 quantised as ggml's reference quantisers do).
     pub fn tensor(&mut self, name: &str, shape: &[usize], values: &[f32], ty: GgmlType) -> &mut Self {
         assert_eq!(shape.iter().product::<usize>(), values.len(), "tensor {name}: shape and values disagree");
         let bytes = match ty {
             GgmlType::F32 => values.iter().flat_map(|v| v.to_le_bytes()).collect(),
             GgmlType::F16 => values.iter().flat_map(|v| half::f16::from_f32(*v).to_le_bytes()).collect(),
-            other => panic!("GgufWriter writes F32 and F16 tensors, not {other:?}"),
+            other => quant::quantize(other, values).unwrap_or_else(|e| panic!("tensor {name}: {e}")),
         };
         self.tensors.push((name.to_string(), shape.to_vec(), ty, bytes));
         self

@@ -22,9 +22,12 @@ use burn::backend::flex::FlexTensor;
 use burn::prelude::*;
 use rayon::prelude::*;
 
+use std::collections::BTreeMap;
+
 use super::config::LlamaConfig;
 use super::llama::Llama;
 use super::rows_matmul::{rows_matmul, PackedMatrix};
+use super::weights::{self, StoredRows};
 use crate::models::cpu::{fast_exp, flex_tensor, on_flex, softmax, with_avx2};
 
 struct Layer {
@@ -203,40 +206,61 @@ pub(super) fn buffer<B: Backend, const D: usize>(t: Tensor<B, D>) -> Option<Flex
 
 impl HostLlama {
     /// The host view of `model`, or None when it does not live on Flex as contiguous f32.
-    pub fn new<B: Backend>(model: &Llama<B>, c: &LlamaConfig) -> Option<HostLlama> {
+    /// `stored`: the GGUF matrices the model was built from; those stored as Q8_0, Q4_0 or
+    /// Q4_1 are packed as their codes (the same values, a fraction of the bytes), the rest as
+    /// f32.
+    pub fn new<B: Backend>(model: &Llama<B>, c: &LlamaConfig, stored: Option<&BTreeMap<String, StoredRows>>) -> Option<HostLlama> {
         if !on_flex::<B>() {
             return None;
         }
         let (d, hd, ff, v) = (c.hidden_size, c.head_dim, c.intermediate_size, c.vocab_size);
         let (nh, nkv) = (c.num_attention_heads, c.num_key_value_heads);
-        let mat = |t: Tensor<B, 2>, k: usize, n: usize| -> Option<PackedMatrix> {
+        // The stored rows of these Hugging Face weights, one after the other, as the columns
+        // of a [k, n] matrix, if all are block-coded alike.
+        let blocks = |names: &[String], k: usize, n: usize| -> Option<PackedMatrix> {
+            let parts: Vec<&StoredRows> = names.iter().map(|name| stored?.get(name)).collect::<Option<_>>()?;
+            if parts.iter().any(|p| p.ty != parts[0].ty || p.cols != k) {
+                return None;
+            }
+            let columns: Vec<&[u8]> = parts.iter().flat_map(|p| p.rows.iter().copied()).collect();
+            (columns.len() == n).then_some(())?;
+            PackedMatrix::from_blocks(parts[0].ty, k, &columns)
+        };
+        let mat = |t: Tensor<B, 2>, names: &[String], k: usize, n: usize| -> Option<PackedMatrix> {
             (t.dims() == [k, n]).then_some(())?;
-            Some(PackedMatrix::new(buffer(t)?.as_slice::<f32>()?, k, n))
+            blocks(names, k, n).or_else(|| Some(PackedMatrix::new(buffer(t)?.as_slice::<f32>()?, k, n)))
         };
         let mut layers = Vec::with_capacity(model.blocks.len());
-        for b in &model.blocks {
+        for (i, b) in model.blocks.iter().enumerate() {
+            let name = |s: &str| format!("model.layers.{i}.{s}.weight");
             layers.push(Layer {
                 attn_norm: buffer(b.attn_norm.weight.val())?,
-                wqk: mat(b.wqk.val(), d, (nh + nkv) * hd)?,
-                wv: mat(b.wv.val(), d, nkv * hd)?,
-                wo: mat(b.wo.val(), nh * hd, d)?,
+                wqk: mat(b.wqk.val(), &[name("self_attn.q_proj"), name("self_attn.k_proj")], d, (nh + nkv) * hd)?,
+                wv: mat(b.wv.val(), &[name("self_attn.v_proj")], d, nkv * hd)?,
+                wo: mat(b.wo.val(), &[name("self_attn.o_proj")], nh * hd, d)?,
                 mlp_norm: buffer(b.mlp_norm.weight.val())?,
-                gate: mat(b.w_gate.val(), d, ff)?,
-                up: mat(b.w_up.val(), d, ff)?,
-                down: mat(b.w_down.val(), ff, d)?,
+                gate: mat(b.w_gate.val(), &[name("mlp.gate_proj")], d, ff)?,
+                up: mat(b.w_up.val(), &[name("mlp.up_proj")], d, ff)?,
+                down: mat(b.w_down.val(), &[name("mlp.down_proj")], ff, d)?,
             });
         }
+        let head = weights::head_name(c, stored.is_some_and(|s| s.contains_key("lm_head.weight")));
         Some(HostLlama {
             embed: buffer(model.embed.val())?,
             layers,
             norm: buffer(model.norm.weight.val())?,
-            head: mat(model.head.val(), d, v)?,
+            head: mat(model.head.val(), &[head.to_string()], d, v)?,
             hidden: d,
             heads: nh,
             kv_heads: nkv,
             head_dim: hd,
             eps: c.rms_norm_eps as f32,
         })
+    }
+
+    /// Bytes the packed weight matrices take.
+    pub fn packed_bytes(&self) -> usize {
+        self.head.bytes() + self.layers.iter().map(|l| [&l.wqk, &l.wv, &l.wo, &l.gate, &l.up, &l.down].iter().map(|m| m.bytes()).sum::<usize>()).sum::<usize>()
     }
 
     /// An empty cache for `rows` sequences.

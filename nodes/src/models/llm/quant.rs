@@ -128,6 +128,45 @@ pub fn dequantize(ty: GgmlType, raw: &[u8]) -> Result<Vec<f32>, String> {
     Ok(out)
 }
 
+/// Quantises row-major values (a whole number of 32-value blocks) to Q8_0, Q4_0 or Q4_1 the
+/// way ggml's reference quantisers do, so tests can write block-coded GGUF files.
+pub fn quantize(ty: GgmlType, values: &[f32]) -> Result<Vec<u8>, String> {
+    if !matches!(ty, GgmlType::Q8_0 | GgmlType::Q4_0 | GgmlType::Q4_1) {
+        return Err(format!("quantising to {ty:?} is not supported (Q8_0, Q4_0, Q4_1)"));
+    }
+    if values.len() % 32 != 0 {
+        return Err(format!("{} values are not a whole number of 32-value blocks", values.len()));
+    }
+    let mut out = Vec::with_capacity(values.len() / 32 * ty.block().1 as usize);
+    let inv = |d: f32| if d == 0.0 { 0.0 } else { 1.0 / d };
+    for x in values.chunks_exact(32) {
+        match ty {
+            GgmlType::Q8_0 => {
+                let d = x.iter().fold(0f32, |a, v| a.max(v.abs())) / 127.0;
+                out.extend(f16::from_f32(d).to_le_bytes());
+                out.extend(x.iter().map(|v| (v * inv(d)).round() as i8 as u8));
+            }
+            GgmlType::Q4_0 => {
+                // The value of largest magnitude, with its sign, maps to −8.
+                let max = x.iter().fold(0f32, |a, &v| if v.abs() > a.abs() { v } else { a });
+                let d = max / -8.0;
+                out.extend(f16::from_f32(d).to_le_bytes());
+                let q = |v: f32| ((v * inv(d) + 8.5) as i32).clamp(0, 15) as u8;
+                out.extend((0..16).map(|j| q(x[j]) | (q(x[j + 16]) << 4)));
+            }
+            _ => {
+                let (min, max) = x.iter().fold((f32::MAX, f32::MIN), |(lo, hi), &v| (lo.min(v), hi.max(v)));
+                let d = (max - min) / 15.0;
+                out.extend(f16::from_f32(d).to_le_bytes());
+                out.extend(f16::from_f32(min).to_le_bytes());
+                let q = |v: f32| (((v - min) * inv(d) + 0.5) as i32).clamp(0, 15) as u8;
+                out.extend((0..16).map(|j| q(x[j]) | (q(x[j + 16]) << 4)));
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// Q8_0: f16 scale `d`, 32 signed bytes; x = d·q.
 fn q8_0(b: &[u8], y: &mut [f32]) {
     let d = h(&b[0..2]);
@@ -201,6 +240,21 @@ mod tests {
                 assert_eq!(g.to_bits(), (*want as f32).to_bits(), "{name} element {i}: {g} != {want}");
             }
         }
+    }
+
+    #[test]
+    fn quantised_blocks_come_back_within_a_step() {
+        let values: Vec<f32> = (0..256).map(|i| ((i * 37) % 101) as f32 / 50.0 - 1.0).collect();
+        // Half a step, or for Q4_0 a whole one: its top code (7 steps) cannot reach +8 steps.
+        for (ty, bound) in [(GgmlType::Q8_0, 0.5 / 127.0), (GgmlType::Q4_0, 1.0 / 8.0), (GgmlType::Q4_1, 0.5 * 2.0 / 15.0)] {
+            let raw = quantize(ty, &values).unwrap();
+            assert_eq!(raw.len() as u64, ty.bytes_for(256).unwrap(), "{ty:?}");
+            let back = dequantize(ty, &raw).unwrap();
+            let worst = values.iter().zip(&back).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+            assert!(worst <= bound * 1.01 + 1e-3, "{ty:?}: off by {worst}");
+        }
+        assert!(quantize(GgmlType::Q6_K, &values).unwrap_err().contains("not supported"));
+        assert!(quantize(GgmlType::Q8_0, &values[..40]).unwrap_err().contains("whole number"));
     }
 
     #[test]

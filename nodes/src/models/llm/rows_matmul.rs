@@ -8,20 +8,67 @@
 //! depends on its batch mates. W is packed once into 16-column strips, each strip's k × 16
 //! values contiguous; each 64-deep slice of a strip (4 KiB) stays in L1 while every row passes
 //! over it, six rows at a time held in registers, so W is read from memory once per step.
+//!
+//! A matrix that came from a GGUF file as 32-value blocks (Q8_0, Q4_0, Q4_1) can be packed as
+//! its codes and scales instead: each slice is then dequantised into L1 just before the rows
+//! pass over it, by the very arithmetic the loader uses, so the products are bit for bit those
+//! of the f32 packing while a step reads 4–7× fewer bytes (batch-1 decode is bound by them).
 
+use half::f16;
 use rayon::prelude::*;
+
+use super::quant::GgmlType;
 
 /// Columns per strip (two AVX registers).
 const STRIP: usize = 16;
 /// Rows per register block.
 const ROWS: usize = 6;
+/// Values per GGML block (along k).
+const BLOCK: usize = 32;
 
 /// A [k, n] matrix packed for [`rows_matmul`]: strip s holds columns 16s..16s+16 as k rows of
-/// 16 values (the last strip zero-padded).
+/// 16 values (the last strip zero-padded), as f32 or as GGML block codes.
 pub struct PackedMatrix {
-    strips: Vec<f32>,
+    strips: Strips,
     pub k: usize,
     pub n: usize,
+}
+
+enum Strips {
+    F32(Vec<f32>),
+    Blocks(Blocks),
+}
+
+/// GGML blocks regrouped by strip. For strip s and block b (rows 32b..32b+32 of k), the 16
+/// columns' scales (f16 bits) sit at `(s · k/32 + b) · 16`, and Q4_1's minimums at the same
+/// place in `mins`; row kk's 16 codes sit at `(s · k + kk) · code_bytes`: for Q4_0 and Q4_1 eight
+/// bytes, column 2i in the low nibble of byte i and 2i + 1 in the high one; for Q8_0 sixteen
+/// signed bytes.
+struct Blocks {
+    kind: BlockKind,
+    scales: Vec<u16>,
+    mins: Vec<u16>,
+    codes: Vec<u8>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum BlockKind {
+    /// x = d·q, q a signed byte.
+    Q8_0,
+    /// x = d·(q − 8), q a nibble.
+    Q4_0,
+    /// x = d·q + m, q a nibble.
+    Q4_1,
+}
+
+impl BlockKind {
+    fn code_bytes(self) -> usize {
+        if self == BlockKind::Q8_0 {
+            STRIP
+        } else {
+            STRIP / 2
+        }
+    }
 }
 
 impl PackedMatrix {
@@ -36,7 +83,128 @@ impl PackedMatrix {
                 row[..c1 - c0].copy_from_slice(&w[kk * n + c0..kk * n + c1]);
             }
         });
-        PackedMatrix { strips, k, n }
+        PackedMatrix { strips: Strips::F32(strips), k, n }
+    }
+
+    /// Packs the matrix whose column j is `columns[j]`: k values stored as GGML blocks of `ty`
+    /// (a GGUF weight's row, which is a column of x · W). None when `ty` is not Q8_0, Q4_0 or
+    /// Q4_1, or a column is not k / 32 whole blocks; the caller then packs the f32 values.
+    pub fn from_blocks(ty: GgmlType, k: usize, columns: &[&[u8]]) -> Option<Self> {
+        let kind = match ty {
+            GgmlType::Q8_0 => BlockKind::Q8_0,
+            GgmlType::Q4_0 => BlockKind::Q4_0,
+            GgmlType::Q4_1 => BlockKind::Q4_1,
+            _ => return None,
+        };
+        let size = ty.block().1 as usize;
+        let (n, blocks) = (columns.len(), k / BLOCK);
+        if k == 0 || k % BLOCK != 0 || n == 0 || columns.iter().any(|c| c.len() != blocks * size) {
+            return None;
+        }
+        let count = n.div_ceil(STRIP);
+        let cb = kind.code_bytes();
+        let mut scales = vec![0u16; count * blocks * STRIP];
+        // (Zero for the types without a minimum.)
+        let mut mins = vec![0u16; scales.len()];
+        let mut codes = vec![0u8; count * k * cb];
+        let per_strip = blocks * STRIP;
+        codes.par_chunks_mut(k * cb).zip(scales.par_chunks_mut(per_strip)).zip(mins.par_chunks_mut(per_strip)).enumerate().for_each(|(s, ((codes, scales), mins))| {
+            for c in 0..STRIP.min(n - s * STRIP) {
+                let column = columns[s * STRIP + c];
+                for (b, raw) in column.chunks_exact(size).enumerate() {
+                    let u16_at = |i: usize| u16::from_le_bytes([raw[i], raw[i + 1]]);
+                    scales[b * STRIP + c] = u16_at(0);
+                    if kind == BlockKind::Q4_1 {
+                        mins[b * STRIP + c] = u16_at(2);
+                    }
+                    for kk in 0..BLOCK {
+                        let row = (b * BLOCK + kk) * cb;
+                        match kind {
+                            BlockKind::Q8_0 => codes[row + c] = raw[2 + kk],
+                            BlockKind::Q4_0 | BlockKind::Q4_1 => {
+                                // Value kk of a block: the low nibble of byte kk for the
+                                // first 16, the high nibble of byte kk − 16 after.
+                                let nibbles = &raw[if kind == BlockKind::Q4_1 { 4 } else { 2 }..];
+                                let q = if kk < 16 { nibbles[kk] & 0x0F } else { nibbles[kk - 16] >> 4 };
+                                codes[row + c / 2] |= q << (4 * (c % 2));
+                            }
+                        }
+                    }
+                }
+            }
+        });
+        Some(PackedMatrix { strips: Strips::Blocks(Blocks { kind, scales, mins, codes }), k, n })
+    }
+
+    /// Bytes the packed strips take.
+    pub fn bytes(&self) -> usize {
+        match &self.strips {
+            Strips::F32(v) => v.len() * 4,
+            Strips::Blocks(b) => (b.scales.len() + if b.kind == BlockKind::Q4_1 { b.mins.len() } else { 0 }) * 2 + b.codes.len(),
+        }
+    }
+
+    /// The [k, n] values, row-major, as the products see them.
+    pub fn values(&self) -> Vec<f32> {
+        let (k, n) = (self.k, self.n);
+        let mut out = vec![0f32; k * n];
+        let mut buf = vec![0f32; k * STRIP];
+        for s in 0..n.div_ceil(STRIP) {
+            let w = self.slice(s, 0, k, &mut buf, false);
+            for kk in 0..k {
+                for c in 0..STRIP.min(n - s * STRIP) {
+                    out[kk * n + s * STRIP + c] = w[kk * STRIP + c];
+                }
+            }
+        }
+        out
+    }
+
+    /// Rows k0..k0 + depth of strip s as f32: the packed values themselves, or the blocks
+    /// dequantised into `buf` (k0 and depth then multiples of 32). `fast`: the CPU has AVX2,
+    /// FMA and F16C.
+    fn slice<'a>(&'a self, s: usize, k0: usize, depth: usize, buf: &'a mut [f32], fast: bool) -> &'a [f32] {
+        let k = self.k;
+        match &self.strips {
+            Strips::F32(v) => &v[(s * k + k0) * STRIP..(s * k + k0 + depth) * STRIP],
+            Strips::Blocks(b) => {
+                let out = &mut buf[..depth * STRIP];
+                let cb = b.kind.code_bytes();
+                let first = s * (k / BLOCK) + k0 / BLOCK;
+                let scales = &b.scales[first * STRIP..(first + depth / BLOCK) * STRIP];
+                let mins = &b.mins[first * STRIP..(first + depth / BLOCK) * STRIP];
+                let codes = &b.codes[(s * k + k0) * cb..(s * k + k0 + depth) * cb];
+                #[cfg(target_arch = "x86_64")]
+                if fast {
+                    // SAFETY: the CPU has AVX2, FMA and F16C (checked by the caller); the
+                    // slices hold depth rows of codes and depth / 32 blocks of scales.
+                    unsafe { avx2::dequantize(b.kind, scales, mins, codes, out) };
+                    return out;
+                }
+                let _ = fast;
+                dequantize(b.kind, scales, mins, codes, out);
+                out
+            }
+        }
+    }
+}
+
+/// One slice of block codes to f32, value by value: the loader's arithmetic
+/// (`quant::dequantize`), so both give the same bits.
+fn dequantize(kind: BlockKind, scales: &[u16], mins: &[u16], codes: &[u8], out: &mut [f32]) {
+    let cb = kind.code_bytes();
+    for (b, rows) in out.chunks_exact_mut(BLOCK * STRIP).enumerate() {
+        let d = |c: usize| f16::from_bits(scales[b * STRIP + c]).to_f32();
+        for (kk, row) in rows.chunks_exact_mut(STRIP).enumerate() {
+            let code = &codes[(b * BLOCK + kk) * cb..(b * BLOCK + kk + 1) * cb];
+            for (c, x) in row.iter_mut().enumerate() {
+                *x = match kind {
+                    BlockKind::Q8_0 => d(c) * (code[c] as i8) as f32,
+                    BlockKind::Q4_0 => d(c) * (((code[c / 2] >> (4 * (c % 2))) & 0x0F) as i32 - 8) as f32,
+                    BlockKind::Q4_1 => d(c) * ((code[c / 2] >> (4 * (c % 2))) & 0x0F) as f32 + f16::from_bits(mins[b * STRIP + c]).to_f32(),
+                };
+            }
+        }
     }
 }
 
@@ -54,10 +222,7 @@ pub fn rows_matmul(x: &[f32], w: &PackedMatrix, out: &mut [f32], m: usize, accum
     let want = if m * k * n < 64 * 1024 { 1 } else { rayon::current_num_threads() * 4 };
     let per = strips.div_ceil(want.div_ceil(blocks).min(strips));
     let runs = strips.div_ceil(per);
-    #[cfg(target_arch = "x86_64")]
-    let fast = std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma");
-    #[cfg(not(target_arch = "x86_64"))]
-    let fast = false;
+    let fast = fast();
     let out_ptr = SendPtr(out.as_mut_ptr());
     (0..blocks * runs).into_par_iter().for_each(|task| {
         let (block, run) = (task / runs, task % runs);
@@ -65,9 +230,17 @@ pub fn rows_matmul(x: &[f32], w: &PackedMatrix, out: &mut [f32], m: usize, accum
         for s in run * per..((run + 1) * per).min(strips) {
             // SAFETY: each task writes its own rows and columns of `out` (m × n, checked
             // above); rows r0..r1 start at r0 · n.
-            unsafe { strip(&x[r0 * k..], &w.strips[s * k * STRIP..(s + 1) * k * STRIP], out_ptr.get().add(r0 * n), r1 - r0, k, n, s * STRIP, accumulate, fast) };
+            unsafe { strip(&x[r0 * k..], w, s, out_ptr.get().add(r0 * n), r1 - r0, accumulate, fast) };
         }
     });
+}
+
+/// Whether the CPU has what the vector kernels use: AVX2, FMA and F16C.
+fn fast() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    return std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") && std::arch::is_x86_feature_detected!("f16c");
+    #[cfg(not(target_arch = "x86_64"))]
+    false
 }
 
 /// Rows of x per task: 48 rows of up to 1536 values (288 KiB) stay in a core's L2 while a
@@ -93,21 +266,39 @@ const DEPTH: usize = 64;
 const DEEP: usize = 256;
 const ROWS_DEEP: usize = 16;
 
-/// Columns c0..c0+16 (those below n) of out, for every row, from one packed strip; `fast`:
-/// the CPU has AVX2 and FMA.
+/// Columns 16s..16s+16 (those below n) of out, for every row, from strip s of `packed`;
+/// `fast`: the CPU has AVX2, FMA and F16C.
 ///
 /// # Safety
 /// `out` points to m × n floats; no one else writes these columns meanwhile.
-#[allow(clippy::too_many_arguments)]
-unsafe fn strip(x: &[f32], packed: &[f32], out: *mut f32, m: usize, k: usize, n: usize, c0: usize, accumulate: bool, fast: bool) {
+unsafe fn strip(x: &[f32], packed: &PackedMatrix, s: usize, out: *mut f32, m: usize, accumulate: bool, fast: bool) {
+    let (k, n, c0) = (packed.k, packed.n, s * STRIP);
     let width = (n - c0).min(STRIP);
+    // Prefetching the next slice helps only when the slice is the packed values themselves.
+    let prefetch = matches!(packed.strips, Strips::F32(_));
     // Running sums per row, carried from one depth slice to the next (saving and reloading
     // them leaves each value's chain of fused multiply-adds as it is).
     let mut acc = vec![[0f32; STRIP]; m];
     let mut k0 = 0;
+    #[cfg(target_arch = "x86_64")]
+    if let (Strips::Blocks(b), true, true) = (&packed.strips, fast, m <= ROWS) {
+        // A few rows (a decode step): dequantising a slice and then reading it back would
+        // leave the rows' chains of multiply-adds waiting on each other in turn; done row by
+        // row in registers, the two overlap.
+        let cb = b.kind.code_bytes();
+        let first = s * (k / BLOCK);
+        // SAFETY: the CPU has AVX2, FMA and F16C (checked); strip s's scales and codes, and
+        // m rows of k values of x.
+        unsafe {
+            avx2::fused(b.kind, &b.scales[first * STRIP..(first + k / BLOCK) * STRIP], &b.mins[first * STRIP..(first + k / BLOCK) * STRIP], &b.codes[s * k * cb..(s + 1) * k * cb], x, k, &mut acc)
+        };
+        k0 = k;
+    }
+    // A block-coded slice is dequantised here, once for all the rows.
+    let mut buf = if k0 < k && !prefetch { vec![0f32; DEEP * STRIP] } else { Vec::new() };
     while k0 < k {
         let depth = (k - k0).min(if m > ROWS_DEEP { DEEP } else { DEPTH });
-        let w = &packed[k0 * STRIP..(k0 + depth) * STRIP];
+        let w = packed.slice(s, k0, depth, &mut buf, fast);
         let mut r = 0;
         while r < m {
             let rows = (m - r).min(ROWS);
@@ -117,7 +308,7 @@ unsafe fn strip(x: &[f32], packed: &[f32], out: *mut f32, m: usize, k: usize, n:
                 // SAFETY: the CPU has AVX2 and FMA (checked); x holds rows r..r+rows of k
                 // values, w `depth` rows of 16.
                 unsafe {
-                    avx2::block(&x[r * k + k0..], k, w, a, depth, r == 0)
+                    avx2::block(&x[r * k + k0..], k, w, a, depth, r == 0 && prefetch)
                 };
             } else {
                 // The same fused chain, one value at a time.
@@ -147,7 +338,156 @@ unsafe fn strip(x: &[f32], packed: &[f32], out: *mut f32, m: usize, k: usize, n:
 mod avx2 {
     use std::arch::x86_64::*;
 
-    use super::{ROWS, STRIP};
+    use super::{BlockKind, BLOCK, ROWS, STRIP};
+
+    /// [`super::dequantize`] with AVX2: the same products and sums, eight values at a time.
+    ///
+    /// # Safety
+    /// AVX2 and F16C present.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub unsafe fn dequantize(kind: BlockKind, scales: &[u16], mins: &[u16], codes: &[u8], out: &mut [f32]) {
+        let blocks = out.len() / (BLOCK * STRIP);
+        assert!(out.len() % (BLOCK * STRIP) == 0 && scales.len() >= blocks * STRIP && mins.len() >= blocks * STRIP && codes.len() >= blocks * BLOCK * kind.code_bytes());
+        // SAFETY: the assert above bounds every read and write.
+        unsafe {
+            match kind {
+                BlockKind::Q8_0 => blocks_of::<0>(scales, mins, codes, out, blocks),
+                BlockKind::Q4_0 => blocks_of::<1>(scales, mins, codes, out, blocks),
+                BlockKind::Q4_1 => blocks_of::<2>(scales, mins, codes, out, blocks),
+            }
+        }
+    }
+
+    /// KIND: 0 Q8_0, 1 Q4_0, 2 Q4_1.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    #[inline]
+    unsafe fn blocks_of<const KIND: u8>(scales: &[u16], mins: &[u16], codes: &[u8], out: &mut [f32], blocks: usize) {
+        // SAFETY (whole body): bounded by `dequantize`'s assert.
+        unsafe {
+            for b in 0..blocks {
+                let block = Block::new(scales, mins, b);
+                for row in b * BLOCK..(b + 1) * BLOCK {
+                    let (w0, w1) = block.row::<KIND>(codes.as_ptr(), row);
+                    _mm256_storeu_ps(out.as_mut_ptr().add(row * STRIP), w0);
+                    _mm256_storeu_ps(out.as_mut_ptr().add(row * STRIP + 8), w1);
+                }
+            }
+        }
+    }
+
+    /// One block's 16 scales and minimums in registers.
+    struct Block {
+        d: (__m256, __m256),
+        m: (__m256, __m256),
+    }
+
+    impl Block {
+        /// Block b of a strip's scales and minimums.
+        #[target_feature(enable = "avx2,fma,f16c")]
+        #[inline]
+        unsafe fn new(scales: &[u16], mins: &[u16], b: usize) -> Block {
+            // SAFETY: the callers bound b by the slices' lengths.
+            unsafe {
+                let half = |v: &[u16], at: usize| _mm256_cvtph_ps(_mm_loadu_si128(v.as_ptr().add(at) as *const __m128i));
+                Block { d: (half(scales, b * STRIP), half(scales, b * STRIP + 8)), m: (half(mins, b * STRIP), half(mins, b * STRIP + 8)) }
+            }
+        }
+
+        /// The 16 values of code row `row` (which lies in this block): `d · q`, `d · (q − 8)`
+        /// or `d · q + m`, as [`super::dequantize`] computes them.
+        #[target_feature(enable = "avx2,fma,f16c")]
+        #[inline]
+        unsafe fn row<const KIND: u8>(&self, codes: *const u8, row: usize) -> (__m256, __m256) {
+            // SAFETY: the callers keep `row` inside the codes.
+            unsafe {
+                let (q0, q1) = if KIND == 0 {
+                    let raw = _mm_loadu_si128(codes.add(row * STRIP) as *const __m128i);
+                    (_mm256_cvtepi8_epi32(raw), _mm256_cvtepi8_epi32(_mm_unpackhi_epi64(raw, raw)))
+                } else {
+                    // Eight bytes of two nibbles each: low nibbles are the even columns.
+                    let nibble = _mm_set1_epi8(0x0F);
+                    let raw = _mm_loadl_epi64(codes.add(row * STRIP / 2) as *const __m128i);
+                    let q = _mm_unpacklo_epi8(_mm_and_si128(raw, nibble), _mm_and_si128(_mm_srli_epi16::<4>(raw), nibble));
+                    let (q0, q1) = (_mm256_cvtepu8_epi32(q), _mm256_cvtepu8_epi32(_mm_unpackhi_epi64(q, q)));
+                    if KIND == 1 {
+                        let eight = _mm256_set1_epi32(8);
+                        (_mm256_sub_epi32(q0, eight), _mm256_sub_epi32(q1, eight))
+                    } else {
+                        (q0, q1)
+                    }
+                };
+                // Multiply, then add: two roundings, as the loader's `d * q + m`.
+                let (w0, w1) = (_mm256_mul_ps(self.d.0, _mm256_cvtepi32_ps(q0)), _mm256_mul_ps(self.d.1, _mm256_cvtepi32_ps(q1)));
+                if KIND == 2 {
+                    (_mm256_add_ps(w0, self.m.0), _mm256_add_ps(w1, self.m.1))
+                } else {
+                    (w0, w1)
+                }
+            }
+        }
+    }
+
+    /// acc[i] += Σ_kk x[i, kk] · w[kk] over all k rows of a block-coded strip (`scales`,
+    /// `mins` and `codes` of that strip), each row of codes dequantised in registers and used
+    /// at once; the same chains of fused multiply-adds as [`block`] over dequantised slices.
+    ///
+    /// # Safety
+    /// AVX2, FMA and F16C present.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    #[allow(clippy::too_many_arguments)]
+    pub unsafe fn fused(kind: BlockKind, scales: &[u16], mins: &[u16], codes: &[u8], x: &[f32], k: usize, acc: &mut [[f32; STRIP]]) {
+        let rows = acc.len();
+        assert!(rows <= ROWS && k % BLOCK == 0 && x.len() >= rows * k && scales.len() >= k / BLOCK * STRIP && mins.len() >= k / BLOCK * STRIP && codes.len() >= k * kind.code_bytes());
+        macro_rules! by_rows {
+            ($kind:literal) => {
+                match rows {
+                    0 => {}
+                    1 => fused_of::<$kind, 1>(scales, mins, codes, x, k, acc),
+                    2 => fused_of::<$kind, 2>(scales, mins, codes, x, k, acc),
+                    3 => fused_of::<$kind, 3>(scales, mins, codes, x, k, acc),
+                    4 => fused_of::<$kind, 4>(scales, mins, codes, x, k, acc),
+                    5 => fused_of::<$kind, 5>(scales, mins, codes, x, k, acc),
+                    _ => fused_of::<$kind, 6>(scales, mins, codes, x, k, acc),
+                }
+            };
+        }
+        // SAFETY: the assert above bounds every read and write.
+        unsafe {
+            match kind {
+                BlockKind::Q8_0 => by_rows!(0),
+                BlockKind::Q4_0 => by_rows!(1),
+                BlockKind::Q4_1 => by_rows!(2),
+            }
+        }
+    }
+
+    #[target_feature(enable = "avx2,fma,f16c")]
+    #[inline]
+    unsafe fn fused_of<const KIND: u8, const R: usize>(scales: &[u16], mins: &[u16], codes: &[u8], x: &[f32], k: usize, out: &mut [[f32; STRIP]]) {
+        // SAFETY (whole body): bounded by `fused`'s assert.
+        unsafe {
+            let mut acc = [[_mm256_setzero_ps(); 2]; R];
+            for (r, a) in acc.iter_mut().enumerate() {
+                a[0] = _mm256_loadu_ps(out[r].as_ptr());
+                a[1] = _mm256_loadu_ps(out[r].as_ptr().add(8));
+            }
+            for b in 0..k / BLOCK {
+                let block = Block::new(scales, mins, b);
+                for kk in b * BLOCK..(b + 1) * BLOCK {
+                    let (w0, w1) = block.row::<KIND>(codes.as_ptr(), kk);
+                    for (r, a) in acc.iter_mut().enumerate() {
+                        let xv = _mm256_set1_ps(*x.as_ptr().add(r * k + kk));
+                        a[0] = _mm256_fmadd_ps(xv, w0, a[0]);
+                        a[1] = _mm256_fmadd_ps(xv, w1, a[1]);
+                    }
+                }
+            }
+            for (r, a) in acc.iter().enumerate() {
+                _mm256_storeu_ps(out[r].as_mut_ptr(), a[0]);
+                _mm256_storeu_ps(out[r].as_mut_ptr().add(8), a[1]);
+            }
+        }
+    }
 
     /// acc[i] += Σ_kk x[i, kk] · w[kk] over `depth` rows of w, one fused chain per value,
     /// for the rows in `acc` (at most six); x rows are `stride` apart.
@@ -244,5 +584,99 @@ mod tests {
                 assert_eq!(*a, 0.5 + o);
             }
         }
+    }
+
+    /// `columns` columns of k values as random GGML blocks of `ty` (scales that are finite
+    /// f16s, random codes), one byte vector per column.
+    fn random_columns(ty: GgmlType, k: usize, columns: usize, seed: u64) -> Vec<Vec<u8>> {
+        let mut state = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        let mut next = move || {
+            state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            (state >> 33) as u32
+        };
+        let (_, size) = ty.block();
+        (0..columns)
+            .map(|_| {
+                let mut col = Vec::new();
+                for _ in 0..k / BLOCK {
+                    let mut block: Vec<u8> = (0..size).map(|_| next() as u8).collect();
+                    let scale = |v: u32| f16::from_f32((v % 2001) as f32 / 10_000.0 - 0.1).to_le_bytes();
+                    block[0..2].copy_from_slice(&scale(next()));
+                    if ty == GgmlType::Q4_1 {
+                        block[2..4].copy_from_slice(&scale(next()));
+                    }
+                    col.extend(block);
+                }
+                col
+            })
+            .collect()
+    }
+
+    /// The [k, n] matrix whose columns are the dequantised blocks, row-major.
+    fn dequantized(ty: GgmlType, k: usize, columns: &[Vec<u8>]) -> Vec<f32> {
+        let n = columns.len();
+        let mut w = vec![0f32; k * n];
+        for (j, col) in columns.iter().enumerate() {
+            for (kk, v) in super::super::quant::dequantize(ty, col).unwrap().into_iter().enumerate() {
+                w[kk * n + j] = v;
+            }
+        }
+        w
+    }
+
+    #[test]
+    fn block_packing_gives_the_bits_of_the_dequantised_matrix() {
+        for ty in [GgmlType::Q8_0, GgmlType::Q4_0, GgmlType::Q4_1] {
+            for &(k, n) in &[(32usize, 1usize), (96, 17), (320, 40)] {
+                let columns = random_columns(ty, k, n, (k * n) as u64);
+                let refs: Vec<&[u8]> = columns.iter().map(Vec::as_slice).collect();
+                let blocks = PackedMatrix::from_blocks(ty, k, &refs).unwrap();
+                let w = dequantized(ty, k, &columns);
+                assert!(blocks.values().iter().zip(&w).all(|(a, b)| a.to_bits() == b.to_bits()), "{ty:?} {k}x{n}: values differ from the loader's");
+                let plain = PackedMatrix::new(&w, k, n);
+                assert!(blocks.bytes() * 3 < plain.bytes(), "{ty:?}: {} bytes packed against {} as f32", blocks.bytes(), plain.bytes());
+                // 1 to 50 rows: the shallow and deep slice depths, several row blocks.
+                for m in [1usize, 5, 7, 20, 50] {
+                    let x: Vec<f32> = (0..m * k).map(|i| ((i * 7919) % 1000) as f32 / 500.0 - 1.0).collect();
+                    let (mut a, mut b) = (vec![0f32; m * n], vec![0f32; m * n]);
+                    rows_matmul(&x, &blocks, &mut a, m, false);
+                    rows_matmul(&x, &plain, &mut b, m, false);
+                    assert!(a.iter().zip(&b).all(|(a, b)| a.to_bits() == b.to_bits()), "{ty:?} {m}x{k}x{n}: products differ from the f32 packing");
+                }
+            }
+        }
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn vector_dequantisation_equals_value_by_value() {
+        if !fast() {
+            return;
+        }
+        for ty in [GgmlType::Q8_0, GgmlType::Q4_0, GgmlType::Q4_1] {
+            let (k, n) = (256, 16);
+            let columns = random_columns(ty, k, n, 99);
+            let refs: Vec<&[u8]> = columns.iter().map(Vec::as_slice).collect();
+            let packed = PackedMatrix::from_blocks(ty, k, &refs).unwrap();
+            let Strips::Blocks(b) = &packed.strips else { unreachable!() };
+            let (mut slow, mut vector) = (vec![0f32; k * STRIP], vec![1f32; k * STRIP]);
+            dequantize(b.kind, &b.scales, &b.mins, &b.codes, &mut slow);
+            // SAFETY: the CPU has AVX2, FMA and F16C (checked above).
+            unsafe { avx2::dequantize(b.kind, &b.scales, &b.mins, &b.codes, &mut vector) };
+            assert!(slow.iter().zip(&vector).all(|(a, b)| a.to_bits() == b.to_bits()), "{ty:?}");
+        }
+    }
+
+    #[test]
+    fn other_types_and_partial_blocks_are_left_to_the_f32_packing() {
+        let columns = random_columns(GgmlType::Q4_1, 64, 3, 1);
+        let refs: Vec<&[u8]> = columns.iter().map(Vec::as_slice).collect();
+        assert!(PackedMatrix::from_blocks(GgmlType::Q6_K, 64, &refs).is_none());
+        assert!(PackedMatrix::from_blocks(GgmlType::F16, 64, &refs).is_none());
+        // A column that is not k / 32 whole blocks, or k not a multiple of 32.
+        assert!(PackedMatrix::from_blocks(GgmlType::Q4_1, 96, &refs).is_none());
+        assert!(PackedMatrix::from_blocks(GgmlType::Q4_1, 48, &refs).is_none());
+        assert!(PackedMatrix::from_blocks(GgmlType::Q4_1, 64, &[]).is_none());
+        assert!(PackedMatrix::from_blocks(GgmlType::Q4_1, 64, &refs).is_some());
     }
 }

@@ -89,6 +89,31 @@ fn f16_gguf_tensors_load_within_half_precision() {
     assert!(max_diff(&t.data, &w["model.layers.1.self_attn.k_proj.weight"].data) < 1e-3);
 }
 
+/// A GGUF's Q8_0, Q4_0 and Q4_1 matrices, which the CPU path packs as stored, give bit for
+/// bit the logits of their dequantised values, in a third of the memory or less.
+#[test]
+fn block_coded_matrices_give_the_logits_of_their_f32_values() {
+    let dir = tempfile::tempdir().unwrap();
+    for (ty, tied) in [(GgmlType::Q8_0, false), (GgmlType::Q4_0, true), (GgmlType::Q4_1, true)] {
+        let mut c = super::tiny::config(2, 64);
+        c.tie_word_embeddings = tied;
+        let path = dir.path().join(format!("{ty:?}.gguf"));
+        write_gguf(&c, &random_weights(&c, 5), &path, ty);
+        let stored = super::artifact::load::<Cpu>(&path, &Default::default()).unwrap().lm;
+        let g = Gguf::open(&path).unwrap();
+        let plain = lm_from(&LlamaConfig::from_gguf(&g).unwrap(), &weights::from_gguf(&g, &c).unwrap());
+        let (s, p) = (stored.packed_bytes().unwrap(), plain.packed_bytes().unwrap());
+        assert!(s * 3 < p, "{ty:?}: {s} bytes packed against {p} as f32");
+        let prompts = vec![vec![256u32, 72, 105, 33, 10, 7, 9], vec![256, 7, 200]];
+        let ((a, mut batch_a), (b, mut batch_b)) = (stored.prefill(&prompts), plain.prefill(&prompts));
+        assert!(rows_of(a) == rows_of(b), "{ty:?}: prefill logits differ");
+        for step in 0..3u32 {
+            let next = [65 + step, 97 + step];
+            assert!(rows_of(stored.decode(&mut batch_a, &next)) == rows_of(plain.decode(&mut batch_b, &next)), "{ty:?}: step {step} differs");
+        }
+    }
+}
+
 #[test]
 fn cached_decoding_equals_full_recomputation() {
     let c = tiny_config(false);
@@ -373,6 +398,15 @@ fn smollm2_logits_and_greedy_continuations_match_transformers() {
         // transformers stops at EOS; compare up to its length.
         assert_eq!(&generated[i][..p.greedy.len()], &p.greedy[..], "prompt {i}");
     }
+    // Loaded as an artifact, the CPU path packs the Q4_1 and Q8_0 matrices as stored: the
+    // same logits, bit for bit, from a sixth of the bytes.
+    let stored = super::artifact::load::<Cpu>(&smollm2(), &Default::default()).unwrap().lm;
+    let (s, p) = (stored.packed_bytes().unwrap(), lm.packed_bytes().unwrap());
+    assert!(s * 5 < p, "{s} bytes packed against {p} as f32");
+    let (logits, mut again) = stored.prefill(&prompts);
+    assert!(rows_of(logits) == batched_rows[0], "block-coded prefill differs");
+    let first: Vec<u32> = generated.iter().map(|g| g[0]).collect();
+    assert!(rows_of(stored.decode(&mut again, &first)) == batched_rows[1], "block-coded decode differs");
 }
 
 // ---- generation on a tiny model with a real tokenizer ----

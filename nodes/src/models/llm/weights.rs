@@ -6,41 +6,91 @@ use burn::module::Param;
 use burn::prelude::*;
 use burn::tensor::TensorData;
 
+use std::collections::BTreeMap;
+
 use super::config::LlamaConfig;
 use super::gguf::Gguf;
 use super::llama::{Block, Llama, RmsNorm};
+use super::quant::GgmlType;
 pub use crate::models::tensors::{from_safetensors, safetensors_files, write_safetensors, write_safetensors_as, HostTensor, Weights};
 use crate::models::tensors::{fuse_transposed, transpose};
+
+/// Each Llama weight of a GGUF file: its GGUF name, its Hugging Face name and, for q and k,
+/// the heads whose rows llama.cpp's converter permuted.
+fn gguf_names(g: &Gguf, c: &LlamaConfig) -> Vec<(String, String, Option<usize>)> {
+    let mut names = vec![("token_embd.weight".to_string(), "model.embed_tokens.weight".to_string(), None), ("output_norm.weight".into(), "model.norm.weight".into(), None)];
+    if g.tensor("output.weight").is_some() {
+        names.push(("output.weight".into(), "lm_head.weight".into(), None));
+    }
+    for i in 0..c.num_hidden_layers {
+        let l = |s: &str| format!("model.layers.{i}.{s}");
+        let b = |s: &str| format!("blk.{i}.{s}.weight");
+        names.extend([
+            (b("attn_norm"), l("input_layernorm.weight"), None),
+            (b("ffn_norm"), l("post_attention_layernorm.weight"), None),
+            (b("attn_q"), l("self_attn.q_proj.weight"), Some(c.num_attention_heads)),
+            (b("attn_k"), l("self_attn.k_proj.weight"), Some(c.num_key_value_heads)),
+            (b("attn_v"), l("self_attn.v_proj.weight"), None),
+            (b("attn_output"), l("self_attn.o_proj.weight"), None),
+            (b("ffn_gate"), l("mlp.gate_proj.weight"), None),
+            (b("ffn_up"), l("mlp.up_proj.weight"), None),
+            (b("ffn_down"), l("mlp.down_proj.weight"), None),
+        ]);
+    }
+    names
+}
 
 /// Reads every Llama weight of a GGUF file under its Hugging Face name.
 pub fn from_gguf(g: &Gguf, c: &LlamaConfig) -> Result<Weights, String> {
     let mut w = Weights::new();
-    let mut get = |gguf_name: &str, hf_name: String, permute_heads: Option<usize>| -> Result<(), String> {
-        let (shape, mut data) = g.dequantize(gguf_name).map_err(|e| e.message)?;
+    for (gguf_name, hf_name, permute_heads) in gguf_names(g, c) {
+        let (shape, mut data) = g.dequantize(&gguf_name).map_err(|e| e.message)?;
         if let Some(heads) = permute_heads {
             data = unpermute_rows(&data, &shape, heads)?;
         }
         w.insert(hf_name, HostTensor { shape, data });
-        Ok(())
-    };
-    get("token_embd.weight", "model.embed_tokens.weight".into(), None)?;
-    get("output_norm.weight", "model.norm.weight".into(), None)?;
-    if g.tensor("output.weight").is_some() {
-        get("output.weight", "lm_head.weight".into(), None)?;
-    }
-    for i in 0..c.num_hidden_layers {
-        let l = |s: &str| format!("model.layers.{i}.{s}");
-        get(&format!("blk.{i}.attn_norm.weight"), l("input_layernorm.weight"), None)?;
-        get(&format!("blk.{i}.ffn_norm.weight"), l("post_attention_layernorm.weight"), None)?;
-        get(&format!("blk.{i}.attn_q.weight"), l("self_attn.q_proj.weight"), Some(c.num_attention_heads))?;
-        get(&format!("blk.{i}.attn_k.weight"), l("self_attn.k_proj.weight"), Some(c.num_key_value_heads))?;
-        get(&format!("blk.{i}.attn_v.weight"), l("self_attn.v_proj.weight"), None)?;
-        get(&format!("blk.{i}.attn_output.weight"), l("self_attn.o_proj.weight"), None)?;
-        get(&format!("blk.{i}.ffn_gate.weight"), l("mlp.gate_proj.weight"), None)?;
-        get(&format!("blk.{i}.ffn_up.weight"), l("mlp.up_proj.weight"), None)?;
-        get(&format!("blk.{i}.ffn_down.weight"), l("mlp.down_proj.weight"), None)?;
     }
     Ok(w)
+}
+
+/// A GGUF matrix as stored: its type, row length and each row's bytes, rows in Hugging Face
+/// order (q/k permutation undone). The CPU's host path packs these codes instead of the f32
+/// values when it can (`PackedMatrix::from_blocks`).
+pub struct StoredRows<'a> {
+    pub ty: GgmlType,
+    pub cols: usize,
+    pub rows: Vec<&'a [u8]>,
+}
+
+/// Every matrix of a GGUF file as [`StoredRows`], by Hugging Face name.
+pub fn stored_rows<'a>(g: &'a Gguf, c: &LlamaConfig) -> BTreeMap<String, StoredRows<'a>> {
+    let mut out = BTreeMap::new();
+    for (gguf_name, hf_name, permute_heads) in gguf_names(g, c) {
+        let Some(t) = g.tensor(&gguf_name) else { continue };
+        let shape = t.shape();
+        let Some(row_bytes) = t.ty.bytes_for(shape.last().copied().unwrap_or(0) as u64) else { continue };
+        if shape.len() != 2 || permute_heads.is_some_and(|h| h == 0 || shape[0] % (2 * h) != 0) {
+            continue;
+        }
+        let raw = g.raw(t);
+        let row = |r: usize| &raw[r * row_bytes as usize..(r + 1) * row_bytes as usize];
+        let rows = match permute_heads {
+            Some(heads) => row_sources(shape[0], heads, false).into_iter().map(row).collect(),
+            None => (0..shape[0]).map(row).collect(),
+        };
+        out.insert(hf_name, StoredRows { ty: t.ty, cols: shape[1], rows });
+    }
+    out
+}
+
+/// The output head's Hugging Face weight: `lm_head.weight` when the model has one of its own,
+/// else the embedding (tied).
+pub fn head_name(c: &LlamaConfig, has_lm_head: bool) -> &'static str {
+    if has_lm_head && !c.tie_word_embeddings {
+        "lm_head.weight"
+    } else {
+        "model.embed_tokens.weight"
+    }
 }
 
 /// llama.cpp's converter reorders the rows of each q/k head from rotate-half order
@@ -62,20 +112,29 @@ pub fn permute_rows(data: &[f32], shape: &[usize], heads: usize) -> Vec<f32> {
 /// Moves each head's rows between rotate-half order (j·half + i) and interleaved order
 /// (2i + j): towards interleaved when `interleave`, back otherwise.
 fn move_rows(data: &[f32], shape: &[usize], heads: usize, interleave: bool) -> Vec<f32> {
-    let (rows, cols) = (shape[0], shape.iter().skip(1).product::<usize>());
+    let cols = shape.iter().skip(1).product::<usize>();
+    let mut out = vec![0f32; data.len()];
+    for (dst, src) in row_sources(shape[0], heads, interleave).into_iter().enumerate() {
+        out[dst * cols..(dst + 1) * cols].copy_from_slice(&data[src * cols..(src + 1) * cols]);
+    }
+    out
+}
+
+/// For each row of the moved matrix, the row it comes from (see [`move_rows`]).
+fn row_sources(rows: usize, heads: usize, interleave: bool) -> Vec<usize> {
     let hd = rows / heads;
     let half = hd / 2;
-    let mut out = vec![0f32; data.len()];
+    let mut sources = vec![0; rows];
     for h in 0..heads {
         for j in 0..2 {
             for i in 0..half {
                 let (halves, interleaved) = (h * hd + j * half + i, h * hd + 2 * i + j);
                 let (src, dst) = if interleave { (halves, interleaved) } else { (interleaved, halves) };
-                out[dst * cols..(dst + 1) * cols].copy_from_slice(&data[src * cols..(src + 1) * cols]);
+                sources[dst] = src;
             }
         }
     }
-    out
+    sources
 }
 
 /// Builds the module from weights in Hugging Face layout, checking every name and shape.
@@ -93,10 +152,7 @@ pub fn build<B: Backend>(c: &LlamaConfig, w: &Weights, device: &B::Device) -> Re
     let t1 = |t: &HostTensor| Param::from_tensor(Tensor::<B, 1>::from_data(TensorData::new(t.data.clone(), [t.data.len()]), device));
     let norm = |t: &HostTensor| RmsNorm { weight: t1(t), eps: c.rms_norm_eps };
     let embed = get("model.embed_tokens.weight", &[v, d])?;
-    let head = match w.get("lm_head.weight") {
-        Some(_) if !c.tie_word_embeddings => transpose(get("lm_head.weight", &[v, d])?),
-        _ => transpose(embed),
-    };
+    let head = transpose(get(head_name(c, w.contains_key("lm_head.weight")), &[v, d])?);
     let mut blocks = Vec::with_capacity(c.num_hidden_layers);
     for i in 0..c.num_hidden_layers {
         let l = |s: &str| format!("model.layers.{i}.{s}");
