@@ -115,8 +115,8 @@ fn host_data<B: Backend, const D: usize>(x: Tensor<B, D>) -> TensorData {
 /// Runs `$body` compiled for AVX2 where the CPU has it (8 lanes instead of SSE2's 4), else
 /// for the baseline: the same code, two instantiations.
 macro_rules! with_avx2 {
-    ($name:ident, ($($arg:ident: $ty:ty),*), $body:block) => {
-        fn $name($($arg: $ty),*) {
+    ($vis:vis $name:ident, ($($arg:ident: $ty:ty),*), $body:block) => {
+        $vis fn $name($($arg: $ty),*) {
             #[inline(always)]
             fn plain($($arg: $ty),*) $body
             #[cfg(target_arch = "x86_64")]

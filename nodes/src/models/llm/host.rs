@@ -8,8 +8,10 @@
 //! with spare capacity, attention over each row's visible slots (a contiguous range), the output
 //! projection accumulated into the residual by the matmul itself, and the same for the MLP with
 //! SiLU·up fused. Prefill packs the rows without padding. Every projection, prefill's and
-//! decode's, runs `rows_matmul` over a packed copy of each weight (so the host path holds the
-//! f32 weights twice: the Burn module keeps its own).
+//! decode's, runs `rows_matmul` over a packed copy of each weight: q, k and v as one matrix,
+//! gate and up as another, so a decode step wakes the threads four times per layer, not six.
+//! A GGUF's Q8_0/Q4_0/Q4_1 matrices are packed as their codes (a sixth of the bytes, the same
+//! values); other weights as f32, held twice (the Burn module keeps its own).
 //!
 //! Every sum runs in an order that does not depend on the batch (`rows_matmul` sums each
 //! output over k in order whatever the rows; attention sums over each query's own slots), so
@@ -30,14 +32,16 @@ use super::rows_matmul::{rows_matmul, PackedMatrix};
 use super::weights::{self, StoredRows};
 use crate::models::cpu::{fast_exp, flex_tensor, on_flex, softmax, with_avx2};
 
+/// A decoder layer's weights. Projections that read the same input are one matrix (q, k and
+/// v; gate and up), so a decode step hands each to the threads once, not two or three times.
 struct Layer {
     attn_norm: FlexTensor,
-    wqk: PackedMatrix,
-    wv: PackedMatrix,
+    /// [hidden, (heads + 2 · kv heads) · head_dim]: q, then k, then v columns.
+    wqkv: PackedMatrix,
     wo: PackedMatrix,
     mlp_norm: FlexTensor,
-    gate: PackedMatrix,
-    up: PackedMatrix,
+    /// [hidden, 2 · intermediate]: gate, then up columns.
+    gate_up: PackedMatrix,
     down: PackedMatrix,
 }
 
@@ -226,30 +230,48 @@ impl HostLlama {
             (columns.len() == n).then_some(())?;
             PackedMatrix::from_blocks(parts[0].ty, k, &columns)
         };
-        let mat = |t: Tensor<B, 2>, names: &[String], k: usize, n: usize| -> Option<PackedMatrix> {
-            (t.dims() == [k, n]).then_some(())?;
-            blocks(names, k, n).or_else(|| Some(PackedMatrix::new(buffer(t)?.as_slice::<f32>()?, k, n)))
+        // The module's [k, n_i] matrices side by side as one [k, Σ n_i].
+        let mat = |ts: &[Tensor<B, 2>], names: &[String], k: usize| -> Option<PackedMatrix> {
+            let widths: Vec<usize> = ts.iter().map(|t| t.dims()[1]).collect();
+            let n = widths.iter().sum();
+            if ts.iter().any(|t| t.dims()[0] != k) {
+                return None;
+            }
+            if let Some(packed) = blocks(names, k, n) {
+                return Some(packed);
+            }
+            let buffers: Vec<FlexTensor> = ts.iter().map(|t| buffer(t.clone())).collect::<Option<_>>()?;
+            let mut joined = vec![0f32; k * n];
+            let mut c0 = 0;
+            for (buf, &w) in buffers.iter().zip(&widths) {
+                let values = buf.as_slice::<f32>()?;
+                for (row, part) in joined.chunks_exact_mut(n).zip(values.chunks_exact(w)) {
+                    row[c0..c0 + w].copy_from_slice(part);
+                }
+                c0 += w;
+            }
+            Some(PackedMatrix::new(&joined, k, n))
         };
         let mut layers = Vec::with_capacity(model.blocks.len());
         for (i, b) in model.blocks.iter().enumerate() {
             let name = |s: &str| format!("model.layers.{i}.{s}.weight");
-            layers.push(Layer {
+            let layer = Layer {
                 attn_norm: buffer(b.attn_norm.weight.val())?,
-                wqk: mat(b.wqk.val(), &[name("self_attn.q_proj"), name("self_attn.k_proj")], d, (nh + nkv) * hd)?,
-                wv: mat(b.wv.val(), &[name("self_attn.v_proj")], d, nkv * hd)?,
-                wo: mat(b.wo.val(), &[name("self_attn.o_proj")], nh * hd, d)?,
+                wqkv: mat(&[b.wqk.val(), b.wv.val()], &[name("self_attn.q_proj"), name("self_attn.k_proj"), name("self_attn.v_proj")], d)?,
+                wo: mat(&[b.wo.val()], &[name("self_attn.o_proj")], nh * hd)?,
                 mlp_norm: buffer(b.mlp_norm.weight.val())?,
-                gate: mat(b.w_gate.val(), &[name("mlp.gate_proj")], d, ff)?,
-                up: mat(b.w_up.val(), &[name("mlp.up_proj")], d, ff)?,
-                down: mat(b.w_down.val(), &[name("mlp.down_proj")], ff, d)?,
-            });
+                gate_up: mat(&[b.w_gate.val(), b.w_up.val()], &[name("mlp.gate_proj"), name("mlp.up_proj")], d)?,
+                down: mat(&[b.w_down.val()], &[name("mlp.down_proj")], ff)?,
+            };
+            ((layer.wqkv.n, layer.wo.n, layer.gate_up.n, layer.down.n) == ((nh + 2 * nkv) * hd, d, 2 * ff, d)).then_some(())?;
+            layers.push(layer);
         }
         let head = weights::head_name(c, stored.is_some_and(|s| s.contains_key("lm_head.weight")));
         Some(HostLlama {
             embed: buffer(model.embed.val())?,
             layers,
             norm: buffer(model.norm.weight.val())?,
-            head: mat(model.head.val(), &[head.to_string()], d, v)?,
+            head: mat(&[model.head.val()], &[head.to_string()], d).filter(|m| m.n == v)?,
             hidden: d,
             heads: nh,
             kv_heads: nkv,
@@ -260,7 +282,7 @@ impl HostLlama {
 
     /// Bytes the packed weight matrices take.
     pub fn packed_bytes(&self) -> usize {
-        self.head.bytes() + self.layers.iter().map(|l| [&l.wqk, &l.wv, &l.wo, &l.gate, &l.up, &l.down].iter().map(|m| m.bytes()).sum::<usize>()).sum::<usize>()
+        self.head.bytes() + self.layers.iter().map(|l| [&l.wqkv, &l.wo, &l.gate_up, &l.down].iter().map(|m| m.bytes()).sum::<usize>()).sum::<usize>()
     }
 
     /// An empty cache for `rows` sequences.
@@ -286,15 +308,14 @@ impl HostLlama {
         cache.reserve(s);
         // Buffers every layer overwrites, allocated once per step (fresh multi-megabyte
         // buffers per layer came back from the kernel as zeroed pages: 6% of a prefill).
-        let ff = self.layers.first().map_or(0, |l| l.gate.n);
+        let ff = self.layers.first().map_or(0, |l| l.gate_up.n / 2);
         let (nh, nkv, hd) = (self.heads, self.kv_heads, self.head_dim);
         let mut sc = Scratch {
             normed: vec![0f32; n * d],
-            qk: vec![0f32; n * (nh + nkv) * hd],
-            v: vec![0f32; n * nkv * hd],
+            qkv: vec![0f32; n * (nh + 2 * nkv) * hd],
             ctx: vec![0f32; n * nh * hd],
-            gate: vec![0f32; n * ff],
-            up: vec![0f32; n * ff],
+            gate_up: vec![0f32; n * 2 * ff],
+            act: vec![0f32; n * ff],
         };
         for (li, layer) in self.layers.iter().enumerate() {
             self.attention_block(layer, &x, &mut sc, step, &rope, &mut cache.layers[li], cache.len, cache.cap);
@@ -325,15 +346,16 @@ impl HostLlama {
         let (nh, nkv, hd) = (self.heads, self.kv_heads, self.head_dim);
         let n = step.ids.len();
         norm_rows(x, l.attn_norm.as_slice::<f32>().expect("checked"), self.eps, d, &mut sc.normed);
-        let qkw = (nh + nkv) * hd;
-        let (qk, v) = (&mut sc.qk, &mut sc.v);
-        rows_matmul(&sc.normed, &l.wqk, qk, n, false);
-        rows_matmul(&sc.normed, &l.wv, v, n, false);
+        // A token's row of qkv: its q heads, k heads, then v heads.
+        let qkw = (nh + 2 * nkv) * hd;
+        let (k_at, v_at) = (nh * hd, (nh + nkv) * hd);
+        let qk = &mut sc.qkv;
+        rows_matmul(&sc.normed, &l.wqkv, qk, n, false);
         // RoPE on every q and k head of every token, in place.
         let half = hd / 2;
         let rope_row = |(t, row): (usize, &mut [f32])| {
             let cs = &rope[t * half..(t + 1) * half];
-            for head in row.chunks_exact_mut(hd) {
+            for head in row[..v_at].chunks_exact_mut(hd) {
                 rotate(head, cs);
             }
         };
@@ -352,13 +374,13 @@ impl HostLlama {
                 let (t, slot) = (start + i, past + first + i);
                 for kh in 0..nkv {
                     let lane = (r * nkv + kh) * cap * hd;
-                    let key = &qk[t * qkw + (nh + kh) * hd..t * qkw + (nh + kh + 1) * hd];
+                    let key = &qk[t * qkw + k_at + kh * hd..t * qkw + k_at + (kh + 1) * hd];
                     let tile = lane + slot / TILE * hd * TILE + slot % TILE;
                     for (dd, &x) in key.iter().enumerate() {
                         kc[tile + dd * TILE] = x;
                     }
                     let at = lane + slot * hd;
-                    vc[at..at + hd].copy_from_slice(&v[t * nkv * hd + kh * hd..t * nkv * hd + (kh + 1) * hd]);
+                    vc[at..at + hd].copy_from_slice(&qk[t * qkw + v_at + kh * hd..t * qkw + v_at + (kh + 1) * hd]);
                 }
             }
         }
@@ -390,10 +412,10 @@ impl HostLlama {
                 if !step.decode {
                     // The row's keys and values are this step's own (prefill starts from an
                     // empty cache): read them where the projections left them.
-                    let (k, v) = (&qk[start * qkw + (nh + kh) * hd..], &v[start * nkv * hd + kh * hd..]);
+                    let (k, v) = (&qk[start * qkw + k_at + kh * hd..], &qk[start * qkw + v_at + kh * hd..]);
                     for (j, ctx) in ctx.chunks_exact_mut(count * hd).enumerate() {
                         let q = &qk[start * qkw + (h0 + j) * hd..];
-                        attend_causal(q, k, qkw, v, nkv * hd, hd, count, scale, ctx);
+                        attend_causal(q, k, qkw, v, qkw, hd, count, scale, ctx);
                     }
                     return ctx;
                 }
@@ -436,14 +458,15 @@ impl HostLlama {
     fn mlp_block(&self, l: &Layer, x: &mut [f32], sc: &mut Scratch, n: usize) {
         let d = self.hidden;
         norm_rows(x, l.mlp_norm.as_slice::<f32>().expect("checked"), self.eps, d, &mut sc.normed);
-        rows_matmul(&sc.normed, &l.gate, &mut sc.gate, n, false);
-        rows_matmul(&sc.normed, &l.up, &mut sc.up, n, false);
+        let ff = l.down.k;
+        rows_matmul(&sc.normed, &l.gate_up, &mut sc.gate_up, n, false);
+        let act = |(a, gu): (&mut [f32], &[f32])| silu_mul(&gu[..ff], &gu[ff..], a);
         if n >= PARALLEL_ROWS {
-            sc.gate.par_chunks_mut(4096).zip(sc.up.par_chunks(4096)).for_each(|(g, u)| silu_mul(g, u));
+            sc.act.par_chunks_mut(ff).zip(sc.gate_up.par_chunks(2 * ff)).for_each(act);
         } else {
-            silu_mul(&mut sc.gate, &sc.up);
+            sc.act.chunks_mut(ff).zip(sc.gate_up.chunks(2 * ff)).for_each(act);
         }
-        rows_matmul(&sc.gate, &l.down, x, n, true);
+        rows_matmul(&sc.act, &l.down, x, n, true);
     }
 }
 
@@ -454,12 +477,12 @@ pub(super) const PARALLEL_ROWS: usize = 64;
 /// One step's working buffers, [tokens, width] each; every layer overwrites them.
 struct Scratch {
     normed: Vec<f32>,
-    qk: Vec<f32>,
-    v: Vec<f32>,
+    qkv: Vec<f32>,
     /// Attention's context, the output projection's input.
     ctx: Vec<f32>,
-    gate: Vec<f32>,
-    up: Vec<f32>,
+    gate_up: Vec<f32>,
+    /// silu(gate) · up, the down projection's input.
+    act: Vec<f32>,
 }
 
 /// (cos, sin) of position × frequency, [tokens, head_dim / 2].
@@ -512,9 +535,9 @@ with_avx2!(rms_norm, (x: &[f32], w: &[f32], eps: f32, out: &mut [f32]), {
     }
 });
 
-with_avx2!(silu_mul, (g: &mut [f32], u: &[f32]), {
-    for (a, &b) in g.iter_mut().zip(u) {
-        *a = *a / (1.0 + fast_exp(-*a)) * b;
+with_avx2!(pub(super) silu_mul, (g: &[f32], u: &[f32], out: &mut [f32]), {
+    for ((o, &a), &b) in out.iter_mut().zip(g).zip(u) {
+        *o = a / (1.0 + fast_exp(-a)) * b;
     }
 });
 

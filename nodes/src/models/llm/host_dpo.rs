@@ -23,7 +23,7 @@ use rayon::prelude::*;
 
 use super::config::LlamaConfig;
 use super::dpo::PairTokens;
-use super::host::{buffer, norm_rows, rope_table, rotate, PARALLEL_ROWS};
+use super::host::{self, buffer, norm_rows, rope_table, rotate, PARALLEL_ROWS};
 use super::llama::Llama;
 use super::lora::{Adapters, Target};
 use crate::models::cpu::{fast_exp, on_flex, parallelism, softmax, with_avx2};
@@ -298,12 +298,6 @@ fn rows_mut<F: Fn(usize, &mut [f32]) + Sync + Send>(x: &mut [f32], width: usize,
         x.chunks_mut(width).enumerate().for_each(|(i, r)| f(i, r));
     }
 }
-
-with_avx2!(silu_mul_into, (g: &[f32], u: &[f32], out: &mut [f32]), {
-    for ((o, &a), &b) in out.iter_mut().zip(g).zip(u) {
-        *o = a / (1.0 + fast_exp(-a)) * b;
-    }
-});
 
 with_avx2!(silu_mul_back, (g: &[f32], u: &[f32], dm: &mut [f32], du: &mut [f32]), {
     // m = silu(g)·u: du = dm·silu(g); dg = dm·u·σ(g)·(1 + g·(1 − σ(g))), written over dm.
@@ -760,9 +754,9 @@ fn probabilities(q: Op, keys: &[f32], seg: Segment, hd: usize, scale: f32, p: &m
 fn silu_mul(gate: &[f32], up: &[f32], ff: usize) -> Vec<f32> {
     let mut m = vec![0f32; gate.len()];
     if gate.len() >= PARALLEL_ROWS * ff {
-        m.par_chunks_mut(4096).zip(gate.par_chunks(4096).zip(up.par_chunks(4096))).for_each(|(o, (g, u))| silu_mul_into(g, u, o));
+        m.par_chunks_mut(4096).zip(gate.par_chunks(4096).zip(up.par_chunks(4096))).for_each(|(o, (g, u))| host::silu_mul(g, u, o));
     } else {
-        silu_mul_into(gate, up, &mut m);
+        host::silu_mul(gate, up, &mut m);
     }
     m
 }
