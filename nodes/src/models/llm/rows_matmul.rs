@@ -9,8 +9,9 @@
 //! values contiguous; each 64-deep slice of a strip (4 KiB) stays in L1 while every row passes
 //! over it, six rows at a time held in registers, so W is read from memory once per step.
 //!
-//! A matrix that came from a GGUF file as 32-value blocks (Q8_0, Q4_0, Q4_1) can be packed as
-//! its codes and scales instead: each slice is then dequantised into L1 just before the rows
+//! A matrix whose values f16 or bf16 hold exactly (a bf16 checkpoint's, an F16 GGUF's) is
+//! packed in those 16 bits and widened as it is read: exact, half the bytes. One that came from
+//! a GGUF file as 32-value blocks (Q8_0, Q4_0, Q4_1) can be packed as its codes and scales: each slice is then dequantised into L1 just before the rows
 //! pass over it, by the very arithmetic the loader uses, so the products are bit for bit those
 //! of the f32 packing while a step reads 4–7× fewer bytes (batch-1 decode is bound by them).
 
@@ -36,7 +37,35 @@ pub struct PackedMatrix {
 
 enum Strips {
     F32(Vec<f32>),
+    /// Values that the half type holds exactly, as its 16 bits; laid out as `F32`.
+    Half(Half, Vec<u16>),
     Blocks(Blocks),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Half {
+    F16,
+    Bf16,
+}
+
+impl Half {
+    /// The 16 bits that hold `v` exactly, if there are any.
+    fn bits(self, v: f32) -> Option<u16> {
+        match self {
+            Half::Bf16 => (v.to_bits() & 0xFFFF == 0).then_some((v.to_bits() >> 16) as u16),
+            Half::F16 => {
+                let h = f16::from_f32(v);
+                (h.to_f32().to_bits() == v.to_bits()).then_some(h.to_bits())
+            }
+        }
+    }
+
+    fn widen(self, bits: u16) -> f32 {
+        match self {
+            Half::Bf16 => f32::from_bits((bits as u32) << 16),
+            Half::F16 => f16::from_bits(bits).to_f32(),
+        }
+    }
 }
 
 /// GGML blocks regrouped by strip. For strip s and block b (rows 32b..32b+32 of k), the 16
@@ -72,18 +101,37 @@ impl BlockKind {
 }
 
 impl PackedMatrix {
-    /// Packs a row-major [k, n] matrix.
+    /// Packs a row-major [k, n] matrix: in 16 bits when bf16 or f16 holds every value exactly,
+    /// else as f32.
     pub fn new(w: &[f32], k: usize, n: usize) -> Self {
         assert_eq!(w.len(), k * n, "PackedMatrix: {} values for [{k}, {n}]", w.len());
+        for half in [Half::Bf16, Half::F16] {
+            if w.par_iter().all(|&v| half.bits(v).is_some()) {
+                let strips = Self::strips(w, k, n, 0u16, |v| half.bits(v).expect("checked"));
+                return PackedMatrix { strips: Strips::Half(half, strips), k, n };
+            }
+        }
+        Self::plain(w, k, n)
+    }
+
+    /// Packs a row-major [k, n] matrix as f32.
+    fn plain(w: &[f32], k: usize, n: usize) -> Self {
+        PackedMatrix { strips: Strips::F32(Self::strips(w, k, n, 0f32, |v| v)), k, n }
+    }
+
+    /// The strips of a row-major [k, n] matrix, each value stored as `store` makes it.
+    fn strips<T: Copy + Send + Sync>(w: &[f32], k: usize, n: usize, zero: T, store: impl Fn(f32) -> T + Sync) -> Vec<T> {
         let count = n.div_ceil(STRIP);
-        let mut strips = vec![0f32; count * k * STRIP];
+        let mut strips = vec![zero; count * k * STRIP];
         strips.par_chunks_mut(k * STRIP).enumerate().for_each(|(s, strip)| {
             let (c0, c1) = (s * STRIP, ((s + 1) * STRIP).min(n));
             for (kk, row) in strip.chunks_exact_mut(STRIP).enumerate() {
-                row[..c1 - c0].copy_from_slice(&w[kk * n + c0..kk * n + c1]);
+                for (o, &v) in row.iter_mut().zip(&w[kk * n + c0..kk * n + c1]) {
+                    *o = store(v);
+                }
             }
         });
-        PackedMatrix { strips: Strips::F32(strips), k, n }
+        strips
     }
 
     /// Packs the matrix whose column j is `columns[j]`: k values stored as GGML blocks of `ty`
@@ -140,6 +188,7 @@ impl PackedMatrix {
     pub fn bytes(&self) -> usize {
         match &self.strips {
             Strips::F32(v) => v.len() * 4,
+            Strips::Half(_, v) => v.len() * 2,
             Strips::Blocks(b) => (b.scales.len() + if b.kind == BlockKind::Q4_1 { b.mins.len() } else { 0 }) * 2 + b.codes.len(),
         }
     }
@@ -160,13 +209,27 @@ impl PackedMatrix {
         out
     }
 
-    /// Rows k0..k0 + depth of strip s as f32: the packed values themselves, or the blocks
-    /// dequantised into `buf` (k0 and depth then multiples of 32). `fast`: the CPU has AVX2,
-    /// FMA and F16C.
+    /// Rows k0..k0 + depth of strip s as f32: the packed values themselves, or the half values
+    /// widened or the blocks dequantised into `buf` (for blocks, k0 and depth are multiples of
+    /// 32). `fast`: the CPU has AVX2, FMA and F16C.
     fn slice<'a>(&'a self, s: usize, k0: usize, depth: usize, buf: &'a mut [f32], fast: bool) -> &'a [f32] {
         let k = self.k;
         match &self.strips {
             Strips::F32(v) => &v[(s * k + k0) * STRIP..(s * k + k0 + depth) * STRIP],
+            Strips::Half(half, v) => {
+                let (out, bits) = (&mut buf[..depth * STRIP], &v[(s * k + k0) * STRIP..(s * k + k0 + depth) * STRIP]);
+                #[cfg(target_arch = "x86_64")]
+                if fast {
+                    // SAFETY: the CPU has AVX2 and F16C (checked by the caller); out and bits
+                    // are the same length.
+                    unsafe { avx2::widen(*half, bits, out) };
+                    return out;
+                }
+                for (o, &b) in out.iter_mut().zip(bits) {
+                    *o = half.widen(b);
+                }
+                out
+            }
             Strips::Blocks(b) => {
                 let out = &mut buf[..depth * STRIP];
                 let cb = b.kind.code_bytes();
@@ -285,18 +348,28 @@ unsafe fn strip(x: &[f32], packed: &PackedMatrix, s: usize, out: *mut f32, m: us
     let mut acc = vec![[0f32; STRIP]; m];
     let mut k0 = 0;
     #[cfg(target_arch = "x86_64")]
-    if let (Strips::Blocks(b), true, true) = (&packed.strips, fast, m <= ROWS) {
-        // A few rows (a decode step): dequantising a slice and then reading it back would
-        // leave the rows' chains of multiply-adds waiting on each other in turn; done row by
-        // row in registers, the two overlap.
-        let cb = b.kind.code_bytes();
-        let first = s * (k / BLOCK);
-        // SAFETY: the CPU has AVX2, FMA and F16C (checked); strip s's scales and codes, and
-        // m rows of k values of x.
-        unsafe {
-            avx2::fused(b.kind, &b.scales[first * STRIP..(first + k / BLOCK) * STRIP], &b.mins[first * STRIP..(first + k / BLOCK) * STRIP], &b.codes[s * k * cb..(s + 1) * k * cb], x, k, &mut acc)
-        };
-        k0 = k;
+    if fast && m <= ROWS {
+        // A few rows (a decode step): widening or dequantising a slice and then reading it
+        // back would leave the rows' chains of multiply-adds waiting on each other in turn;
+        // done row by row in registers, the two overlap.
+        match &packed.strips {
+            Strips::F32(_) => {}
+            Strips::Half(half, v) => {
+                // SAFETY: the CPU has AVX2, FMA and F16C (checked); strip s, and m rows of k
+                // values of x.
+                unsafe { avx2::fused_half(*half, &v[s * k * STRIP..(s + 1) * k * STRIP], x, k, &mut acc) };
+                k0 = k;
+            }
+            Strips::Blocks(b) => {
+                let cb = b.kind.code_bytes();
+                let first = s * (k / BLOCK);
+                // SAFETY: as above; strip s's scales and codes.
+                unsafe {
+                    avx2::fused(b.kind, &b.scales[first * STRIP..(first + k / BLOCK) * STRIP], &b.mins[first * STRIP..(first + k / BLOCK) * STRIP], &b.codes[s * k * cb..(s + 1) * k * cb], x, k, &mut acc)
+                };
+                k0 = k;
+            }
+        }
     }
     // A block-coded slice is dequantised into `buf`, once for all the rows.
     if k0 < k && !prefetch {
@@ -344,7 +417,95 @@ unsafe fn strip(x: &[f32], packed: &PackedMatrix, s: usize, out: *mut f32, m: us
 mod avx2 {
     use std::arch::x86_64::*;
 
-    use super::{BlockKind, BLOCK, ROWS, STRIP};
+    use super::{BlockKind, Half, BLOCK, ROWS, STRIP};
+
+    /// Sixteen half values at `bits` as f32 (exact).
+    #[target_feature(enable = "avx2,fma,f16c")]
+    #[inline]
+    unsafe fn widen_row<const BF16: bool>(bits: *const u16) -> (__m256, __m256) {
+        // SAFETY: the callers keep 16 values at `bits`.
+        unsafe {
+            let (lo, hi) = (_mm_loadu_si128(bits as *const __m128i), _mm_loadu_si128(bits.add(8) as *const __m128i));
+            if BF16 {
+                let wide = |v| _mm256_castsi256_ps(_mm256_slli_epi32::<16>(_mm256_cvtepu16_epi32(v)));
+                (wide(lo), wide(hi))
+            } else {
+                (_mm256_cvtph_ps(lo), _mm256_cvtph_ps(hi))
+            }
+        }
+    }
+
+    /// Half values to f32, 16 at a time (`bits` and `out` whole rows of 16).
+    ///
+    /// # Safety
+    /// AVX2 and F16C present.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub unsafe fn widen(half: Half, bits: &[u16], out: &mut [f32]) {
+        assert!(bits.len() == out.len() && bits.len() % STRIP == 0);
+        // SAFETY: the assert above bounds every read and write.
+        unsafe {
+            for row in 0..bits.len() / STRIP {
+                let (w0, w1) = if half == Half::Bf16 { widen_row::<true>(bits.as_ptr().add(row * STRIP)) } else { widen_row::<false>(bits.as_ptr().add(row * STRIP)) };
+                _mm256_storeu_ps(out.as_mut_ptr().add(row * STRIP), w0);
+                _mm256_storeu_ps(out.as_mut_ptr().add(row * STRIP + 8), w1);
+            }
+        }
+    }
+
+    /// [`fused`] for a strip of half values (`bits`: k rows of 16).
+    ///
+    /// # Safety
+    /// AVX2, FMA and F16C present.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub unsafe fn fused_half(half: Half, bits: &[u16], x: &[f32], k: usize, acc: &mut [[f32; STRIP]]) {
+        let rows = acc.len();
+        assert!(rows <= ROWS && x.len() >= rows * k && bits.len() >= k * STRIP);
+        macro_rules! by_rows {
+            ($bf16:literal) => {
+                match rows {
+                    0 => {}
+                    1 => fused_half_of::<$bf16, 1>(bits, x, k, acc),
+                    2 => fused_half_of::<$bf16, 2>(bits, x, k, acc),
+                    3 => fused_half_of::<$bf16, 3>(bits, x, k, acc),
+                    4 => fused_half_of::<$bf16, 4>(bits, x, k, acc),
+                    5 => fused_half_of::<$bf16, 5>(bits, x, k, acc),
+                    _ => fused_half_of::<$bf16, 6>(bits, x, k, acc),
+                }
+            };
+        }
+        // SAFETY: the assert above bounds every read and write.
+        unsafe {
+            match half {
+                Half::Bf16 => by_rows!(true),
+                Half::F16 => by_rows!(false),
+            }
+        }
+    }
+
+    #[target_feature(enable = "avx2,fma,f16c")]
+    #[inline]
+    unsafe fn fused_half_of<const BF16: bool, const R: usize>(bits: &[u16], x: &[f32], k: usize, out: &mut [[f32; STRIP]]) {
+        // SAFETY (whole body): bounded by `fused_half`'s assert.
+        unsafe {
+            let mut acc = [[_mm256_setzero_ps(); 2]; R];
+            for (r, a) in acc.iter_mut().enumerate() {
+                a[0] = _mm256_loadu_ps(out[r].as_ptr());
+                a[1] = _mm256_loadu_ps(out[r].as_ptr().add(8));
+            }
+            for kk in 0..k {
+                let (w0, w1) = widen_row::<BF16>(bits.as_ptr().add(kk * STRIP));
+                for (r, a) in acc.iter_mut().enumerate() {
+                    let xv = _mm256_set1_ps(*x.as_ptr().add(r * k + kk));
+                    a[0] = _mm256_fmadd_ps(xv, w0, a[0]);
+                    a[1] = _mm256_fmadd_ps(xv, w1, a[1]);
+                }
+            }
+            for (r, a) in acc.iter().enumerate() {
+                _mm256_storeu_ps(out[r].as_mut_ptr(), a[0]);
+                _mm256_storeu_ps(out[r].as_mut_ptr().add(8), a[1]);
+            }
+        }
+    }
 
     /// [`super::dequantize`] with AVX2: the same products and sums, eight values at a time.
     ///
@@ -641,7 +802,7 @@ mod tests {
                 let blocks = PackedMatrix::from_blocks(ty, k, &refs).unwrap();
                 let w = dequantized(ty, k, &columns);
                 assert!(blocks.values().iter().zip(&w).all(|(a, b)| a.to_bits() == b.to_bits()), "{ty:?} {k}x{n}: values differ from the loader's");
-                let plain = PackedMatrix::new(&w, k, n);
+                let plain = PackedMatrix::plain(&w, k, n);
                 assert!(blocks.bytes() * 3 < plain.bytes(), "{ty:?}: {} bytes packed against {} as f32", blocks.bytes(), plain.bytes());
                 // 1 to 50 rows: the shallow and deep slice depths, several row blocks.
                 for m in [1usize, 5, 7, 20, 50] {
@@ -653,6 +814,36 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn values_that_a_half_type_holds_pack_in_16_bits_with_the_f32_products() {
+        for half in [Half::Bf16, Half::F16] {
+            for &(k, n) in &[(5usize, 3usize), (64, 17), (300, 40)] {
+                let w: Vec<f32> = (0..k * n)
+                    .map(|i| {
+                        let v = ((i * 104729) % 997) as f32 / 49.8 - 10.0;
+                        half.widen(if half == Half::Bf16 { (v.to_bits() >> 16) as u16 } else { f16::from_f32(v).to_bits() })
+                    })
+                    .collect();
+                let packed = PackedMatrix::new(&w, k, n);
+                assert!(matches!(packed.strips, Strips::Half(h, _) if h == half), "{half:?} {k}x{n}: not packed in 16 bits");
+                assert_eq!(packed.bytes(), n.div_ceil(STRIP) * STRIP * k * 2);
+                assert!(packed.values().iter().zip(&w).all(|(a, b)| a.to_bits() == b.to_bits()), "{half:?} {k}x{n}: values changed");
+                let plain = PackedMatrix::plain(&w, k, n);
+                for m in [1usize, 5, 7, 20] {
+                    let x: Vec<f32> = (0..m * k).map(|i| ((i * 7919) % 1000) as f32 / 500.0 - 1.0).collect();
+                    let (mut a, mut b) = (vec![0f32; m * n], vec![0f32; m * n]);
+                    rows_matmul(&x, &packed, &mut a, m, false);
+                    rows_matmul(&x, &plain, &mut b, m, false);
+                    assert!(a.iter().zip(&b).all(|(a, b)| a.to_bits() == b.to_bits()), "{half:?} {m}x{k}x{n}: products differ from the f32 packing");
+                }
+            }
+        }
+        // One value that neither holds keeps the matrix in f32.
+        let mut w = vec![0.5f32; 64];
+        w[17] = 0.1;
+        assert!(matches!(PackedMatrix::new(&w, 8, 8).strips, Strips::F32(_)));
     }
 
     #[cfg(target_arch = "x86_64")]

@@ -133,11 +133,18 @@ fn cached_decoding_equals_full_recomputation() {
 /// decoding, repeated rows and whole-sequence logits, tied and untied.
 #[test]
 fn host_path_equals_burn_ops() {
-    for tied in [true, false] {
+    // Weights that bf16 holds exactly (a bf16 checkpoint's) are packed in 16 bits.
+    for (tied, bf16) in [(true, false), (false, false), (false, true)] {
         let c = tiny_config(tied);
-        let w = random_weights(&c, 9);
+        let mut w = random_weights(&c, 9);
+        if bf16 {
+            w.values_mut().flat_map(|t| t.data.iter_mut()).for_each(|v| *v = f32::from_bits(v.to_bits() & 0xFFFF_0000));
+        }
         let host = lm_from(&c, &w);
         assert!(host.on_host());
+        if bf16 {
+            assert_eq!(host.packed_bytes().unwrap() * 2, lm_from(&c, &random_weights(&c, 9)).packed_bytes().unwrap(), "bf16 weights take half the bytes");
+        }
         let ops = lm_from(&c, &w).without_host();
         assert!(!ops.on_host());
         for prompts in [vec![vec![5u32, 6, 7, 8, 9, 10, 11], vec![40], vec![1, 2, 3]], vec![(0..12).map(|i| (i * 5 + 3) % 61).collect(), vec![7, 8], (0..9).collect()]] {
