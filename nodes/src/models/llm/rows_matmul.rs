@@ -361,12 +361,10 @@ unsafe fn strip(x: &[f32], packed: &PackedMatrix, s: usize, out: *mut f32, m: us
                 k0 = k;
             }
             Strips::Blocks(b) => {
-                let cb = b.kind.code_bytes();
-                let first = s * (k / BLOCK);
+                let (cb, first, last) = (b.kind.code_bytes(), s * (k / BLOCK) * STRIP, (s + 1) * (k / BLOCK) * STRIP);
+                let (scales, mins, codes) = (&b.scales[first..last], &b.mins[first..last], &b.codes[s * k * cb..(s + 1) * k * cb]);
                 // SAFETY: as above; strip s's scales and codes.
-                unsafe {
-                    avx2::fused(b.kind, &b.scales[first * STRIP..(first + k / BLOCK) * STRIP], &b.mins[first * STRIP..(first + k / BLOCK) * STRIP], &b.codes[s * k * cb..(s + 1) * k * cb], x, k, &mut acc)
-                };
+                unsafe { avx2::fused(b.kind, scales, mins, codes, x, k, &mut acc) };
                 k0 = k;
             }
         }
