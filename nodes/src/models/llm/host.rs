@@ -11,7 +11,8 @@
 //! decode's, runs `rows_matmul` over a packed copy of each weight: q, k and v as one matrix,
 //! gate and up as another, so a decode step wakes the threads four times per layer, not six.
 //! A GGUF's Q8_0/Q4_0/Q4_1 matrices are packed as their codes (a sixth of the bytes, the same
-//! values); other weights as f32, held twice (the Burn module keeps its own).
+//! values), weights that bf16 or f16 hold exactly in those 16 bits, others as f32 (held twice
+//! then: the Burn module keeps its own).
 //!
 //! Every sum runs in an order that does not depend on the batch (`rows_matmul` sums each
 //! output over k in order whatever the rows; attention sums over each query's own slots), so
@@ -20,11 +21,11 @@
 //! the generic [`super::llama::Llama`] path; the two agree to float rounding (a test compares
 //! them).
 
+use std::collections::BTreeMap;
+
 use burn::backend::flex::FlexTensor;
 use burn::prelude::*;
 use rayon::prelude::*;
-
-use std::collections::BTreeMap;
 
 use super::config::LlamaConfig;
 use super::llama::Llama;
@@ -211,8 +212,8 @@ pub(super) fn buffer<B: Backend, const D: usize>(t: Tensor<B, D>) -> Option<Flex
 impl HostLlama {
     /// The host view of `model`, or None when it does not live on Flex as contiguous f32.
     /// `stored`: the GGUF matrices the model was built from; those stored as Q8_0, Q4_0 or
-    /// Q4_1 are packed as their codes (the same values, a fraction of the bytes), the rest as
-    /// f32.
+    /// Q4_1 are packed as their codes (the same values, a fraction of the bytes), the rest from
+    /// the module's f32 values (see [`PackedMatrix::new`]).
     pub fn new<B: Backend>(model: &Llama<B>, c: &LlamaConfig, stored: Option<&BTreeMap<String, StoredRows>>) -> Option<HostLlama> {
         if !on_flex::<B>() {
             return None;
@@ -347,10 +348,10 @@ impl HostLlama {
         let n = step.ids.len();
         norm_rows(x, l.attn_norm.as_slice::<f32>().expect("checked"), self.eps, d, &mut sc.normed);
         // A token's row of qkv: its q heads, k heads, then v heads.
-        let qkw = (nh + 2 * nkv) * hd;
+        let qkvw = (nh + 2 * nkv) * hd;
         let (k_at, v_at) = (nh * hd, (nh + nkv) * hd);
-        let qk = &mut sc.qkv;
-        rows_matmul(&sc.normed, &l.wqkv, qk, n, false);
+        let qkv = &mut sc.qkv;
+        rows_matmul(&sc.normed, &l.wqkv, qkv, n, false);
         // RoPE on every q and k head of every token, in place.
         let half = hd / 2;
         let rope_row = |(t, row): (usize, &mut [f32])| {
@@ -360,9 +361,9 @@ impl HostLlama {
             }
         };
         if n >= PARALLEL_ROWS {
-            qk.par_chunks_mut(qkw).enumerate().for_each(rope_row);
+            qkv.par_chunks_mut(qkvw).enumerate().for_each(rope_row);
         } else {
-            qk.chunks_mut(qkw).enumerate().for_each(rope_row);
+            qkv.chunks_mut(qkvw).enumerate().for_each(rope_row);
         }
         // New keys (in 16-slot tiles, [capacity / 16][head_dim][16] per row and kv head) and
         // values ([capacity, head_dim]) into the cache at slots past..past + s (each row's last
@@ -374,13 +375,13 @@ impl HostLlama {
                 let (t, slot) = (start + i, past + first + i);
                 for kh in 0..nkv {
                     let lane = (r * nkv + kh) * cap * hd;
-                    let key = &qk[t * qkw + k_at + kh * hd..t * qkw + k_at + (kh + 1) * hd];
+                    let key = &qkv[t * qkvw + k_at + kh * hd..t * qkvw + k_at + (kh + 1) * hd];
                     let tile = lane + slot / TILE * hd * TILE + slot % TILE;
                     for (dd, &x) in key.iter().enumerate() {
                         kc[tile + dd * TILE] = x;
                     }
                     let at = lane + slot * hd;
-                    vc[at..at + hd].copy_from_slice(&qk[t * qkw + v_at + kh * hd..t * qkw + v_at + (kh + 1) * hd]);
+                    vc[at..at + hd].copy_from_slice(&qkv[t * qkvw + v_at + kh * hd..t * qkvw + v_at + (kh + 1) * hd]);
                 }
             }
         }
@@ -412,10 +413,10 @@ impl HostLlama {
                 if !step.decode {
                     // The row's keys and values are this step's own (prefill starts from an
                     // empty cache): read them where the projections left them.
-                    let (k, v) = (&qk[start * qkw + k_at + kh * hd..], &qk[start * qkw + v_at + kh * hd..]);
+                    let (k, v) = (&qkv[start * qkvw + k_at + kh * hd..], &qkv[start * qkvw + v_at + kh * hd..]);
                     for (j, ctx) in ctx.chunks_exact_mut(count * hd).enumerate() {
-                        let q = &qk[start * qkw + (h0 + j) * hd..];
-                        attend_causal(q, k, qkw, v, qkw, hd, count, scale, ctx);
+                        let q = &qkv[start * qkvw + (h0 + j) * hd..];
+                        attend_causal(q, k, qkvw, v, qkvw, hd, count, scale, ctx);
                     }
                     return ctx;
                 }
@@ -426,7 +427,7 @@ impl HostLlama {
                     // Slots from the row's padding up to the query's own.
                     let (hi, t) = (past + first + i, start + i);
                     let seen = hi + 1 - lo;
-                    let q = &qk[t * qkw + h0 * hd..t * qkw + (h0 + unit) * hd];
+                    let q = &qkv[t * qkvw + h0 * hd..t * qkvw + (h0 + unit) * hd];
                     let p = &mut scores[..unit * seen];
                     key_scores(q, hd, keys, lo, scale, p);
                     p.chunks_exact_mut(seen).for_each(softmax);
