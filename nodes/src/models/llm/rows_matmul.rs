@@ -11,9 +11,11 @@
 //!
 //! A matrix whose values f16 or bf16 hold exactly (a bf16 checkpoint's, an F16 GGUF's) is
 //! packed in those 16 bits and widened as it is read: exact, half the bytes. One that came from
-//! a GGUF file as 32-value blocks (Q8_0, Q4_0, Q4_1) can be packed as its codes and scales: each slice is then dequantised into L1 just before the rows
-//! pass over it, by the very arithmetic the loader uses, so the products are bit for bit those
-//! of the f32 packing while a step reads 4–7× fewer bytes (batch-1 decode is bound by them).
+//! a GGUF file as 32-value blocks (Q8_0, Q4_0, Q4_1) can be packed as its codes and scales,
+//! dequantised by the very arithmetic the loader uses as they are read: the products are bit
+//! for bit those of the f32 packing while a step reads 4–7× fewer bytes. A decode step's few
+//! rows (at most six) widen or dequantise each row of a strip in registers and use it at once;
+//! more rows share a slice widened or dequantised into L1 before they pass over it.
 
 use half::f16;
 use rayon::prelude::*;
