@@ -1,14 +1,47 @@
 //! Parameter initialisation matching PyTorch's (what KAR's `weight_init` and PyTorch's
 //! defaults produce), so that training starts from the same distributions.
 
+use std::cell::RefCell;
+
 use burn::module::{Param, ParamId};
 use burn::nn::{BatchNorm, BatchNormConfig, Embedding, Linear};
 use burn::prelude::*;
-use burn::tensor::Distribution;
+use burn::tensor::{Distribution, TensorData};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
 
-/// A weight drawn from `dist`.
+thread_local! {
+    /// What [`param`] draws from, on the thread that builds a model.
+    static RNG: RefCell<ChaCha8Rng> = RefCell::new(ChaCha8Rng::seed_from_u64(0));
+}
+
+/// Seeds the weights this thread draws next. (Burn 0.21's `Backend::seed` seeds only the first
+/// random op; Flex draws every later one from entropy, so weights made with `Tensor::random`
+/// differed from run to run and a retrained reranker never hit the early cutoff.)
+pub fn seed(seed: u64) {
+    RNG.with(|r| *r.borrow_mut() = ChaCha8Rng::seed_from_u64(seed));
+}
+
+/// A weight drawn from `dist` (uniform or normal) with this thread's seeded generator.
 pub fn param<B: Backend, const D: usize>(shape: [usize; D], dist: Distribution, device: &B::Device) -> Param<Tensor<B, D>> {
-    Param::initialized(ParamId::new(), Tensor::random(shape, dist, device).require_grad())
+    let n = shape.iter().product();
+    let values: Vec<f32> = RNG.with(|r| {
+        let mut r = r.borrow_mut();
+        (0..n).map(|_| draw(dist, &mut r)).collect()
+    });
+    Param::initialized(ParamId::new(), Tensor::from_data(TensorData::new(values, shape), device).require_grad())
+}
+
+fn draw(dist: Distribution, r: &mut ChaCha8Rng) -> f32 {
+    match dist {
+        Distribution::Uniform(lo, hi) => (lo + (hi - lo) * r.random::<f64>()) as f32,
+        Distribution::Normal(mean, std) => {
+            // Box–Muller; 1 − u keeps the logarithm's argument in (0, 1].
+            let (u, v) = (1.0 - r.random::<f64>(), r.random::<f64>());
+            (mean + std * (-2.0 * u.ln()).sqrt() * (std::f64::consts::TAU * v).cos()) as f32
+        }
+        other => panic!("init::param draws uniform or normal weights, not {other:?}"),
+    }
 }
 
 /// Zeros.

@@ -128,6 +128,7 @@ pub fn train<B: AutodiffBackend>(
         k.check_covers(select)?;
     }
     B::seed(device, s.seed);
+    crate::models::init::seed(s.seed);
     let mut model: Reranker<B> = Reranker::new(config, device);
     let dk_train = knowledge.map(|k| DeviceKnowledge::<B>::new(k, device));
     let inner_device = device.clone();
