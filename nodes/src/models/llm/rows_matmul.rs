@@ -15,7 +15,8 @@
 //! dequantised by the very arithmetic the loader uses as they are read: the products are bit
 //! for bit those of the f32 packing while a step reads 4–7× fewer bytes. A decode step's few
 //! rows (at most six) widen or dequantise each row of a strip in registers and use it at once;
-//! more rows share a slice widened or dequantised into L1 before they pass over it.
+//! more rows share a slice widened or dequantised into L1 before they pass over it; and a
+//! prefill's hundreds of rows have the whole matrix widened to f32 once for the call.
 
 use half::f16;
 use rayon::prelude::*;
@@ -211,6 +212,18 @@ impl PackedMatrix {
         out
     }
 
+    /// All strips as f32, in `into` (resized): the values [`Self::slice`] gives, strips in
+    /// parallel.
+    fn widened(&self, mut into: Vec<f32>) -> Vec<f32> {
+        assert!(!matches!(self.strips, Strips::F32(_)), "widening f32 strips");
+        let (k, fast) = (self.k, fast());
+        into.resize(self.n.div_ceil(STRIP) * k * STRIP, 0.0);
+        into.par_chunks_mut(k * STRIP).enumerate().for_each(|(s, strip)| {
+            self.slice(s, 0, k, strip, fast);
+        });
+        into
+    }
+
     /// Rows k0..k0 + depth of strip s as f32: the packed values themselves, or the half values
     /// widened or the blocks dequantised into `buf` (for blocks, k0 and depth are multiples of
     /// 32). `fast`: the CPU has AVX2, FMA and F16C.
@@ -282,6 +295,18 @@ pub fn rows_matmul(x: &[f32], w: &PackedMatrix, out: &mut [f32], m: usize, accum
     }
     // Tasks are (block of rows, run of strips): a block's rows of x stay in L2 while its
     // strips pass, and there are a few tasks per thread so uneven cores balance.
+    if m >= WIDEN_ROWS && !matches!(w.strips, Strips::F32(_)) {
+        // Many rows (a prefill): widen or dequantise the matrix once for the call rather
+        // than once per block of rows; the f32 strips then give the same chains and bits.
+        let plain = PackedMatrix { strips: Strips::F32(w.widened(WIDE.with(|c| c.take()))), k, n };
+        rows_matmul(x, &plain, out, m, accumulate);
+        if let Strips::F32(wide) = plain.strips {
+            if wide.capacity() <= KEEP_WIDE {
+                WIDE.with(|c| c.replace(wide));
+            }
+        }
+        return;
+    }
     let strips = n.div_ceil(STRIP);
     let blocks = m.div_ceil(BLOCK_ROWS);
     let want = if m * k * n < 64 * 1024 { 1 } else { rayon::current_num_threads() * 4 };
@@ -301,6 +326,20 @@ pub fn rows_matmul(x: &[f32], w: &PackedMatrix, out: &mut [f32], m: usize, accum
             unsafe { strip(&x[r0 * k..], w, s, out_ptr.get().add(r0 * n), r1 - r0, accumulate, fast, &mut buf) };
         }
     });
+}
+
+/// Rows from which a 16-bit or block-coded matrix is widened to f32 once per call (see
+/// [`PackedMatrix::widened`]); below it each block of rows widens the slices it uses.
+const WIDEN_ROWS: usize = 2 * BLOCK_ROWS;
+
+/// Largest widened matrix (in values) a thread keeps for its next call: a layer's matrices
+/// (SmolLM2's largest is 1.8M values), not a vocabulary head.
+const KEEP_WIDE: usize = 8 << 20;
+
+thread_local! {
+    /// The f32 strips of the last matrix widened on this thread, reused so that a prefill's
+    /// every matrix does not fault in fresh pages.
+    static WIDE: std::cell::Cell<Vec<f32>> = const { std::cell::Cell::new(Vec::new()) };
 }
 
 /// Whether the CPU has what the vector kernels use: AVX2, FMA and F16C.
@@ -487,23 +526,11 @@ mod avx2 {
     unsafe fn fused_half_of<const BF16: bool, const R: usize>(bits: &[u16], x: &[f32], k: usize, out: &mut [[f32; STRIP]]) {
         // SAFETY (whole body): bounded by `fused_half`'s assert.
         unsafe {
-            let mut acc = [[_mm256_setzero_ps(); 2]; R];
-            for (r, a) in acc.iter_mut().enumerate() {
-                a[0] = _mm256_loadu_ps(out[r].as_ptr());
-                a[1] = _mm256_loadu_ps(out[r].as_ptr().add(8));
-            }
+            let mut acc = load::<R>(out);
             for kk in 0..k {
-                let (w0, w1) = widen_row::<BF16>(bits.as_ptr().add(kk * STRIP));
-                for (r, a) in acc.iter_mut().enumerate() {
-                    let xv = _mm256_set1_ps(*x.as_ptr().add(r * k + kk));
-                    a[0] = _mm256_fmadd_ps(xv, w0, a[0]);
-                    a[1] = _mm256_fmadd_ps(xv, w1, a[1]);
-                }
+                fma_rows(&mut acc, x.as_ptr().add(kk), k, widen_row::<BF16>(bits.as_ptr().add(kk * STRIP)));
             }
-            for (r, a) in acc.iter().enumerate() {
-                _mm256_storeu_ps(out[r].as_mut_ptr(), a[0]);
-                _mm256_storeu_ps(out[r].as_mut_ptr().add(8), a[1]);
-            }
+            store(&acc, out);
         }
     }
 
@@ -635,26 +662,14 @@ mod avx2 {
     unsafe fn fused_of<const KIND: u8, const R: usize>(scales: &[u16], mins: &[u16], codes: &[u8], x: &[f32], k: usize, out: &mut [[f32; STRIP]]) {
         // SAFETY (whole body): bounded by `fused`'s assert.
         unsafe {
-            let mut acc = [[_mm256_setzero_ps(); 2]; R];
-            for (r, a) in acc.iter_mut().enumerate() {
-                a[0] = _mm256_loadu_ps(out[r].as_ptr());
-                a[1] = _mm256_loadu_ps(out[r].as_ptr().add(8));
-            }
+            let mut acc = load::<R>(out);
             for b in 0..k / BLOCK {
                 let block = Block::new(scales, mins, b);
                 for kk in b * BLOCK..(b + 1) * BLOCK {
-                    let (w0, w1) = block.row::<KIND>(codes.as_ptr(), kk);
-                    for (r, a) in acc.iter_mut().enumerate() {
-                        let xv = _mm256_set1_ps(*x.as_ptr().add(r * k + kk));
-                        a[0] = _mm256_fmadd_ps(xv, w0, a[0]);
-                        a[1] = _mm256_fmadd_ps(xv, w1, a[1]);
-                    }
+                    fma_rows(&mut acc, x.as_ptr().add(kk), k, block.row::<KIND>(codes.as_ptr(), kk));
                 }
             }
-            for (r, a) in acc.iter().enumerate() {
-                _mm256_storeu_ps(out[r].as_mut_ptr(), a[0]);
-                _mm256_storeu_ps(out[r].as_mut_ptr().add(8), a[1]);
-            }
+            store(&acc, out);
         }
     }
 
@@ -689,28 +704,48 @@ mod avx2 {
         // SAFETY (whole body): R rows of `depth` values at x (`stride` apart), `depth` rows of
         // 16 at w and R rows in out, per `block`.
         unsafe {
-            let mut acc = [[_mm256_setzero_ps(); 2]; R];
-            for (r, a) in acc.iter_mut().enumerate() {
-                a[0] = _mm256_loadu_ps(out[r].as_ptr());
-                a[1] = _mm256_loadu_ps(out[r].as_ptr().add(8));
-            }
+            let mut acc = load::<R>(out);
             for kk in 0..depth {
                 if prefetch {
                     // A hint only: an address past the matrix is never dereferenced.
                     _mm_prefetch::<_MM_HINT_T0>(w.wrapping_add((kk + super::DEPTH) * STRIP) as *const i8);
                 }
-                let w0 = _mm256_loadu_ps(w.add(kk * STRIP));
-                let w1 = _mm256_loadu_ps(w.add(kk * STRIP + 8));
-                for (r, a) in acc.iter_mut().enumerate() {
-                    let xv = _mm256_set1_ps(*x.add(r * stride + kk));
-                    a[0] = _mm256_fmadd_ps(xv, w0, a[0]);
-                    a[1] = _mm256_fmadd_ps(xv, w1, a[1]);
-                }
+                fma_rows(&mut acc, x.add(kk), stride, (_mm256_loadu_ps(w.add(kk * STRIP)), _mm256_loadu_ps(w.add(kk * STRIP + 8))));
             }
-            for (r, a) in acc.iter().enumerate() {
-                _mm256_storeu_ps(out[r].as_mut_ptr(), a[0]);
-                _mm256_storeu_ps(out[r].as_mut_ptr().add(8), a[1]);
+            store(&acc, out);
+        }
+    }
+
+    /// R rows' running sums (16 values each) into registers.
+    #[target_feature(enable = "avx2,fma")]
+    #[inline]
+    unsafe fn load<const R: usize>(out: &[[f32; STRIP]]) -> [[__m256; 2]; R] {
+        // SAFETY: each row of out holds 16 values; the callers pass at least R rows.
+        unsafe { std::array::from_fn(|r| [_mm256_loadu_ps(out[r].as_ptr()), _mm256_loadu_ps(out[r].as_ptr().add(8))]) }
+    }
+
+    /// The running sums back to their rows.
+    #[target_feature(enable = "avx2,fma")]
+    #[inline]
+    unsafe fn store<const R: usize>(acc: &[[__m256; 2]; R], out: &mut [[f32; STRIP]]) {
+        for (a, o) in acc.iter().zip(out.iter_mut()) {
+            // SAFETY: each row of out holds 16 values.
+            unsafe {
+                _mm256_storeu_ps(o.as_mut_ptr(), a[0]);
+                _mm256_storeu_ps(o.as_mut_ptr().add(8), a[1]);
             }
+        }
+    }
+
+    /// One step of every row's chain: acc[r] += x[r · stride] · w, for one row w of a strip.
+    #[target_feature(enable = "avx2,fma")]
+    #[inline]
+    unsafe fn fma_rows<const R: usize>(acc: &mut [[__m256; 2]; R], x: *const f32, stride: usize, w: (__m256, __m256)) {
+        for (r, a) in acc.iter_mut().enumerate() {
+            // SAFETY: the callers keep R rows of x, `stride` apart.
+            let xv = _mm256_set1_ps(unsafe { *x.add(r * stride) });
+            a[0] = _mm256_fmadd_ps(xv, w.0, a[0]);
+            a[1] = _mm256_fmadd_ps(xv, w.1, a[1]);
         }
     }
 }
@@ -804,8 +839,9 @@ mod tests {
                 assert!(blocks.values().iter().zip(&w).all(|(a, b)| a.to_bits() == b.to_bits()), "{ty:?} {k}x{n}: values differ from the loader's");
                 let plain = PackedMatrix::plain(&w, k, n);
                 assert!(blocks.bytes() * 3 < plain.bytes(), "{ty:?}: {} bytes packed against {} as f32", blocks.bytes(), plain.bytes());
-                // 1 to 50 rows: the shallow and deep slice depths, several row blocks.
-                for m in [1usize, 5, 7, 20, 50] {
+                // 1 to 100 rows: the shallow and deep slice depths, several row blocks, and a
+                // matrix widened once for the call.
+                for m in [1usize, 5, 7, 20, 50, WIDEN_ROWS + 4] {
                     let x: Vec<f32> = (0..m * k).map(|i| ((i * 7919) % 1000) as f32 / 500.0 - 1.0).collect();
                     let (mut a, mut b) = (vec![0f32; m * n], vec![0f32; m * n]);
                     rows_matmul(&x, &blocks, &mut a, m, false);
@@ -831,7 +867,7 @@ mod tests {
                 assert_eq!(packed.bytes(), n.div_ceil(STRIP) * STRIP * k * 2);
                 assert!(packed.values().iter().zip(&w).all(|(a, b)| a.to_bits() == b.to_bits()), "{half:?} {k}x{n}: values changed");
                 let plain = PackedMatrix::plain(&w, k, n);
-                for m in [1usize, 5, 7, 20] {
+                for m in [1usize, 5, 7, 20, WIDEN_ROWS + 4] {
                     let x: Vec<f32> = (0..m * k).map(|i| ((i * 7919) % 1000) as f32 / 500.0 - 1.0).collect();
                     let (mut a, mut b) = (vec![0f32; m * n], vec![0f32; m * n]);
                     rows_matmul(&x, &packed, &mut a, m, false);
@@ -879,3 +915,4 @@ mod tests {
         assert!(PackedMatrix::from_blocks(GgmlType::Q4_1, 64, &refs).is_some());
     }
 }
+
