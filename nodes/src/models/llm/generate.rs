@@ -12,7 +12,7 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use super::lm::{rows_of, Batch, Lm};
-use super::sample::{log_prob, next_token, Sampling};
+use super::sample::{draw, Sampling};
 use super::tokenizer::LlmTokenizer;
 
 /// One prompt and the samples to draw from it (one RNG seed each).
@@ -161,10 +161,7 @@ pub fn generate<B: Backend>(
         let drawn: Vec<(u32, f64)> = rows
             .par_iter_mut()
             .zip(logits.par_iter())
-            .map(|(row, l)| {
-                let t = next_token(l, &s.sampling, &mut row.rng);
-                (t, log_prob(l, t))
-            })
+            .map(|(row, l)| draw(l, &s.sampling, &mut row.rng))
             .collect();
         let mut next = Vec::with_capacity(rows.len());
         for (row, &(t, lp)) in rows.iter_mut().zip(&drawn) {

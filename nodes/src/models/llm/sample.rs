@@ -19,11 +19,22 @@ pub struct Sampling {
 
 /// log p(token) under the unfiltered distribution at temperature 1.
 pub fn log_prob(logits: &[f32], token: u32) -> f64 {
+    log_prob_of(logits, &weights(logits, 1.0), token)
+}
+
+/// log p(token) from the temperature-1 `weights` of `logits`.
+fn log_prob_of(logits: &[f32], weights: &[f64], token: u32) -> f64 {
     let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
-    let mut e = vec![0f64; logits.len()];
-    shifted_exp(logits, max, 1.0, &mut e);
-    let sum: f64 = e.iter().sum();
+    let sum: f64 = weights.iter().sum();
     logits[token as usize] as f64 - max - sum.ln()
+}
+
+/// The next token for one row, as [`next_token`] draws it, and its [`log_prob`]. At
+/// temperature 1 both use one pass of exponentials over the vocabulary, not two.
+pub fn draw(logits: &[f32], s: &Sampling, rng: &mut ChaCha8Rng) -> (u32, f64) {
+    let unit = weights(logits, 1.0);
+    let token = if s.temperature == 1.0 { next_token_of(logits, s, rng, Some(&unit)) } else { next_token(logits, s, rng) };
+    (token, log_prob_of(logits, &unit, token))
 }
 
 // out[i] = exp((logits[i] − max) / t) in f64 for arguments ≤ 0, to a few ulp of `f64::exp`,
@@ -85,9 +96,13 @@ fn weights(logits: &[f32], t: f64) -> Vec<f64> {
 /// The candidates left after top-k and top-p, most likely first, with their probabilities
 /// renormalised over the kept set.
 pub fn candidates(logits: &[f32], s: &Sampling) -> Vec<(u32, f64)> {
-    let weights = weights(logits, s.temperature.max(1e-6) as f64);
+    candidates_of(&weights(logits, s.temperature.max(1e-6) as f64), s)
+}
+
+/// [`candidates`] from the weights at the sampling temperature.
+fn candidates_of(weights: &[f64], s: &Sampling) -> Vec<(u32, f64)> {
     let total: f64 = weights.iter().sum();
-    let mut order: Vec<u32> = (0..logits.len() as u32).collect();
+    let mut order: Vec<u32> = (0..weights.len() as u32).collect();
     let by_weight = |a: &u32, b: &u32| weights[*b as usize].total_cmp(&weights[*a as usize]).then(a.cmp(b));
     // Only the head of the distribution matters: partially sort the most likely `m` tokens,
     // growing `m` until it covers top_p (exactly the nucleus a full sort would give).
@@ -119,13 +134,25 @@ pub fn candidates(logits: &[f32], s: &Sampling) -> Vec<(u32, f64)> {
 
 /// The next token for one row.
 pub fn next_token(logits: &[f32], s: &Sampling, rng: &mut ChaCha8Rng) -> u32 {
+    next_token_of(logits, s, rng, None)
+}
+
+/// [`next_token`], given the weights at the sampling temperature when they are at hand.
+fn next_token_of(logits: &[f32], s: &Sampling, rng: &mut ChaCha8Rng, at_t: Option<&[f64]>) -> u32 {
     if s.temperature <= 0.0 {
         return argmax(logits);
     }
     let u: f64 = rng.random();
+    let computed;
+    let weights = match at_t {
+        Some(w) => w,
+        None => {
+            computed = weights(logits, s.temperature.max(1e-6) as f64);
+            &computed
+        }
+    };
     if s.top_p >= 1.0 && s.top_k == 0 {
         // Nothing filtered: draw from the whole distribution without sorting it.
-        let weights = weights(logits, s.temperature as f64);
         let target = u * weights.iter().sum::<f64>();
         let mut acc = 0.0;
         for (i, w) in weights.iter().enumerate() {
@@ -136,7 +163,7 @@ pub fn next_token(logits: &[f32], s: &Sampling, rng: &mut ChaCha8Rng) -> u32 {
         }
         return argmax(logits);
     }
-    let kept = candidates(logits, s);
+    let kept = candidates_of(weights, s);
     let mut acc = 0.0;
     for &(i, p) in &kept {
         acc += p;
@@ -221,5 +248,19 @@ mod tests {
             assert!(t == 1 || t == 2, "{t}");
         }
         assert!((log_prob(&[0.0, 0.0], 1) - 0.5f64.ln()).abs() < 1e-12);
+    }
+
+    #[test]
+    fn a_draw_is_the_token_and_log_prob_drawn_apart() {
+        let logits: Vec<f32> = (0..3000).map(|i| ((i * 7919) % 1000) as f32 / 150.0 - 3.0).collect();
+        for sampling in [s(1.0, 1.0, 0), s(1.0, 0.95, 0), s(1.0, 1.0, 40), s(0.7, 1.0, 0), s(0.7, 0.9, 0), s(0.0, 1.0, 0)] {
+            for seed in 0..20 {
+                let (mut a, mut b) = (ChaCha8Rng::seed_from_u64(seed), ChaCha8Rng::seed_from_u64(seed));
+                let (token, lp) = draw(&logits, &sampling, &mut a);
+                let apart = next_token(&logits, &sampling, &mut b);
+                assert_eq!(token, apart, "{sampling:?} seed {seed}");
+                assert_eq!(lp.to_bits(), log_prob(&logits, apart).to_bits(), "{sampling:?} seed {seed}");
+            }
+        }
     }
 }
