@@ -143,9 +143,12 @@ pub fn generate<B: Backend>(
                         logits.push(prompt_logits[c].clone());
                     }
                 }
-                let fresh = prefilled.select(&index);
+                // Room for every row's remaining tokens, so the cache is not regrown (and
+                // copied) while these rows decode.
+                let room = s.max_new_tokens;
+                let fresh = prefilled.select(&index, room);
                 batch = Some(match batch.take() {
-                    Some(running) => running.merge(fresh),
+                    Some(running) => running.merge(fresh, room),
                     None => fresh,
                 });
             }
@@ -203,7 +206,11 @@ pub fn generate<B: Backend>(
             rows = kept;
             done(finished)?;
             next = keep.iter().map(|&k| next[k]).collect();
-            batch = if keep.is_empty() { None } else { batch.map(|b| b.select(&keep)) };
+            if keep.is_empty() {
+                batch = None;
+            } else if let Some(b) = batch.as_mut() {
+                b.retain(&keep);
+            }
         }
         if rows.is_empty() {
             logits.clear();

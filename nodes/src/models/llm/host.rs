@@ -113,17 +113,28 @@ impl HostCache {
         self.len
     }
 
-    /// The rows of every part, in order, as one cache: each part first drops the leading
-    /// slots all its rows pad (`start`), then its rows are right-aligned to the longest part,
-    /// their slots moved up by `shift` (their padding grows by as much). Parts are
-    /// (cache, start, shift).
-    pub fn merge(parts: &[(&HostCache, usize, usize)]) -> Self {
+    /// Capacity for `len` slots and `room` more (at least the current capacity).
+    fn cap_for(&self, len: usize, room: usize) -> usize {
+        (len + room).max(TILE).next_multiple_of(TILE)
+    }
+
+    /// Floats at the start of each lane that hold its slots (whole tiles; both layouts keep a
+    /// lane's first slots at its start).
+    fn used(&self) -> usize {
+        self.len.next_multiple_of(TILE).min(self.cap) * self.head_dim
+    }
+
+    /// The rows of every part, in order, as one cache with room for `room` more slots: each
+    /// part first drops the leading slots all its rows pad (`start`), then its rows are
+    /// right-aligned to the longest part, their slots moved up by `shift` (their padding grows
+    /// by as much). Parts are (cache, start, shift).
+    pub fn merge(parts: &[(&HostCache, usize, usize)], room: usize) -> Self {
         let first = parts[0].0;
         let (hd, nkv) = (first.head_dim, first.kv_heads);
         assert!(parts.iter().all(|(c, ..)| (c.layers.len(), c.kv_heads, c.head_dim) == (first.layers.len(), nkv, hd)), "merging caches of different models");
         let len = first.len - parts[0].1 + parts[0].2;
         assert!(parts.iter().all(|&(c, start, shift)| c.len - start + shift == len), "parts must end at the same slot");
-        let cap = len.max(TILE).next_multiple_of(TILE);
+        let cap = first.cap_for(len, room);
         let rows: usize = parts.iter().map(|(c, ..)| c.rows).sum();
         let lane = cap * hd;
         let layers = (0..first.layers.len())
@@ -152,13 +163,19 @@ impl HostCache {
         HostCache { layers, rows, kv_heads: nkv, head_dim: hd, len, cap }
     }
 
-    /// Rows picked (and repeated) by `rows`.
-    pub fn select_rows(&self, rows: &[usize]) -> Self {
-        let lane = self.kv_heads * self.cap * self.head_dim;
+    /// Rows picked (and repeated) by `rows`, with room for `room` more slots.
+    pub fn select_rows(&self, rows: &[usize], room: usize) -> Self {
+        let (hd, used) = (self.head_dim, self.used());
+        let cap = self.cap_for(self.len, room).max(self.cap);
         let pick = |buf: &Vec<f32>| {
-            let mut out = Vec::with_capacity(rows.len() * lane);
-            for &r in rows {
-                out.extend_from_slice(&buf[r * lane..(r + 1) * lane]);
+            let mut out = vec![0f32; rows.len() * self.kv_heads * cap * hd];
+            if used > 0 {
+                for (to, &r) in rows.iter().enumerate() {
+                    for h in 0..self.kv_heads {
+                        let (src, dst) = ((r * self.kv_heads + h) * self.cap * hd, (to * self.kv_heads + h) * cap * hd);
+                        out[dst..dst + used].copy_from_slice(&buf[src..src + used]);
+                    }
+                }
             }
             out
         };
@@ -168,8 +185,30 @@ impl HostCache {
             kv_heads: self.kv_heads,
             head_dim: self.head_dim,
             len: self.len,
-            cap: self.cap,
+            cap,
         }
+    }
+
+    /// Keeps only `rows` (increasing: finished rows leave a batch), moving them down in place.
+    /// Nothing is allocated: copying a batch's cache for every finished row cost more than the
+    /// decode step itself at 64 rows, most of it the kernel zeroing fresh pages.
+    pub fn retain_rows(&mut self, rows: &[usize]) {
+        assert!(rows.windows(2).all(|w| w[0] < w[1]) && rows.iter().all(|&r| r < self.rows), "retain_rows: {rows:?} of {} rows", self.rows);
+        let (used, lane) = (self.used(), self.cap * self.head_dim);
+        for (k, v) in &mut self.layers {
+            for buf in [k, v] {
+                for (to, &from) in rows.iter().enumerate() {
+                    for h in 0..self.kv_heads {
+                        let (src, dst) = ((from * self.kv_heads + h) * lane, (to * self.kv_heads + h) * lane);
+                        if src != dst && used > 0 {
+                            buf.copy_within(src..src + used, dst);
+                        }
+                    }
+                }
+                buf.truncate(rows.len() * self.kv_heads * lane);
+            }
+        }
+        self.rows = rows.len();
     }
 }
 

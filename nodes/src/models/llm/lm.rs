@@ -41,11 +41,11 @@ impl<B: Backend> Batch<B> {
     pub fn rows(&self) -> usize {
         self.pad.len()
     }
-    /// The batch restricted (and repeated) to `rows`, e.g. each prompt repeated once per sample,
-    /// or the rows still generating.
-    pub fn select(&self, rows: &[usize]) -> Batch<B> {
+    /// The batch restricted (and repeated) to `rows`, e.g. each prompt repeated once per
+    /// sample; on the host path with room for `room` more slots, so decoding does not regrow it.
+    pub fn select(&self, rows: &[usize], room: usize) -> Batch<B> {
         let cache = match &self.cache {
-            Cache::Host(c) => Cache::Host(c.select_rows(rows)),
+            Cache::Host(c) => Cache::Host(c.select_rows(rows, room)),
             Cache::Tensors(c) => match c.layers.iter().flatten().next().map(|(k, _)| k.device()) {
                 Some(d) => {
                     let idx: Vec<i64> = rows.iter().map(|&r| r as i64).collect();
@@ -55,6 +55,18 @@ impl<B: Backend> Batch<B> {
             },
         };
         Batch { cache, pad: rows.iter().map(|&r| self.pad[r]).collect(), lens: rows.iter().map(|&r| self.lens[r]).collect() }
+    }
+
+    /// Keeps only `rows` (increasing), e.g. the rows still generating; in place on the host
+    /// path.
+    pub fn retain(&mut self, rows: &[usize]) {
+        if let Cache::Host(c) = &mut self.cache {
+            c.retain_rows(rows);
+            self.pad = rows.iter().map(|&r| self.pad[r]).collect();
+            self.lens = rows.iter().map(|&r| self.lens[r]).collect();
+        } else {
+            *self = self.select(rows, 0);
+        }
     }
 
     /// Slots filled so far (the same for every row).
@@ -69,7 +81,8 @@ impl<B: Backend> Batch<B> {
     /// finished row's place goes to a new prompt). Each batch drops the leading slots all its
     /// rows pad, then the shorter is right-aligned to the longer, its padding grown by the
     /// difference; a row's numbers do not change, as its attention only sums its own slots.
-    pub fn merge(self, other: Batch<B>) -> Batch<B> {
+    /// On the host path the merged cache has room for `room` more slots.
+    pub fn merge(self, other: Batch<B>, room: usize) -> Batch<B> {
         let part = |b: &Batch<B>| {
             let start = b.pad.iter().copied().min().unwrap_or(0);
             (start, b.slots() - start)
@@ -80,7 +93,7 @@ impl<B: Backend> Batch<B> {
         let pad = self.pad.iter().map(|p| p - sa + ha).chain(other.pad.iter().map(|p| p - sb + hb)).collect();
         let lens = self.lens.iter().chain(&other.lens).copied().collect();
         let cache = match (self.cache, other.cache) {
-            (Cache::Host(a), Cache::Host(b)) => Cache::Host(HostCache::merge(&[(&a, sa, ha), (&b, sb, hb)])),
+            (Cache::Host(a), Cache::Host(b)) => Cache::Host(HostCache::merge(&[(&a, sa, ha), (&b, sb, hb)], room)),
             (Cache::Tensors(a), Cache::Tensors(b)) => Cache::Tensors(KvCache::merge(vec![(a, sa, ha), (b, sb, hb)])),
             _ => panic!("merging a host batch with a tensor batch"),
         };

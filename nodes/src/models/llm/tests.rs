@@ -151,7 +151,7 @@ fn host_path_equals_burn_ops() {
             let (a, mut ba) = host.prefill(&prompts);
             let (b, mut bb) = ops.prefill(&prompts);
             assert!(max_diff(&rows_of(a).concat(), &rows_of(b).concat()) < 1e-5, "{tied} prefill");
-            (ba, bb) = (ba.select(&[2, 0, 0, 1]), bb.select(&[2, 0, 0, 1]));
+            (ba, bb) = (ba.select(&[2, 0, 0, 1], 2), bb.select(&[2, 0, 0, 1], 2));
             for step in 0..4u32 {
                 let toks = [step + 1, 20, 30 + step, 44];
                 let (a, b) = (rows_of(host.decode(&mut ba, &toks)), rows_of(ops.decode(&mut bb, &toks)));
@@ -186,7 +186,7 @@ fn padded_batches_equal_single_rows() {
     }
     // Repeating rows (one prompt, several samples) keeps each row's state.
     let (_, batch) = lm.prefill(&prompts);
-    let mut twice = batch.select(&[2, 2, 0]);
+    let mut twice = batch.select(&[2, 2, 0], 0);
     let out = rows_of(lm.decode(&mut twice, &[30, 30, 13]));
     assert_eq!(out[0], out[1]);
     assert!(max_diff(&out[0], &got[1][2]) < 1e-5);
@@ -203,13 +203,13 @@ fn merged_batches_decode_each_row_as_alone() {
     for lm in [lm_from(&c, &w), lm_from(&c, &w).without_host()] {
         let first: Vec<Vec<u32>> = vec![(0..19).map(|i| (i * 5 + 1) % 61).collect(), vec![7, 8, 9], (0..6).map(|i| (i * 3 + 2) % 61).collect()];
         let (_, a) = lm.prefill(&first);
-        let mut a = a.select(&[1, 2]);
+        let mut a = a.select(&[1, 2], 1);
         for t in 0..2 {
             lm.decode(&mut a, &[11 + t, 12 + t]);
         }
         let second: Vec<Vec<u32>> = vec![(0..25).map(|i| (i * 7 + 3) % 61).collect(), vec![4; 9]];
         let (_, b) = lm.prefill(&second);
-        let mut merged = a.merge(b);
+        let mut merged = a.merge(b, 3);
         assert_eq!(merged.rows(), 4);
         let toks = [20u32, 21, 22, 23];
         let mut got = Vec::new();
@@ -233,6 +233,41 @@ fn merged_batches_decode_each_row_as_alone() {
                 }
             }
         }
+    }
+}
+
+/// Rows that leave a batch are dropped in place on the host path: the rows that stay decode
+/// exactly as they would in a batch copied out of the old one (bit for bit), with the cache's
+/// spare room kept, and through Burn's ops within float noise.
+#[test]
+fn rows_left_in_a_batch_decode_as_before() {
+    let c = tiny_config(true);
+    let w = random_weights(&c, 12);
+    for lm in [lm_from(&c, &w), lm_from(&c, &w).without_host()] {
+        let prompts: Vec<Vec<u32>> = vec![(0..21).map(|i| (i * 3 + 1) % 61).collect(), vec![7, 8, 9], (0..17).map(|i| (i * 5 + 2) % 61).collect(), vec![30; 5], vec![2, 4]];
+        let (_, prefilled) = lm.prefill(&prompts);
+        // Room for 40 more slots: the lanes are longer than the filled slots.
+        let mut batch = prefilled.select(&[0, 1, 2, 3, 4], 40);
+        for t in 0..3 {
+            lm.decode(&mut batch, &[10 + t, 20 + t, 30 + t, 40 + t, 50 + t]);
+        }
+        let copied = batch.select(&[1, 3, 4], 0);
+        batch.retain(&[1, 3, 4]);
+        assert_eq!((batch.rows(), batch.pad.clone(), batch.lens.clone()), (3, copied.pad.clone(), copied.lens.clone()));
+        let mut copied = copied;
+        for s in 0..30u32 {
+            let toks = [(s * 7) % 61, (s * 11 + 1) % 61, (s * 13 + 2) % 61];
+            let (a, b) = (rows_of(lm.decode(&mut batch, &toks)), rows_of(lm.decode(&mut copied, &toks)));
+            if lm.on_host() {
+                assert_eq!(a, b, "step {s}: host logits bit for bit");
+            } else {
+                assert!(max_diff(&a.concat(), &b.concat()) < 1e-5, "step {s}");
+            }
+        }
+        // Dropping every row but the last, then none.
+        batch.retain(&[2]);
+        assert_eq!(batch.rows(), 1);
+        lm.decode(&mut batch, &[5]);
     }
 }
 
