@@ -58,11 +58,6 @@ fn generates_every_sample_and_a_grown_prompt_table_generates_only_new_rows() {
     assert!(same >= 8, "most old users keep their prompt and answers: {same} of 12");
 }
 
-/// The `digest` of node `id` in a `--json` run report.
-fn digest_of(r: &common::Ran, id: &str) -> String {
-    r.json()["nodes"].as_array().unwrap().iter().find(|n| n["id"] == id).unwrap_or_else(|| panic!("no node {id}"))["digest"].as_str().unwrap().to_string()
-}
-
 #[test]
 fn answers_from_the_row_cache_are_the_generated_ones_bit_for_bit() {
     // A batch size changes how rows are scheduled, not what they are: every answer comes from
@@ -71,11 +66,11 @@ fn answers_from_the_row_cache_are_the_generated_ones_bit_for_bit() {
     let w = Work::new();
     tiny(&w);
     w.write("p.yaml", &pipeline(40, 4));
-    let first = digest_of(&w.expect(&["p.yaml", "--json"], 0), "answers");
+    let first = w.expect(&["p.yaml", "--json"], 0).digest_of("answers");
     let r = w.expect(&["p.yaml", "--json", "--set", "answers.batch_size=3"], 0);
     assert_eq!(r.status_of("answers"), "ran", "{}", r.stderr);
     assert!(r.stderr.contains("160 of 160 answers from the row cache"), "{}", r.stderr);
-    assert_eq!(digest_of(&r, "answers"), first, "answers from the row cache differ from the generated ones");
+    assert_eq!(r.digest_of("answers"), first, "answers from the row cache differ from the generated ones");
 }
 
 #[test]

@@ -47,6 +47,13 @@ impl Ran {
         self.statuses().into_iter().find(|(n, _)| n == id).map(|(_, s)| s).unwrap_or_else(|| panic!("no node {id}"))
     }
 
+    /// The output digest of node `id` in a `--json` run report.
+    pub fn digest_of(&self, id: &str) -> String {
+        let nodes = self.json()["nodes"].as_array().unwrap().clone();
+        let node = nodes.iter().find(|n| n["id"] == id).unwrap_or_else(|| panic!("no node {id}"));
+        node["digest"].as_str().unwrap().to_string()
+    }
+
     /// Ids with the given status, in order.
     pub fn with_status(&self, status: &str) -> Vec<String> {
         self.statuses().into_iter().filter(|(_, s)| s == status).map(|(n, _)| n).collect()

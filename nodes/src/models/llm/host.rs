@@ -91,17 +91,13 @@ impl HostCache {
         if self.len + more <= self.cap {
             return;
         }
-        let cap = (self.len + more).max(2 * self.cap).max(TILE).next_multiple_of(TILE);
-        let (hd, old) = (self.head_dim, self.cap);
-        // Both layouts keep a lane's first slots at its start: the used prefix moves as is.
-        let used = self.len.next_multiple_of(TILE).min(old) * hd;
+        let cap = cap_for(self.len + more, 2 * self.cap);
+        let (hd, old, used) = (self.head_dim, self.cap, self.used());
         let lanes = self.rows * self.kv_heads;
         for (k, v) in &mut self.layers {
             for buf in [k, v] {
                 let mut grown = vec![0f32; lanes * cap * hd];
-                for lane in 0..lanes {
-                    grown[lane * cap * hd..lane * cap * hd + used].copy_from_slice(&buf[lane * old * hd..lane * old * hd + used]);
-                }
+                copy_lanes(buf, old * hd, &mut grown, cap * hd, used, (0..lanes).map(|l| (l, l)));
                 *buf = grown;
             }
         }
@@ -113,13 +109,8 @@ impl HostCache {
         self.len
     }
 
-    /// Capacity for `len` slots and `room` more (at least the current capacity).
-    fn cap_for(&self, len: usize, room: usize) -> usize {
-        (len + room).max(TILE).next_multiple_of(TILE)
-    }
-
     /// Floats at the start of each lane that hold its slots (whole tiles; both layouts keep a
-    /// lane's first slots at its start).
+    /// lane's first slots at its start, so a lane's slots move as this prefix).
     fn used(&self) -> usize {
         self.len.next_multiple_of(TILE).min(self.cap) * self.head_dim
     }
@@ -134,7 +125,7 @@ impl HostCache {
         assert!(parts.iter().all(|(c, ..)| (c.layers.len(), c.kv_heads, c.head_dim) == (first.layers.len(), nkv, hd)), "merging caches of different models");
         let len = first.len - parts[0].1 + parts[0].2;
         assert!(parts.iter().all(|&(c, start, shift)| c.len - start + shift == len), "parts must end at the same slot");
-        let cap = first.cap_for(len, room);
+        let cap = cap_for(len + room, 0);
         let rows: usize = parts.iter().map(|(c, ..)| c.rows).sum();
         let lane = cap * hd;
         let layers = (0..first.layers.len())
@@ -165,18 +156,12 @@ impl HostCache {
 
     /// Rows picked (and repeated) by `rows`, with room for `room` more slots.
     pub fn select_rows(&self, rows: &[usize], room: usize) -> Self {
-        let (hd, used) = (self.head_dim, self.used());
-        let cap = self.cap_for(self.len, room).max(self.cap);
+        let (hd, nkv, used) = (self.head_dim, self.kv_heads, self.used());
+        let cap = cap_for(self.len + room, self.cap);
         let pick = |buf: &Vec<f32>| {
-            let mut out = vec![0f32; rows.len() * self.kv_heads * cap * hd];
-            if used > 0 {
-                for (to, &r) in rows.iter().enumerate() {
-                    for h in 0..self.kv_heads {
-                        let (src, dst) = ((r * self.kv_heads + h) * self.cap * hd, (to * self.kv_heads + h) * cap * hd);
-                        out[dst..dst + used].copy_from_slice(&buf[src..src + used]);
-                    }
-                }
-            }
+            let mut out = vec![0f32; rows.len() * nkv * cap * hd];
+            let lanes = rows.iter().enumerate().flat_map(|(to, &r)| (0..nkv).map(move |h| (r * nkv + h, to * nkv + h)));
+            copy_lanes(buf, self.cap * hd, &mut out, cap * hd, used, lanes);
             out
         };
         HostCache {
@@ -209,6 +194,19 @@ impl HostCache {
             }
         }
         self.rows = rows.len();
+    }
+}
+
+/// Capacity (slots, whole tiles) for `slots` slots, and at least `at_least`.
+fn cap_for(slots: usize, at_least: usize) -> usize {
+    slots.max(at_least).max(TILE).next_multiple_of(TILE)
+}
+
+/// Copies the first `used` floats of lane `from` of `src` (lanes `src_lane` floats apart) to
+/// lane `to` of `dst` (lanes `dst_lane` apart), for each (from, to).
+fn copy_lanes(src: &[f32], src_lane: usize, dst: &mut [f32], dst_lane: usize, used: usize, lanes: impl Iterator<Item = (usize, usize)>) {
+    for (from, to) in lanes {
+        dst[to * dst_lane..to * dst_lane + used].copy_from_slice(&src[from * src_lane..from * src_lane + used]);
     }
 }
 

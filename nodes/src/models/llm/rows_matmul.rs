@@ -293,8 +293,6 @@ pub fn rows_matmul(x: &[f32], w: &PackedMatrix, out: &mut [f32], m: usize, accum
     if m == 0 || n == 0 {
         return;
     }
-    // Tasks are (block of rows, run of strips): a block's rows of x stay in L2 while its
-    // strips pass, and there are a few tasks per thread so uneven cores balance.
     if m >= WIDEN_ROWS && !matches!(w.strips, Strips::F32(_)) {
         // Many rows (a prefill): widen or dequantise the matrix once for the call rather
         // than once per block of rows; the f32 strips then give the same chains and bits.
@@ -307,6 +305,8 @@ pub fn rows_matmul(x: &[f32], w: &PackedMatrix, out: &mut [f32], m: usize, accum
         }
         return;
     }
+    // Tasks are (block of rows, run of strips): a block's rows of x stay in L2 while its
+    // strips pass, and there are a few tasks per thread so uneven cores balance.
     let strips = n.div_ceil(STRIP);
     let blocks = m.div_ceil(BLOCK_ROWS);
     let want = if m * k * n < 64 * 1024 { 1 } else { rayon::current_num_threads() * 4 };
