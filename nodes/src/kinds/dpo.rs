@@ -244,7 +244,7 @@ fn run_on<B: AutodiffBackend>(p: &DpoParams, ctx: &NodeContext, inputs: &Inputs,
     }
     let model_in = inputs.get("model").ok_or("no model input")?;
     ctx.progress().message("loading the model");
-    let llm = artifact::load::<B>(&model_in.dir, device)?;
+    let llm = artifact::load::<B>(&model_in.dir, device, artifact::Purpose::Train)?;
     artifact::can_write_hf(&llm.lm.config)?;
     let template = if p.chat { Some(llm.template.as_ref().ok_or("the model has no chat template; set `chat: false` (as in the generate node) to use the prompt text as is")?) } else { None };
     let texts: Vec<PairText> = rows.iter().map(|(_, t)| t.clone()).collect();
@@ -289,7 +289,7 @@ fn run_on<B: AutodiffBackend>(p: &DpoParams, ctx: &NodeContext, inputs: &Inputs,
         logs.push(l.clone());
     };
     let config = llm.lm.config.clone();
-    let tuned = dpo::train(llm.lm.model, &config, &pairs, &cfg, device, &mut on_step, &|| ctx.is_cancelled()).map_err(|e| -> BoxError {
+    let tuned = dpo::train(llm.lm.into_module(), &config, &pairs, &cfg, device, &mut on_step, &|| ctx.is_cancelled()).map_err(|e| -> BoxError {
         match e {
             DpoError::Cancelled => match ctx.check_cancelled() {
                 Err(c) => Box::new(c),

@@ -167,7 +167,7 @@ fn run_on<B: Backend>(p: &GenerateParams, ctx: &NodeContext, inputs: &Inputs, de
     let model_in = inputs.get("model").ok_or("no model input")?;
     let model_digest = model_in.digest;
     ctx.progress().message("loading the model");
-    let llm = artifact::load::<B>(&model_in.dir, device)?;
+    let llm = artifact::load::<B>(&model_in.dir, device, artifact::Purpose::Generate)?;
     let seed = p.seed.unwrap_or(if p.temperature > 0.0 { ctx.seed() } else { 0 });
     let rows_cache = ctx.row_cache("generate");
 

@@ -10,9 +10,11 @@ use burn::prelude::*;
 use super::chat::ChatTemplate;
 use super::config::LlamaConfig;
 use super::gguf::Gguf;
+use super::host::HostLlama;
 use super::lm::Lm;
 use super::tokenizer::LlmTokenizer;
 use super::weights;
+use crate::models::cpu::on_flex;
 
 pub const GGUF_FILE: &str = "model.gguf";
 pub const MANIFEST: &str = "llm.json";
@@ -83,27 +85,51 @@ pub struct LoadedLlm<B: Backend> {
     pub template: Option<ChatTemplate>,
 }
 
+/// What a model is loaded for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Purpose {
+    /// Generation and scoring. On the CPU that is the host path alone: the Burn module, an f32
+    /// copy of every weight, is never built (a GGUF's block-coded matrices are then never
+    /// dequantised at all), so loading takes a fraction of the time and memory.
+    Generate,
+    /// Training or export: the Burn module (with the host path too on the CPU backend).
+    Train,
+}
+
 /// Loads an `Llm` artifact directory (or a .gguf file / Hugging Face directory directly).
-pub fn load<B: Backend>(dir: &Path, device: &B::Device) -> Result<LoadedLlm<B>, String> {
+pub fn load<B: Backend>(dir: &Path, device: &B::Device, purpose: Purpose) -> Result<LoadedLlm<B>, String> {
     let gguf = if dir.is_file() { Some(dir.to_path_buf()) } else { Some(dir.join(GGUF_FILE)).filter(|p| p.is_file()) };
+    let host = on_flex::<B>();
+    let module = purpose == Purpose::Train || !host;
     let (lm, tokenizer) = match gguf {
         Some(path) => {
+            let at = |e: String| format!("{}: {e}", path.display());
             let g = Gguf::open(&path).map_err(|e| e.to_string())?;
-            let c = LlamaConfig::from_gguf(&g).map_err(|e| format!("{}: {e}", path.display()))?;
-            let w = weights::from_gguf(&g, &c).map_err(|e| format!("{}: {e}", path.display()))?;
-            let model = weights::build::<B>(&c, &w, device)?;
-            drop(w);
-            let stored = weights::stored_rows(&g, &c);
-            let lm = Lm::with_stored(model, c, device.clone(), Some(&stored));
-            (lm, LlmTokenizer::from_gguf(&g).map_err(|e| format!("{}: {e}", path.display()))?)
+            let c = LlamaConfig::from_gguf(&g).map_err(|e| at(e.to_string()))?;
+            let model = match module {
+                true => Some(weights::build::<B>(&c, &weights::from_gguf(&g, &c).map_err(at)?, device).map_err(at)?),
+                false => None,
+            };
+            let host = match host {
+                true => Some(HostLlama::build(&c, g.tensor("output.weight").is_some(), &mut weights::gguf_reader(&g, &c), Some(&weights::stored_rows(&g, &c))).map_err(at)?),
+                false => None,
+            };
+            (Lm::from_parts(model, host, c, device.clone()), LlmTokenizer::from_gguf(&g).map_err(|e| at(e.to_string()))?)
         }
         None => {
             let cfg = dir.join("config.json");
             let text = std::fs::read_to_string(&cfg).map_err(|e| format!("{}: {e}", cfg.display()))?;
             let c = LlamaConfig::from_hf_json(&text).map_err(|e| format!("{}: {e}", cfg.display()))?;
             let w = weights::from_safetensors(&weights::safetensors_files(dir)?)?;
-            let model = weights::build::<B>(&c, &w, device)?;
-            (Lm::new(model, c, device.clone()), LlmTokenizer::from_hf_dir(dir)?)
+            let model = match module {
+                true => Some(weights::build::<B>(&c, &w, device)?),
+                false => None,
+            };
+            let host = match host {
+                true => Some(HostLlama::build(&c, w.contains_key("lm_head.weight"), &mut weights::taken_from(w), None)?),
+                false => None,
+            };
+            (Lm::from_parts(model, host, c, device.clone()), LlmTokenizer::from_hf_dir(dir)?)
         }
     };
     let template = tokenizer.chat_template.as_deref().map(|t| ChatTemplate::new(t, tokenizer.bos_token.as_deref(), tokenizer.eos_token.as_deref())).transpose()?;

@@ -92,12 +92,12 @@ pub fn bench_prompts<B: Backend>(llm: &LoadedLlm<B>, s: &BenchSettings) -> Resul
 pub fn measure(path: &std::path::Path, s: &BenchSettings, device: dagrun_engine::Device, progress: &mut dyn FnMut(&str)) -> Result<(BenchPrompts, Figures), String> {
     let on_gpu = device != dagrun_engine::Device::Cpu;
     crate::models::backend::on_device!(device, crate::models::backend::Cpu, crate::models::backend::Gpu, |B, dev| {
-        let llm = super::artifact::load::<B>(path, &dev)?;
+        let llm = super::artifact::load::<B>(path, &dev, super::artifact::Purpose::Generate)?;
         let prompts = bench_prompts(&llm, s)?;
         let mut figures = run(&llm, &prompts, progress)?;
         if on_gpu {
             progress("logits against the CPU");
-            let cpu = super::artifact::load::<crate::models::backend::Cpu>(path, &Default::default())?;
+            let cpu = super::artifact::load::<crate::models::backend::Cpu>(path, &Default::default(), super::artifact::Purpose::Generate)?;
             figures.max_logit_diff = Some(max_logit_diff(&cpu, &llm, &prompts.batch, 8));
         }
         Ok((prompts, figures))

@@ -90,14 +90,14 @@ pub fn tokenize<B: burn::prelude::Backend>(llm: &LoadedLlm<B>, pairs: &[BenchPai
 /// Loads the model, makes the pairs, and times `repeats` epochs of LoRA DPO over them (each
 /// from the base model, reference pass included) after a one-step warm-up.
 pub fn measure<B: AutodiffBackend>(model: &Path, s: &DpoBenchSettings, device: &B::Device, progress: &mut dyn FnMut(&str)) -> Result<(Vec<BenchPair>, DpoFigures), String> {
-    let llm = artifact::load::<B>(model, device)?;
+    let llm = artifact::load::<B>(model, device, artifact::Purpose::Train)?;
     let pairs = bench_pairs(&llm, s)?;
     let tokens = tokenize(&llm, &pairs)?;
     let per_pair: usize = tokens.iter().map(|p| 2 * p.prompt.len() + p.chosen.len() + p.rejected.len()).sum();
     let cfg = DpoConfig { epochs: 1, batch_size: s.batch, grad_accum: 1, ..Default::default() };
     let epoch = |pairs: &[PairTokens]| -> Result<f64, String> {
         let t = Instant::now();
-        let tuned = dpo::train(llm.lm.model.clone(), &llm.lm.config, pairs, &cfg, device, &mut |_| {}, &|| false).map_err(|e| e.to_string())?;
+        let tuned = dpo::train(llm.lm.module().clone(), &llm.lm.config, pairs, &cfg, device, &mut |_| {}, &|| false).map_err(|e| e.to_string())?;
         std::hint::black_box(tuned);
         Ok(t.elapsed().as_secs_f64())
     };

@@ -6,7 +6,7 @@
 use burn::module::AutodiffModule;
 use burn::prelude::*;
 
-use super::artifact;
+use super::artifact::{self, Purpose};
 use super::chat::Message;
 use super::dpo::{self, DpoConfig, DpoError, PairText, PairTokens, StepLog, Tuning};
 use super::lora::{Adapters, Target};
@@ -16,7 +16,7 @@ use crate::models::backend::{Cpu, CpuTrain};
 fn tiny(dir: &std::path::Path, seed: u64) -> artifact::LoadedLlm<CpuTrain> {
     let path = dir.join("tiny.gguf");
     super::tiny::write_tiny_gguf(&path, seed).unwrap();
-    artifact::load::<CpuTrain>(&path, &Default::default()).unwrap()
+    artifact::load::<CpuTrain>(&path, &Default::default(), Purpose::Train).unwrap()
 }
 
 fn texts() -> Vec<PairText> {
@@ -42,7 +42,7 @@ fn run(llm: &artifact::LoadedLlm<CpuTrain>, pairs: &[PairTokens], cfg: &DpoConfi
 /// [`run`], with `host` false forcing Burn's autodiff for LoRA too.
 fn run_on(llm: &artifact::LoadedLlm<CpuTrain>, pairs: &[PairTokens], cfg: &DpoConfig, host: bool) -> (Result<Llama<Cpu>, DpoError>, Vec<StepLog>) {
     let mut logs = Vec::new();
-    let out = dpo::train_on(llm.lm.model.clone(), &llm.lm.config, pairs, cfg, &Default::default(), &mut |l| logs.push(l.clone()), &|| false, host);
+    let out = dpo::train_on(llm.lm.module().clone(), &llm.lm.config, pairs, cfg, &Default::default(), &mut |l| logs.push(l.clone()), &|| false, host);
     (out, logs)
 }
 
@@ -113,12 +113,12 @@ fn sequence_logps_ignore_padding_and_batch_mates() {
     let pairs = tokens(&llm);
     let lm = &llm.lm;
     let seq = |p: &PairTokens| ([p.prompt.clone(), p.chosen.clone()].concat(), p.prompt.len());
-    let alone = dpo::sequence_logps(&lm.model, &lm.config, &lm.inv_freq, &[seq(&pairs[2])], None, &lm.device).0.into_data().to_vec::<f32>().unwrap();
-    let padded = dpo::sequence_logps(&lm.model, &lm.config, &lm.inv_freq, &[seq(&pairs[0]), seq(&pairs[2])], None, &lm.device).0.into_data().to_vec::<f32>().unwrap();
+    let alone = dpo::sequence_logps(lm.module(), &lm.config, &lm.inv_freq, &[seq(&pairs[2])], None, &lm.device).0.into_data().to_vec::<f32>().unwrap();
+    let padded = dpo::sequence_logps(lm.module(), &lm.config, &lm.inv_freq, &[seq(&pairs[0]), seq(&pairs[2])], None, &lm.device).0.into_data().to_vec::<f32>().unwrap();
     assert!((alone[0] - padded[1]).abs() < 1e-4, "{} vs {}", alone[0], padded[1]);
     // Against a direct sum over full-sequence logits.
     let (ids, start) = seq(&pairs[2]);
-    let logits = rows_of(artifact::load::<Cpu>(&dir.path().join("tiny.gguf"), &Default::default()).unwrap().lm.logits_all(&ids));
+    let logits = rows_of(artifact::load::<Cpu>(&dir.path().join("tiny.gguf"), &Default::default(), Purpose::Generate).unwrap().lm.logits_all(&ids));
     let mut direct = 0f64;
     for t in start..ids.len() {
         let row = &logits[t - 1];
@@ -137,7 +137,7 @@ fn gradient_matches_finite_differences() {
     let lm = &llm.lm;
     let device = Default::default();
     let cfg = DpoConfig { beta: 0.5, ..Default::default() };
-    let model = lm.model.clone().no_grad();
+    let model = lm.module().clone().no_grad();
     let order: Vec<usize> = (0..pairs.len()).collect();
     let reference = dpo::reference_logps(&model, &lm.config, &lm.inv_freq, &pairs, &order, 2, &device);
     // Adapters with B moved off zero, so Δ ≠ 0 and every path carries gradient.
@@ -192,7 +192,7 @@ fn training_prefers_the_chosen_answers_and_the_export_loads() {
     for f in ["config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json", "generation_config.json", "llm.json"] {
         assert!(out.join(f).is_file(), "{f}");
     }
-    let back = artifact::load::<Cpu>(&out, &Default::default()).unwrap();
+    let back = artifact::load::<Cpu>(&out, &Default::default(), Purpose::Generate).unwrap();
     let ids = [pairs[0].prompt.clone(), pairs[0].chosen.clone()].concat();
     assert_eq!(back.tokenizer.encode("<|im_start|>user\nhé 42<|im_end|>").unwrap(), llm.tokenizer.encode("<|im_start|>user\nhé 42<|im_end|>").unwrap());
     assert_eq!(back.tokenizer.stop_ids, llm.tokenizer.stop_ids);
@@ -203,17 +203,17 @@ fn training_prefers_the_chosen_answers_and_the_export_loads() {
     assert!(diff < 1e-5, "{diff}");
     // In bf16: half the bytes, the same model up to bf16 rounding.
     let half = dir.path().join("tuned16");
-    artifact::write_hf(&lm.model, &lm.config, &llm.tokenizer, &dir.path().join("tiny.gguf"), "test", &half, true).unwrap();
+    artifact::write_hf(lm.module(), &lm.config, &llm.tokenizer, &dir.path().join("tiny.gguf"), "test", &half, true).unwrap();
     let size = |d: &std::path::Path| std::fs::metadata(d.join("model.safetensors")).unwrap().len() as f64;
     assert!(size(&half) < 0.6 * size(&out), "{} vs {}", size(&half), size(&out));
     assert!(std::fs::read_to_string(half.join("config.json")).unwrap().contains("bfloat16"));
-    let c = rows_of(artifact::load::<Cpu>(&half, &Default::default()).unwrap().lm.logits_all(&ids));
+    let c = rows_of(artifact::load::<Cpu>(&half, &Default::default(), Purpose::Generate).unwrap().lm.logits_all(&ids));
     let diff16 = a.iter().flatten().zip(c.iter().flatten()).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);
     let scale = a.iter().flatten().fold(0f32, |m, x| m.max(x.abs()));
     assert!(diff16 > 0.0 && diff16 < 0.05 * scale, "{diff16} vs logits up to {scale}");
     // The tuned model scores the chosen answers higher than the base did.
-    let before = dpo::sequence_logps(&llm.lm.model, &llm.lm.config, &llm.lm.inv_freq, &[(ids.clone(), pairs[0].prompt.len())], None, &Default::default()).0.into_scalar();
-    let after = dpo::sequence_logps(&lm.model, &lm.config, &lm.inv_freq, &[(ids, pairs[0].prompt.len())], None, &Default::default()).0.into_scalar();
+    let before = dpo::sequence_logps(llm.lm.module(), &llm.lm.config, &llm.lm.inv_freq, &[(ids.clone(), pairs[0].prompt.len())], None, &Default::default()).0.into_scalar();
+    let after = dpo::sequence_logps(lm.module(), &lm.config, &lm.inv_freq, &[(ids, pairs[0].prompt.len())], None, &Default::default()).0.into_scalar();
     assert!(after > before, "{after} vs {before}");
 }
 
@@ -255,7 +255,7 @@ fn make_dpo_fixture_model() {
     let dir = tempfile::tempdir().unwrap();
     let llm = tiny(dir.path(), 11);
     let out = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/dpo/tiny");
-    let model = llm.lm.model.clone().valid();
+    let model = llm.lm.module().clone().valid();
     artifact::write_hf(&model, &llm.lm.config, &llm.tokenizer, &dir.path().join("tiny.gguf"), "tiny random test model (seed 11)", &out, false).unwrap();
     // The LoRA A matrices dagrun draws with seed 11 (rank 8, all targets), in PEFT's layout
     // ([r, in] as `model.layers.N.{self_attn|mlp}.X_proj.lora_A.weight`), so the fixture script
@@ -300,7 +300,7 @@ fn lora_matches_trl_with_peft_on_the_fixture_model() {
 fn check_against_trl(steps_key: &str, lr_key: &str, tuning: Tuning, seed: u64, host: bool) {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fixtures/dpo");
     let fx: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(root.join("trl.json")).unwrap()).unwrap();
-    let llm = artifact::load::<CpuTrain>(&root.join("tiny"), &Default::default()).unwrap();
+    let llm = artifact::load::<CpuTrain>(&root.join("tiny"), &Default::default(), Purpose::Train).unwrap();
     let system = fx["system"].as_str().unwrap();
     let texts: Vec<PairText> = fx["pairs"]
         .as_array()
@@ -351,12 +351,12 @@ fn shared_prompt_logps_equal_whole_sequence_logps() {
     let pairs = tokens(&llm);
     let lm = &llm.lm;
     let picked: Vec<&PairTokens> = pairs.iter().collect();
-    let shared = dpo::pair_logps(&lm.model, &lm.config, &lm.inv_freq, &picked, None, &lm.device).0.into_data().to_vec::<f32>().unwrap();
+    let shared = dpo::pair_logps(lm.module(), &lm.config, &lm.inv_freq, &picked, None, &lm.device).0.into_data().to_vec::<f32>().unwrap();
     let seqs: Vec<(Vec<u32>, usize)> = [true, false]
         .iter()
         .flat_map(|&c| pairs.iter().map(move |p| ([p.prompt.clone(), if c { p.chosen.clone() } else { p.rejected.clone() }].concat(), p.prompt.len())))
         .collect();
-    let whole = dpo::sequence_logps(&lm.model, &lm.config, &lm.inv_freq, &seqs, None, &lm.device).0.into_data().to_vec::<f32>().unwrap();
+    let whole = dpo::sequence_logps(lm.module(), &lm.config, &lm.inv_freq, &seqs, None, &lm.device).0.into_data().to_vec::<f32>().unwrap();
     for (a, b) in shared.iter().zip(&whole) {
         assert!((a - b).abs() < 1e-4 * (1.0 + b.abs()), "{shared:?} vs {whole:?}");
     }
@@ -391,7 +391,7 @@ fn host_kernels_match_burn_autodiff() {
     let pairs = tokens(&llm);
     let lm = &llm.lm;
     let device = Default::default();
-    let model = lm.model.clone().no_grad();
+    let model = lm.module().clone().no_grad();
     let host = HostDpo::new(&model.clone().valid(), &lm.config).expect("the CPU backend has host kernels");
     let picked: Vec<&PairTokens> = [0, 1, 3].iter().map(|&i| &pairs[i]).collect();
     let close = |a: &[f64], b: &[f64], tol: f64, what: &str| {

@@ -11,8 +11,9 @@
 //! decode's, runs `rows_matmul` over a packed copy of each weight: q, k and v as one matrix,
 //! gate and up as another, so a decode step wakes the threads four times per layer, not six.
 //! A GGUF's Q8_0/Q4_0/Q4_1 matrices are packed as their codes (a sixth of the bytes, the same
-//! values), weights that bf16 or f16 hold exactly in those 16 bits, others as f32 (held twice
-//! then: the Burn module keeps its own).
+//! values), weights that bf16 or f16 hold exactly in those 16 bits, others as f32. Loaded for
+//! generation, a model is this path alone: the Burn module (an f32 copy of every weight) is
+//! not built, and block-coded matrices are never dequantised.
 //!
 //! Every sum runs in an order that does not depend on the batch (`rows_matmul` sums each
 //! output over k in order whatever the rows; attention sums over each query's own slots), so
@@ -28,29 +29,28 @@ use burn::prelude::*;
 use rayon::prelude::*;
 
 use super::config::LlamaConfig;
-use super::llama::Llama;
 use super::rows_matmul::{rows_matmul, PackedMatrix};
-use super::weights::{self, StoredRows};
-use crate::models::cpu::{fast_exp, flex_tensor, on_flex, softmax, with_avx2};
+use super::weights::{self, fuse_transposed, HostTensor, StoredRows};
+use crate::models::cpu::{fast_exp, flex_tensor, softmax, with_avx2};
 
 /// A decoder layer's weights. Projections that read the same input are one matrix (q, k and
 /// v; gate and up), so a decode step hands each to the threads once, not two or three times.
 struct Layer {
-    attn_norm: FlexTensor,
+    attn_norm: Vec<f32>,
     /// [hidden, (heads + 2 · kv heads) · head_dim]: q, then k, then v columns.
     wqkv: PackedMatrix,
     wo: PackedMatrix,
-    mlp_norm: FlexTensor,
+    mlp_norm: Vec<f32>,
     /// [hidden, 2 · intermediate]: gate, then up columns.
     gate_up: PackedMatrix,
     down: PackedMatrix,
 }
 
-/// The model's weights as host buffers (shared with the Burn module, not copied).
+/// The model's weights as host buffers, packed for `rows_matmul`.
 pub struct HostLlama {
-    embed: FlexTensor,
+    embed: Vec<f32>,
     layers: Vec<Layer>,
-    norm: FlexTensor,
+    norm: Vec<f32>,
     /// The output head.
     head: PackedMatrix,
     hidden: usize,
@@ -247,69 +247,68 @@ pub(super) fn buffer<B: Backend, const D: usize>(t: Tensor<B, D>) -> Option<Flex
 }
 
 impl HostLlama {
-    /// The host view of `model`, or None when it does not live on Flex as contiguous f32.
-    /// `stored`: the GGUF matrices the model was built from; those stored as Q8_0, Q4_0 or
-    /// Q4_1 are packed as their codes (the same values, a fraction of the bytes), the rest from
-    /// the module's f32 values (see [`PackedMatrix::new`]).
-    pub fn new<B: Backend>(model: &Llama<B>, c: &LlamaConfig, stored: Option<&BTreeMap<String, StoredRows>>) -> Option<HostLlama> {
-        if !on_flex::<B>() {
-            return None;
-        }
+    /// The host model of config `c`, with the weights `weight` gives by Hugging Face name
+    /// ([out, in] matrices, f32) and the output head from `lm_head.weight` when `has_lm_head`
+    /// (else the tied embedding). A matrix whose GGUF rows in `stored` are block-coded alike
+    /// (Q8_0, Q4_0, Q4_1) is packed as those codes, and `weight` is never asked for it: the
+    /// same values in a fraction of the bytes, without an f32 copy; the rest are packed from
+    /// their f32 values (see [`PackedMatrix::new`]). Every shape is checked against the config.
+    pub fn build(c: &LlamaConfig, has_lm_head: bool, weight: &mut dyn FnMut(&str) -> Result<HostTensor, String>, stored: Option<&BTreeMap<String, StoredRows>>) -> Result<HostLlama, String> {
         let (d, hd, ff, v) = (c.hidden_size, c.head_dim, c.intermediate_size, c.vocab_size);
         let (nh, nkv) = (c.num_attention_heads, c.num_key_value_heads);
-        // The stored rows of these Hugging Face weights, one after the other, as the columns
-        // of a [k, n] matrix, if all are block-coded alike.
-        let blocks = |names: &[String], k: usize, n: usize| -> Option<PackedMatrix> {
-            let parts: Vec<&StoredRows> = names.iter().map(|name| stored?.get(name)).collect::<Option<_>>()?;
-            if parts.iter().any(|p| p.ty != parts[0].ty || p.cols != k) {
+        let weight = std::cell::RefCell::new(weight);
+        let get = |name: &str, shape: &[usize]| -> Result<HostTensor, String> {
+            let t = (weight.borrow_mut())(name)?;
+            weights::check_shape(name, &t, shape)?;
+            Ok(t)
+        };
+        // The stored rows of these (name, rows) parts, one after the other, as the columns of
+        // a [k, Σ rows] matrix, if all are block-coded alike.
+        let blocks = |parts: &[(String, usize)], k: usize| -> Option<PackedMatrix> {
+            let stored: Vec<&StoredRows> = parts.iter().map(|(name, rows)| stored?.get(name).filter(|s| s.rows.len() == *rows && s.cols == k)).collect::<Option<_>>()?;
+            if stored.iter().any(|s| s.ty != stored[0].ty) {
                 return None;
             }
-            let columns: Vec<&[u8]> = parts.iter().flat_map(|p| p.rows.iter().copied()).collect();
-            (columns.len() == n).then_some(())?;
-            PackedMatrix::from_blocks(parts[0].ty, k, &columns)
+            let columns: Vec<&[u8]> = stored.iter().flat_map(|s| s.rows.iter().copied()).collect();
+            PackedMatrix::from_blocks(stored[0].ty, k, &columns)
         };
-        // The module's [k, n_i] matrices side by side as one [k, Σ n_i].
-        let mat = |ts: &[Tensor<B, 2>], names: &[String], k: usize| -> Option<PackedMatrix> {
-            let widths: Vec<usize> = ts.iter().map(|t| t.dims()[1]).collect();
-            let n = widths.iter().sum();
-            if ts.iter().any(|t| t.dims()[0] != k) {
-                return None;
+        // The parts' [rows, k] matrices side by side as one packed [k, Σ rows].
+        let mat = |parts: &[(String, usize)], k: usize| -> Result<PackedMatrix, String> {
+            if let Some(packed) = blocks(parts, k) {
+                return Ok(packed);
             }
-            if let Some(packed) = blocks(names, k, n) {
-                return Some(packed);
-            }
-            let buffers: Vec<FlexTensor> = ts.iter().map(|t| buffer(t.clone())).collect::<Option<_>>()?;
-            let mut joined = vec![0f32; k * n];
-            let mut c0 = 0;
-            for (buf, &w) in buffers.iter().zip(&widths) {
-                let values = buf.as_slice::<f32>()?;
-                for (row, part) in joined.chunks_exact_mut(n).zip(values.chunks_exact(w)) {
-                    row[c0..c0 + w].copy_from_slice(part);
-                }
-                c0 += w;
-            }
-            Some(PackedMatrix::new(&joined, k, n))
+            let values: Vec<HostTensor> = parts.iter().map(|(name, rows)| get(name, &[*rows, k])).collect::<Result<_, _>>()?;
+            let refs: Vec<&HostTensor> = values.iter().collect();
+            Ok(PackedMatrix::new(&fuse_transposed(&refs), k, parts.iter().map(|p| p.1).sum()))
         };
-        let mut layers = Vec::with_capacity(model.blocks.len());
-        for (i, b) in model.blocks.iter().enumerate() {
+        let mut layers = Vec::with_capacity(c.num_hidden_layers);
+        for i in 0..c.num_hidden_layers {
             let name = |s: &str| format!("model.layers.{i}.{s}.weight");
-            let layer = Layer {
-                attn_norm: buffer(b.attn_norm.weight.val())?,
-                wqkv: mat(&[b.wqk.val(), b.wv.val()], &[name("self_attn.q_proj"), name("self_attn.k_proj"), name("self_attn.v_proj")], d)?,
-                wo: mat(&[b.wo.val()], &[name("self_attn.o_proj")], nh * hd)?,
-                mlp_norm: buffer(b.mlp_norm.weight.val())?,
-                gate_up: mat(&[b.w_gate.val(), b.w_up.val()], &[name("mlp.gate_proj"), name("mlp.up_proj")], d)?,
-                down: mat(&[b.w_down.val()], &[name("mlp.down_proj")], ff)?,
-            };
-            ((layer.wqkv.n, layer.wo.n, layer.gate_up.n, layer.down.n) == ((nh + 2 * nkv) * hd, d, 2 * ff, d)).then_some(())?;
-            layers.push(layer);
+            let parts = |list: &[(&str, usize)]| -> Vec<(String, usize)> { list.iter().map(|&(s, rows)| (name(s), rows)).collect() };
+            layers.push(Layer {
+                attn_norm: get(&name("input_layernorm"), &[d])?.data,
+                wqkv: mat(&parts(&[("self_attn.q_proj", nh * hd), ("self_attn.k_proj", nkv * hd), ("self_attn.v_proj", nkv * hd)]), d)?,
+                wo: mat(&parts(&[("self_attn.o_proj", d)]), nh * hd)?,
+                mlp_norm: get(&name("post_attention_layernorm"), &[d])?.data,
+                gate_up: mat(&parts(&[("mlp.gate_proj", ff), ("mlp.up_proj", ff)]), d)?,
+                down: mat(&parts(&[("mlp.down_proj", d)]), ff)?,
+            });
         }
-        let head = weights::head_name(c, stored.is_some_and(|s| s.contains_key("lm_head.weight")));
-        Some(HostLlama {
-            embed: buffer(model.embed.val())?,
+        let embed_name = "model.embed_tokens.weight";
+        let embed = get(embed_name, &[v, d])?;
+        let head_name = weights::head_name(c, has_lm_head);
+        let head = if head_name == embed_name {
+            // Tied: the embedding's own values when its rows are not block-coded.
+            let tied = [(embed_name.to_string(), v)];
+            blocks(&tied, d).unwrap_or_else(|| PackedMatrix::new(&fuse_transposed(&[&embed]), d, v))
+        } else {
+            mat(&[(head_name.to_string(), v)], d)?
+        };
+        Ok(HostLlama {
+            embed: embed.data,
             layers,
-            norm: buffer(model.norm.weight.val())?,
-            head: mat(&[model.head.val()], &[head.to_string()], d).filter(|m| m.n == v)?,
+            norm: get("model.norm.weight", &[d])?.data,
+            head,
             hidden: d,
             heads: nh,
             kv_heads: nkv,
@@ -337,7 +336,7 @@ impl HostLlama {
         let n = step.ids.len();
         assert!(step.starts[b] == n && step.positions.len() == n && step.pad.len() == b, "a host step's rows, ids and positions must agree");
         assert!((0..b).all(|r| step.starts[r + 1] - step.starts[r] <= s), "a row has more new tokens than the step's length");
-        let embed = self.embed.as_slice::<f32>().expect("checked");
+        let embed = &self.embed;
         let mut x = vec![0f32; n * d];
         for (row, &id) in x.chunks_exact_mut(d).zip(step.ids) {
             row.copy_from_slice(&embed[id as usize * d..(id as usize + 1) * d]);
@@ -361,7 +360,7 @@ impl HostLlama {
             self.mlp_block(layer, &mut x, &mut sc, n);
         }
         cache.len += s;
-        let norm = self.norm.as_slice::<f32>().expect("checked");
+        let norm = &self.norm;
         let mut out = vec![0f32; keep.len() * d];
         for (o, &t) in out.chunks_exact_mut(d).zip(keep) {
             rms_norm(&x[t * d..(t + 1) * d], norm, self.eps, o);
@@ -383,7 +382,7 @@ impl HostLlama {
         let (b, s, d) = (step.starts.len() - 1, step.len, self.hidden);
         let (nh, nkv, hd) = (self.heads, self.kv_heads, self.head_dim);
         let n = step.ids.len();
-        norm_rows(x, l.attn_norm.as_slice::<f32>().expect("checked"), self.eps, d, &mut sc.normed);
+        norm_rows(x, &l.attn_norm, self.eps, d, &mut sc.normed);
         // A token's row of qkv: its q heads, k heads, then v heads.
         let qkvw = (nh + 2 * nkv) * hd;
         let (k_at, v_at) = (nh * hd, (nh + nkv) * hd);
@@ -495,7 +494,7 @@ impl HostLlama {
     /// x += down(silu(gate(norm x)) · up(norm x)), in `sc`'s buffers.
     fn mlp_block(&self, l: &Layer, x: &mut [f32], sc: &mut Scratch, n: usize) {
         let d = self.hidden;
-        norm_rows(x, l.mlp_norm.as_slice::<f32>().expect("checked"), self.eps, d, &mut sc.normed);
+        norm_rows(x, &l.mlp_norm, self.eps, d, &mut sc.normed);
         let ff = l.down.k;
         rows_matmul(&sc.normed, &l.gate_up, &mut sc.gate_up, n, false);
         let act = |(a, gu): (&mut [f32], &[f32])| silu_mul(&gu[..ff], &gu[ff..], a);

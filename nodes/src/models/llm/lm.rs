@@ -1,23 +1,22 @@
 //! A loaded LLM ready to run: the module, its config and device, and the batched
 //! prefill / decode steps that generation and scoring are built from.
 
-use std::collections::BTreeMap;
-
 use burn::prelude::*;
 use burn::tensor::TensorData;
 
 use super::config::LlamaConfig;
 use super::host::{HostCache, HostLlama, HostStep};
 use super::llama::{KvCache, Llama, Step};
-use super::weights::StoredRows;
+use super::weights;
+use crate::models::cpu::on_flex;
 
-/// A model on a device.
+/// A model on a device: the Burn module, the CPU's host inference path (see `host`), or both.
+/// Generation runs the host path when there is one; training and export need the module.
 pub struct Lm<B: Backend> {
-    pub model: Llama<B>,
+    model: Option<Llama<B>>,
     pub config: LlamaConfig,
     pub inv_freq: Vec<f32>,
     pub device: B::Device,
-    /// On the CPU backend: the host inference path over the module's buffers (see `host`).
     host: Option<HostLlama>,
 }
 
@@ -102,17 +101,27 @@ impl<B: Backend> Batch<B> {
 }
 
 impl<B: Backend> Lm<B> {
+    /// The module, and on the CPU backend the host path packed from a copy of its weights.
     pub fn new(model: Llama<B>, config: LlamaConfig, device: B::Device) -> Self {
-        Self::with_stored(model, config, device, None)
+        let host = on_flex::<B>().then(|| HostLlama::build(&config, !config.tie_word_embeddings, &mut weights::taken_from(weights::to_hf(&model, &config)), None).expect("a module's own weights fit its config"));
+        Self::from_parts(Some(model), host, config, device)
     }
 
-    /// [`Lm::new`] for a model read from GGUF: the CPU path packs the block-coded matrices
-    /// of `stored` as they are stored (bit for bit the same results, 4–7× fewer bytes read
-    /// per token).
-    pub fn with_stored(model: Llama<B>, config: LlamaConfig, device: B::Device, stored: Option<&BTreeMap<String, StoredRows>>) -> Self {
+    /// A model from its parts; at least one of them.
+    pub fn from_parts(model: Option<Llama<B>>, host: Option<HostLlama>, config: LlamaConfig, device: B::Device) -> Self {
+        assert!(model.is_some() || host.is_some(), "an Lm needs the module or the host path");
         let inv_freq = config.inv_freq();
-        let host = HostLlama::new(&model, &config, stored);
         Lm { model, config, inv_freq, device, host }
+    }
+
+    /// The Burn module (loaded with [`super::artifact::Purpose::Train`], or off the CPU).
+    pub fn module(&self) -> &Llama<B> {
+        self.model.as_ref().expect("this model was loaded for generation only: the host path, no Burn module")
+    }
+
+    /// The Burn module, taken (see [`Lm::module`]).
+    pub fn into_module(self) -> Llama<B> {
+        self.model.expect("this model was loaded for generation only: the host path, no Burn module")
     }
 
     /// Bytes the CPU path's packed weight matrices take (None off the CPU path).
@@ -123,8 +132,14 @@ impl<B: Backend> Lm<B> {
     /// The same model run through Burn's ops on every backend (for comparing the paths).
     #[cfg(test)]
     pub fn without_host(mut self) -> Self {
+        assert!(self.model.is_some(), "without_host on a host-only model");
         self.host = None;
         self
+    }
+
+    /// Whether the Burn module was built (see [`Lm::module`]).
+    pub fn has_module(&self) -> bool {
+        self.model.is_some()
     }
 
     /// Whether the CPU's host inference path runs this model.
@@ -162,12 +177,12 @@ impl<B: Backend> Lm<B> {
         let (step, pad) = left_padded(&self.config, &self.inv_freq, &rows, &self.device);
         let len = step.len;
         let mut cache = KvCache::new(self.config.num_hidden_layers);
-        let hidden = self.model.forward(&step, &mut cache);
+        let hidden = self.module().forward(&step, &mut cache);
         // Only each row's last position needs logits.
         let last: Vec<i64> = (0..b).map(|r| (r * len + len - 1) as i64).collect();
         let hidden = hidden.select(0, Tensor::from_data(TensorData::new(last, [b]), &self.device));
         let batch = Batch { cache: Cache::Tensors(cache), pad, lens };
-        (self.model.logits(hidden), batch)
+        (self.module().logits(hidden), batch)
     }
 
     /// Appends one token per row and returns the next-token logits [rows, vocab].
@@ -188,9 +203,9 @@ impl<B: Backend> Lm<B> {
         let padded = pad.iter().any(|&p| p > 0);
         let visible = |r: usize, _i: usize, s: usize| s >= pad[r];
         let step = Step::new(&self.config, &self.inv_freq, b, 1, tokens, &positions, slots, if padded { Some(&visible) } else { None }, &self.device);
-        let hidden = self.model.forward(&step, cache);
+        let hidden = self.module().forward(&step, cache);
         batch.lens.iter_mut().for_each(|l| *l += 1);
-        self.model.logits(hidden)
+        self.module().logits(hidden)
     }
 
     /// Logits at every position of one unpadded sequence [len, vocab] (for tests and scoring).
@@ -206,7 +221,7 @@ impl<B: Backend> Lm<B> {
         let visible = |_r: usize, i: usize, s: usize| s <= i;
         let step = Step::new(&self.config, &self.inv_freq, 1, len, ids, &positions, len, Some(&visible), &self.device);
         let mut cache = KvCache::new(self.config.num_hidden_layers);
-        self.model.logits(self.model.forward(&step, &mut cache))
+        self.module().logits(self.module().forward(&step, &mut cache))
     }
 }
 

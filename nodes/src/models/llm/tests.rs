@@ -4,6 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
+use super::artifact::{self, Purpose};
 use super::config::LlamaConfig;
 use super::gguf::Gguf;
 use super::lm::{rows_of, Lm};
@@ -76,6 +77,47 @@ fn gguf_and_safetensors_load_the_same_model() {
     }
 }
 
+/// Loaded for generation on the CPU, a model is the host path alone (no Burn module, no f32
+/// copy of block-coded weights) with the logits of the full load; weights that are missing or
+/// contradict the config are errors naming the weight, from a GGUF's codes as from safetensors.
+#[test]
+fn models_loaded_for_generation_skip_the_module_and_name_bad_weights() {
+    let dir = tempfile::tempdir().unwrap();
+    let c = tiny_config(false);
+    let w = random_weights(&c, 3);
+    let path = dir.path().join("q8.gguf");
+    write_gguf(&c, &w, &path, GgmlType::Q8_0);
+    let (gen, full) = (artifact::load::<Cpu>(&path, &Default::default(), Purpose::Generate).unwrap().lm, artifact::load::<Cpu>(&path, &Default::default(), Purpose::Train).unwrap().lm);
+    assert!(gen.on_host() && !gen.has_module() && full.has_module());
+    let ids = [3u32, 14, 15, 9, 26, 5, 35];
+    assert!(rows_of(gen.logits_all(&ids)) == rows_of(full.logits_all(&ids)));
+    assert!(max_diff(&rows_of(gen.logits_all(&ids)).concat(), &rows_of(full.without_host().logits_all(&ids)).concat()) < 1e-5);
+
+    // A GGUF whose metadata says 50 MLP rows while its Q8_0 tensors have 48.
+    let mut wrong = c.clone();
+    wrong.intermediate_size = 50;
+    let bad = dir.path().join("bad.gguf");
+    write_gguf(&wrong, &w, &bad, GgmlType::Q8_0);
+    let e = artifact::load::<Cpu>(&bad, &Default::default(), Purpose::Generate).err().unwrap();
+    assert!(e.contains("bad.gguf") && e.contains("`model.layers.0.mlp.gate_proj.weight` has shape [48, 32]; [50, 32] expected"), "{e}");
+
+    // A Hugging Face directory without one weight, and with another of the wrong shape.
+    let hf = dir.path().join("hf");
+    std::fs::create_dir(&hf).unwrap();
+    std::fs::write(hf.join("config.json"), c.to_hf_json(None, None).to_string()).unwrap();
+    std::fs::write(hf.join("tokenizer.json"), super::tokenizer::LlmTokenizer::from_gguf(&Gguf::open(&path).unwrap()).unwrap().inner.to_string(false).unwrap()).unwrap();
+    let mut missing = w.clone();
+    missing.remove("model.layers.1.mlp.down_proj.weight");
+    weights::write_safetensors(&missing, &hf.join("model.safetensors"), None).unwrap();
+    let e = artifact::load::<Cpu>(&hf, &Default::default(), Purpose::Generate).err().unwrap();
+    assert!(e.contains("weight `model.layers.1.mlp.down_proj.weight` is missing"), "{e}");
+    let mut misshaped = w.clone();
+    misshaped.get_mut("model.norm.weight").unwrap().shape = vec![16, 2];
+    weights::write_safetensors(&misshaped, &hf.join("model.safetensors"), None).unwrap();
+    let e = artifact::load::<Cpu>(&hf, &Default::default(), Purpose::Generate).err().unwrap();
+    assert!(e.contains("weight `model.norm.weight` has shape [16, 2]; [32] expected"), "{e}");
+}
+
 #[test]
 fn f16_gguf_tensors_load_within_half_precision() {
     let dir = tempfile::tempdir().unwrap();
@@ -99,7 +141,7 @@ fn block_coded_matrices_give_the_logits_of_their_f32_values() {
         c.tie_word_embeddings = tied;
         let path = dir.path().join(format!("{ty:?}.gguf"));
         write_gguf(&c, &random_weights(&c, 5), &path, ty);
-        let stored = super::artifact::load::<Cpu>(&path, &Default::default()).unwrap().lm;
+        let stored = super::artifact::load::<Cpu>(&path, &Default::default(), Purpose::Generate).unwrap().lm;
         let g = Gguf::open(&path).unwrap();
         let plain = lm_from(&LlamaConfig::from_gguf(&g).unwrap(), &weights::from_gguf(&g, &c).unwrap());
         let (s, p) = (stored.packed_bytes().unwrap(), plain.packed_bytes().unwrap());
@@ -442,7 +484,7 @@ fn smollm2_logits_and_greedy_continuations_match_transformers() {
     }
     // Loaded as an artifact, the CPU path packs the Q4_1 and Q8_0 matrices as stored: the
     // same logits, bit for bit, from a sixth of the bytes.
-    let stored = super::artifact::load::<Cpu>(&smollm2(), &Default::default()).unwrap().lm;
+    let stored = super::artifact::load::<Cpu>(&smollm2(), &Default::default(), Purpose::Generate).unwrap().lm;
     let (s, p) = (stored.packed_bytes().unwrap(), lm.packed_bytes().unwrap());
     assert!(s * 5 < p, "{s} bytes packed against {p} as f32");
     let (logits, mut again) = stored.prefill(&prompts);
@@ -476,7 +518,7 @@ mod generation {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("tiny.gguf");
         tiny::write_tiny_gguf(&path, 11).unwrap();
-        let llm = artifact::load::<Cpu>(&path, &Default::default()).unwrap();
+        let llm = artifact::load::<Cpu>(&path, &Default::default(), artifact::Purpose::Generate).unwrap();
         (dir, llm)
     }
 

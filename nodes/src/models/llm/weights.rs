@@ -12,8 +12,8 @@ use super::config::LlamaConfig;
 use super::gguf::Gguf;
 use super::llama::{Block, Llama, RmsNorm};
 use super::quant::GgmlType;
-pub use crate::models::tensors::{from_safetensors, safetensors_files, write_safetensors, write_safetensors_as, HostTensor, Weights};
-use crate::models::tensors::{fuse_transposed, transpose};
+pub use crate::models::tensors::{from_safetensors, fuse_transposed, safetensors_files, write_safetensors, write_safetensors_as, HostTensor, Weights};
+use crate::models::tensors::transpose;
 
 /// Each Llama weight of a GGUF file: its GGUF name, its Hugging Face name and, for q and k,
 /// the heads whose rows llama.cpp's converter permuted.
@@ -42,15 +42,40 @@ fn gguf_names(g: &Gguf, c: &LlamaConfig) -> Vec<(String, String, Option<usize>)>
 
 /// Reads every Llama weight of a GGUF file under its Hugging Face name.
 pub fn from_gguf(g: &Gguf, c: &LlamaConfig) -> Result<Weights, String> {
-    let mut w = Weights::new();
-    for (gguf_name, hf_name, permute_heads) in gguf_names(g, c) {
-        let (shape, mut data) = g.dequantize(&gguf_name).map_err(|e| e.message)?;
-        if let Some(heads) = permute_heads {
-            data = unpermute_rows(&data, &shape, heads)?;
-        }
-        w.insert(hf_name, HostTensor { shape, data });
+    gguf_names(g, c).into_iter().map(|(gguf_name, hf_name, permute_heads)| Ok((hf_name, gguf_tensor(g, &gguf_name, permute_heads)?))).collect()
+}
+
+/// Reads one Llama weight of a GGUF file by its Hugging Face name, dequantised when asked for
+/// (the CPU's host model asks only for what it cannot pack as stored).
+pub fn gguf_reader<'a>(g: &'a Gguf, c: &LlamaConfig) -> impl FnMut(&str) -> Result<HostTensor, String> + 'a {
+    let names: BTreeMap<String, (String, Option<usize>)> = gguf_names(g, c).into_iter().map(|(gguf_name, hf_name, permute)| (hf_name, (gguf_name, permute))).collect();
+    move |name| {
+        let (gguf_name, permute_heads) = names.get(name).ok_or_else(|| format!("weight `{name}` is missing"))?;
+        gguf_tensor(g, gguf_name, *permute_heads)
     }
-    Ok(w)
+}
+
+/// A GGUF tensor dequantised, with llama.cpp's q/k row permutation undone for `permute_heads`.
+fn gguf_tensor(g: &Gguf, gguf_name: &str, permute_heads: Option<usize>) -> Result<HostTensor, String> {
+    let (shape, mut data) = g.dequantize(gguf_name).map_err(|e| e.message)?;
+    if let Some(heads) = permute_heads {
+        data = unpermute_rows(&data, &shape, heads)?;
+    }
+    Ok(HostTensor { shape, data })
+}
+
+/// Takes each weight out of `w` as it is asked for (each is asked for once), so its memory
+/// goes as soon as it is packed.
+pub fn taken_from(mut w: Weights) -> impl FnMut(&str) -> Result<HostTensor, String> {
+    move |name| w.remove(name).ok_or_else(|| format!("weight `{name}` is missing"))
+}
+
+/// Whether weight `name` has the `shape` the config implies.
+pub fn check_shape(name: &str, t: &HostTensor, shape: &[usize]) -> Result<(), String> {
+    if t.shape != shape {
+        return Err(format!("weight `{name}` has shape {:?}; {:?} expected from the config", t.shape, shape));
+    }
+    Ok(())
 }
 
 /// A GGUF matrix as stored: its type, row length and each row's bytes, rows in Hugging Face
@@ -141,9 +166,7 @@ fn row_sources(rows: usize, heads: usize, interleave: bool) -> Vec<usize> {
 pub fn build<B: Backend>(c: &LlamaConfig, w: &Weights, device: &B::Device) -> Result<Llama<B>, String> {
     let get = |name: &str, shape: &[usize]| -> Result<&HostTensor, String> {
         let t = w.get(name).ok_or_else(|| format!("weight `{name}` is missing"))?;
-        if t.shape != shape {
-            return Err(format!("weight `{name}` has shape {:?}; {:?} expected from the config", t.shape, shape));
-        }
+        check_shape(name, t, shape)?;
         Ok(t)
     };
     let (d, hd, ff, v) = (c.hidden_size, c.head_dim, c.intermediate_size, c.vocab_size);
