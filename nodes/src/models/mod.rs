@@ -5,6 +5,7 @@ pub mod cpu;
 pub mod encoder;
 pub mod init;
 pub mod llm;
+pub mod mapped;
 pub mod ops;
 pub mod rerank;
 pub mod source;

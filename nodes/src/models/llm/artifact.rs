@@ -15,6 +15,7 @@ use super::lm::Lm;
 use super::tokenizer::LlmTokenizer;
 use super::weights;
 use crate::models::cpu::on_flex;
+use crate::models::tensors::Safetensors;
 
 pub const GGUF_FILE: &str = "model.gguf";
 pub const MANIFEST: &str = "llm.json";
@@ -120,13 +121,13 @@ pub fn load<B: Backend>(dir: &Path, device: &B::Device, purpose: Purpose) -> Res
             let cfg = dir.join("config.json");
             let text = std::fs::read_to_string(&cfg).map_err(|e| format!("{}: {e}", cfg.display()))?;
             let c = LlamaConfig::from_hf_json(&text).map_err(|e| format!("{}: {e}", cfg.display()))?;
-            let w = weights::from_safetensors(&weights::safetensors_files(dir)?)?;
+            let files = Safetensors::open(&weights::safetensors_files(dir)?)?;
             let model = match module {
-                true => Some(weights::build::<B>(&c, &w, device)?),
+                true => Some(weights::build::<B>(&c, &files.all()?, device)?),
                 false => None,
             };
             let host = match host {
-                true => Some(HostLlama::build(&c, w.contains_key("lm_head.weight"), &mut weights::taken_from(w), None)?),
+                true => Some(HostLlama::build(&c, files.contains("lm_head.weight"), &mut |name| files.get(name), None)?),
                 false => None,
             };
             (Lm::from_parts(model, host, c, device.clone()), LlmTokenizer::from_hf_dir(dir)?)

@@ -7,6 +7,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use super::quant::{self, GgmlType};
+use crate::models::mapped::FileBytes;
 
 const MAGIC: &[u8; 4] = b"GGUF";
 const DEFAULT_ALIGNMENT: u64 = 32;
@@ -134,13 +135,13 @@ impl TensorInfo {
     }
 }
 
-/// A GGUF file read into memory.
+/// A GGUF file (memory-mapped: see `models::mapped`).
 pub struct Gguf {
     pub path: PathBuf,
     pub version: u32,
     pub metadata: BTreeMap<String, Value>,
     pub tensors: Vec<TensorInfo>,
-    bytes: Vec<u8>,
+    bytes: FileBytes,
     data_start: u64,
 }
 
@@ -220,12 +221,13 @@ impl Gguf {
     /// Reads and checks a GGUF file: header, metadata, tensor directory, and that every
     /// tensor's bytes lie inside the file.
     pub fn open(path: &Path) -> Result<Gguf, GgufError> {
-        let bytes = std::fs::read(path).map_err(|e| GgufError { path: path.to_path_buf(), offset: None, message: e.to_string() })?;
+        let bytes = crate::models::mapped::open(path).map_err(|e| GgufError { path: path.to_path_buf(), offset: None, message: e.to_string() })?;
         Self::parse(path, bytes)
     }
 
     /// Parses GGUF bytes; `path` names them in errors.
-    pub fn parse(path: &Path, bytes: Vec<u8>) -> Result<Gguf, GgufError> {
+    pub fn parse(path: &Path, bytes: impl Into<FileBytes>) -> Result<Gguf, GgufError> {
+        let bytes = bytes.into();
         let mut r = Reader { bytes: &bytes, pos: 0, path };
         if r.take(4).ok() != Some(MAGIC.as_slice()) {
             return Err(GgufError { path: path.to_path_buf(), offset: None, message: "not a GGUF file (it does not start with \"GGUF\")".into() });
