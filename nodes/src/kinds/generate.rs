@@ -166,8 +166,7 @@ fn run_on<B: Backend>(p: &GenerateParams, ctx: &NodeContext, inputs: &Inputs, de
     let rows = read_prompts(inputs)?;
     let model_in = inputs.get("model").ok_or("no model input")?;
     let model_digest = model_in.digest;
-    ctx.progress().message("loading the model");
-    let llm = artifact::load::<B>(&model_in.dir, device, artifact::Purpose::Generate)?;
+    let llm = artifact::load_text(&model_in.dir)?;
     let seed = p.seed.unwrap_or(if p.temperature > 0.0 { ctx.seed() } else { 0 });
     let rows_cache = ctx.row_cache("generate");
 
@@ -216,6 +215,18 @@ fn run_on<B: Backend>(p: &GenerateParams, ctx: &NodeContext, inputs: &Inputs, de
         stop: p.stop.clone(),
         batch_size: p.batch_size as usize,
     };
+    // The weights are read only when there is something to generate.
+    let lm = match todo {
+        0 => None,
+        _ => {
+            ctx.progress().message("loading the model");
+            let loading = Instant::now();
+            let lm = artifact::load_lm::<B>(&model_in.dir, device, artifact::Purpose::Generate)?;
+            let packed = lm.packed_bytes().map(|b| format!(", weights packed in {:.0} MB", b as f64 / 1e6)).unwrap_or_default();
+            ctx.log(format!("model loaded in {:.1} s{packed}", loading.elapsed().as_secs_f64()));
+            Some(lm)
+        }
+    };
     ctx.progress().start(Some(todo as u64), "answers");
     let started = Instant::now();
     let generated = std::sync::atomic::AtomicU64::new(0);
@@ -235,7 +246,9 @@ fn run_on<B: Backend>(p: &GenerateParams, ctx: &NodeContext, inputs: &Inputs, de
         }
         Ok(())
     };
-    generate(&llm.lm, &llm.tokenizer, &requests, &settings, &mut on_done, &on_tokens, &|| ctx.is_cancelled())?;
+    if let Some(lm) = &lm {
+        generate(lm, &llm.tokenizer, &requests, &settings, &mut on_done, &on_tokens, &|| ctx.is_cancelled())?;
+    }
     ctx.check_cancelled()?;
     let tokens = generated.load(std::sync::atomic::Ordering::Relaxed);
     if todo > 0 {

@@ -99,10 +99,45 @@ pub enum Purpose {
 
 /// Loads an `Llm` artifact directory (or a .gguf file / Hugging Face directory directly).
 pub fn load<B: Backend>(dir: &Path, device: &B::Device, purpose: Purpose) -> Result<LoadedLlm<B>, String> {
-    let gguf = if dir.is_file() { Some(dir.to_path_buf()) } else { Some(dir.join(GGUF_FILE)).filter(|p| p.is_file()) };
+    let text = load_text(dir)?;
+    Ok(LoadedLlm { lm: load_lm(dir, device, purpose)?, tokenizer: text.tokenizer, template: text.template })
+}
+
+/// A model's tokenizer and chat template, without its weights.
+pub struct LlmText {
+    pub tokenizer: LlmTokenizer,
+    pub template: Option<ChatTemplate>,
+}
+
+/// The tokenizer and chat template of an `Llm` artifact (or a .gguf file / Hugging Face
+/// directory), without reading the weights: enough to render and key prompts, e.g. to find
+/// that every answer is already in the row cache and the model need not be loaded at all.
+pub fn load_text(dir: &Path) -> Result<LlmText, String> {
+    let tokenizer = match gguf_path(dir) {
+        Some(path) => {
+            let g = Gguf::open(&path).map_err(|e| e.to_string())?;
+            LlmTokenizer::from_gguf(&g).map_err(|e| format!("{}: {e}", path.display()))?
+        }
+        None => LlmTokenizer::from_hf_dir(dir)?,
+    };
+    let template = tokenizer.chat_template.as_deref().map(|t| ChatTemplate::new(t, tokenizer.bos_token.as_deref(), tokenizer.eos_token.as_deref())).transpose()?;
+    Ok(LlmText { tokenizer, template })
+}
+
+/// The GGUF file of an artifact directory, or `dir` itself when it is a file.
+fn gguf_path(dir: &Path) -> Option<PathBuf> {
+    if dir.is_file() {
+        Some(dir.to_path_buf())
+    } else {
+        Some(dir.join(GGUF_FILE)).filter(|p| p.is_file())
+    }
+}
+
+/// The model of an `Llm` artifact (or a .gguf file / Hugging Face directory) on `device`.
+pub fn load_lm<B: Backend>(dir: &Path, device: &B::Device, purpose: Purpose) -> Result<Lm<B>, String> {
     let host = on_flex::<B>();
     let module = purpose == Purpose::Train || !host;
-    let (lm, tokenizer) = match gguf {
+    match gguf_path(dir) {
         Some(path) => {
             let at = |e: String| format!("{}: {e}", path.display());
             let g = Gguf::open(&path).map_err(|e| e.to_string())?;
@@ -115,7 +150,7 @@ pub fn load<B: Backend>(dir: &Path, device: &B::Device, purpose: Purpose) -> Res
                 true => Some(HostLlama::build(&c, g.tensor("output.weight").is_some(), &mut weights::gguf_reader(&g, &c), Some(&weights::stored_rows(&g, &c))).map_err(at)?),
                 false => None,
             };
-            (Lm::from_parts(model, host, c, device.clone()), LlmTokenizer::from_gguf(&g).map_err(|e| at(e.to_string()))?)
+            Ok(Lm::from_parts(model, host, c, device.clone()))
         }
         None => {
             let cfg = dir.join("config.json");
@@ -130,11 +165,9 @@ pub fn load<B: Backend>(dir: &Path, device: &B::Device, purpose: Purpose) -> Res
                 true => Some(HostLlama::build(&c, files.contains("lm_head.weight"), &mut |name| files.get(name), None)?),
                 false => None,
             };
-            (Lm::from_parts(model, host, c, device.clone()), LlmTokenizer::from_hf_dir(dir)?)
+            Ok(Lm::from_parts(model, host, c, device.clone()))
         }
-    };
-    let template = tokenizer.chat_template.as_deref().map(|t| ChatTemplate::new(t, tokenizer.bos_token.as_deref(), tokenizer.eos_token.as_deref())).transpose()?;
-    Ok(LoadedLlm { lm, tokenizer, template })
+    }
 }
 
 /// Whether [`write_hf`] can express this model (checked before spending a training run on it).
