@@ -38,6 +38,7 @@ fn encodes_answers_and_prompts_and_a_grown_table_encodes_only_new_rows() {
     let r = w.expect(&["p.yaml", "--json"], 0);
     assert_eq!(r.status_of("users"), "ran", "{}", r.stderr);
     assert!(r.stderr.contains("BERT, 2 layers, width 32, 4 heads"), "{}", r.stderr);
+    assert!(r.stderr.contains("encoder loaded in"), "{}", r.stderr);
     // Answers keep their keys and samples; a prompts table has no sample column.
     let header = w.expect(&["show", "p.yaml", "users", "--format", "csv"], 0).stdout;
     assert!(header.starts_with("id,key,sample,vector\n"), "{header}");
@@ -53,6 +54,12 @@ fn encodes_answers_and_prompts_and_a_grown_table_encodes_only_new_rows() {
         assert!((n - 1.0).abs() < 1e-4, "{n}");
     }
     assert_eq!(w.expect(&["p.yaml", "--json"], 0).with_status("cached").len(), 7);
+    // Another batch size reruns the node with every vector from the row cache: the weights
+    // are not even read, and the table is the same.
+    let r = w.expect(&["p.yaml", "--json", "--set", "users.batch_size=3"], 0);
+    assert_eq!(r.status_of("users"), "ran", "{}", r.stderr);
+    assert!(r.stderr.contains("10 of 10 rows from the row cache") && !r.stderr.contains("encoder loaded in"), "{}", r.stderr);
+    assert_eq!(table(&w, "users"), users);
 
     // More users: old users' texts are unchanged, so their vectors come from the row cache.
     w.write("p.yaml", &pipeline(8));

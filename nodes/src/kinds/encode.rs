@@ -189,8 +189,7 @@ fn row_key(model: &Digest, p: &EncodeParams, max_length: usize, text: &str) -> D
 
 fn run_on<B: Backend>(p: &EncodeParams, ctx: &NodeContext, inputs: &Inputs, rows: Vec<Row>, device: &B::Device) -> Result<(), BoxError> {
     let model_in = inputs.get("model").ok_or("no model input")?;
-    ctx.progress().message("loading the encoder");
-    let enc = artifact::load::<B>(&model_in.dir, device, p.max_length.map(|m| m as usize))?;
+    let enc = artifact::load_text(&model_in.dir, p.max_length.map(|m| m as usize))?;
     let dim = enc.config.hidden_size;
     let cache = ctx.row_cache("encode");
 
@@ -218,6 +217,11 @@ fn run_on<B: Backend>(p: &EncodeParams, ctx: &NodeContext, inputs: &Inputs, rows
         ctx.log(format!("{} of {} rows from the row cache or repeated texts; encoding {}", rows.len() - todo.len(), rows.len(), todo.len()));
     }
     if !todo.is_empty() {
+        // The weights are read only when there is something to encode.
+        ctx.progress().message("loading the encoder");
+        let loading = Instant::now();
+        let bert = artifact::load_bert::<B>(&model_in.dir, &enc.config, device)?;
+        ctx.log(format!("encoder loaded in {:.1} s", loading.elapsed().as_secs_f64()));
         ctx.progress().message("tokenizing");
         let texts: Vec<&str> = todo.iter().map(|t| t.1).collect();
         let ids = enc.tokenizer.encode_all(&texts)?;
@@ -230,7 +234,7 @@ fn run_on<B: Backend>(p: &EncodeParams, ctx: &NodeContext, inputs: &Inputs, rows
         let started = Instant::now();
         let mut encoded = 0usize;
         let settings = EmbedSettings { pooling: p.pooling, normalize: p.normalize, batch_size: p.batch_size as usize };
-        let out = embed(&enc.bert, enc.tokenizer.pad_id, &ids, &settings, device, &mut |n| {
+        let out = embed(&bert, enc.tokenizer.pad_id, &ids, &settings, device, &mut |n| {
             encoded += n;
             ctx.progress().inc(n as u64);
             ctx.progress().message(format!("{:.0} texts/s", encoded as f64 / started.elapsed().as_secs_f64().max(1e-9)));

@@ -99,6 +99,20 @@ pub struct LoadedEncoder<B: Backend> {
 /// Loads an `Encoder` artifact (or any Hugging Face BERT directory). `max_length` overrides
 /// the model's own limit and may not exceed its position table.
 pub fn load<B: Backend>(dir: &Path, device: &B::Device, max_length: Option<usize>) -> Result<LoadedEncoder<B>, String> {
+    let EncoderText { config, tokenizer } = load_text(dir, max_length)?;
+    Ok(LoadedEncoder { bert: load_bert(dir, &config, device)?, tokenizer, config })
+}
+
+/// An encoder's config and tokenizer, without its weights.
+pub struct EncoderText {
+    pub config: BertConfig,
+    pub tokenizer: EncoderTokenizer,
+}
+
+/// The config and tokenizer of an `Encoder` artifact, without reading the weights: enough to
+/// key texts (and find them all in the row cache, so the model need not be loaded). See
+/// [`load`] for `max_length`.
+pub fn load_text(dir: &Path, max_length: Option<usize>) -> Result<EncoderText, String> {
     let config = read_config(dir)?;
     let max_length = match max_length {
         Some(m) if m > config.max_position_embeddings => {
@@ -108,7 +122,11 @@ pub fn load<B: Backend>(dir: &Path, device: &B::Device, max_length: Option<usize
         None => default_max_length(dir, &config),
     };
     let tokenizer = EncoderTokenizer::from_file(&dir.join("tokenizer.json"), max_length, config.pad_token_id)?;
+    Ok(EncoderText { config, tokenizer })
+}
+
+/// The BERT module of an `Encoder` artifact with config `config` (from [`load_text`]).
+pub fn load_bert<B: Backend>(dir: &Path, config: &BertConfig, device: &B::Device) -> Result<Bert<B>, String> {
     let w = from_safetensors(&safetensors_files(dir)?)?;
-    let bert = weights::build::<B>(&config, &w, device).map_err(|e| format!("{}: {e}", dir.display()))?;
-    Ok(LoadedEncoder { bert, tokenizer, config })
+    weights::build::<B>(config, &w, device).map_err(|e| format!("{}: {e}", dir.display()))
 }
