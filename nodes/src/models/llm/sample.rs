@@ -102,34 +102,89 @@ pub fn candidates(logits: &[f32], s: &Sampling) -> Vec<(u32, f64)> {
 /// [`candidates`] from the weights at the sampling temperature.
 fn candidates_of(weights: &[f64], s: &Sampling) -> Vec<(u32, f64)> {
     let total: f64 = weights.iter().sum();
-    let mut order: Vec<u32> = (0..weights.len() as u32).collect();
-    let by_weight = |a: &u32, b: &u32| weights[*b as usize].total_cmp(&weights[*a as usize]).then(a.cmp(b));
-    // Only the head of the distribution matters: partially sort the most likely `m` tokens,
-    // growing `m` until it covers top_p (exactly the nucleus a full sort would give).
-    let limit = if s.top_k > 0 { s.top_k.min(order.len()) } else { order.len() };
-    let mut m = limit.min(64);
-    loop {
-        if m < order.len() {
-            order.select_nth_unstable_by(m, by_weight);
+    if s.top_k == 0 && s.top_p < 1.0 {
+        if let Some(mut kept) = nucleus_by_buckets(weights, total, s.top_p as f64) {
+            let mass = kept.iter().fold(0.0, |m, &(_, w)| m + w);
+            kept.iter_mut().for_each(|(_, w)| *w /= mass);
+            return kept;
         }
-        order[..m].sort_unstable_by(by_weight);
-        let head: f64 = order[..m].iter().map(|&i| weights[i as usize]).sum();
+    }
+    // (weight, token) pairs, compared in place rather than through the token's index.
+    let mut order: Vec<(f64, u32)> = weights.iter().enumerate().map(|(i, &w)| (w, i as u32)).collect();
+    let by_weight = |a: &(f64, u32), b: &(f64, u32)| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1));
+    // Only the head of the distribution matters: partially sort the most likely `m` tokens,
+    // growing `m` until it covers top_p (exactly the nucleus a full sort would give). The
+    // first `done` are sorted and outweigh the rest, so a growth only selects and sorts
+    // within the remainder.
+    let limit = if s.top_k > 0 { s.top_k.min(order.len()) } else { order.len() };
+    let (mut done, mut m, mut head) = (0, limit.min(64), 0.0);
+    loop {
+        let rest = &mut order[done..];
+        if m - done < rest.len() {
+            rest.select_nth_unstable_by(m - done, by_weight);
+        }
+        order[done..m].sort_unstable_by(by_weight);
+        // Summed in order, as one pass over order[..m] would.
+        head = order[done..m].iter().fold(head, |h, &(w, _)| h + w);
         if m >= limit || head / total >= s.top_p as f64 {
             break;
         }
+        done = m;
         m = (m * 4).min(limit);
     }
     let mut kept = Vec::new();
     let mut mass = 0.0;
-    for &i in &order[..m] {
-        kept.push((i, weights[i as usize]));
-        mass += weights[i as usize];
+    for &(w, i) in &order[..m] {
+        kept.push((i, w));
+        mass += w;
         if s.top_p < 1.0 && mass / total >= s.top_p as f64 {
             break;
         }
     }
     kept.iter_mut().for_each(|(_, w)| *w /= mass);
     kept
+}
+
+/// The top_p nucleus, in order, as the partial sort in [`candidates_of`] finds it, without
+/// selecting over the whole vocabulary: one pass sums the weights into buckets a quarter of an
+/// octave wide below the largest (bucket order is weight order), the buckets down to the one
+/// where the mass crosses top_p (and one more, for rounding) are gathered and sorted, and the
+/// nucleus is read off in order. None when that does not settle it (the caller then sorts).
+fn nucleus_by_buckets(weights: &[f64], total: f64, top_p: f64) -> Option<Vec<(u32, f64)>> {
+    const BUCKETS: usize = 256;
+    let max = weights.iter().copied().fold(0.0f64, f64::max);
+    if !(max > 0.0 && max.is_finite() && total.is_finite()) {
+        return None;
+    }
+    // Exponent and two mantissa bits: for positive floats the bit patterns are in order.
+    let top = max.to_bits() >> 50;
+    let bucket = |w: f64| ((top - (w.to_bits() >> 50).min(top)) as usize).min(BUCKETS - 1);
+    let mut mass = [0f64; BUCKETS];
+    for &w in weights {
+        mass[bucket(w)] += w;
+    }
+    let goal = top_p * total * (1.0 + 1e-9);
+    let (mut acc, mut cut) = (0.0, None);
+    for (b, m) in mass.iter().enumerate() {
+        acc += m;
+        if acc >= goal {
+            cut = Some(b + 1);
+            break;
+        }
+    }
+    let cut = cut.filter(|&c| c < BUCKETS - 1)?;
+    let mut order: Vec<(f64, u32)> = weights.iter().enumerate().filter(|(_, &w)| bucket(w) <= cut).map(|(i, &w)| (w, i as u32)).collect();
+    order.sort_unstable_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+    let mut kept = Vec::new();
+    let mut sum = 0.0;
+    for &(w, i) in &order {
+        kept.push((i, w));
+        sum += w;
+        if sum / total >= top_p {
+            return Some(kept);
+        }
+    }
+    None
 }
 
 /// The next token for one row.
@@ -200,6 +255,34 @@ mod tests {
         let flat: Vec<f32> = (0..1000).map(|i| -(i as f32) * 1e-3).collect();
         let n = candidates(&flat, &s(1.0, 0.5, 0)).len();
         assert!(n > 64 && n < 600, "{n}");
+    }
+
+    /// The growing partial sort keeps exactly the tokens and weights a full sort would, for
+    /// nuclei that take one to five growths.
+    #[test]
+    fn the_nucleus_is_the_one_a_full_sort_gives() {
+        let mut rng = ChaCha8Rng::seed_from_u64(3);
+        for (spread, top_p, top_k) in [(8.0f32, 0.95f32, 0), (1.0, 0.95, 0), (0.2, 0.99, 0), (0.05, 0.9, 0), (1.0, 0.99, 700), (0.5, 1.0, 3000)] {
+            let logits: Vec<f32> = (0..20_000).map(|_| spread * rng.random::<f32>() * 10.0).collect();
+            let samp = s(1.0, top_p, top_k);
+            let w = weights(&logits, 1.0);
+            let total: f64 = w.iter().sum();
+            let mut order: Vec<u32> = (0..w.len() as u32).collect();
+            order.sort_by(|a, b| w[*b as usize].total_cmp(&w[*a as usize]).then(a.cmp(b)));
+            order.truncate(if top_k > 0 { top_k } else { order.len() });
+            let mut expected = Vec::new();
+            let mut mass = 0.0;
+            for &i in &order {
+                expected.push((i, w[i as usize]));
+                mass += w[i as usize];
+                if top_p < 1.0 && mass / total >= top_p as f64 {
+                    break;
+                }
+            }
+            expected.iter_mut().for_each(|(_, x)| *x /= mass);
+            let got = candidates(&logits, &samp);
+            assert!(got == expected, "spread {spread}, top_p {top_p}, top_k {top_k}: {} tokens against {}", got.len(), expected.len());
+        }
     }
 
     #[test]
