@@ -143,7 +143,7 @@ pub fn load_lm<B: Backend>(dir: &Path, device: &B::Device, purpose: Purpose) -> 
             let g = Gguf::open(&path).map_err(|e| e.to_string())?;
             let c = LlamaConfig::from_gguf(&g).map_err(|e| at(e.to_string()))?;
             let model = match module {
-                true => Some(weights::build::<B>(&c, &weights::from_gguf(&g, &c).map_err(at)?, device).map_err(at)?),
+                true => Some(weights::build_from::<B>(&c, g.tensor("output.weight").is_some(), &mut weights::gguf_reader(&g, &c), device).map_err(at)?),
                 false => None,
             };
             let host = match host {
@@ -158,7 +158,7 @@ pub fn load_lm<B: Backend>(dir: &Path, device: &B::Device, purpose: Purpose) -> 
             let c = LlamaConfig::from_hf_json(&text).map_err(|e| format!("{}: {e}", cfg.display()))?;
             let files = Safetensors::open(&weights::safetensors_files(dir)?)?;
             let model = match module {
-                true => Some(weights::build::<B>(&c, &files.all()?, device)?),
+                true => Some(weights::build_from::<B>(&c, files.contains("lm_head.weight"), &mut |name| files.get(name), device)?),
                 false => None,
             };
             let host = match host {

@@ -164,18 +164,29 @@ fn row_sources(rows: usize, heads: usize, interleave: bool) -> Vec<usize> {
 
 /// Builds the module from weights in Hugging Face layout, checking every name and shape.
 pub fn build<B: Backend>(c: &LlamaConfig, w: &Weights, device: &B::Device) -> Result<Llama<B>, String> {
-    let get = |name: &str, shape: &[usize]| -> Result<&HostTensor, String> {
-        let t = w.get(name).ok_or_else(|| format!("weight `{name}` is missing"))?;
-        check_shape(name, t, shape)?;
+    build_from(c, w.contains_key("lm_head.weight"), &mut |name| w.get(name).cloned().ok_or_else(|| format!("weight `{name}` is missing")), device)
+}
+
+/// [`build`] with the weights `weight` gives by name, each asked for once, so a loader that
+/// reads them one at a time (a GGUF, mapped safetensors) holds one f32 weight at a time beside
+/// the module rather than all of them; `has_lm_head` as in [`head_name`].
+pub fn build_from<B: Backend>(c: &LlamaConfig, has_lm_head: bool, weight: &mut dyn FnMut(&str) -> Result<HostTensor, String>, device: &B::Device) -> Result<Llama<B>, String> {
+    let weight = std::cell::RefCell::new(weight);
+    let get = |name: &str, shape: &[usize]| -> Result<HostTensor, String> {
+        let t = (weight.borrow_mut())(name)?;
+        check_shape(name, &t, shape)?;
         Ok(t)
     };
     let (d, hd, ff, v) = (c.hidden_size, c.head_dim, c.intermediate_size, c.vocab_size);
     let (nh, nkv) = (c.num_attention_heads, c.num_key_value_heads);
     let t2 = |data: Vec<f32>, shape: [usize; 2]| Param::from_tensor(Tensor::<B, 2>::from_data(TensorData::new(data, shape), device));
-    let t1 = |t: &HostTensor| Param::from_tensor(Tensor::<B, 1>::from_data(TensorData::new(t.data.clone(), [t.data.len()]), device));
-    let norm = |t: &HostTensor| RmsNorm { weight: t1(t), eps: c.rms_norm_eps };
+    let t1 = |t: HostTensor| Param::from_tensor(Tensor::<B, 1>::from_data(TensorData::new(t.data, [t.shape[0]]), device));
+    let norm = |t: HostTensor| RmsNorm { weight: t1(t), eps: c.rms_norm_eps };
     let embed = get("model.embed_tokens.weight", &[v, d])?;
-    let head = transpose(get(head_name(c, w.contains_key("lm_head.weight")), &[v, d])?);
+    let head = match head_name(c, has_lm_head) {
+        "model.embed_tokens.weight" => transpose(&embed),
+        name => transpose(&get(name, &[v, d])?),
+    };
     let mut blocks = Vec::with_capacity(c.num_hidden_layers);
     for i in 0..c.num_hidden_layers {
         let l = |s: &str| format!("model.layers.{i}.{s}");
@@ -186,16 +197,16 @@ pub fn build<B: Backend>(c: &LlamaConfig, w: &Weights, device: &B::Device) -> Re
         let up = get(&l("mlp.up_proj.weight"), &[ff, d])?;
         blocks.push(Block {
             attn_norm: norm(get(&l("input_layernorm.weight"), &[d])?),
-            wqk: t2(fuse_transposed(&[q, k]), [d, (nh + nkv) * hd]),
-            wv: t2(transpose(vv), [d, nkv * hd]),
-            wo: t2(transpose(get(&l("self_attn.o_proj.weight"), &[d, nh * hd])?), [nh * hd, d]),
+            wqk: t2(fuse_transposed(&[&q, &k]), [d, (nh + nkv) * hd]),
+            wv: t2(transpose(&vv), [d, nkv * hd]),
+            wo: t2(transpose(&get(&l("self_attn.o_proj.weight"), &[d, nh * hd])?), [nh * hd, d]),
             mlp_norm: norm(get(&l("post_attention_layernorm.weight"), &[d])?),
-            w_gate: t2(transpose(gate), [d, ff]),
-            w_up: t2(transpose(up), [d, ff]),
-            w_down: t2(transpose(get(&l("mlp.down_proj.weight"), &[d, ff])?), [ff, d]),
+            w_gate: t2(transpose(&gate), [d, ff]),
+            w_up: t2(transpose(&up), [d, ff]),
+            w_down: t2(transpose(&get(&l("mlp.down_proj.weight"), &[d, ff])?), [ff, d]),
         });
     }
-    let model = Llama::new(c, t2(embed.data.clone(), [v, d]), blocks, norm(get("model.norm.weight", &[d])?), t2(head, [d, v]), device);
+    let model = Llama::new(c, t2(embed.data, [v, d]), blocks, norm(get("model.norm.weight", &[d])?), t2(head, [d, v]), device);
     Ok(model)
 }
 
