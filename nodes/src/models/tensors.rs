@@ -42,7 +42,7 @@ pub fn from_safetensors(files: &[PathBuf]) -> Result<Weights, String> {
 /// as they are asked for: a model built from them holds one f32 tensor at a time beside what
 /// it has built, not every weight (and not the files' bytes as a private copy).
 pub struct Safetensors {
-    files: Vec<(PathBuf, crate::models::mapped::FileBytes)>,
+    files: Vec<crate::models::mapped::FileBytes>,
     /// Weight name -> (file, dtype, shape, byte range in the file).
     index: BTreeMap<String, (usize, safetensors::Dtype, Vec<usize>, std::ops::Range<usize>)>,
 }
@@ -67,7 +67,7 @@ impl Safetensors {
                 let (a, b) = info.data_offsets;
                 index.insert(name, (i, info.dtype, info.shape.clone(), data + a..data + b));
             }
-            mapped.push((f.clone(), bytes));
+            mapped.push(bytes);
         }
         Ok(Safetensors { files: mapped, index })
     }
@@ -90,7 +90,7 @@ impl Safetensors {
     pub fn get(&self, name: &str) -> Result<HostTensor, String> {
         use safetensors::Dtype;
         let (file, dtype, shape, range) = self.index.get(name).ok_or_else(|| format!("weight `{name}` is missing"))?;
-        let bytes = &self.files[*file].1;
+        let bytes = &self.files[*file];
         let raw = &bytes[range.clone()];
         let data: Vec<f32> = match dtype {
             Dtype::F32 => raw.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect(),

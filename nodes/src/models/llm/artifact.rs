@@ -3,6 +3,7 @@
 //! Anything that reads the directory without dagrun (llama.cpp, transformers) finds a normal
 //! model there.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use burn::prelude::*;
@@ -13,7 +14,7 @@ use super::gguf::Gguf;
 use super::host::HostLlama;
 use super::lm::Lm;
 use super::tokenizer::LlmTokenizer;
-use super::weights;
+use super::weights::{self, HostTensor, StoredRows};
 use crate::models::cpu::on_flex;
 use crate::models::tensors::Safetensors;
 
@@ -135,39 +136,42 @@ fn gguf_path(dir: &Path) -> Option<PathBuf> {
 
 /// The model of an `Llm` artifact (or a .gguf file / Hugging Face directory) on `device`.
 pub fn load_lm<B: Backend>(dir: &Path, device: &B::Device, purpose: Purpose) -> Result<Lm<B>, String> {
-    let host = on_flex::<B>();
-    let module = purpose == Purpose::Train || !host;
     match gguf_path(dir) {
         Some(path) => {
             let at = |e: String| format!("{}: {e}", path.display());
             let g = Gguf::open(&path).map_err(|e| e.to_string())?;
             let c = LlamaConfig::from_gguf(&g).map_err(|e| at(e.to_string()))?;
-            let model = match module {
-                true => Some(weights::build_from::<B>(&c, g.tensor("output.weight").is_some(), &mut weights::gguf_reader(&g, &c), device).map_err(at)?),
-                false => None,
-            };
-            let host = match host {
-                true => Some(HostLlama::build(&c, g.tensor("output.weight").is_some(), &mut weights::gguf_reader(&g, &c), Some(&weights::stored_rows(&g, &c))).map_err(at)?),
-                false => None,
-            };
-            Ok(Lm::from_parts(model, host, c, device.clone()))
+            let has_lm_head = g.tensor("output.weight").is_some();
+            let stored = weights::stored_rows(&g, &c);
+            let mut reader = weights::gguf_reader(&g, &c);
+            let lm = assemble(c, has_lm_head, &mut reader, Some(&stored), purpose, device).map_err(at)?;
+            Ok(lm)
         }
         None => {
             let cfg = dir.join("config.json");
             let text = std::fs::read_to_string(&cfg).map_err(|e| format!("{}: {e}", cfg.display()))?;
             let c = LlamaConfig::from_hf_json(&text).map_err(|e| format!("{}: {e}", cfg.display()))?;
             let files = Safetensors::open(&weights::safetensors_files(dir)?)?;
-            let model = match module {
-                true => Some(weights::build_from::<B>(&c, files.contains("lm_head.weight"), &mut |name| files.get(name), device)?),
-                false => None,
-            };
-            let host = match host {
-                true => Some(HostLlama::build(&c, files.contains("lm_head.weight"), &mut |name| files.get(name), None)?),
-                false => None,
-            };
-            Ok(Lm::from_parts(model, host, c, device.clone()))
+            assemble(c, files.contains("lm_head.weight"), &mut |name| files.get(name), None, purpose, device)
         }
     }
+}
+
+/// The parts of a model `purpose` needs on this backend, from the weights `weight` gives by
+/// name (and, on the CPU, the GGUF's block-coded rows in `stored`): the Burn module for
+/// training or off the CPU, the host path on the CPU.
+fn assemble<B: Backend>(
+    c: LlamaConfig,
+    has_lm_head: bool,
+    weight: &mut dyn FnMut(&str) -> Result<HostTensor, String>,
+    stored: Option<&BTreeMap<String, StoredRows>>,
+    purpose: Purpose,
+    device: &B::Device,
+) -> Result<Lm<B>, String> {
+    let host = on_flex::<B>();
+    let model = (purpose == Purpose::Train || !host).then(|| weights::build_from::<B>(&c, has_lm_head, weight, device)).transpose()?;
+    let host = host.then(|| HostLlama::build(&c, has_lm_head, weight, stored)).transpose()?;
+    Ok(Lm::from_parts(model, host, c, device.clone()))
 }
 
 /// Whether [`write_hf`] can express this model (checked before spending a training run on it).
