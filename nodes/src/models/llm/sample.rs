@@ -102,55 +102,67 @@ pub fn candidates(logits: &[f32], s: &Sampling) -> Vec<(u32, f64)> {
 /// [`candidates`] from the weights at the sampling temperature.
 fn candidates_of(weights: &[f64], s: &Sampling) -> Vec<(u32, f64)> {
     let total: f64 = weights.iter().sum();
-    if s.top_k == 0 && s.top_p < 1.0 {
-        if let Some(mut kept) = nucleus_by_buckets(weights, total, s.top_p as f64) {
-            let mass = kept.iter().fold(0.0, |m, &(_, w)| m + w);
-            kept.iter_mut().for_each(|(_, w)| *w /= mass);
-            return kept;
+    let top_p = s.top_p as f64;
+    let fast = if s.top_k == 0 && s.top_p < 1.0 { nucleus_by_buckets(weights, total, top_p) } else { None };
+    let (mut kept, mass) = match fast {
+        Some(nucleus) => nucleus,
+        None => {
+            let mut order: Vec<(f64, u32)> = weights.iter().enumerate().map(|(i, &w)| (w, i as u32)).collect();
+            // Only the head of the distribution matters: partially sort the most likely `m`
+            // tokens, growing `m` until it covers top_p (exactly the nucleus a full sort would
+            // give). The first `done` are sorted and outweigh the rest, so a growth only
+            // selects and sorts within the remainder.
+            let limit = if s.top_k > 0 { s.top_k.min(order.len()) } else { order.len() };
+            let (mut done, mut m, mut head) = (0, limit.min(64), 0.0);
+            loop {
+                let rest = &mut order[done..];
+                if m - done < rest.len() {
+                    rest.select_nth_unstable_by(m - done, by_weight);
+                }
+                order[done..m].sort_unstable_by(by_weight);
+                // Summed in order, as one pass over order[..m] would.
+                head = order[done..m].iter().fold(head, |h, &(w, _)| h + w);
+                if m >= limit || head / total >= top_p {
+                    break;
+                }
+                done = m;
+                m = (m * 4).min(limit);
+            }
+            let (kept, mass, _) = read_off(&order[..m], total, top_p);
+            (kept, mass)
         }
-    }
-    // (weight, token) pairs, compared in place rather than through the token's index.
-    let mut order: Vec<(f64, u32)> = weights.iter().enumerate().map(|(i, &w)| (w, i as u32)).collect();
-    let by_weight = |a: &(f64, u32), b: &(f64, u32)| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1));
-    // Only the head of the distribution matters: partially sort the most likely `m` tokens,
-    // growing `m` until it covers top_p (exactly the nucleus a full sort would give). The
-    // first `done` are sorted and outweigh the rest, so a growth only selects and sorts
-    // within the remainder.
-    let limit = if s.top_k > 0 { s.top_k.min(order.len()) } else { order.len() };
-    let (mut done, mut m, mut head) = (0, limit.min(64), 0.0);
-    loop {
-        let rest = &mut order[done..];
-        if m - done < rest.len() {
-            rest.select_nth_unstable_by(m - done, by_weight);
-        }
-        order[done..m].sort_unstable_by(by_weight);
-        // Summed in order, as one pass over order[..m] would.
-        head = order[done..m].iter().fold(head, |h, &(w, _)| h + w);
-        if m >= limit || head / total >= s.top_p as f64 {
-            break;
-        }
-        done = m;
-        m = (m * 4).min(limit);
-    }
-    let mut kept = Vec::new();
-    let mut mass = 0.0;
-    for &(w, i) in &order[..m] {
-        kept.push((i, w));
-        mass += w;
-        if s.top_p < 1.0 && mass / total >= s.top_p as f64 {
-            break;
-        }
-    }
+    };
     kept.iter_mut().for_each(|(_, w)| *w /= mass);
     kept
 }
 
-/// The top_p nucleus, in order, as the partial sort in [`candidates_of`] finds it, without
-/// selecting over the whole vocabulary: one pass sums the weights into buckets a quarter of an
-/// octave wide below the largest (bucket order is weight order), the buckets down to the one
-/// where the mass crosses top_p (and one more, for rounding) are gathered and sorted, and the
-/// nucleus is read off in order. None when that does not settle it (the caller then sorts).
-fn nucleus_by_buckets(weights: &[f64], total: f64, top_p: f64) -> Option<Vec<(u32, f64)>> {
+/// Most likely first: by weight, then by token (what a full sort of the vocabulary gives).
+fn by_weight(a: &(f64, u32), b: &(f64, u32)) -> std::cmp::Ordering {
+    b.0.total_cmp(&a.0).then(a.1.cmp(&b.1))
+}
+
+/// The tokens of `sorted` (most likely first) up to the first whose running mass reaches
+/// top_p of `total` (all of them when top_p ≥ 1), with that mass and whether it was reached.
+fn read_off(sorted: &[(f64, u32)], total: f64, top_p: f64) -> (Vec<(u32, f64)>, f64, bool) {
+    let mut kept = Vec::new();
+    let mut mass = 0.0;
+    for &(w, i) in sorted {
+        kept.push((i, w));
+        mass += w;
+        if top_p < 1.0 && mass / total >= top_p {
+            return (kept, mass, true);
+        }
+    }
+    (kept, mass, false)
+}
+
+/// The top_p nucleus and its mass, as the partial sort in [`candidates_of`] finds them,
+/// without selecting over the whole vocabulary: one pass sums the weights into buckets a
+/// quarter of an octave wide below the largest (bucket order is weight order), the buckets
+/// down to the one where the mass crosses top_p (and one more, for rounding) are gathered and
+/// sorted, and the nucleus is read off in order. None when that does not settle it (the
+/// caller then sorts).
+fn nucleus_by_buckets(weights: &[f64], total: f64, top_p: f64) -> Option<(Vec<(u32, f64)>, f64)> {
     const BUCKETS: usize = 256;
     let max = weights.iter().copied().fold(0.0f64, f64::max);
     if !(max > 0.0 && max.is_finite() && total.is_finite()) {
@@ -174,17 +186,9 @@ fn nucleus_by_buckets(weights: &[f64], total: f64, top_p: f64) -> Option<Vec<(u3
     }
     let cut = cut.filter(|&c| c < BUCKETS - 1)?;
     let mut order: Vec<(f64, u32)> = weights.iter().enumerate().filter(|(_, &w)| bucket(w) <= cut).map(|(i, &w)| (w, i as u32)).collect();
-    order.sort_unstable_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
-    let mut kept = Vec::new();
-    let mut sum = 0.0;
-    for &(w, i) in &order {
-        kept.push((i, w));
-        sum += w;
-        if sum / total >= top_p {
-            return Some(kept);
-        }
-    }
-    None
+    order.sort_unstable_by(by_weight);
+    let (kept, mass, reached) = read_off(&order, total, top_p);
+    reached.then_some((kept, mass))
 }
 
 /// The next token for one row.
