@@ -342,6 +342,12 @@ impl GgufWriter {
             GgmlType::F16 => values.iter().flat_map(|v| half::f16::from_f32(*v).to_le_bytes()).collect(),
             other => quant::quantize(other, values).unwrap_or_else(|e| panic!("tensor {name}: {e}")),
         };
+        self.encoded(name, shape, ty, bytes)
+    }
+
+    /// Adds a tensor already encoded as `ty` (row-major, `shape` in PyTorch order).
+    pub fn encoded(&mut self, name: &str, shape: &[usize], ty: GgmlType, bytes: Vec<u8>) -> &mut Self {
+        assert_eq!(ty.bytes_for(shape.iter().product::<usize>() as u64), Some(bytes.len() as u64), "tensor {name}: shape and bytes disagree");
         self.tensors.push((name.to_string(), shape.to_vec(), ty, bytes));
         self
     }

@@ -100,6 +100,10 @@ fn h(b: &[u8]) -> f32 {
     f16::from_le_bytes([b[0], b[1]]).to_f32()
 }
 
+/// The types [`dequantize`] reads: every type llama.cpp stores a Llama model's weights in, short
+/// of the IQ family (its quantisations `Q2_K` to `Q6_K`, `Q4_K_M` and the like, mix these).
+pub const SUPPORTED: &str = "F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K";
+
 /// Dequantises `raw` (a whole number of blocks of `ty`) to f32.
 pub fn dequantize(ty: GgmlType, raw: &[u8]) -> Result<Vec<f32>, String> {
     let (n, size) = ty.block();
@@ -117,8 +121,10 @@ pub fn dequantize(ty: GgmlType, raw: &[u8]) -> Result<Vec<f32>, String> {
         GgmlType::Q8_0 => q8_0,
         GgmlType::Q4_0 => q4_0,
         GgmlType::Q4_1 => q4_1,
-        GgmlType::Q6_K => q6_k,
-        other => return Err(format!("GGML type {other:?} is not supported (supported: F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q6_K)")),
+        GgmlType::Q5_0 => q5_0,
+        GgmlType::Q5_1 => q5_1,
+        GgmlType::Q2_K | GgmlType::Q3_K | GgmlType::Q4_K | GgmlType::Q5_K | GgmlType::Q6_K => k_quant(ty),
+        other => return Err(format!("GGML type {other:?} is not supported (supported: {SUPPORTED})")),
     };
     out.par_chunks_mut(n * per_task).zip(raw.par_chunks(size * per_task)).for_each(|(y, b)| {
         for (yb, bb) in y.chunks_exact_mut(n).zip(b.chunks_exact(size)) {
@@ -167,6 +173,37 @@ pub fn quantize(ty: GgmlType, values: &[f32]) -> Result<Vec<u8>, String> {
     Ok(out)
 }
 
+/// Random blocks of `ty` for `elements` values (a whole number of blocks): random codes and
+/// sub-block scales with f16 super-scales (and minimums) sized so that values stay within about
+/// ±0.5. Tests use them for the types ggml's quantisers for are not reproduced here (Q5_0,
+/// Q5_1 and the K-quants); the values come back through [`dequantize`].
+pub fn random_blocks(ty: GgmlType, elements: usize, rng: &mut impl rand::Rng) -> Result<Vec<u8>, String> {
+    use GgmlType::*;
+    // Byte offsets of the f16 super-scale and minimum, and the largest |code · sub-scale|.
+    let (halves, largest): (&[usize], f32) = match ty {
+        Q5_0 => (&[0], 16.0),
+        Q5_1 => (&[0, 2], 31.0),
+        Q2_K => (&[80, 82], 15.0 * 3.0),
+        Q3_K => (&[108], 32.0 * 4.0),
+        Q4_K => (&[0, 2], 63.0 * 15.0),
+        Q5_K => (&[0, 2], 63.0 * 31.0),
+        Q6_K => (&[208], 128.0 * 32.0),
+        other => return Err(format!("no random blocks for {other:?}")),
+    };
+    let (n, size) = ty.block();
+    if elements as u64 % n != 0 {
+        return Err(format!("{elements} values are not a whole number of {n}-value {ty:?} blocks"));
+    }
+    let mut out: Vec<u8> = (0..elements / n as usize * size as usize).map(|_| rng.random()).collect();
+    for block in out.chunks_exact_mut(size as usize) {
+        for &at in halves {
+            let d = f16::from_f32((rng.random::<f32>() * 2.0 - 1.0) * 0.5 / largest);
+            block[at..at + 2].copy_from_slice(&d.to_le_bytes());
+        }
+    }
+    Ok(out)
+}
+
 /// Q8_0: f16 scale `d`, 32 signed bytes; x = d·q.
 fn q8_0(b: &[u8], y: &mut [f32]) {
     let d = h(&b[0..2]);
@@ -193,21 +230,147 @@ fn q4_1(b: &[u8], y: &mut [f32]) {
     }
 }
 
-/// Q6_K: 256 values as 6-bit codes (low 4 bits in `ql`, high 2 in `qh`), 16 int8 sub-block
-/// scales, an f16 super-scale `d`; x = (d·scale)·(q−32).
-fn q6_k(b: &[u8], y: &mut [f32]) {
-    let (ql, qh, sc) = (&b[0..128], &b[128..192], &b[192..208]);
-    let d = h(&b[208..210]);
-    for half in 0..2 {
-        let (ql, qh) = (&ql[half * 64..half * 64 + 64], &qh[half * 32..half * 32 + 32]);
-        for e in 0..128 {
-            let (l, group) = (e % 32, e / 32);
-            let low = (ql[l + 32 * (group & 1)] >> (4 * (group >> 1))) & 0x0F;
-            let high = (qh[l] >> (2 * group)) & 0x03;
-            let q = (low | (high << 4)) as i32 - 32;
-            let i = half * 128 + e;
-            y[i] = (d * (sc[i / 16] as i8) as f32) * q as f32;
+/// The fifth bits of a Q5_0/Q5_1 block: bit j of the little-endian u32 belongs to value j.
+fn fifth_bits(b: &[u8]) -> u32 {
+    u32::from_le_bytes([b[0], b[1], b[2], b[3]])
+}
+
+/// Q5_0: f16 scale `d`, 32 fifth bits, 16 bytes of nibbles (as Q4_0); x = d·(q−16).
+fn q5_0(b: &[u8], y: &mut [f32]) {
+    let (d, high) = (h(&b[0..2]), fifth_bits(&b[2..6]));
+    for (j, q) in b[6..22].iter().enumerate() {
+        let code = |low: u8, i: usize| (low as u32 | ((high >> i) & 1) << 4) as i32 - 16;
+        y[j] = d * code(q & 0x0F, j) as f32;
+        y[j + 16] = d * code(q >> 4, j + 16) as f32;
+    }
+}
+
+/// Q5_1: f16 scale `d` and minimum `m`, 32 fifth bits, 16 bytes of nibbles; x = d·q + m.
+fn q5_1(b: &[u8], y: &mut [f32]) {
+    let (d, m, high) = (h(&b[0..2]), h(&b[2..4]), fifth_bits(&b[4..8]));
+    for (j, q) in b[8..24].iter().enumerate() {
+        let code = |low: u8, i: usize| (low as u32 | ((high >> i) & 1) << 4) as f32;
+        y[j] = d * code(q & 0x0F, j) + m;
+        y[j + 16] = d * code(q >> 4, j + 16) + m;
+    }
+}
+
+/// A K-quant block (Q2_K to Q6_K) as integers: 256 values in 16 sub-blocks of 16, value e
+/// being `(d · scales[e/16]) · codes[e] − dmin · mins[e/16]` (`d`, `dmin` f16 bits; types
+/// without minimums have `dmin` 0 and `mins` 0). Q4_K and Q5_K's 32-value sub-blocks appear
+/// as two alike. One decoding of the bit layouts, which [`dequantize`] and the block-coded
+/// packing of the CPU path (`rows_matmul`) both read, so the two agree bit for bit.
+pub struct KBlock {
+    pub d: u16,
+    pub dmin: u16,
+    pub scales: [i8; 16],
+    pub mins: [u8; 16],
+    pub codes: [i8; 256],
+}
+
+impl KBlock {
+    /// Decodes one block of `ty` (`b`: its bytes); None when `ty` is not a K-quant.
+    pub fn decode(ty: GgmlType, b: &[u8]) -> Option<KBlock> {
+        let u16_at = |i: usize| u16::from_le_bytes([b[i], b[i + 1]]);
+        let mut k = KBlock { d: 0, dmin: 0, scales: [0; 16], mins: [0; 16], codes: [0; 256] };
+        // The 2-bit code of value e in 64 code bytes: each half of the block is 32 bytes
+        // holding four 32-value groups, group g in bits 2g..2g+2.
+        let two_bits = |qs: &[u8], e: usize| (qs[(e / 128) * 32 + e % 32] >> (2 * ((e % 128) / 32))) & 0x03;
+        match ty {
+            // 16 bytes of 4-bit scale (low) and minimum (high) per sub-block, 64 bytes of
+            // 2-bit codes, d, dmin.
+            GgmlType::Q2_K => {
+                let (sc, qs) = (&b[0..16], &b[16..80]);
+                (k.d, k.dmin) = (u16_at(80), u16_at(82));
+                for (j, s) in sc.iter().enumerate() {
+                    (k.scales[j], k.mins[j]) = ((s & 0x0F) as i8, s >> 4);
+                }
+                for (e, c) in k.codes.iter_mut().enumerate() {
+                    *c = two_bits(qs, e) as i8;
+                }
+            }
+            // 32 bytes of high bits (value e's in bit e/32 of byte e%32; a set bit means no
+            // offset), 64 bytes of 2-bit low codes, 12 bytes of 16 6-bit scales (biased by
+            // 32), d: code = low − 4·(1 − high).
+            GgmlType::Q3_K => {
+                let (hmask, qs, sc) = (&b[0..32], &b[32..96], &b[96..108]);
+                k.d = u16_at(108);
+                for (j, s) in k.scales.iter_mut().enumerate() {
+                    // Low four bits: nibble j/8 of byte j%8; high two: pair j/4 of byte 8 + j%4.
+                    let low = (sc[j % 8] >> (4 * (j / 8))) & 0x0F;
+                    let high = (sc[8 + j % 4] >> (2 * (j / 4))) & 0x03;
+                    *s = (low | (high << 4)) as i8 - 32;
+                }
+                for (e, c) in k.codes.iter_mut().enumerate() {
+                    let offset = if (hmask[e % 32] >> (e / 32)) & 1 == 1 { 0 } else { 4 };
+                    *c = two_bits(qs, e) as i8 - offset;
+                }
+            }
+            // d, dmin, 12 bytes of eight 6-bit scales and minimums (32-value sub-blocks),
+            // then for Q5_K 32 bytes of fifth bits (value l of sub-block j in bit j of byte
+            // l), then 128 bytes of nibbles (sub-blocks 2c and 2c + 1 in the low and high
+            // nibbles of bytes 32c..32c + 32).
+            GgmlType::Q4_K | GgmlType::Q5_K => {
+                (k.d, k.dmin) = (u16_at(0), u16_at(2));
+                let sc = &b[4..16];
+                let (qh, qs) = if ty == GgmlType::Q5_K { (Some(&b[16..48]), &b[48..176]) } else { (None, &b[16..144]) };
+                for j in 0..8 {
+                    // Sub-blocks 0–3 keep theirs in the low six bits of bytes j and 4 + j;
+                    // 4–7 in the nibbles of byte 4 + j, top bits in bytes j − 4 and j.
+                    let (s, m) = if j < 4 { (sc[j] & 0x3F, sc[j + 4] & 0x3F) } else { ((sc[j + 4] & 0x0F) | ((sc[j - 4] >> 6) << 4), (sc[j + 4] >> 4) | ((sc[j] >> 6) << 4)) };
+                    (k.scales[2 * j], k.scales[2 * j + 1], k.mins[2 * j], k.mins[2 * j + 1]) = (s as i8, s as i8, m, m);
+                    for l in 0..32 {
+                        let high = qh.map_or(0, |qh| ((qh[l] >> j) & 1) << 4);
+                        k.codes[32 * j + l] = (((qs[(j / 2) * 32 + l] >> (4 * (j % 2))) & 0x0F) | high) as i8;
+                    }
+                }
+            }
+            // 128 bytes of low nibbles, 64 of high bit pairs, 16 int8 scales, d: code = 6
+            // bits − 32.
+            GgmlType::Q6_K => {
+                let (ql, qh, sc) = (&b[0..128], &b[128..192], &b[192..208]);
+                k.d = u16_at(208);
+                for (j, s) in sc.iter().enumerate() {
+                    k.scales[j] = *s as i8;
+                }
+                for half in 0..2 {
+                    let (ql, qh) = (&ql[half * 64..half * 64 + 64], &qh[half * 32..half * 32 + 32]);
+                    for e in 0..128 {
+                        let (l, group) = (e % 32, e / 32);
+                        let low = (ql[l + 32 * (group & 1)] >> (4 * (group >> 1))) & 0x0F;
+                        let high = (qh[l] >> (2 * group)) & 0x03;
+                        k.codes[half * 128 + e] = (low | (high << 4)) as i8 - 32;
+                    }
+                }
+            }
+            _ => return None,
         }
+        Some(k)
+    }
+
+    /// Value e as [`dequantize`] gives it (d · scale · code is exact in f32, so only the
+    /// subtraction rounds).
+    pub fn value(&self, e: usize) -> f32 {
+        let (d, dmin) = (f16::from_bits(self.d).to_f32(), f16::from_bits(self.dmin).to_f32());
+        (d * self.scales[e / 16] as f32) * self.codes[e] as f32 - dmin * self.mins[e / 16] as f32
+    }
+}
+
+/// Any K-quant (see [`KBlock`]).
+fn k_quant(ty: GgmlType) -> fn(&[u8], &mut [f32]) {
+    fn decoded<const TY: u8>(b: &[u8], y: &mut [f32]) {
+        let ty = [GgmlType::Q2_K, GgmlType::Q3_K, GgmlType::Q4_K, GgmlType::Q5_K, GgmlType::Q6_K][TY as usize];
+        let k = KBlock::decode(ty, b).expect("a K-quant");
+        for (e, yi) in y.iter_mut().enumerate() {
+            *yi = k.value(e);
+        }
+    }
+    match ty {
+        GgmlType::Q2_K => decoded::<0>,
+        GgmlType::Q3_K => decoded::<1>,
+        GgmlType::Q4_K => decoded::<2>,
+        GgmlType::Q5_K => decoded::<3>,
+        _ => decoded::<4>,
     }
 }
 
@@ -231,7 +394,8 @@ mod tests {
     fn matches_the_gguf_package_bit_for_bit() {
         let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures/llm/dequant.json");
         let cases: std::collections::BTreeMap<String, Case> = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
-        let types = [("F32", GgmlType::F32), ("F16", GgmlType::F16), ("BF16", GgmlType::BF16), ("Q8_0", GgmlType::Q8_0), ("Q4_0", GgmlType::Q4_0), ("Q4_1", GgmlType::Q4_1), ("Q6_K", GgmlType::Q6_K)];
+        use GgmlType::*;
+        let types = [("F32", F32), ("F16", F16), ("BF16", BF16), ("Q8_0", Q8_0), ("Q4_0", Q4_0), ("Q4_1", Q4_1), ("Q6_K", Q6_K), ("Q5_0", Q5_0), ("Q5_1", Q5_1), ("Q2_K", Q2_K), ("Q3_K", Q3_K), ("Q4_K", Q4_K), ("Q5_K", Q5_K)];
         for (name, ty) in types {
             let case = cases.get(name).unwrap_or_else(|| panic!("fixture lacks {name}"));
             let got = dequantize(ty, &unhex(&case.bytes)).unwrap();
@@ -260,7 +424,12 @@ mod tests {
     #[test]
     fn partial_blocks_and_unsupported_types_are_errors() {
         assert!(dequantize(GgmlType::Q4_1, &[0u8; 21]).unwrap_err().contains("whole number"));
-        assert!(dequantize(GgmlType::Q4_K, &[0u8; 144]).unwrap_err().contains("Q4_K is not supported"));
+        let err = dequantize(GgmlType::Q8_K, &[0u8; 292]).unwrap_err();
+        assert!(err.contains("Q8_K is not supported") && err.contains("Q4_K"), "{err}");
+        let mut rng = rand::rng();
+        assert!(random_blocks(GgmlType::Q8_0, 64, &mut rng).unwrap_err().contains("no random blocks for Q8_0"));
+        assert!(random_blocks(GgmlType::Q4_K, 300, &mut rng).unwrap_err().contains("whole number"));
+        assert_eq!(random_blocks(GgmlType::Q4_K, 512, &mut rng).unwrap().len(), 288);
         assert_eq!(GgmlType::Q6_K.bytes_for(512), Some(420));
         assert_eq!(GgmlType::Q6_K.bytes_for(100), None);
         for (t, id) in IDS {

@@ -156,6 +156,36 @@ fn block_coded_matrices_give_the_logits_of_their_f32_values() {
     }
 }
 
+/// Every other type llama.cpp stores a Llama's matrices in (a `Q4_K_M` file mixes Q4_K and
+/// Q6_K, say) loads, and gives bit for bit the logits of its dequantised values.
+#[test]
+fn every_stored_type_gives_the_logits_of_its_dequantised_values() {
+    let dir = tempfile::tempdir().unwrap();
+    for ty in [GgmlType::Q5_0, GgmlType::Q5_1, GgmlType::Q2_K, GgmlType::Q3_K, GgmlType::Q4_K, GgmlType::Q5_K, GgmlType::Q6_K] {
+        // K-quant rows are whole 256-value blocks: every matrix's input width must be too.
+        let mut c = super::tiny::config(2, 256);
+        c.intermediate_size = 512;
+        let path = dir.path().join(format!("{ty:?}.gguf"));
+        write_gguf(&c, &random_weights(&c, 6), &path, ty);
+        let g = Gguf::open(&path).unwrap();
+        assert_eq!(g.tensor("blk.1.ffn_down.weight").unwrap().ty, ty);
+        let values = weights::from_gguf(&g, &c).unwrap();
+        let spread = values["model.layers.0.mlp.up_proj.weight"].data.iter().fold(0f32, |a, v| a.max(v.abs()));
+        assert!(spread > 0.05 && spread < 1.0, "{ty:?}: weights up to {spread}");
+        let stored = super::artifact::load::<Cpu>(&path, &Default::default(), Purpose::Generate).unwrap().lm;
+        let plain = lm_from(&LlamaConfig::from_gguf(&g).unwrap(), &values);
+        let prompts = vec![vec![256u32, 72, 105, 33, 10, 7, 9], vec![256, 7, 200]];
+        let ((a, mut batch_a), (b, mut batch_b)) = (stored.prefill(&prompts), plain.prefill(&prompts));
+        let a = rows_of(a);
+        assert!(a.iter().flatten().all(|v| v.is_finite()) && max_diff(&a[0], &a[1]) > 0.0, "{ty:?}: degenerate logits");
+        assert!(a == rows_of(b), "{ty:?}: prefill logits differ");
+        for step in 0..3u32 {
+            let next = [65 + step, 97 + step];
+            assert!(rows_of(stored.decode(&mut batch_a, &next)) == rows_of(plain.decode(&mut batch_b, &next)), "{ty:?}: step {step} differs");
+        }
+    }
+}
+
 #[test]
 fn cached_decoding_equals_full_recomputation() {
     let c = tiny_config(false);

@@ -8,7 +8,7 @@ use rand_chacha::ChaCha8Rng;
 
 use super::config::LlamaConfig;
 use super::gguf::{GgufWriter, Value};
-use super::quant::GgmlType;
+use super::quant::{self, GgmlType};
 use super::weights::{self, HostTensor, Weights};
 
 pub const CHATML: &str = "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}";
@@ -79,8 +79,12 @@ fn byte_tokens() -> Vec<String> {
 }
 
 /// Writes a GGUF the way llama.cpp's converter does (q/k rows permuted), with the byte-level
-/// vocabulary, the ChatML template and F32 (or F16) matrices.
+/// vocabulary, the ChatML template and matrices stored as `ty`: F32, F16, or quantised from
+/// `w` (Q8_0, Q4_0, Q4_1). For the types without a quantiser here (Q5_0, Q5_1, the K-quants)
+/// the matrices are random blocks instead ([`quant::random_blocks`]) and `w` gives only the
+/// norms: read the values back from the file.
 pub fn write_gguf(c: &LlamaConfig, w: &Weights, path: &Path, ty: GgmlType) -> std::io::Result<()> {
+    let mut rng = ChaCha8Rng::seed_from_u64(c.hidden_size as u64);
     let mut g = GgufWriter::new();
     let mut tokens: Vec<Value> = byte_tokens().into_iter().map(Value::Str).collect();
     tokens.push(Value::Str("<|im_start|>".into()));
@@ -107,6 +111,12 @@ pub fn write_gguf(c: &LlamaConfig, w: &Weights, path: &Path, ty: GgmlType) -> st
         .meta("tokenizer.chat_template", Value::Str(CHATML.into()));
     let mut put = |gguf: &str, hf: &str, heads: Option<usize>| {
         let t = &w[hf];
+        if t.shape.len() > 1 {
+            if let Ok(bytes) = quant::random_blocks(ty, t.data.len(), &mut rng) {
+                g.encoded(gguf, &t.shape, ty, bytes);
+                return;
+            }
+        }
         let data = match heads {
             Some(h) => weights::permute_rows(&t.data, &t.shape, h),
             None => t.data.clone(),
