@@ -264,7 +264,7 @@ impl Gguf {
             }
             let dims = (0..n_dims).map(|_| r.u64()).collect::<Result<Vec<_>, _>>()?;
             let ty_id = r.u32()?;
-            let ty = GgmlType::from_id(ty_id).ok_or_else(|| r.err(format!("tensor `{name}` has unknown GGML type {ty_id}")))?;
+            let ty = GgmlType::from_id(ty_id).ok_or_else(|| r.err(unread_type(&name, ty_id)))?;
             let offset = r.u64()?;
             tensors.push(TensorInfo { name, dims, ty, offset });
         }
@@ -312,6 +312,33 @@ impl Gguf {
         let t = self.tensor(name).ok_or_else(|| GgufError { path: self.path.clone(), offset: None, message: format!("no tensor `{name}`") })?;
         let values = quant::dequantize(t.ty, self.raw(t)).map_err(|m| GgufError { path: self.path.clone(), offset: None, message: format!("tensor `{name}`: {m}") })?;
         Ok((t.shape(), values))
+    }
+}
+
+/// Why tensor `name`'s type id is not read: the types llama.cpp writes that dagrun has no
+/// decoding for (the IQ, ternary and FP4 families) by name, with what to do instead.
+fn unread_type(name: &str, id: u32) -> String {
+    const NAMES: [(u32, &str); 13] = [
+        (16, "IQ2_XXS"),
+        (17, "IQ2_XS"),
+        (18, "IQ3_XXS"),
+        (19, "IQ1_S"),
+        (20, "IQ4_NL"),
+        (21, "IQ3_S"),
+        (22, "IQ2_S"),
+        (23, "IQ4_XS"),
+        (29, "IQ1_M"),
+        (34, "TQ1_0"),
+        (35, "TQ2_0"),
+        (39, "MXFP4"),
+        (40, "NVFP4"),
+    ];
+    match NAMES.iter().find(|(i, _)| *i == id) {
+        Some((_, ty)) => {
+            let supported = quant::SUPPORTED;
+            format!("tensor `{name}` is stored as {ty} (GGML type {id}), which dagrun does not read; it reads {supported} (requantise the model with llama.cpp's llama-quantize, to Q4_K_M say)")
+        }
+        None => format!("tensor `{name}` has unknown GGML type {id}"),
     }
 }
 

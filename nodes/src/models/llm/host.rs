@@ -249,10 +249,11 @@ pub(super) fn buffer<B: Backend, const D: usize>(t: Tensor<B, D>) -> Option<Flex
 impl HostLlama {
     /// The host model of config `c`, with the weights `weight` gives by Hugging Face name
     /// ([out, in] matrices, f32) and the output head from `lm_head.weight` when `has_lm_head`
-    /// (else the tied embedding). A matrix whose GGUF rows in `stored` are block-coded alike
-    /// (Q8_0, Q4_0, Q4_1) is packed as those codes, and `weight` is never asked for it: the
-    /// same values in a fraction of the bytes, without an f32 copy; the rest are packed from
-    /// their f32 values (see [`PackedMatrix::new`]). Every shape is checked against the config.
+    /// (else the tied embedding). A matrix whose GGUF rows in `stored` are block-coded (the
+    /// 32-value types in any mix, or the K-quants in any mix) is packed as those codes, and
+    /// `weight` is never asked for it: the same values in a fraction of the bytes, without an
+    /// f32 copy; the rest are packed from their f32 values (see [`PackedMatrix::new`]). Every
+    /// shape is checked against the config.
     pub fn build(c: &LlamaConfig, has_lm_head: bool, weight: &mut dyn FnMut(&str) -> Result<HostTensor, String>, stored: Option<&BTreeMap<String, StoredRows>>) -> Result<HostLlama, String> {
         let (d, hd, ff, v) = (c.hidden_size, c.head_dim, c.intermediate_size, c.vocab_size);
         let (nh, nkv) = (c.num_attention_heads, c.num_key_value_heads);
@@ -263,14 +264,11 @@ impl HostLlama {
             Ok(t)
         };
         // The stored rows of these (name, rows) parts, one after the other, as the columns of
-        // a [k, Σ rows] matrix, if all are block-coded alike.
+        // a [k, Σ rows] matrix, if they are block-coded in a way the packing keeps.
         let blocks = |parts: &[(String, usize)], k: usize| -> Option<PackedMatrix> {
             let stored: Vec<&StoredRows> = parts.iter().map(|(name, rows)| stored?.get(name).filter(|s| s.rows.len() == *rows && s.cols == k)).collect::<Option<_>>()?;
-            if stored.iter().any(|s| s.ty != stored[0].ty) {
-                return None;
-            }
-            let columns: Vec<&[u8]> = stored.iter().flat_map(|s| s.rows.iter().copied()).collect();
-            PackedMatrix::from_blocks(stored[0].ty, k, &columns)
+            let groups: Vec<_> = stored.iter().map(|s| (s.ty, s.rows.clone())).collect();
+            PackedMatrix::from_stored(k, &groups)
         };
         // The parts' [rows, k] matrices side by side as one packed [k, Σ rows].
         let mat = |parts: &[(String, usize)], k: usize| -> Result<PackedMatrix, String> {

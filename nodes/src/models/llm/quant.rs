@@ -89,6 +89,12 @@ impl GgmlType {
         }
     }
 
+    /// Q2_K to Q6_K: 256-value super-blocks of integer-scaled sub-blocks (see [`KBlock`]).
+    pub fn is_k_quant(self) -> bool {
+        use GgmlType::*;
+        matches!(self, Q2_K | Q3_K | Q4_K | Q5_K | Q6_K)
+    }
+
     /// Bytes that `elements` values take, or None when they are not a whole number of blocks.
     pub fn bytes_for(self, elements: u64) -> Option<u64> {
         let (n, size) = self.block();
@@ -255,6 +261,49 @@ fn q5_1(b: &[u8], y: &mut [f32]) {
     }
 }
 
+/// A 32-value block of the older types (Q8_0, Q4_0, Q4_1, Q5_0, Q5_1) as integers: value j
+/// is `d · codes[j] + m` (`d`, `m` f16 bits), with `m` −0 for the types without a minimum
+/// (adding −0 changes nothing, so the value is the loader's `d · (q − offset)` bit for bit).
+/// The CPU path packs a matrix whose parts mix these types from it (llama.cpp writes Q5_0 and
+/// Q8_0 where a `Q4_K_M` model's rows are not whole 256-value blocks).
+pub struct LegacyBlock {
+    pub d: u16,
+    pub m: u16,
+    pub codes: [i8; 32],
+}
+
+impl LegacyBlock {
+    /// Decodes one block of `ty` (`b`: its bytes); None for other types.
+    pub fn decode(ty: GgmlType, b: &[u8]) -> Option<LegacyBlock> {
+        const NEGATIVE_ZERO: u16 = 0x8000;
+        let u16_at = |i: usize| u16::from_le_bytes([b[i], b[i + 1]]);
+        let mut block = LegacyBlock { d: u16_at(0), m: NEGATIVE_ZERO, codes: [0; 32] };
+        // Nibbles: the low nibble of byte j for value j < 16, the high one of byte j − 16
+        // after; fifth bits: bit j of a little-endian u32.
+        let nibble = |at: usize, j: usize| if j < 16 { b[at + j] & 0x0F } else { b[at + j - 16] >> 4 };
+        let fifth = |at: usize, j: usize| ((u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]]) >> j) & 1) as u8;
+        for j in 0..32 {
+            block.codes[j] = match ty {
+                GgmlType::Q8_0 => b[2 + j] as i8,
+                GgmlType::Q4_0 => nibble(2, j) as i8 - 8,
+                GgmlType::Q4_1 => nibble(4, j) as i8,
+                GgmlType::Q5_0 => (nibble(6, j) | fifth(2, j) << 4) as i8 - 16,
+                GgmlType::Q5_1 => (nibble(8, j) | fifth(4, j) << 4) as i8,
+                _ => return None,
+            };
+        }
+        if matches!(ty, GgmlType::Q4_1 | GgmlType::Q5_1) {
+            block.m = u16_at(2);
+        }
+        Some(block)
+    }
+
+    /// Value j as [`dequantize`] gives it (d · code is exact in f32).
+    pub fn value(&self, j: usize) -> f32 {
+        f16::from_bits(self.d).to_f32() * self.codes[j] as f32 + f16::from_bits(self.m).to_f32()
+    }
+}
+
 /// A K-quant block (Q2_K to Q6_K) as integers: 256 values in 16 sub-blocks of 16, value e
 /// being `(d · scales[e/16]) · codes[e] − dmin · mins[e/16]` (`d`, `dmin` f16 bits; types
 /// without minimums have `dmin` 0 and `mins` 0). Q4_K and Q5_K's 32-value sub-blocks appear
@@ -395,15 +444,39 @@ mod tests {
         let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures/llm/dequant.json");
         let cases: std::collections::BTreeMap<String, Case> = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
         use GgmlType::*;
-        let types = [("F32", F32), ("F16", F16), ("BF16", BF16), ("Q8_0", Q8_0), ("Q4_0", Q4_0), ("Q4_1", Q4_1), ("Q6_K", Q6_K), ("Q5_0", Q5_0), ("Q5_1", Q5_1), ("Q2_K", Q2_K), ("Q3_K", Q3_K), ("Q4_K", Q4_K), ("Q5_K", Q5_K)];
-        for (name, ty) in types {
-            let case = cases.get(name).unwrap_or_else(|| panic!("fixture lacks {name}"));
+        for ty in [F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q6_K, Q5_0, Q5_1, Q2_K, Q3_K, Q4_K, Q5_K] {
+            let name = format!("{ty:?}");
+            let case = cases.get(&name).unwrap_or_else(|| panic!("fixture lacks {name}"));
             let got = dequantize(ty, &unhex(&case.bytes)).unwrap();
             assert_eq!(got.len(), case.elements, "{name}");
             for (i, (g, want)) in got.iter().zip(&case.values).enumerate() {
                 assert_eq!(g.to_bits(), (*want as f32).to_bits(), "{name} element {i}: {g} != {want}");
             }
         }
+    }
+
+    /// The integer decodings the CPU path packs from give the dequantised values bit for bit.
+    #[test]
+    fn integer_decodings_give_the_dequantised_values() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures/llm/dequant.json");
+        let cases: std::collections::BTreeMap<String, Case> = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+        use GgmlType::*;
+        for ty in [Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K] {
+            let bytes = unhex(&cases[&format!("{ty:?}")].bytes);
+            let want = dequantize(ty, &bytes).unwrap();
+            let (n, size) = ty.block();
+            for (i, raw) in bytes.chunks_exact(size as usize).enumerate() {
+                let value = |e: usize| match (LegacyBlock::decode(ty, raw), KBlock::decode(ty, raw)) {
+                    (Some(b), None) => b.value(e),
+                    (None, Some(b)) => b.value(e),
+                    _ => panic!("{ty:?}: not exactly one decoding"),
+                };
+                for e in 0..n as usize {
+                    assert_eq!(value(e).to_bits(), want[i * n as usize + e].to_bits(), "{ty:?} block {i} value {e}");
+                }
+            }
+        }
+        assert!(LegacyBlock::decode(F16, &[0; 34]).is_none() && KBlock::decode(Q8_0, &[0; 34]).is_none());
     }
 
     #[test]

@@ -11,9 +11,10 @@
 //!
 //! A matrix whose values f16 or bf16 hold exactly (a bf16 checkpoint's, an F16 GGUF's) is
 //! packed in those 16 bits and widened as it is read: exact, half the bytes. One that came from
-//! a GGUF file as 32-value blocks (Q8_0, Q4_0, Q4_1) can be packed as its codes and scales,
-//! dequantised by the very arithmetic the loader uses as they are read: the products are bit
-//! for bit those of the f32 packing while a step reads 4–7× fewer bytes. A decode step's few
+//! a GGUF file block-coded (the 32-value types Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, or the K-quants,
+//! each family in any mix) is packed as its codes and scales, dequantised by the very
+//! arithmetic the loader uses as they are read: the products are bit for bit those of the f32
+//! packing while a step reads 3–7× fewer bytes. A decode step's few
 //! rows (at most six) widen or dequantise each row of a strip in registers and use it at once;
 //! more rows share a slice widened or dequantised into L1 before they pass over it; and a
 //! prefill's hundreds of rows have the whole matrix widened to f32 once for the call.
@@ -21,7 +22,7 @@
 use half::f16;
 use rayon::prelude::*;
 
-use super::quant::GgmlType;
+use super::quant::{GgmlType, KBlock, LegacyBlock};
 
 /// Columns per strip (two AVX registers).
 const STRIP: usize = 16;
@@ -43,6 +44,7 @@ enum Strips {
     /// Values that the half type holds exactly, as its 16 bits; laid out as `F32`.
     Half(Half, Vec<u16>),
     Blocks(Blocks),
+    KBlocks(KBlocks),
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -83,6 +85,76 @@ struct Blocks {
     codes: Vec<u8>,
 }
 
+/// K-quant blocks ([`KBlock`]) regrouped by strip, in 16-row sub-blocks: for strip s,
+/// sub-block b (rows 16b..16b+16 of k) and column c, the integer scale and minimum sit at
+/// `(s · k/16 + b) · 16 + c` and the f16 super-scales `d` and `dmin` of its 256 rows at
+/// `(s · k/256 + b/16) · 16 + c`; row kk's 16 codes at `(s · k + kk) · code_bytes`, as nibbles
+/// when every column was Q4_K, else as signed bytes (so Q4_K, Q6_K and the rest mix in one
+/// matrix, as llama.cpp's `Q4_K_M` files mix them across q, k and v). A value is
+/// `(d · scale) · code − dmin · minimum`, the loader's arithmetic.
+struct KBlocks {
+    nibbles: bool,
+    d: Vec<u16>,
+    dmin: Vec<u16>,
+    scales: Vec<i8>,
+    mins: Vec<u8>,
+    codes: Vec<u8>,
+}
+
+/// Rows per K-quant sub-block and per super-block.
+const SUB: usize = 16;
+const SUPER: usize = 256;
+
+impl KBlocks {
+    fn code_bytes(&self) -> usize {
+        if self.nibbles {
+            STRIP / 2
+        } else {
+            STRIP
+        }
+    }
+
+    /// Strip s's parts: (d, dmin, scales, mins, codes) over all its k rows.
+    fn strip(&self, s: usize, k: usize) -> KStrip<'_> {
+        let (supers, subs, cb) = (k / SUPER * STRIP, k / SUB * STRIP, self.code_bytes());
+        KStrip {
+            nibbles: self.nibbles,
+            d: &self.d[s * supers..(s + 1) * supers],
+            dmin: &self.dmin[s * supers..(s + 1) * supers],
+            scales: &self.scales[s * subs..(s + 1) * subs],
+            mins: &self.mins[s * subs..(s + 1) * subs],
+            codes: &self.codes[s * k * cb..(s + 1) * k * cb],
+        }
+    }
+}
+
+/// One strip of [`KBlocks`].
+#[derive(Clone, Copy)]
+struct KStrip<'a> {
+    nibbles: bool,
+    d: &'a [u16],
+    dmin: &'a [u16],
+    scales: &'a [i8],
+    mins: &'a [u8],
+    codes: &'a [u8],
+}
+
+impl KStrip<'_> {
+    /// Column c's (scale, negated minimum) for sub-block b, as f32: d · scale is exact.
+    fn sub_block(&self, b: usize, c: usize) -> (f32, f32) {
+        let (d, dmin) = (f16::from_bits(self.d[(b / SUB) * STRIP + c]).to_f32(), f16::from_bits(self.dmin[(b / SUB) * STRIP + c]).to_f32());
+        (d * self.scales[b * STRIP + c] as f32, -(dmin * self.mins[b * STRIP + c] as f32))
+    }
+
+    fn code(&self, kk: usize, c: usize) -> f32 {
+        if self.nibbles {
+            ((self.codes[kk * STRIP / 2 + c / 2] >> (4 * (c % 2))) & 0x0F) as f32
+        } else {
+            (self.codes[kk * STRIP + c] as i8) as f32
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum BlockKind {
     /// x = d·q, q a signed byte.
@@ -91,11 +163,14 @@ enum BlockKind {
     Q4_0,
     /// x = d·q + m, q a nibble.
     Q4_1,
+    /// x = d·q + m, q a signed byte, m −0 for types without a minimum: any mix of the
+    /// 32-value types ([`LegacyBlock`]).
+    Bytes,
 }
 
 impl BlockKind {
     fn code_bytes(self) -> usize {
-        if self == BlockKind::Q8_0 {
+        if matches!(self, BlockKind::Q8_0 | BlockKind::Bytes) {
             STRIP
         } else {
             STRIP / 2
@@ -163,22 +238,17 @@ impl PackedMatrix {
             for c in 0..STRIP.min(n - s * STRIP) {
                 let column = columns[s * STRIP + c];
                 for (b, raw) in column.chunks_exact(size).enumerate() {
-                    let u16_at = |i: usize| u16::from_le_bytes([raw[i], raw[i + 1]]);
-                    scales[b * STRIP + c] = u16_at(0);
+                    let block = LegacyBlock::decode(ty, raw).expect("a 32-value type");
+                    scales[b * STRIP + c] = block.d;
                     if kind == BlockKind::Q4_1 {
-                        mins[b * STRIP + c] = u16_at(2);
+                        mins[b * STRIP + c] = block.m;
                     }
-                    for kk in 0..BLOCK {
+                    for (kk, &q) in block.codes.iter().enumerate() {
                         let row = (b * BLOCK + kk) * cb;
                         match kind {
-                            BlockKind::Q8_0 => codes[row + c] = raw[2 + kk],
-                            BlockKind::Q4_0 | BlockKind::Q4_1 => {
-                                // Value kk of a block: the low nibble of byte kk for the
-                                // first 16, the high nibble of byte kk − 16 after.
-                                let nibbles = &raw[if kind == BlockKind::Q4_1 { 4 } else { 2 }..];
-                                let q = if kk < 16 { nibbles[kk] & 0x0F } else { nibbles[kk - 16] >> 4 };
-                                codes[row + c / 2] |= q << (4 * (c % 2));
-                            }
+                            BlockKind::Q4_0 => codes[row + c / 2] |= ((q + 8) as u8) << (4 * (c % 2)),
+                            BlockKind::Q4_1 => codes[row + c / 2] |= (q as u8) << (4 * (c % 2)),
+                            _ => codes[row + c] = q as u8,
                         }
                     }
                 }
@@ -187,12 +257,99 @@ impl PackedMatrix {
         Some(PackedMatrix { strips: Strips::Blocks(Blocks { kind, scales, mins, codes }), k, n })
     }
 
+    /// Packs the matrix whose columns are those of `groups` (each a GGML type and its
+    /// columns, as for [`Self::from_blocks`]) as block codes, when the groups allow it: the
+    /// 32-value types (Q8_0, Q4_0, Q4_1, Q5_0, Q5_1) in any mix, or the K-quants in any mix.
+    /// None otherwise (the caller then packs the f32 values).
+    pub fn from_stored(k: usize, groups: &[(GgmlType, Vec<&[u8]>)]) -> Option<Self> {
+        let ty = groups.first()?.0;
+        let columns: Vec<&[u8]> = groups.iter().flat_map(|(_, c)| c.iter().copied()).collect();
+        if groups.iter().all(|(t, _)| *t == ty) {
+            if let Some(packed) = Self::from_blocks(ty, k, &columns) {
+                return Some(packed);
+            }
+        }
+        let types: Vec<GgmlType> = groups.iter().flat_map(|(t, c)| std::iter::repeat_n(*t, c.len())).collect();
+        Self::from_legacy_blocks(k, &types, &columns).or_else(|| Self::from_k_blocks(k, &types, &columns))
+    }
+
+    /// Packs columns of 32-value types in any mix ([`BlockKind::Bytes`]); None when a column
+    /// is of another type or not k / 32 whole blocks.
+    fn from_legacy_blocks(k: usize, types: &[GgmlType], columns: &[&[u8]]) -> Option<Self> {
+        let n = columns.len();
+        let legacy = |t: GgmlType| matches!(t, GgmlType::Q8_0 | GgmlType::Q4_0 | GgmlType::Q4_1 | GgmlType::Q5_0 | GgmlType::Q5_1);
+        let whole = |j: usize| legacy(types[j]) && types[j].bytes_for(k as u64) == Some(columns[j].len() as u64);
+        if k == 0 || k % BLOCK != 0 || n == 0 || types.len() != n || !(0..n).all(whole) {
+            return None;
+        }
+        let (count, blocks) = (n.div_ceil(STRIP), k / BLOCK);
+        let per_strip = blocks * STRIP;
+        let (mut scales, mut mins, mut codes) = (vec![0u16; count * per_strip], vec![0u16; count * per_strip], vec![0u8; count * k * STRIP]);
+        codes.par_chunks_mut(k * STRIP).zip(scales.par_chunks_mut(per_strip)).zip(mins.par_chunks_mut(per_strip)).enumerate().for_each(|(s, ((codes, scales), mins))| {
+            for c in 0..STRIP.min(n - s * STRIP) {
+                let (ty, column) = (types[s * STRIP + c], columns[s * STRIP + c]);
+                for (b, raw) in column.chunks_exact(ty.block().1 as usize).enumerate() {
+                    let block = LegacyBlock::decode(ty, raw).expect("checked a 32-value type");
+                    (scales[b * STRIP + c], mins[b * STRIP + c]) = (block.d, block.m);
+                    for (kk, &q) in block.codes.iter().enumerate() {
+                        codes[(b * BLOCK + kk) * STRIP + c] = q as u8;
+                    }
+                }
+            }
+        });
+        Some(PackedMatrix { strips: Strips::Blocks(Blocks { kind: BlockKind::Bytes, scales, mins, codes }), k, n })
+    }
+
+    /// Packs K-quant columns (column j of type `types[j]`, k / 256 whole blocks); None when a
+    /// column is not a K-quant or not whole blocks.
+    fn from_k_blocks(k: usize, types: &[GgmlType], columns: &[&[u8]]) -> Option<Self> {
+        let n = columns.len();
+        let whole = |j: usize| types[j].is_k_quant() && types[j].bytes_for(k as u64) == Some(columns[j].len() as u64);
+        if k == 0 || k % SUPER != 0 || n == 0 || types.len() != n || !(0..n).all(whole) {
+            return None;
+        }
+        let nibbles = types.iter().all(|t| *t == GgmlType::Q4_K);
+        let count = n.div_ceil(STRIP);
+        let (supers, subs, cb) = (k / SUPER * STRIP, k / SUB * STRIP, if nibbles { STRIP / 2 } else { STRIP });
+        let mut packed = KBlocks { nibbles, d: vec![0; count * supers], dmin: vec![0; count * supers], scales: vec![0; count * subs], mins: vec![0; count * subs], codes: vec![0; count * k * cb] };
+        let parts = packed
+            .d
+            .par_chunks_mut(supers)
+            .zip(packed.dmin.par_chunks_mut(supers))
+            .zip(packed.scales.par_chunks_mut(subs))
+            .zip(packed.mins.par_chunks_mut(subs))
+            .zip(packed.codes.par_chunks_mut(k * cb));
+        parts.enumerate().for_each(|(s, ((((d, dmin), scales), mins), codes))| {
+            for c in 0..STRIP.min(n - s * STRIP) {
+                let (ty, column) = (types[s * STRIP + c], columns[s * STRIP + c]);
+                for (sb, raw) in column.chunks_exact(ty.block().1 as usize).enumerate() {
+                    let block = KBlock::decode(ty, raw).expect("checked a K-quant");
+                    (d[sb * STRIP + c], dmin[sb * STRIP + c]) = (block.d, block.dmin);
+                    for j in 0..SUPER / SUB {
+                        let b = sb * (SUPER / SUB) + j;
+                        (scales[b * STRIP + c], mins[b * STRIP + c]) = (block.scales[j], block.mins[j]);
+                    }
+                    for (e, &q) in block.codes.iter().enumerate() {
+                        let row = sb * SUPER + e;
+                        if nibbles {
+                            codes[row * cb + c / 2] |= (q as u8) << (4 * (c % 2));
+                        } else {
+                            codes[row * cb + c] = q as u8;
+                        }
+                    }
+                }
+            }
+        });
+        Some(PackedMatrix { strips: Strips::KBlocks(packed), k, n })
+    }
+
     /// Bytes the packed strips take.
     pub fn bytes(&self) -> usize {
         match &self.strips {
             Strips::F32(v) => v.len() * 4,
             Strips::Half(_, v) => v.len() * 2,
-            Strips::Blocks(b) => (b.scales.len() + if b.kind == BlockKind::Q4_1 { b.mins.len() } else { 0 }) * 2 + b.codes.len(),
+            Strips::Blocks(b) => (b.scales.len() + if matches!(b.kind, BlockKind::Q4_1 | BlockKind::Bytes) { b.mins.len() } else { 0 }) * 2 + b.codes.len(),
+            Strips::KBlocks(b) => (b.d.len() + b.dmin.len()) * 2 + b.scales.len() + b.mins.len() + b.codes.len(),
         }
     }
 
@@ -263,6 +420,31 @@ impl PackedMatrix {
                 dequantize(b.kind, scales, mins, codes, out);
                 out
             }
+            Strips::KBlocks(b) => {
+                let out = &mut buf[..depth * STRIP];
+                let strip = b.strip(s, k);
+                #[cfg(target_arch = "x86_64")]
+                if fast {
+                    // SAFETY: the CPU has AVX2, FMA and F16C (checked by the caller); rows
+                    // k0..k0 + depth lie in the strip (k0 and depth multiples of 16).
+                    unsafe { avx2::dequantize_k(strip, k0, out) };
+                    return out;
+                }
+                dequantize_k(strip, k0, out);
+                out
+            }
+        }
+    }
+}
+
+/// Rows k0..k0 + out.len() / 16 of a K-quant strip to f32, value by value: the loader's
+/// arithmetic ([`KBlock::value`]), so both give the same bits.
+fn dequantize_k(strip: KStrip, k0: usize, out: &mut [f32]) {
+    for (i, row) in out.chunks_exact_mut(STRIP).enumerate() {
+        let kk = k0 + i;
+        for (c, x) in row.iter_mut().enumerate() {
+            let (scale, negmin) = strip.sub_block(kk / SUB, c);
+            *x = scale * strip.code(kk, c) + negmin;
         }
     }
 }
@@ -280,6 +462,7 @@ fn dequantize(kind: BlockKind, scales: &[u16], mins: &[u16], codes: &[u8], out: 
                     BlockKind::Q8_0 => d(c) * (code[c] as i8) as f32,
                     BlockKind::Q4_0 => d(c) * (((code[c / 2] >> (4 * (c % 2))) & 0x0F) as i32 - 8) as f32,
                     BlockKind::Q4_1 => d(c) * ((code[c / 2] >> (4 * (c % 2))) & 0x0F) as f32 + f16::from_bits(mins[b * STRIP + c]).to_f32(),
+                    BlockKind::Bytes => d(c) * (code[c] as i8) as f32 + f16::from_bits(mins[b * STRIP + c]).to_f32(),
                 };
             }
         }
@@ -408,6 +591,11 @@ unsafe fn strip(x: &[f32], packed: &PackedMatrix, s: usize, out: *mut f32, m: us
                 unsafe { avx2::fused(b.kind, scales, mins, codes, x, k, &mut acc) };
                 k0 = k;
             }
+            Strips::KBlocks(b) => {
+                // SAFETY: as above; strip s.
+                unsafe { avx2::fused_k(b.strip(s, k), x, k, &mut acc) };
+                k0 = k;
+            }
         }
     }
     // A block-coded slice is dequantised into `buf`, once for all the rows.
@@ -456,7 +644,7 @@ unsafe fn strip(x: &[f32], packed: &PackedMatrix, s: usize, out: *mut f32, m: us
 mod avx2 {
     use std::arch::x86_64::*;
 
-    use super::{BlockKind, Half, BLOCK, ROWS, STRIP};
+    use super::{BlockKind, Half, KStrip, BLOCK, ROWS, STRIP, SUB, SUPER};
 
     /// Sixteen half values at `bits` as f32 (exact).
     #[target_feature(enable = "avx2,fma,f16c")]
@@ -548,11 +736,12 @@ mod avx2 {
                 BlockKind::Q8_0 => blocks_of::<0>(scales, mins, codes, out, blocks),
                 BlockKind::Q4_0 => blocks_of::<1>(scales, mins, codes, out, blocks),
                 BlockKind::Q4_1 => blocks_of::<2>(scales, mins, codes, out, blocks),
+                BlockKind::Bytes => blocks_of::<3>(scales, mins, codes, out, blocks),
             }
         }
     }
 
-    /// KIND: 0 Q8_0, 1 Q4_0, 2 Q4_1.
+    /// KIND: 0 Q8_0, 1 Q4_0, 2 Q4_1, 3 Bytes.
     #[target_feature(enable = "avx2,fma,f16c")]
     #[inline]
     unsafe fn blocks_of<const KIND: u8>(scales: &[u16], mins: &[u16], codes: &[u8], out: &mut [f32], blocks: usize) {
@@ -587,14 +776,35 @@ mod avx2 {
             }
         }
 
+        /// Sub-block b of a K-quant strip: scales `d · scale` (exact) and negated minimums
+        /// `−(dmin · minimum)`, as [`super::KStrip::sub_block`] computes them.
+        #[target_feature(enable = "avx2,fma,f16c")]
+        #[inline]
+        unsafe fn k(strip: &KStrip, b: usize) -> Block {
+            // SAFETY: the callers bound b by the strip's sub-blocks.
+            unsafe {
+                let half = |v: &[u16], at: usize| _mm256_cvtph_ps(_mm_loadu_si128(v.as_ptr().add(at) as *const __m128i));
+                let sup = (b / (SUPER / SUB)) * STRIP;
+                let (d, dmin) = ((half(strip.d, sup), half(strip.d, sup + 8)), (half(strip.dmin, sup), half(strip.dmin, sup + 8)));
+                let scales = _mm_loadu_si128(strip.scales.as_ptr().add(b * STRIP) as *const __m128i);
+                let mins = _mm_loadu_si128(strip.mins.as_ptr().add(b * STRIP) as *const __m128i);
+                let float = |v: __m256i| _mm256_cvtepi32_ps(v);
+                let (s0, s1) = (float(_mm256_cvtepi8_epi32(scales)), float(_mm256_cvtepi8_epi32(_mm_unpackhi_epi64(scales, scales))));
+                let (m0, m1) = (float(_mm256_cvtepu8_epi32(mins)), float(_mm256_cvtepu8_epi32(_mm_unpackhi_epi64(mins, mins))));
+                let sign = _mm256_set1_ps(-0.0);
+                Block { d: (_mm256_mul_ps(d.0, s0), _mm256_mul_ps(d.1, s1)), m: (_mm256_xor_ps(_mm256_mul_ps(dmin.0, m0), sign), _mm256_xor_ps(_mm256_mul_ps(dmin.1, m1), sign)) }
+            }
+        }
+
         /// The 16 values of code row `row` (which lies in this block): `d · q`, `d · (q − 8)`
-        /// or `d · q + m`, as [`super::dequantize`] computes them.
+        /// or `d · q + m` (KIND 0, 1, 2), or `d · q + m` with signed byte codes (3), as
+        /// [`super::dequantize`] and [`super::dequantize_k`] compute them.
         #[target_feature(enable = "avx2,fma,f16c")]
         #[inline]
         unsafe fn row<const KIND: u8>(&self, codes: *const u8, row: usize) -> (__m256, __m256) {
             // SAFETY: the callers keep `row` inside the codes.
             unsafe {
-                let (q0, q1) = if KIND == 0 {
+                let (q0, q1) = if KIND == 0 || KIND == 3 {
                     let raw = _mm_loadu_si128(codes.add(row * STRIP) as *const __m128i);
                     (_mm256_cvtepi8_epi32(raw), _mm256_cvtepi8_epi32(_mm_unpackhi_epi64(raw, raw)))
                 } else {
@@ -611,9 +821,10 @@ mod avx2 {
                     }
                 };
                 let (f0, f1) = (_mm256_cvtepi32_ps(q0), _mm256_cvtepi32_ps(q1));
-                if KIND == 2 {
+                if KIND >= 2 {
                     // The loader's `d * q + m` rounds twice, but d · q is exact (an f16's 11
-                    // significant bits times a 4-bit code fit in f32's 24), so one fused
+                    // significant bits times a 4-bit code fit in f32's 24; for K-quants,
+                    // times a scale of at most 7 bits and a code of at most 6), so one fused
                     // multiply-add gives the same bits.
                     (_mm256_fmadd_ps(self.d.0, f0, self.m.0), _mm256_fmadd_ps(self.d.1, f1, self.m.1))
                 } else {
@@ -653,6 +864,7 @@ mod avx2 {
                 BlockKind::Q8_0 => by_rows!(0),
                 BlockKind::Q4_0 => by_rows!(1),
                 BlockKind::Q4_1 => by_rows!(2),
+                BlockKind::Bytes => by_rows!(3),
             }
         }
     }
@@ -670,6 +882,80 @@ mod avx2 {
                 }
             }
             store(&acc, out);
+        }
+    }
+
+    /// [`fused`] for a K-quant strip.
+    ///
+    /// # Safety
+    /// AVX2, FMA and F16C present.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub unsafe fn fused_k(strip: KStrip, x: &[f32], k: usize, acc: &mut [[f32; STRIP]]) {
+        let rows = acc.len();
+        let cb = if strip.nibbles { STRIP / 2 } else { STRIP };
+        assert!(rows <= ROWS && k % SUPER == 0 && x.len() >= rows * k && strip.scales.len() >= k / SUB * STRIP && strip.mins.len() >= k / SUB * STRIP);
+        assert!(strip.d.len() >= k / SUPER * STRIP && strip.dmin.len() >= k / SUPER * STRIP && strip.codes.len() >= k * cb);
+        macro_rules! by_rows {
+            ($kind:literal) => {
+                match rows {
+                    0 => {}
+                    1 => fused_k_of::<$kind, 1>(&strip, x, k, acc),
+                    2 => fused_k_of::<$kind, 2>(&strip, x, k, acc),
+                    3 => fused_k_of::<$kind, 3>(&strip, x, k, acc),
+                    4 => fused_k_of::<$kind, 4>(&strip, x, k, acc),
+                    5 => fused_k_of::<$kind, 5>(&strip, x, k, acc),
+                    _ => fused_k_of::<$kind, 6>(&strip, x, k, acc),
+                }
+            };
+        }
+        // SAFETY: the asserts above bound every read and write.
+        unsafe {
+            if strip.nibbles {
+                by_rows!(2)
+            } else {
+                by_rows!(3)
+            }
+        }
+    }
+
+    /// KIND: 2 nibble codes, 3 signed byte codes.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    #[inline]
+    unsafe fn fused_k_of<const KIND: u8, const R: usize>(strip: &KStrip, x: &[f32], k: usize, out: &mut [[f32; STRIP]]) {
+        // SAFETY (whole body): bounded by `fused_k`'s asserts.
+        unsafe {
+            let mut acc = load::<R>(out);
+            for b in 0..k / SUB {
+                let block = Block::k(strip, b);
+                for kk in b * SUB..(b + 1) * SUB {
+                    fma_rows(&mut acc, x.as_ptr().add(kk), k, block.row::<KIND>(strip.codes.as_ptr(), kk));
+                }
+            }
+            store(&acc, out);
+        }
+    }
+
+    /// [`super::dequantize_k`] with AVX2: rows k0..k0 + out.len() / 16 of a K-quant strip.
+    ///
+    /// # Safety
+    /// AVX2, FMA and F16C present.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub unsafe fn dequantize_k(strip: KStrip, k0: usize, out: &mut [f32]) {
+        let rows = out.len() / STRIP;
+        let cb = if strip.nibbles { STRIP / 2 } else { STRIP };
+        let end = k0 + rows;
+        assert!(out.len() % (SUB * STRIP) == 0 && k0 % SUB == 0 && strip.scales.len() >= end / SUB * STRIP && strip.mins.len() >= end / SUB * STRIP);
+        assert!(strip.d.len() >= end.div_ceil(SUPER) * STRIP && strip.dmin.len() >= end.div_ceil(SUPER) * STRIP && strip.codes.len() >= end * cb);
+        // SAFETY: the asserts above bound every read and write.
+        unsafe {
+            for b in k0 / SUB..end / SUB {
+                let block = Block::k(&strip, b);
+                for row in b * SUB..(b + 1) * SUB {
+                    let (w0, w1) = if strip.nibbles { block.row::<2>(strip.codes.as_ptr(), row) } else { block.row::<3>(strip.codes.as_ptr(), row) };
+                    _mm256_storeu_ps(out.as_mut_ptr().add((row - k0) * STRIP), w0);
+                    _mm256_storeu_ps(out.as_mut_ptr().add((row - k0) * STRIP + 8), w1);
+                }
+            }
         }
     }
 
@@ -793,6 +1079,11 @@ mod tests {
     /// `columns` columns of k values as random GGML blocks of `ty` (scales that are finite
     /// f16s, random codes), one byte vector per column.
     fn random_columns(ty: GgmlType, k: usize, columns: usize, seed: u64) -> Vec<Vec<u8>> {
+        if ty.is_k_quant() {
+            use rand::SeedableRng;
+            let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+            return (0..columns).map(|_| super::super::quant::random_blocks(ty, k, &mut rng).unwrap()).collect();
+        }
         let mut state = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
         let mut next = move || {
             state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
@@ -806,7 +1097,7 @@ mod tests {
                     let mut block: Vec<u8> = (0..size).map(|_| next() as u8).collect();
                     let scale = |v: u32| f16::from_f32((v % 2001) as f32 / 10_000.0 - 0.1).to_le_bytes();
                     block[0..2].copy_from_slice(&scale(next()));
-                    if ty == GgmlType::Q4_1 {
+                    if matches!(ty, GgmlType::Q4_1 | GgmlType::Q5_1) {
                         block[2..4].copy_from_slice(&scale(next()));
                     }
                     col.extend(block);
@@ -828,28 +1119,58 @@ mod tests {
         w
     }
 
+    /// The block-coded packing of `groups` (each a type and its columns) gives the values and
+    /// products of the f32 packing of their dequantised values, bit for bit, in fewer than a
+    /// third of the bytes.
+    fn check_block_packing(groups: &[(GgmlType, Vec<Vec<u8>>)], k: usize, what: &str) {
+        let refs: Vec<(GgmlType, Vec<&[u8]>)> = groups.iter().map(|(t, c)| (*t, c.iter().map(Vec::as_slice).collect())).collect();
+        let blocks = PackedMatrix::from_stored(k, &refs).unwrap_or_else(|| panic!("{what}: not packed as blocks"));
+        let n = blocks.n;
+        // The dequantised columns side by side.
+        let parts: Vec<(Vec<f32>, usize)> = groups.iter().map(|(t, c)| (dequantized(*t, k, c), c.len())).collect();
+        let w: Vec<f32> = (0..k).flat_map(|kk| parts.iter().flat_map(move |(p, width)| p[kk * width..(kk + 1) * width].iter().copied())).collect();
+        assert!(blocks.values().iter().zip(&w).all(|(a, b)| a.to_bits() == b.to_bits()), "{what} {k}x{n}: values differ from the loader's");
+        let plain = PackedMatrix::plain(&w, k, n);
+        assert!(blocks.bytes() * 3 < plain.bytes(), "{what}: {} bytes packed against {} as f32", blocks.bytes(), plain.bytes());
+        // 1 to 100 rows: the shallow and deep slice depths, several row blocks, and a matrix
+        // widened once for the call.
+        for m in [1usize, 5, 7, 20, 50, WIDEN_ROWS + 4] {
+            let x: Vec<f32> = (0..m * k).map(|i| ((i * 7919) % 1000) as f32 / 500.0 - 1.0).collect();
+            let (mut a, mut b) = (vec![0f32; m * n], vec![0f32; m * n]);
+            rows_matmul(&x, &blocks, &mut a, m, false);
+            rows_matmul(&x, &plain, &mut b, m, false);
+            assert!(a.iter().zip(&b).all(|(a, b)| a.to_bits() == b.to_bits()), "{what} {m}x{k}x{n}: products differ from the f32 packing");
+        }
+    }
+
     #[test]
     fn block_packing_gives_the_bits_of_the_dequantised_matrix() {
-        for ty in [GgmlType::Q8_0, GgmlType::Q4_0, GgmlType::Q4_1] {
+        for ty in [GgmlType::Q8_0, GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q5_0, GgmlType::Q5_1] {
             for &(k, n) in &[(32usize, 1usize), (96, 17), (320, 40)] {
-                let columns = random_columns(ty, k, n, (k * n) as u64);
-                let refs: Vec<&[u8]> = columns.iter().map(Vec::as_slice).collect();
-                let blocks = PackedMatrix::from_blocks(ty, k, &refs).unwrap();
-                let w = dequantized(ty, k, &columns);
-                assert!(blocks.values().iter().zip(&w).all(|(a, b)| a.to_bits() == b.to_bits()), "{ty:?} {k}x{n}: values differ from the loader's");
-                let plain = PackedMatrix::plain(&w, k, n);
-                assert!(blocks.bytes() * 3 < plain.bytes(), "{ty:?}: {} bytes packed against {} as f32", blocks.bytes(), plain.bytes());
-                // 1 to 100 rows: the shallow and deep slice depths, several row blocks, and a
-                // matrix widened once for the call.
-                for m in [1usize, 5, 7, 20, 50, WIDEN_ROWS + 4] {
-                    let x: Vec<f32> = (0..m * k).map(|i| ((i * 7919) % 1000) as f32 / 500.0 - 1.0).collect();
-                    let (mut a, mut b) = (vec![0f32; m * n], vec![0f32; m * n]);
-                    rows_matmul(&x, &blocks, &mut a, m, false);
-                    rows_matmul(&x, &plain, &mut b, m, false);
-                    assert!(a.iter().zip(&b).all(|(a, b)| a.to_bits() == b.to_bits()), "{ty:?} {m}x{k}x{n}: products differ from the f32 packing");
-                }
+                check_block_packing(&[(ty, random_columns(ty, k, n, (k * n) as u64))], k, &format!("{ty:?}"));
             }
         }
+        for ty in [GgmlType::Q2_K, GgmlType::Q3_K, GgmlType::Q4_K, GgmlType::Q5_K, GgmlType::Q6_K] {
+            for &(k, n) in &[(256usize, 1usize), (512, 17), (768, 40)] {
+                check_block_packing(&[(ty, random_columns(ty, k, n, (k * n) as u64))], k, &format!("{ty:?}"));
+            }
+        }
+        // K-quants mix in one matrix (q and k as Q4_K beside v as Q6_K, in a Q4_K_M file),
+        // in groups that do not end on a strip's edge.
+        let k = 512;
+        let mixed = [(GgmlType::Q4_K, random_columns(GgmlType::Q4_K, k, 20, 1)), (GgmlType::Q6_K, random_columns(GgmlType::Q6_K, k, 9, 2)), (GgmlType::Q5_K, random_columns(GgmlType::Q5_K, k, 16, 3))];
+        check_block_packing(&mixed, k, "Q4_K + Q6_K + Q5_K");
+        // So do the 32-value types (Q5_0 beside Q8_0 where a `Q4_K_M` model's rows are not
+        // whole 256-value blocks), with and without minimums.
+        let k = 576;
+        let mixed32 =
+            [(GgmlType::Q5_0, random_columns(GgmlType::Q5_0, k, 20, 4)), (GgmlType::Q8_0, random_columns(GgmlType::Q8_0, k, 9, 5)), (GgmlType::Q4_1, random_columns(GgmlType::Q4_1, k, 7, 6))];
+        check_block_packing(&mixed32, k, "Q5_0 + Q8_0 + Q4_1");
+        // Q4_K alone keeps its nibbles; mixed, codes take a byte.
+        let k = 512;
+        let q4 = PackedMatrix::from_stored(k, &[(GgmlType::Q4_K, mixed[0].1.iter().map(Vec::as_slice).collect())]).unwrap();
+        assert!(matches!(&q4.strips, Strips::KBlocks(b) if b.nibbles));
+        assert_eq!(q4.bytes(), 2 * (k / SUPER * STRIP * 2 * 2 + k / SUB * STRIP * 2 + k * STRIP / 2));
     }
 
     #[test]
@@ -888,17 +1209,30 @@ mod tests {
         if !fast() {
             return;
         }
-        for ty in [GgmlType::Q8_0, GgmlType::Q4_0, GgmlType::Q4_1] {
-            let (k, n) = (256, 16);
+        for ty in [GgmlType::Q8_0, GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q5_1, GgmlType::Q4_K, GgmlType::Q6_K] {
+            let (k, n) = (512, 16);
             let columns = random_columns(ty, k, n, 99);
             let refs: Vec<&[u8]> = columns.iter().map(Vec::as_slice).collect();
-            let packed = PackedMatrix::from_blocks(ty, k, &refs).unwrap();
-            let Strips::Blocks(b) = &packed.strips else { unreachable!() };
+            let packed = PackedMatrix::from_stored(k, &[(ty, refs)]).unwrap();
             let (mut slow, mut vector) = (vec![0f32; k * STRIP], vec![1f32; k * STRIP]);
-            dequantize(b.kind, &b.scales, &b.mins, &b.codes, &mut slow);
-            // SAFETY: the CPU has AVX2, FMA and F16C (checked above).
-            unsafe { avx2::dequantize(b.kind, &b.scales, &b.mins, &b.codes, &mut vector) };
-            assert!(slow.iter().zip(&vector).all(|(a, b)| a.to_bits() == b.to_bits()), "{ty:?}");
+            // From row 64 for K-quants: a slice that starts inside a super-block.
+            let from = match &packed.strips {
+                Strips::Blocks(b) => {
+                    dequantize(b.kind, &b.scales, &b.mins, &b.codes, &mut slow);
+                    // SAFETY: the CPU has AVX2, FMA and F16C (checked above).
+                    unsafe { avx2::dequantize(b.kind, &b.scales, &b.mins, &b.codes, &mut vector) };
+                    0
+                }
+                Strips::KBlocks(b) => {
+                    dequantize_k(b.strip(0, k), 64, &mut slow[64 * STRIP..]);
+                    // SAFETY: as above.
+                    unsafe { avx2::dequantize_k(b.strip(0, k), 64, &mut vector[64 * STRIP..]) };
+                    64 * STRIP
+                }
+                _ => unreachable!(),
+            };
+            let (slow, vector) = (&slow[from..], &vector[from..]);
+            assert!(slow.iter().zip(vector).all(|(a, b)| a.to_bits() == b.to_bits()), "{ty:?}");
         }
     }
 
@@ -913,6 +1247,20 @@ mod tests {
         assert!(PackedMatrix::from_blocks(GgmlType::Q4_1, 48, &refs).is_none());
         assert!(PackedMatrix::from_blocks(GgmlType::Q4_1, 64, &[]).is_none());
         assert!(PackedMatrix::from_blocks(GgmlType::Q4_1, 64, &refs).is_some());
+        // The 32-value types mix (as bytes), but not with K-quants; K-quants need k a multiple
+        // of 256.
+        let q4_0 = random_columns(GgmlType::Q4_0, 256, 2, 2);
+        let q4_k = random_columns(GgmlType::Q4_K, 256, 2, 3);
+        fn of(c: &[Vec<u8>]) -> Vec<&[u8]> {
+            c.iter().map(Vec::as_slice).collect()
+        }
+        let q4_1 = random_columns(GgmlType::Q4_1, 256, 2, 4);
+        let mixed = PackedMatrix::from_stored(256, &[(GgmlType::Q4_0, of(&q4_0)), (GgmlType::Q4_1, of(&q4_1))]).unwrap();
+        assert!(matches!(&mixed.strips, Strips::Blocks(b) if b.kind == BlockKind::Bytes));
+        assert!(PackedMatrix::from_stored(256, &[(GgmlType::Q4_0, of(&q4_0)), (GgmlType::Q4_K, of(&q4_k))]).is_none());
+        assert!(PackedMatrix::from_stored(256, &[(GgmlType::Q4_K, of(&q4_k))]).is_some());
+        let short = random_columns(GgmlType::Q4_K, 256, 1, 5);
+        assert!(PackedMatrix::from_stored(512, &[(GgmlType::Q4_K, of(&short))]).is_none());
+        assert!(PackedMatrix::from_stored(256, &[]).is_none());
     }
 }
-

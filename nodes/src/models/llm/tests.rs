@@ -157,31 +157,41 @@ fn block_coded_matrices_give_the_logits_of_their_f32_values() {
 }
 
 /// Every other type llama.cpp stores a Llama's matrices in (a `Q4_K_M` file mixes Q4_K and
-/// Q6_K, say) loads, and gives bit for bit the logits of its dequantised values.
+/// Q6_K, say) loads, and gives bit for bit the logits of its dequantised values; the CPU path
+/// keeps every one block-coded.
 #[test]
 fn every_stored_type_gives_the_logits_of_its_dequantised_values() {
     let dir = tempfile::tempdir().unwrap();
-    for ty in [GgmlType::Q5_0, GgmlType::Q5_1, GgmlType::Q2_K, GgmlType::Q3_K, GgmlType::Q4_K, GgmlType::Q5_K, GgmlType::Q6_K] {
+    use GgmlType::*;
+    // `Q4_K_M`-style mixes: attn_v and ffn_down as Q6_K, the other matrices as Q4_K; and, as
+    // llama.cpp falls back where rows are not whole 256-value blocks, Q8_0 and Q5_0.
+    let mixed = |name: &str, (more, rest): (GgmlType, GgmlType)| if name.contains("attn_v") || name.contains("ffn_down") { more } else { rest };
+    let cases = [(Q6_K, Q4_K), (Q8_0, Q5_0), (Q5_0, Q5_0), (Q5_1, Q5_1), (Q2_K, Q2_K), (Q3_K, Q3_K), (Q4_K, Q4_K), (Q5_K, Q5_K), (Q6_K, Q6_K)];
+    for types in cases {
+        let ty = format!("{types:?}");
         // K-quant rows are whole 256-value blocks: every matrix's input width must be too.
         let mut c = super::tiny::config(2, 256);
         c.intermediate_size = 512;
-        let path = dir.path().join(format!("{ty:?}.gguf"));
-        write_gguf(&c, &random_weights(&c, 6), &path, ty);
+        let path = dir.path().join(format!("{ty}.gguf"));
+        super::tiny::write_gguf_typed(&c, &random_weights(&c, 6), &path, |name| mixed(name, types)).unwrap();
         let g = Gguf::open(&path).unwrap();
-        assert_eq!(g.tensor("blk.1.ffn_down.weight").unwrap().ty, ty);
+        assert_eq!((g.tensor("blk.1.ffn_down.weight").unwrap().ty, g.tensor("blk.1.attn_q.weight").unwrap().ty), types);
         let values = weights::from_gguf(&g, &c).unwrap();
         let spread = values["model.layers.0.mlp.up_proj.weight"].data.iter().fold(0f32, |a, v| a.max(v.abs()));
-        assert!(spread > 0.05 && spread < 1.0, "{ty:?}: weights up to {spread}");
+        assert!(spread > 0.05 && spread < 1.0, "{ty}: weights up to {spread}");
         let stored = super::artifact::load::<Cpu>(&path, &Default::default(), Purpose::Generate).unwrap().lm;
         let plain = lm_from(&LlamaConfig::from_gguf(&g).unwrap(), &values);
+        // Every one stays block-coded, mixed too.
+        let (s, p) = (stored.packed_bytes().unwrap(), plain.packed_bytes().unwrap());
+        assert!(s * 3 < p, "{ty}: {s} bytes packed against {p} as f32");
         let prompts = vec![vec![256u32, 72, 105, 33, 10, 7, 9], vec![256, 7, 200]];
         let ((a, mut batch_a), (b, mut batch_b)) = (stored.prefill(&prompts), plain.prefill(&prompts));
         let a = rows_of(a);
-        assert!(a.iter().flatten().all(|v| v.is_finite()) && max_diff(&a[0], &a[1]) > 0.0, "{ty:?}: degenerate logits");
-        assert!(a == rows_of(b), "{ty:?}: prefill logits differ");
+        assert!(a.iter().flatten().all(|v| v.is_finite()) && max_diff(&a[0], &a[1]) > 0.0, "{ty}: degenerate logits");
+        assert!(a == rows_of(b), "{ty}: prefill logits differ");
         for step in 0..3u32 {
             let next = [65 + step, 97 + step];
-            assert!(rows_of(stored.decode(&mut batch_a, &next)) == rows_of(plain.decode(&mut batch_b, &next)), "{ty:?}: step {step} differs");
+            assert!(rows_of(stored.decode(&mut batch_a, &next)) == rows_of(plain.decode(&mut batch_b, &next)), "{ty}: step {step} differs");
         }
     }
 }
@@ -398,6 +408,18 @@ fn broken_gguf_files_are_clear_errors() {
     v1[4..8].copy_from_slice(&1u32.to_le_bytes());
     std::fs::write(&cut, &v1).unwrap();
     assert!(Gguf::open(&cut).err().unwrap().to_string().contains("version 1 is not supported"));
+    // A tensor in a type dagrun has no decoding for (IQ4_XS), or in no type at all: its tensor
+    // info is the name, the dimension count, the dimensions and then the type id.
+    let name = b"token_embd.weight";
+    let at = bytes.windows(name.len()).position(|w| w == name).unwrap() + name.len();
+    let ty_at = at + 4 + 8 * u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
+    for (id, want) in [(23u32, "stored as IQ4_XS (GGML type 23), which dagrun does not read"), (77, "has unknown GGML type 77")] {
+        let mut odd = bytes.clone();
+        odd[ty_at..ty_at + 4].copy_from_slice(&id.to_le_bytes());
+        std::fs::write(&cut, &odd).unwrap();
+        let e = Gguf::open(&cut).err().unwrap().to_string();
+        assert!(e.contains("cut.gguf") && e.contains("token_embd.weight") && e.contains(want), "{e}");
+    }
     // A config that contradicts the tensors names the weight.
     let g = Gguf::open(&path).unwrap();
     let mut wrong = LlamaConfig::from_gguf(&g).unwrap();

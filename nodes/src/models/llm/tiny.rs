@@ -84,6 +84,12 @@ fn byte_tokens() -> Vec<String> {
 /// the matrices are random blocks instead ([`quant::random_blocks`]) and `w` gives only the
 /// norms: read the values back from the file.
 pub fn write_gguf(c: &LlamaConfig, w: &Weights, path: &Path, ty: GgmlType) -> std::io::Result<()> {
+    write_gguf_typed(c, w, path, |_| ty)
+}
+
+/// [`write_gguf`] with each matrix's type given by its GGUF name (as llama.cpp's `Q4_K_M`
+/// stores attn_v and ffn_down as Q6_K and the rest as Q4_K).
+pub fn write_gguf_typed(c: &LlamaConfig, w: &Weights, path: &Path, type_of: impl Fn(&str) -> GgmlType) -> std::io::Result<()> {
     let mut rng = ChaCha8Rng::seed_from_u64(c.hidden_size as u64);
     let mut g = GgufWriter::new();
     let mut tokens: Vec<Value> = byte_tokens().into_iter().map(Value::Str).collect();
@@ -110,7 +116,7 @@ pub fn write_gguf(c: &LlamaConfig, w: &Weights, path: &Path, ty: GgmlType) -> st
         .meta("tokenizer.ggml.eos_token_id", Value::U32(257))
         .meta("tokenizer.chat_template", Value::Str(CHATML.into()));
     let mut put = |gguf: &str, hf: &str, heads: Option<usize>| {
-        let t = &w[hf];
+        let (t, ty) = (&w[hf], type_of(gguf));
         if t.shape.len() > 1 {
             if let Ok(bytes) = quant::random_blocks(ty, t.data.len(), &mut rng) {
                 g.encoded(gguf, &t.shape, ty, bytes);
