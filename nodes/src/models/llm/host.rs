@@ -48,7 +48,9 @@ struct Layer {
 
 /// The model's weights as host buffers, packed for `rows_matmul`.
 pub struct HostLlama {
-    embed: Vec<f32>,
+    /// The token embedding when it is not the output head's (tied models read the head's
+    /// columns): packed like a head, so a block-coded one stays in its blocks.
+    embed: Option<PackedMatrix>,
     layers: Vec<Layer>,
     norm: Vec<f32>,
     /// The output head.
@@ -293,17 +295,11 @@ impl HostLlama {
             });
         }
         let embed_name = "model.embed_tokens.weight";
-        let embed = get(embed_name, &[v, d])?;
         let head_name = weights::head_name(c, has_lm_head);
-        let head = if head_name == embed_name {
-            // Tied: the embedding's own values when its rows are not block-coded.
-            let tied = [(embed_name.to_string(), v)];
-            blocks(&tied, d).unwrap_or_else(|| PackedMatrix::new(&fuse_transposed(&[&embed]), d, v))
-        } else {
-            mat(&[(head_name.to_string(), v)], d)?
-        };
+        let embed = mat(&[(embed_name.to_string(), v)], d)?;
+        let (head, embed) = if head_name == embed_name { (embed, None) } else { (mat(&[(head_name.to_string(), v)], d)?, Some(embed)) };
         Ok(HostLlama {
-            embed: embed.data,
+            embed,
             layers,
             norm: get("model.norm.weight", &[d])?.data,
             head,
@@ -317,7 +313,7 @@ impl HostLlama {
 
     /// Bytes the packed weight matrices take.
     pub fn packed_bytes(&self) -> usize {
-        self.head.bytes() + self.layers.iter().map(|l| [&l.wqkv, &l.wo, &l.gate_up, &l.down].iter().map(|m| m.bytes()).sum::<usize>()).sum::<usize>()
+        self.head.bytes() + self.embed.as_ref().map_or(0, PackedMatrix::bytes) + self.layers.iter().map(|l| [&l.wqkv, &l.wo, &l.gate_up, &l.down].iter().map(|m| m.bytes()).sum::<usize>()).sum::<usize>()
     }
 
     /// An empty cache for `rows` sequences.
@@ -334,10 +330,10 @@ impl HostLlama {
         let n = step.ids.len();
         assert!(step.starts[b] == n && step.positions.len() == n && step.pad.len() == b, "a host step's rows, ids and positions must agree");
         assert!((0..b).all(|r| step.starts[r + 1] - step.starts[r] <= s), "a row has more new tokens than the step's length");
-        let embed = &self.embed;
+        let embed = self.embed.as_ref().unwrap_or(&self.head);
         let mut x = vec![0f32; n * d];
         for (row, &id) in x.chunks_exact_mut(d).zip(step.ids) {
-            row.copy_from_slice(&embed[id as usize * d..(id as usize + 1) * d]);
+            embed.column(id as usize, row);
         }
         let rope = rope_table(step.positions, inv_freq);
         cache.reserve(s);

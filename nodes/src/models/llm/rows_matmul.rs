@@ -369,6 +369,32 @@ impl PackedMatrix {
         out
     }
 
+    /// Column j (k values) into `out`, as the products see it: a row of the [out, in] weight,
+    /// so an embedding tied to the output head (or packed like one) is read from its packed
+    /// matrix rather than kept again as f32.
+    pub fn column(&self, j: usize, out: &mut [f32]) {
+        let (k, s, c) = (self.k, j / STRIP, j % STRIP);
+        assert!(j < self.n && out.len() == k, "column {j} of [{k}, {}] into {} values", self.n, out.len());
+        match &self.strips {
+            Strips::F32(v) => out.iter_mut().enumerate().for_each(|(kk, o)| *o = v[(s * k + kk) * STRIP + c]),
+            Strips::Half(half, v) => out.iter_mut().enumerate().for_each(|(kk, o)| *o = half.widen(v[(s * k + kk) * STRIP + c])),
+            Strips::Blocks(b) => {
+                let cb = b.kind.code_bytes();
+                for (kk, o) in out.iter_mut().enumerate() {
+                    let at = (s * (k / BLOCK) + kk / BLOCK) * STRIP + c;
+                    *o = block_value(b.kind, b.scales[at], b.mins[at], &b.codes[(s * k + kk) * cb..(s * k + kk + 1) * cb], c);
+                }
+            }
+            Strips::KBlocks(b) => {
+                let strip = b.strip(s, k);
+                for (kk, o) in out.iter_mut().enumerate() {
+                    let (scale, negmin) = strip.sub_block(kk / SUB, c);
+                    *o = scale * strip.code(kk, c) + negmin;
+                }
+            }
+        }
+    }
+
     /// All strips as f32, in `into` (resized): the values [`Self::slice`] gives, strips in
     /// parallel.
     fn widened(&self, mut into: Vec<f32>) -> Vec<f32> {
@@ -454,18 +480,23 @@ fn dequantize_k(strip: KStrip, k0: usize, out: &mut [f32]) {
 fn dequantize(kind: BlockKind, scales: &[u16], mins: &[u16], codes: &[u8], out: &mut [f32]) {
     let cb = kind.code_bytes();
     for (b, rows) in out.chunks_exact_mut(BLOCK * STRIP).enumerate() {
-        let d = |c: usize| f16::from_bits(scales[b * STRIP + c]).to_f32();
         for (kk, row) in rows.chunks_exact_mut(STRIP).enumerate() {
             let code = &codes[(b * BLOCK + kk) * cb..(b * BLOCK + kk + 1) * cb];
             for (c, x) in row.iter_mut().enumerate() {
-                *x = match kind {
-                    BlockKind::Q8_0 => d(c) * (code[c] as i8) as f32,
-                    BlockKind::Q4_0 => d(c) * (((code[c / 2] >> (4 * (c % 2))) & 0x0F) as i32 - 8) as f32,
-                    BlockKind::Q4_1 => d(c) * ((code[c / 2] >> (4 * (c % 2))) & 0x0F) as f32 + f16::from_bits(mins[b * STRIP + c]).to_f32(),
-                    BlockKind::Bytes => d(c) * (code[c] as i8) as f32 + f16::from_bits(mins[b * STRIP + c]).to_f32(),
-                };
+                *x = block_value(kind, scales[b * STRIP + c], mins[b * STRIP + c], code, c);
             }
         }
+    }
+}
+
+/// Column c's value in a row of codes, with that column's scale and minimum (f16 bits).
+fn block_value(kind: BlockKind, scale: u16, min: u16, code: &[u8], c: usize) -> f32 {
+    let (d, nibble) = (f16::from_bits(scale).to_f32(), || (code[c / 2] >> (4 * (c % 2))) & 0x0F);
+    match kind {
+        BlockKind::Q8_0 => d * (code[c] as i8) as f32,
+        BlockKind::Q4_0 => d * (nibble() as i32 - 8) as f32,
+        BlockKind::Q4_1 => d * nibble() as f32 + f16::from_bits(min).to_f32(),
+        BlockKind::Bytes => d * (code[c] as i8) as f32 + f16::from_bits(min).to_f32(),
     }
 }
 
@@ -1119,6 +1150,16 @@ mod tests {
         w
     }
 
+    /// Every column of `packed` reads back as the row-major [k, n] `w` has it, bit for bit.
+    fn assert_columns(packed: &PackedMatrix, w: &[f32], what: &str) {
+        let (k, n) = (packed.k, packed.n);
+        let mut col = vec![0f32; k];
+        for j in 0..n {
+            packed.column(j, &mut col);
+            assert!((0..k).all(|kk| col[kk].to_bits() == w[kk * n + j].to_bits()), "{what} {k}x{n}: column {j} differs");
+        }
+    }
+
     /// The block-coded packing of `groups` (each a type and its columns) gives the values and
     /// products of the f32 packing of their dequantised values, bit for bit, in fewer than a
     /// third of the bytes.
@@ -1130,6 +1171,7 @@ mod tests {
         let parts: Vec<(Vec<f32>, usize)> = groups.iter().map(|(t, c)| (dequantized(*t, k, c), c.len())).collect();
         let w: Vec<f32> = (0..k).flat_map(|kk| parts.iter().flat_map(move |(p, width)| p[kk * width..(kk + 1) * width].iter().copied())).collect();
         assert!(blocks.values().iter().zip(&w).all(|(a, b)| a.to_bits() == b.to_bits()), "{what} {k}x{n}: values differ from the loader's");
+        assert_columns(&blocks, &w, what);
         let plain = PackedMatrix::plain(&w, k, n);
         assert!(blocks.bytes() * 3 < plain.bytes(), "{what}: {} bytes packed against {} as f32", blocks.bytes(), plain.bytes());
         // 1 to 100 rows: the shallow and deep slice depths, several row blocks, and a matrix
@@ -1187,6 +1229,8 @@ mod tests {
                 assert!(matches!(packed.strips, Strips::Half(h, _) if h == half), "{half:?} {k}x{n}: not packed in 16 bits");
                 assert_eq!(packed.bytes(), n.div_ceil(STRIP) * STRIP * k * 2);
                 assert!(packed.values().iter().zip(&w).all(|(a, b)| a.to_bits() == b.to_bits()), "{half:?} {k}x{n}: values changed");
+                assert_columns(&packed, &w, &format!("{half:?}"));
+                assert_columns(&PackedMatrix::plain(&w, k, n), &w, "f32");
                 let plain = PackedMatrix::plain(&w, k, n);
                 for m in [1usize, 5, 7, 20, WIDEN_ROWS + 4] {
                     let x: Vec<f32> = (0..m * k).map(|i| ((i * 7919) % 1000) as f32 / 500.0 - 1.0).collect();
