@@ -169,6 +169,10 @@ enum BlockKind {
 }
 
 impl BlockKind {
+    fn has_min(self) -> bool {
+        matches!(self, BlockKind::Q4_1 | BlockKind::Bytes)
+    }
+
     fn code_bytes(self) -> usize {
         if matches!(self, BlockKind::Q8_0 | BlockKind::Bytes) {
             STRIP
@@ -212,69 +216,21 @@ impl PackedMatrix {
         strips
     }
 
-    /// Packs the matrix whose column j is `columns[j]`: k values stored as GGML blocks of `ty`
-    /// (a GGUF weight's row, which is a column of x · W). None when `ty` is not Q8_0, Q4_0 or
-    /// Q4_1, or a column is not k / 32 whole blocks; the caller then packs the f32 values.
-    pub fn from_blocks(ty: GgmlType, k: usize, columns: &[&[u8]]) -> Option<Self> {
-        let kind = match ty {
-            GgmlType::Q8_0 => BlockKind::Q8_0,
-            GgmlType::Q4_0 => BlockKind::Q4_0,
-            GgmlType::Q4_1 => BlockKind::Q4_1,
-            _ => return None,
-        };
-        let size = ty.block().1 as usize;
-        let (n, blocks) = (columns.len(), k / BLOCK);
-        if k == 0 || k % BLOCK != 0 || n == 0 || columns.iter().any(|c| c.len() != blocks * size) {
-            return None;
-        }
-        let count = n.div_ceil(STRIP);
-        let cb = kind.code_bytes();
-        let mut scales = vec![0u16; count * blocks * STRIP];
-        // (Zero for the types without a minimum.)
-        let mut mins = vec![0u16; scales.len()];
-        let mut codes = vec![0u8; count * k * cb];
-        let per_strip = blocks * STRIP;
-        codes.par_chunks_mut(k * cb).zip(scales.par_chunks_mut(per_strip)).zip(mins.par_chunks_mut(per_strip)).enumerate().for_each(|(s, ((codes, scales), mins))| {
-            for c in 0..STRIP.min(n - s * STRIP) {
-                let column = columns[s * STRIP + c];
-                for (b, raw) in column.chunks_exact(size).enumerate() {
-                    let block = LegacyBlock::decode(ty, raw).expect("a 32-value type");
-                    scales[b * STRIP + c] = block.d;
-                    if kind == BlockKind::Q4_1 {
-                        mins[b * STRIP + c] = block.m;
-                    }
-                    for (kk, &q) in block.codes.iter().enumerate() {
-                        let row = (b * BLOCK + kk) * cb;
-                        match kind {
-                            BlockKind::Q4_0 => codes[row + c / 2] |= ((q + 8) as u8) << (4 * (c % 2)),
-                            BlockKind::Q4_1 => codes[row + c / 2] |= (q as u8) << (4 * (c % 2)),
-                            _ => codes[row + c] = q as u8,
-                        }
-                    }
-                }
-            }
-        });
-        Some(PackedMatrix { strips: Strips::Blocks(Blocks { kind, scales, mins, codes }), k, n })
-    }
-
-    /// Packs the matrix whose columns are those of `groups` (each a GGML type and its
-    /// columns, as for [`Self::from_blocks`]) as block codes, when the groups allow it: the
-    /// 32-value types (Q8_0, Q4_0, Q4_1, Q5_0, Q5_1) in any mix, or the K-quants in any mix.
-    /// None otherwise (the caller then packs the f32 values).
+    /// Packs the matrix whose columns are those of `groups`, each a GGML type and its
+    /// columns: column j holds k values as GGML blocks (a GGUF weight's row, which is a column
+    /// of x · W). Block-coded when the groups allow it: the 32-value types (Q8_0, Q4_0, Q4_1,
+    /// Q5_0, Q5_1) in any mix, or the K-quants in any mix, each column k / block whole blocks.
+    /// None otherwise; the caller then packs the f32 values.
     pub fn from_stored(k: usize, groups: &[(GgmlType, Vec<&[u8]>)]) -> Option<Self> {
-        let ty = groups.first()?.0;
         let columns: Vec<&[u8]> = groups.iter().flat_map(|(_, c)| c.iter().copied()).collect();
-        if groups.iter().all(|(t, _)| *t == ty) {
-            if let Some(packed) = Self::from_blocks(ty, k, &columns) {
-                return Some(packed);
-            }
-        }
         let types: Vec<GgmlType> = groups.iter().flat_map(|(t, c)| std::iter::repeat_n(*t, c.len())).collect();
         Self::from_legacy_blocks(k, &types, &columns).or_else(|| Self::from_k_blocks(k, &types, &columns))
     }
 
-    /// Packs columns of 32-value types in any mix ([`BlockKind::Bytes`]); None when a column
-    /// is of another type or not k / 32 whole blocks.
+    /// Packs columns of the 32-value types ([`LegacyBlock`]): one type throughout keeps its
+    /// own layout (Q4_0's and Q4_1's nibbles stay nibbles), a mix or Q5_0/Q5_1 takes signed
+    /// bytes ([`BlockKind::Bytes`]). None when a column is of another type or not k / 32
+    /// whole blocks.
     fn from_legacy_blocks(k: usize, types: &[GgmlType], columns: &[&[u8]]) -> Option<Self> {
         let n = columns.len();
         let legacy = |t: GgmlType| matches!(t, GgmlType::Q8_0 | GgmlType::Q4_0 | GgmlType::Q4_1 | GgmlType::Q5_0 | GgmlType::Q5_1);
@@ -282,22 +238,38 @@ impl PackedMatrix {
         if k == 0 || k % BLOCK != 0 || n == 0 || types.len() != n || !(0..n).all(whole) {
             return None;
         }
-        let (count, blocks) = (n.div_ceil(STRIP), k / BLOCK);
+        let kind = match types[0] {
+            _ if types.iter().any(|t| *t != types[0]) => BlockKind::Bytes,
+            GgmlType::Q8_0 => BlockKind::Q8_0,
+            GgmlType::Q4_0 => BlockKind::Q4_0,
+            GgmlType::Q4_1 => BlockKind::Q4_1,
+            _ => BlockKind::Bytes,
+        };
+        let (count, blocks, cb) = (n.div_ceil(STRIP), k / BLOCK, kind.code_bytes());
         let per_strip = blocks * STRIP;
-        let (mut scales, mut mins, mut codes) = (vec![0u16; count * per_strip], vec![0u16; count * per_strip], vec![0u8; count * k * STRIP]);
-        codes.par_chunks_mut(k * STRIP).zip(scales.par_chunks_mut(per_strip)).zip(mins.par_chunks_mut(per_strip)).enumerate().for_each(|(s, ((codes, scales), mins))| {
+        // (Minimums stay zero for the kinds without one.)
+        let (mut scales, mut mins, mut codes) = (vec![0u16; count * per_strip], vec![0u16; count * per_strip], vec![0u8; count * k * cb]);
+        codes.par_chunks_mut(k * cb).zip(scales.par_chunks_mut(per_strip)).zip(mins.par_chunks_mut(per_strip)).enumerate().for_each(|(s, ((codes, scales), mins))| {
             for c in 0..STRIP.min(n - s * STRIP) {
                 let (ty, column) = (types[s * STRIP + c], columns[s * STRIP + c]);
                 for (b, raw) in column.chunks_exact(ty.block().1 as usize).enumerate() {
                     let block = LegacyBlock::decode(ty, raw).expect("checked a 32-value type");
-                    (scales[b * STRIP + c], mins[b * STRIP + c]) = (block.d, block.m);
+                    scales[b * STRIP + c] = block.d;
+                    if kind.has_min() {
+                        mins[b * STRIP + c] = block.m;
+                    }
                     for (kk, &q) in block.codes.iter().enumerate() {
-                        codes[(b * BLOCK + kk) * STRIP + c] = q as u8;
+                        let row = (b * BLOCK + kk) * cb;
+                        match kind {
+                            BlockKind::Q4_0 => codes[row + c / 2] |= ((q + 8) as u8) << (4 * (c % 2)),
+                            BlockKind::Q4_1 => codes[row + c / 2] |= (q as u8) << (4 * (c % 2)),
+                            BlockKind::Q8_0 | BlockKind::Bytes => codes[row + c] = q as u8,
+                        }
                     }
                 }
             }
         });
-        Some(PackedMatrix { strips: Strips::Blocks(Blocks { kind: BlockKind::Bytes, scales, mins, codes }), k, n })
+        Some(PackedMatrix { strips: Strips::Blocks(Blocks { kind, scales, mins, codes }), k, n })
     }
 
     /// Packs K-quant columns (column j of type `types[j]`, k / 256 whole blocks); None when a
@@ -348,7 +320,7 @@ impl PackedMatrix {
         match &self.strips {
             Strips::F32(v) => v.len() * 4,
             Strips::Half(_, v) => v.len() * 2,
-            Strips::Blocks(b) => (b.scales.len() + if matches!(b.kind, BlockKind::Q4_1 | BlockKind::Bytes) { b.mins.len() } else { 0 }) * 2 + b.codes.len(),
+            Strips::Blocks(b) => (b.scales.len() + if b.kind.has_min() { b.mins.len() } else { 0 }) * 2 + b.codes.len(),
             Strips::KBlocks(b) => (b.d.len() + b.dmin.len()) * 2 + b.scales.len() + b.mins.len() + b.codes.len(),
         }
     }
@@ -1282,22 +1254,23 @@ mod tests {
 
     #[test]
     fn other_types_and_partial_blocks_are_left_to_the_f32_packing() {
+        fn of(c: &[Vec<u8>]) -> Vec<&[u8]> {
+            c.iter().map(Vec::as_slice).collect()
+        }
         let columns = random_columns(GgmlType::Q4_1, 64, 3, 1);
-        let refs: Vec<&[u8]> = columns.iter().map(Vec::as_slice).collect();
-        assert!(PackedMatrix::from_blocks(GgmlType::Q6_K, 64, &refs).is_none());
-        assert!(PackedMatrix::from_blocks(GgmlType::F16, 64, &refs).is_none());
+        let one = |ty: GgmlType, k: usize, columns: Vec<&[u8]>| PackedMatrix::from_stored(k, &[(ty, columns)]);
+        assert!(one(GgmlType::Q6_K, 64, of(&columns)).is_none());
+        assert!(one(GgmlType::F16, 64, of(&columns)).is_none());
         // A column that is not k / 32 whole blocks, or k not a multiple of 32.
-        assert!(PackedMatrix::from_blocks(GgmlType::Q4_1, 96, &refs).is_none());
-        assert!(PackedMatrix::from_blocks(GgmlType::Q4_1, 48, &refs).is_none());
-        assert!(PackedMatrix::from_blocks(GgmlType::Q4_1, 64, &[]).is_none());
-        assert!(PackedMatrix::from_blocks(GgmlType::Q4_1, 64, &refs).is_some());
+        assert!(one(GgmlType::Q4_1, 96, of(&columns)).is_none());
+        assert!(one(GgmlType::Q4_1, 48, of(&columns)).is_none());
+        assert!(one(GgmlType::Q4_1, 64, vec![]).is_none());
+        let q4_1 = one(GgmlType::Q4_1, 64, of(&columns)).unwrap();
+        assert!(matches!(&q4_1.strips, Strips::Blocks(b) if b.kind == BlockKind::Q4_1));
         // The 32-value types mix (as bytes), but not with K-quants; K-quants need k a multiple
         // of 256.
         let q4_0 = random_columns(GgmlType::Q4_0, 256, 2, 2);
         let q4_k = random_columns(GgmlType::Q4_K, 256, 2, 3);
-        fn of(c: &[Vec<u8>]) -> Vec<&[u8]> {
-            c.iter().map(Vec::as_slice).collect()
-        }
         let q4_1 = random_columns(GgmlType::Q4_1, 256, 2, 4);
         let mixed = PackedMatrix::from_stored(256, &[(GgmlType::Q4_0, of(&q4_0)), (GgmlType::Q4_1, of(&q4_1))]).unwrap();
         assert!(matches!(&mixed.strips, Strips::Blocks(b) if b.kind == BlockKind::Bytes));

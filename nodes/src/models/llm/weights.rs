@@ -80,7 +80,7 @@ pub fn check_shape(name: &str, t: &HostTensor, shape: &[usize]) -> Result<(), St
 
 /// A GGUF matrix as stored: its type, row length and each row's bytes, rows in Hugging Face
 /// order (q/k permutation undone). The CPU's host path packs these codes instead of the f32
-/// values when it can (`PackedMatrix::from_blocks`).
+/// values when it can (`PackedMatrix::from_stored`).
 pub struct StoredRows<'a> {
     pub ty: GgmlType,
     pub cols: usize,
