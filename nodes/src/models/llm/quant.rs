@@ -127,9 +127,13 @@ pub fn dequantize(ty: GgmlType, raw: &[u8]) -> Result<Vec<f32>, String> {
         GgmlType::Q8_0 => q8_0,
         GgmlType::Q4_0 => q4_0,
         GgmlType::Q4_1 => q4_1,
-        GgmlType::Q5_0 => q5_0,
-        GgmlType::Q5_1 => q5_1,
-        GgmlType::Q2_K | GgmlType::Q3_K | GgmlType::Q4_K | GgmlType::Q5_K | GgmlType::Q6_K => k_quant(ty),
+        GgmlType::Q5_0 => |b, y| legacy(GgmlType::Q5_0, b, y),
+        GgmlType::Q5_1 => |b, y| legacy(GgmlType::Q5_1, b, y),
+        GgmlType::Q2_K => |b, y| k_quant(GgmlType::Q2_K, b, y),
+        GgmlType::Q3_K => |b, y| k_quant(GgmlType::Q3_K, b, y),
+        GgmlType::Q4_K => |b, y| k_quant(GgmlType::Q4_K, b, y),
+        GgmlType::Q5_K => |b, y| k_quant(GgmlType::Q5_K, b, y),
+        GgmlType::Q6_K => |b, y| k_quant(GgmlType::Q6_K, b, y),
         other => return Err(format!("GGML type {other:?} is not supported (supported: {SUPPORTED})")),
     };
     out.par_chunks_mut(n * per_task).zip(raw.par_chunks(size * per_task)).for_each(|(y, b)| {
@@ -233,31 +237,6 @@ fn q4_1(b: &[u8], y: &mut [f32]) {
     for (j, q) in b[4..20].iter().enumerate() {
         y[j] = d * (q & 0x0F) as f32 + m;
         y[j + 16] = d * (q >> 4) as f32 + m;
-    }
-}
-
-/// The fifth bits of a Q5_0/Q5_1 block: bit j of the little-endian u32 belongs to value j.
-fn fifth_bits(b: &[u8]) -> u32 {
-    u32::from_le_bytes([b[0], b[1], b[2], b[3]])
-}
-
-/// Q5_0: f16 scale `d`, 32 fifth bits, 16 bytes of nibbles (as Q4_0); x = d·(q−16).
-fn q5_0(b: &[u8], y: &mut [f32]) {
-    let (d, high) = (h(&b[0..2]), fifth_bits(&b[2..6]));
-    for (j, q) in b[6..22].iter().enumerate() {
-        let code = |low: u8, i: usize| (low as u32 | ((high >> i) & 1) << 4) as i32 - 16;
-        y[j] = d * code(q & 0x0F, j) as f32;
-        y[j + 16] = d * code(q >> 4, j + 16) as f32;
-    }
-}
-
-/// Q5_1: f16 scale `d` and minimum `m`, 32 fifth bits, 16 bytes of nibbles; x = d·q + m.
-fn q5_1(b: &[u8], y: &mut [f32]) {
-    let (d, m, high) = (h(&b[0..2]), h(&b[2..4]), fifth_bits(&b[4..8]));
-    for (j, q) in b[8..24].iter().enumerate() {
-        let code = |low: u8, i: usize| (low as u32 | ((high >> i) & 1) << 4) as f32;
-        y[j] = d * code(q & 0x0F, j) + m;
-        y[j + 16] = d * code(q >> 4, j + 16) + m;
     }
 }
 
@@ -405,21 +384,19 @@ impl KBlock {
     }
 }
 
-/// Any K-quant (see [`KBlock`]).
-fn k_quant(ty: GgmlType) -> fn(&[u8], &mut [f32]) {
-    fn decoded<const TY: u8>(b: &[u8], y: &mut [f32]) {
-        let ty = [GgmlType::Q2_K, GgmlType::Q3_K, GgmlType::Q4_K, GgmlType::Q5_K, GgmlType::Q6_K][TY as usize];
-        let k = KBlock::decode(ty, b).expect("a K-quant");
-        for (e, yi) in y.iter_mut().enumerate() {
-            *yi = k.value(e);
-        }
+/// A 32-value block through its integer reading ([`LegacyBlock`]).
+fn legacy(ty: GgmlType, b: &[u8], y: &mut [f32]) {
+    let block = LegacyBlock::decode(ty, b).expect("a 32-value type");
+    for (j, yi) in y.iter_mut().enumerate() {
+        *yi = block.value(j);
     }
-    match ty {
-        GgmlType::Q2_K => decoded::<0>,
-        GgmlType::Q3_K => decoded::<1>,
-        GgmlType::Q4_K => decoded::<2>,
-        GgmlType::Q5_K => decoded::<3>,
-        _ => decoded::<4>,
+}
+
+/// A K-quant block through its integer reading ([`KBlock`]).
+fn k_quant(ty: GgmlType, b: &[u8], y: &mut [f32]) {
+    let block = KBlock::decode(ty, b).expect("a K-quant");
+    for (e, yi) in y.iter_mut().enumerate() {
+        *yi = block.value(e);
     }
 }
 
