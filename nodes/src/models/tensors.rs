@@ -81,6 +81,11 @@ impl Safetensors {
         self.index.contains_key(name)
     }
 
+    /// Weight `name`'s shape, without reading it.
+    pub fn shape(&self, name: &str) -> Option<&[usize]> {
+        self.index.get(name).map(|(_, _, shape, _)| shape.as_slice())
+    }
+
     /// Every weight as f32.
     pub fn all(&self) -> Result<Weights, String> {
         self.names().map(|name| Ok((name.to_string(), self.get(name)?))).collect()

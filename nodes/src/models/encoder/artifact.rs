@@ -10,7 +10,7 @@ use super::bert::Bert;
 use super::config::BertConfig;
 use super::tokenizer::EncoderTokenizer;
 use super::weights;
-use crate::models::tensors::{from_safetensors, safetensors_files};
+use crate::models::tensors::{safetensors_files, Safetensors};
 
 pub const MANIFEST: &str = "encoder.json";
 
@@ -75,7 +75,7 @@ pub fn write(source: &Path, described_as: &str, out: &Path) -> Result<BertConfig
     let config = read_config(source)?;
     let max_length = default_max_length(source, &config);
     EncoderTokenizer::from_file(&source.join("tokenizer.json"), max_length, config.pad_token_id)?;
-    let w = from_safetensors(&safetensors_files(source)?)?;
+    let w = Safetensors::open(&safetensors_files(source)?)?;
     weights::check(&config, &w).map_err(|e| format!("{}: {e}", source.display()))?;
     for f in &files {
         let rel = f.strip_prefix(source).map_err(|_| format!("{} is outside {}", f.display(), source.display()))?;
@@ -127,6 +127,6 @@ pub fn load_text(dir: &Path, max_length: Option<usize>) -> Result<EncoderText, S
 
 /// The BERT module of an `Encoder` artifact with config `config` (from [`load_text`]).
 pub fn load_bert<B: Backend>(dir: &Path, config: &BertConfig, device: &B::Device) -> Result<Bert<B>, String> {
-    let w = from_safetensors(&safetensors_files(dir)?)?;
+    let w = Safetensors::open(&safetensors_files(dir)?)?;
     weights::build::<B>(config, &w, device).map_err(|e| format!("{}: {e}", dir.display()))
 }
