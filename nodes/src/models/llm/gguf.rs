@@ -316,17 +316,15 @@ impl Gguf {
 }
 
 /// Why tensor `name`'s type id is not read: the types llama.cpp writes that dagrun has no
-/// decoding for (the IQ, ternary and FP4 families) by name, with what to do instead.
+/// decoding for (the lower-bit IQ, ternary and FP4 families) by name, with what to do instead.
 fn unread_type(name: &str, id: u32) -> String {
-    const NAMES: [(u32, &str); 13] = [
+    const NAMES: [(u32, &str); 11] = [
         (16, "IQ2_XXS"),
         (17, "IQ2_XS"),
         (18, "IQ3_XXS"),
         (19, "IQ1_S"),
-        (20, "IQ4_NL"),
         (21, "IQ3_S"),
         (22, "IQ2_S"),
-        (23, "IQ4_XS"),
         (29, "IQ1_M"),
         (34, "TQ1_0"),
         (35, "TQ2_0"),

@@ -28,10 +28,12 @@ pub enum GgmlType {
     I64,
     F64,
     BF16,
+    IQ4_NL,
+    IQ4_XS,
 }
 
 /// Every type with its GGUF id: the one table both directions read.
-const IDS: [(GgmlType, u32); 20] = {
+const IDS: [(GgmlType, u32); 22] = {
     use GgmlType::*;
     [
         (F32, 0),
@@ -54,6 +56,8 @@ const IDS: [(GgmlType, u32); 20] = {
         (I64, 27),
         (F64, 28),
         (BF16, 30),
+        (IQ4_NL, 20),
+        (IQ4_XS, 23),
     ]
 };
 
@@ -86,13 +90,16 @@ impl GgmlType {
             Q5_K => (256, 176),
             Q6_K => (256, 210),
             Q8_K => (256, 292),
+            IQ4_NL => (32, 18),
+            IQ4_XS => (256, 136),
         }
     }
 
-    /// Q2_K to Q6_K: 256-value super-blocks of integer-scaled sub-blocks (see [`KBlock`]).
+    /// Q2_K to Q6_K and IQ4_XS: 256-value super-blocks of integer-scaled sub-blocks (see
+    /// [`KBlock`]).
     pub fn is_k_quant(self) -> bool {
         use GgmlType::*;
-        matches!(self, Q2_K | Q3_K | Q4_K | Q5_K | Q6_K)
+        matches!(self, Q2_K | Q3_K | Q4_K | Q5_K | Q6_K | IQ4_XS)
     }
 
     /// Bytes that `elements` values take, or None when they are not a whole number of blocks.
@@ -106,9 +113,10 @@ fn h(b: &[u8]) -> f32 {
     f16::from_le_bytes([b[0], b[1]]).to_f32()
 }
 
-/// The types [`dequantize`] reads: every type llama.cpp stores a Llama model's weights in, short
-/// of the IQ family (its quantisations `Q2_K` to `Q6_K`, `Q4_K_M` and the like, mix these).
-pub const SUPPORTED: &str = "F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K";
+/// The types [`dequantize`] reads: every type llama.cpp's quantisations from `Q2_K` to `Q8_0`
+/// (`Q4_K_M` and the like) and `IQ4_NL`/`IQ4_XS` store a Llama model's weights in; not the
+/// lower-bit IQ types, which need lattice tables.
+pub const SUPPORTED: &str = "F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, IQ4_NL, IQ4_XS";
 
 /// Dequantises `raw` (a whole number of blocks of `ty`) to f32.
 pub fn dequantize(ty: GgmlType, raw: &[u8]) -> Result<Vec<f32>, String> {
@@ -129,11 +137,13 @@ pub fn dequantize(ty: GgmlType, raw: &[u8]) -> Result<Vec<f32>, String> {
         GgmlType::Q4_1 => q4_1,
         GgmlType::Q5_0 => |b, y| legacy(GgmlType::Q5_0, b, y),
         GgmlType::Q5_1 => |b, y| legacy(GgmlType::Q5_1, b, y),
+        GgmlType::IQ4_NL => |b, y| legacy(GgmlType::IQ4_NL, b, y),
         GgmlType::Q2_K => |b, y| k_quant(GgmlType::Q2_K, b, y),
         GgmlType::Q3_K => |b, y| k_quant(GgmlType::Q3_K, b, y),
         GgmlType::Q4_K => |b, y| k_quant(GgmlType::Q4_K, b, y),
         GgmlType::Q5_K => |b, y| k_quant(GgmlType::Q5_K, b, y),
         GgmlType::Q6_K => |b, y| k_quant(GgmlType::Q6_K, b, y),
+        GgmlType::IQ4_XS => |b, y| k_quant(GgmlType::IQ4_XS, b, y),
         other => return Err(format!("GGML type {other:?} is not supported (supported: {SUPPORTED})")),
     };
     out.par_chunks_mut(n * per_task).zip(raw.par_chunks(size * per_task)).for_each(|(y, b)| {
@@ -198,6 +208,8 @@ pub fn random_blocks(ty: GgmlType, elements: usize, rng: &mut impl rand::Rng) ->
         Q4_K => (&[0, 2], 63.0 * 15.0),
         Q5_K => (&[0, 2], 63.0 * 31.0),
         Q6_K => (&[208], 128.0 * 32.0),
+        IQ4_NL => (&[0], 127.0),
+        IQ4_XS => (&[0], 32.0 * 127.0),
         other => return Err(format!("no random blocks for {other:?}")),
     };
     let (n, size) = ty.block();
@@ -240,7 +252,11 @@ fn q4_1(b: &[u8], y: &mut [f32]) {
     }
 }
 
-/// A 32-value block of the older types (Q8_0, Q4_0, Q4_1, Q5_0, Q5_1) as integers: value j
+/// IQ4_NL's and IQ4_XS's 16 code values: a nibble picks one, non-linearly spaced.
+const IQ4_VALUES: [i8; 16] = [-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113];
+
+/// A 32-value block of the older types (Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, and IQ4_NL, whose
+/// code is a nibble's entry in [`IQ4_VALUES`]) as integers: value j
 /// is `d · codes[j] + m` (`d`, `m` f16 bits), with `m` −0 for the types without a minimum
 /// (adding −0 changes nothing, so the value is the loader's `d · (q − offset)` bit for bit).
 /// The CPU path packs a matrix whose parts mix these types from it (llama.cpp writes Q5_0 and
@@ -268,6 +284,7 @@ impl LegacyBlock {
                 GgmlType::Q4_1 => nibble(4, j) as i8,
                 GgmlType::Q5_0 => (nibble(6, j) | fifth(2, j) << 4) as i8 - 16,
                 GgmlType::Q5_1 => (nibble(8, j) | fifth(4, j) << 4) as i8,
+                GgmlType::IQ4_NL => IQ4_VALUES[nibble(2, j) as usize],
                 _ => return None,
             };
         }
@@ -283,7 +300,7 @@ impl LegacyBlock {
     }
 }
 
-/// A K-quant block (Q2_K to Q6_K) as integers: 256 values in 16 sub-blocks of 16, value e
+/// A K-quant block (Q2_K to Q6_K, and IQ4_XS alike) as integers: 256 values in 16 sub-blocks of 16, value e
 /// being `(d · scales[e/16]) · codes[e] − dmin · mins[e/16]` (`d`, `dmin` f16 bits; types
 /// without minimums have `dmin` 0 and `mins` 0). Q4_K and Q5_K's 32-value sub-blocks appear
 /// as two alike. One decoding of the bit layouts, which [`dequantize`] and the block-coded
@@ -371,6 +388,22 @@ impl KBlock {
                     }
                 }
             }
+            // d, 2 bytes of the eight scales' top two bits (scale j's in bits 2j..2j+2), 4
+            // bytes of their low nibbles (scale j's in nibble j%2 of byte j/2), then 128
+            // bytes of nibbles, 16 per 32-value sub-block (as IQ4_NL's): scale biased by 32,
+            // code a nibble's entry in IQ4_VALUES.
+            GgmlType::IQ4_XS => {
+                k.d = u16_at(0);
+                let (high, low, qs) = (u16_at(2), &b[4..8], &b[8..136]);
+                for j in 0..8 {
+                    let s = (((low[j / 2] >> (4 * (j % 2))) & 0x0F) | (((high >> (2 * j)) & 0x03) as u8) << 4) as i8 - 32;
+                    (k.scales[2 * j], k.scales[2 * j + 1]) = (s, s);
+                    for l in 0..32 {
+                        let q = if l < 16 { qs[16 * j + l] & 0x0F } else { qs[16 * j + l - 16] >> 4 };
+                        k.codes[32 * j + l] = IQ4_VALUES[q as usize];
+                    }
+                }
+            }
             _ => return None,
         }
         Some(k)
@@ -421,7 +454,7 @@ mod tests {
         let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures/llm/dequant.json");
         let cases: std::collections::BTreeMap<String, Case> = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
         use GgmlType::*;
-        for ty in [F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q6_K, Q5_0, Q5_1, Q2_K, Q3_K, Q4_K, Q5_K] {
+        for ty in [F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q6_K, Q5_0, Q5_1, Q2_K, Q3_K, Q4_K, Q5_K, IQ4_NL, IQ4_XS] {
             let name = format!("{ty:?}");
             let case = cases.get(&name).unwrap_or_else(|| panic!("fixture lacks {name}"));
             let got = dequantize(ty, &unhex(&case.bytes)).unwrap();
@@ -438,7 +471,7 @@ mod tests {
         let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../fixtures/llm/dequant.json");
         let cases: std::collections::BTreeMap<String, Case> = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
         use GgmlType::*;
-        for ty in [Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K] {
+        for ty in [Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, IQ4_NL, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, IQ4_XS] {
             let bytes = unhex(&cases[&format!("{ty:?}")].bytes);
             let want = dequantize(ty, &bytes).unwrap();
             let (n, size) = ty.block();

@@ -233,7 +233,7 @@ impl PackedMatrix {
     /// whole blocks.
     fn from_legacy_blocks(k: usize, types: &[GgmlType], columns: &[&[u8]]) -> Option<Self> {
         let n = columns.len();
-        let legacy = |t: GgmlType| matches!(t, GgmlType::Q8_0 | GgmlType::Q4_0 | GgmlType::Q4_1 | GgmlType::Q5_0 | GgmlType::Q5_1);
+        let legacy = |t: GgmlType| matches!(t, GgmlType::Q8_0 | GgmlType::Q4_0 | GgmlType::Q4_1 | GgmlType::Q5_0 | GgmlType::Q5_1 | GgmlType::IQ4_NL);
         let whole = |j: usize| legacy(types[j]) && types[j].bytes_for(k as u64) == Some(columns[j].len() as u64);
         if k == 0 || k % BLOCK != 0 || n == 0 || types.len() != n || !(0..n).all(whole) {
             return None;
@@ -1159,12 +1159,12 @@ mod tests {
 
     #[test]
     fn block_packing_gives_the_bits_of_the_dequantised_matrix() {
-        for ty in [GgmlType::Q8_0, GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q5_0, GgmlType::Q5_1] {
+        for ty in [GgmlType::Q8_0, GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q5_0, GgmlType::Q5_1, GgmlType::IQ4_NL] {
             for &(k, n) in &[(32usize, 1usize), (96, 17), (320, 40)] {
                 check_block_packing(&[(ty, random_columns(ty, k, n, (k * n) as u64))], k, &format!("{ty:?}"));
             }
         }
-        for ty in [GgmlType::Q2_K, GgmlType::Q3_K, GgmlType::Q4_K, GgmlType::Q5_K, GgmlType::Q6_K] {
+        for ty in [GgmlType::Q2_K, GgmlType::Q3_K, GgmlType::Q4_K, GgmlType::Q5_K, GgmlType::Q6_K, GgmlType::IQ4_XS] {
             for &(k, n) in &[(256usize, 1usize), (512, 17), (768, 40)] {
                 check_block_packing(&[(ty, random_columns(ty, k, n, (k * n) as u64))], k, &format!("{ty:?}"));
             }

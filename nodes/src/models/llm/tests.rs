@@ -166,7 +166,7 @@ fn every_stored_type_gives_the_logits_of_its_dequantised_values() {
     // `Q4_K_M`-style mixes: attn_v and ffn_down as Q6_K, the other matrices as Q4_K; and, as
     // llama.cpp falls back where rows are not whole 256-value blocks, Q8_0 and Q5_0.
     let mixed = |name: &str, (more, rest): (GgmlType, GgmlType)| if name.contains("attn_v") || name.contains("ffn_down") { more } else { rest };
-    let cases = [(Q6_K, Q4_K), (Q8_0, Q5_0), (Q5_0, Q5_0), (Q5_1, Q5_1), (Q2_K, Q2_K), (Q3_K, Q3_K), (Q4_K, Q4_K), (Q5_K, Q5_K), (Q6_K, Q6_K)];
+    let cases = [(Q6_K, Q4_K), (Q8_0, Q5_0), (Q5_0, Q5_0), (Q5_1, Q5_1), (IQ4_NL, IQ4_NL), (Q2_K, Q2_K), (Q3_K, Q3_K), (Q4_K, Q4_K), (Q5_K, Q5_K), (Q6_K, Q6_K), (IQ4_XS, IQ4_XS)];
     for types in cases {
         let ty = format!("{types:?}");
         // K-quant rows are whole 256-value blocks: every matrix's input width must be too.
@@ -408,12 +408,12 @@ fn broken_gguf_files_are_clear_errors() {
     v1[4..8].copy_from_slice(&1u32.to_le_bytes());
     std::fs::write(&cut, &v1).unwrap();
     assert!(Gguf::open(&cut).err().unwrap().to_string().contains("version 1 is not supported"));
-    // A tensor in a type dagrun has no decoding for (IQ4_XS), or in no type at all: its tensor
+    // A tensor in a type dagrun has no decoding for (IQ2_XXS), or in no type at all: its tensor
     // info is the name, the dimension count, the dimensions and then the type id.
     let name = b"token_embd.weight";
     let at = bytes.windows(name.len()).position(|w| w == name).unwrap() + name.len();
     let ty_at = at + 4 + 8 * u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
-    for (id, want) in [(23u32, "stored as IQ4_XS (GGML type 23), which dagrun does not read"), (77, "has unknown GGML type 77")] {
+    for (id, want) in [(16u32, "stored as IQ2_XXS (GGML type 16), which dagrun does not read"), (77, "has unknown GGML type 77")] {
         let mut odd = bytes.clone();
         odd[ty_at..ty_at + 4].copy_from_slice(&id.to_le_bytes());
         std::fs::write(&cut, &odd).unwrap();
