@@ -318,19 +318,8 @@ impl Gguf {
 /// Why tensor `name`'s type id is not read: the types llama.cpp writes that dagrun has no
 /// decoding for (the lower-bit IQ, ternary and FP4 families) by name, with what to do instead.
 fn unread_type(name: &str, id: u32) -> String {
-    const NAMES: [(u32, &str); 11] = [
-        (16, "IQ2_XXS"),
-        (17, "IQ2_XS"),
-        (18, "IQ3_XXS"),
-        (19, "IQ1_S"),
-        (21, "IQ3_S"),
-        (22, "IQ2_S"),
-        (29, "IQ1_M"),
-        (34, "TQ1_0"),
-        (35, "TQ2_0"),
-        (39, "MXFP4"),
-        (40, "NVFP4"),
-    ];
+    const NAMES: [(u32, &str); 11] =
+        [(16, "IQ2_XXS"), (17, "IQ2_XS"), (18, "IQ3_XXS"), (19, "IQ1_S"), (21, "IQ3_S"), (22, "IQ2_S"), (29, "IQ1_M"), (34, "TQ1_0"), (35, "TQ2_0"), (39, "MXFP4"), (40, "NVFP4")];
     match NAMES.iter().find(|(i, _)| *i == id) {
         Some((_, ty)) => {
             let supported = quant::SUPPORTED;
