@@ -11,8 +11,8 @@
 //!
 //! A matrix whose values f16 or bf16 hold exactly (a bf16 checkpoint's, an F16 GGUF's) is
 //! packed in those 16 bits and widened as it is read: exact, half the bytes. One that came from
-//! a GGUF file block-coded (the 32-value types Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, or the K-quants,
-//! each family in any mix) is packed as its codes and scales, dequantised by the very
+//! a GGUF file block-coded (the 32-value types Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, IQ4_NL, or the
+//! K-quants and IQ4_XS, each family in any mix) is packed as its codes and scales, dequantised by the very
 //! arithmetic the loader uses as they are read: the products are bit for bit those of the f32
 //! packing while a step reads 3–7× fewer bytes. A decode step's few
 //! rows (at most six) widen or dequantise each row of a strip in registers and use it at once;
@@ -219,7 +219,8 @@ impl PackedMatrix {
     /// Packs the matrix whose columns are those of `groups`, each a GGML type and its
     /// columns: column j holds k values as GGML blocks (a GGUF weight's row, which is a column
     /// of x · W). Block-coded when the groups allow it: the 32-value types (Q8_0, Q4_0, Q4_1,
-    /// Q5_0, Q5_1) in any mix, or the K-quants in any mix, each column k / block whole blocks.
+    /// Q5_0, Q5_1, IQ4_NL) in any mix, or the K-quants and IQ4_XS in any mix, each column
+    /// k / block whole blocks.
     /// None otherwise; the caller then packs the f32 values.
     pub fn from_stored(k: usize, groups: &[(GgmlType, Vec<&[u8]>)]) -> Option<Self> {
         let columns: Vec<&[u8]> = groups.iter().flat_map(|(_, c)| c.iter().copied()).collect();
