@@ -27,6 +27,8 @@ fn generates_every_sample_and_a_grown_prompt_table_generates_only_new_rows() {
     let r = w.expect(&["p.yaml", "--json"], 0);
     assert_eq!(r.status_of("answers"), "ran", "{}", r.stderr);
     assert!(r.stderr.contains("Llama, 2 layers, width 32"), "{}", r.stderr);
+    // What the GGUF stores: the tiny model's 15 matrices (embedding included) and 5 norms.
+    assert!(r.stderr.contains("; tensors F32 ×20"), "{}", r.stderr);
     let header = w.expect(&["show", "p.yaml", "answers", "--format", "csv"], 0).stdout;
     assert!(header.starts_with("id,key,sample,text,tokens,finish,logprob\n"), "{header}");
     let rows = answers(&w);

@@ -303,15 +303,16 @@ impl Kind for Load {
             ctx.progress().message("checking and copying the model into the cache");
             match source.family(p.model_type)? {
                 ModelFamily::Llama => {
-                    let c = artifact::write(&path, &source.describe(), ctx.output_dir("model")?)?;
+                    let artifact::Written { config: c, stored_as } = artifact::write(&path, &source.describe(), ctx.output_dir("model")?)?;
                     ctx.log(format!(
-                        "{}: Llama, {} layers, width {}, {} heads ({} KV), vocabulary {}",
+                        "{}: Llama, {} layers, width {}, {} heads ({} KV), vocabulary {}{}",
                         source.describe(),
                         c.num_hidden_layers,
                         c.hidden_size,
                         c.num_attention_heads,
                         c.num_key_value_heads,
-                        c.vocab_size
+                        c.vocab_size,
+                        stored_as.map(|t| format!("; tensors {t}")).unwrap_or_default()
                     ));
                 }
                 ModelFamily::Bert => {

@@ -50,14 +50,14 @@ pub fn source_files(path: &Path) -> Result<Vec<PathBuf>, String> {
 
 /// Copies a model source (a .gguf file or a Hugging Face directory) into `out`, checking that
 /// it loads as a Llama model first so a broken source never becomes an artifact.
-pub fn write(source: &Path, described_as: &str, out: &Path) -> Result<LlamaConfig, String> {
+pub fn write(source: &Path, described_as: &str, out: &Path) -> Result<Written, String> {
     let files = source_files(source)?;
-    let (format, config) = if source.is_file() {
+    let (format, config, stored_as) = if source.is_file() {
         let g = Gguf::open(source).map_err(|e| e.to_string())?;
         let c = LlamaConfig::from_gguf(&g).map_err(|e| format!("{}: {e}", source.display()))?;
         LlmTokenizer::from_gguf(&g).map_err(|e| format!("{}: {e}", source.display()))?;
         copy(source, &out.join(GGUF_FILE))?;
-        ("gguf", c)
+        ("gguf", c, Some(g.type_counts()))
     } else {
         let text = std::fs::read_to_string(source.join("config.json")).map_err(|e| format!("{}: {e}", source.join("config.json").display()))?;
         let c = LlamaConfig::from_hf_json(&text).map_err(|e| format!("{}: {e}", source.join("config.json").display()))?;
@@ -69,11 +69,18 @@ pub fn write(source: &Path, described_as: &str, out: &Path) -> Result<LlamaConfi
             }
             copy(f, &out.join(rel))?;
         }
-        ("huggingface", c)
+        ("huggingface", c, None)
     };
     let manifest = serde_json::json!({ "format": format, "source": described_as, "architecture": "llama", "config": config });
     std::fs::write(out.join(MANIFEST), serde_json::to_string_pretty(&manifest).expect("json") + "\n").map_err(|e| e.to_string())?;
-    Ok(config)
+    Ok(Written { config, stored_as })
+}
+
+/// What [`write`] found in the source.
+pub struct Written {
+    pub config: LlamaConfig,
+    /// For a GGUF, its tensors' storage types with their counts ([`Gguf::type_counts`]).
+    pub stored_as: Option<String>,
 }
 
 fn copy(from: &Path, to: &Path) -> Result<(), String> {

@@ -296,6 +296,21 @@ impl Gguf {
         self.metadata.get(key)
     }
 
+    /// How many tensors each storage type holds, most first: `Q5_0 ×166, F32 ×61, …` (what a
+    /// quantisation such as `Q4_K_M` made of the model).
+    pub fn type_counts(&self) -> String {
+        let mut counts: Vec<(String, usize)> = Vec::new();
+        for t in &self.tensors {
+            let name = format!("{:?}", t.ty);
+            match counts.iter_mut().find(|(n, _)| *n == name) {
+                Some((_, c)) => *c += 1,
+                None => counts.push((name, 1)),
+            }
+        }
+        counts.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        counts.iter().map(|(n, c)| format!("{n} ×{c}")).collect::<Vec<_>>().join(", ")
+    }
+
     pub fn tensor(&self, name: &str) -> Option<&TensorInfo> {
         self.tensors.iter().find(|t| t.name == name)
     }
