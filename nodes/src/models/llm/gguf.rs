@@ -344,8 +344,8 @@ fn unread_type(name: &str, id: u32) -> String {
     }
 }
 
-/// Writes GGUF v3 files: metadata plus F32, F16, Q8_0, Q4_0 or Q4_1 tensors (what the tests
-/// need to make tiny models).
+/// Writes GGUF v3 files: metadata plus F32, F16, Q8_0, Q4_0 or Q4_1 tensors from values, or
+/// tensors of any type already encoded (what the tests need to make tiny models).
 #[derive(Default)]
 pub struct GgufWriter {
     metadata: Vec<(String, Value)>,

@@ -95,6 +95,12 @@ impl GgmlType {
         }
     }
 
+    /// The 32-value block types [`LegacyBlock`] reads: Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, IQ4_NL.
+    pub fn is_legacy(self) -> bool {
+        use GgmlType::*;
+        matches!(self, Q8_0 | Q4_0 | Q4_1 | Q5_0 | Q5_1 | IQ4_NL)
+    }
+
     /// Q2_K to Q6_K and IQ4_XS: 256-value super-blocks of integer-scaled sub-blocks (see
     /// [`KBlock`]).
     pub fn is_k_quant(self) -> bool {
@@ -107,10 +113,6 @@ impl GgmlType {
         let (n, size) = self.block();
         (elements % n == 0).then(|| elements / n * size)
     }
-}
-
-fn h(b: &[u8]) -> f32 {
-    f16::from_le_bytes([b[0], b[1]]).to_f32()
 }
 
 /// The types [`dequantize`] reads: every type llama.cpp's quantisations from `Q2_K` to `Q8_0`
@@ -126,25 +128,17 @@ pub fn dequantize(ty: GgmlType, raw: &[u8]) -> Result<Vec<f32>, String> {
         return Err(format!("{} bytes are not a whole number of {ty:?} blocks of {size} bytes", raw.len()));
     }
     let mut out = vec![0f32; raw.len() / size * n];
+    if !(matches!(ty, GgmlType::F32 | GgmlType::F16 | GgmlType::BF16) || ty.is_legacy() || ty.is_k_quant()) {
+        return Err(format!("GGML type {ty:?} is not supported (supported: {SUPPORTED})"));
+    }
     // Blocks are independent: dequantise groups of them in parallel.
     let per_task = 256usize.div_ceil(n).max(1) * 16;
-    let kernel: fn(&[u8], &mut [f32]) = match ty {
-        GgmlType::F32 => |b, y| y[0] = f32::from_le_bytes([b[0], b[1], b[2], b[3]]),
-        GgmlType::F16 => |b, y| y[0] = h(b),
-        GgmlType::BF16 => |b, y| y[0] = bf16::from_le_bytes([b[0], b[1]]).to_f32(),
-        GgmlType::Q8_0 => q8_0,
-        GgmlType::Q4_0 => q4_0,
-        GgmlType::Q4_1 => q4_1,
-        GgmlType::Q5_0 => |b, y| legacy(GgmlType::Q5_0, b, y),
-        GgmlType::Q5_1 => |b, y| legacy(GgmlType::Q5_1, b, y),
-        GgmlType::IQ4_NL => |b, y| legacy(GgmlType::IQ4_NL, b, y),
-        GgmlType::Q2_K => |b, y| k_quant(GgmlType::Q2_K, b, y),
-        GgmlType::Q3_K => |b, y| k_quant(GgmlType::Q3_K, b, y),
-        GgmlType::Q4_K => |b, y| k_quant(GgmlType::Q4_K, b, y),
-        GgmlType::Q5_K => |b, y| k_quant(GgmlType::Q5_K, b, y),
-        GgmlType::Q6_K => |b, y| k_quant(GgmlType::Q6_K, b, y),
-        GgmlType::IQ4_XS => |b, y| k_quant(GgmlType::IQ4_XS, b, y),
-        other => return Err(format!("GGML type {other:?} is not supported (supported: {SUPPORTED})")),
+    let kernel = |b: &[u8], y: &mut [f32]| match ty {
+        GgmlType::F32 => y[0] = f32::from_le_bytes([b[0], b[1], b[2], b[3]]),
+        GgmlType::F16 => y[0] = f16::from_le_bytes([b[0], b[1]]).to_f32(),
+        GgmlType::BF16 => y[0] = bf16::from_le_bytes([b[0], b[1]]).to_f32(),
+        t if t.is_legacy() => LegacyBlock::decode(t, b).expect("a 32-value type").values(y),
+        t => KBlock::decode(t, b).expect("a K-quant").values(y),
     };
     out.par_chunks_mut(n * per_task).zip(raw.par_chunks(size * per_task)).for_each(|(y, b)| {
         for (yb, bb) in y.chunks_exact_mut(n).zip(b.chunks_exact(size)) {
@@ -226,32 +220,6 @@ pub fn random_blocks(ty: GgmlType, elements: usize, rng: &mut impl rand::Rng) ->
     Ok(out)
 }
 
-/// Q8_0: f16 scale `d`, 32 signed bytes; x = d·q.
-fn q8_0(b: &[u8], y: &mut [f32]) {
-    let d = h(&b[0..2]);
-    for (yi, q) in y.iter_mut().zip(&b[2..34]) {
-        *yi = d * (*q as i8) as f32;
-    }
-}
-
-/// Q4_0: f16 scale `d`, 16 bytes of nibbles (low nibbles first half, high second); x = d·(q−8).
-fn q4_0(b: &[u8], y: &mut [f32]) {
-    let d = h(&b[0..2]);
-    for (j, q) in b[2..18].iter().enumerate() {
-        y[j] = d * ((q & 0x0F) as i32 - 8) as f32;
-        y[j + 16] = d * ((q >> 4) as i32 - 8) as f32;
-    }
-}
-
-/// Q4_1: f16 scale `d` and minimum `m`, 16 bytes of nibbles; x = d·q + m.
-fn q4_1(b: &[u8], y: &mut [f32]) {
-    let (d, m) = (h(&b[0..2]), h(&b[2..4]));
-    for (j, q) in b[4..20].iter().enumerate() {
-        y[j] = d * (q & 0x0F) as f32 + m;
-        y[j + 16] = d * (q >> 4) as f32 + m;
-    }
-}
-
 /// IQ4_NL's and IQ4_XS's 16 code values: a nibble picks one, non-linearly spaced.
 const IQ4_VALUES: [i8; 16] = [-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113];
 
@@ -297,6 +265,14 @@ impl LegacyBlock {
     /// Value j as [`dequantize`] gives it (d · code is exact in f32).
     pub fn value(&self, j: usize) -> f32 {
         f16::from_bits(self.d).to_f32() * self.codes[j] as f32 + f16::from_bits(self.m).to_f32()
+    }
+
+    /// All 32 values into `y`, as [`Self::value`] gives them.
+    fn values(&self, y: &mut [f32]) {
+        let (d, m) = (f16::from_bits(self.d).to_f32(), f16::from_bits(self.m).to_f32());
+        for (yi, &q) in y.iter_mut().zip(&self.codes) {
+            *yi = d * q as f32 + m;
+        }
     }
 }
 
@@ -415,21 +391,16 @@ impl KBlock {
         let (d, dmin) = (f16::from_bits(self.d).to_f32(), f16::from_bits(self.dmin).to_f32());
         (d * self.scales[e / 16] as f32) * self.codes[e] as f32 - dmin * self.mins[e / 16] as f32
     }
-}
 
-/// A 32-value block through its integer reading ([`LegacyBlock`]).
-fn legacy(ty: GgmlType, b: &[u8], y: &mut [f32]) {
-    let block = LegacyBlock::decode(ty, b).expect("a 32-value type");
-    for (j, yi) in y.iter_mut().enumerate() {
-        *yi = block.value(j);
-    }
-}
-
-/// A K-quant block through its integer reading ([`KBlock`]).
-fn k_quant(ty: GgmlType, b: &[u8], y: &mut [f32]) {
-    let block = KBlock::decode(ty, b).expect("a K-quant");
-    for (e, yi) in y.iter_mut().enumerate() {
-        *yi = block.value(e);
+    /// All 256 values into `y`, as [`Self::value`] gives them.
+    fn values(&self, y: &mut [f32]) {
+        let (d, dmin) = (f16::from_bits(self.d).to_f32(), f16::from_bits(self.dmin).to_f32());
+        for (j, (y, codes)) in y.chunks_exact_mut(16).zip(self.codes.chunks_exact(16)).enumerate() {
+            let (scale, min) = (d * self.scales[j] as f32, dmin * self.mins[j] as f32);
+            for (yi, &q) in y.iter_mut().zip(codes) {
+                *yi = scale * q as f32 - min;
+            }
+        }
     }
 }
 

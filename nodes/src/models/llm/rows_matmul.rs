@@ -101,6 +101,12 @@ struct KBlocks {
     codes: Vec<u8>,
 }
 
+/// Whether there are columns, each k values of a type of `family` (its own, `types[j]`) in
+/// whole blocks, k a multiple of `block`.
+fn whole_columns(k: usize, block: usize, family: fn(GgmlType) -> bool, types: &[GgmlType], columns: &[&[u8]]) -> bool {
+    k > 0 && k % block == 0 && !columns.is_empty() && types.len() == columns.len() && types.iter().zip(columns).all(|(t, c)| family(*t) && t.bytes_for(k as u64) == Some(c.len() as u64))
+}
+
 /// Rows per K-quant sub-block and per super-block.
 const SUB: usize = 16;
 const SUPER: usize = 256;
@@ -144,6 +150,13 @@ impl KStrip<'_> {
     fn sub_block(&self, b: usize, c: usize) -> (f32, f32) {
         let (d, dmin) = (f16::from_bits(self.d[(b / SUB) * STRIP + c]).to_f32(), f16::from_bits(self.dmin[(b / SUB) * STRIP + c]).to_f32());
         (d * self.scales[b * STRIP + c] as f32, -(dmin * self.mins[b * STRIP + c] as f32))
+    }
+
+    /// Row kk's value in column c: `(d · scale) · code − dmin · minimum`, the loader's
+    /// arithmetic (the product is exact, so adding the negated minimum rounds as it does).
+    fn value(&self, kk: usize, c: usize) -> f32 {
+        let (scale, negmin) = self.sub_block(kk / SUB, c);
+        scale * self.code(kk, c) + negmin
     }
 
     fn code(&self, kk: usize, c: usize) -> f32 {
@@ -234,9 +247,7 @@ impl PackedMatrix {
     /// whole blocks.
     fn from_legacy_blocks(k: usize, types: &[GgmlType], columns: &[&[u8]]) -> Option<Self> {
         let n = columns.len();
-        let legacy = |t: GgmlType| matches!(t, GgmlType::Q8_0 | GgmlType::Q4_0 | GgmlType::Q4_1 | GgmlType::Q5_0 | GgmlType::Q5_1 | GgmlType::IQ4_NL);
-        let whole = |j: usize| legacy(types[j]) && types[j].bytes_for(k as u64) == Some(columns[j].len() as u64);
-        if k == 0 || k % BLOCK != 0 || n == 0 || types.len() != n || !(0..n).all(whole) {
+        if !whole_columns(k, BLOCK, GgmlType::is_legacy, types, columns) {
             return None;
         }
         let kind = match types[0] {
@@ -277,8 +288,7 @@ impl PackedMatrix {
     /// column is not a K-quant or not whole blocks.
     fn from_k_blocks(k: usize, types: &[GgmlType], columns: &[&[u8]]) -> Option<Self> {
         let n = columns.len();
-        let whole = |j: usize| types[j].is_k_quant() && types[j].bytes_for(k as u64) == Some(columns[j].len() as u64);
-        if k == 0 || k % SUPER != 0 || n == 0 || types.len() != n || !(0..n).all(whole) {
+        if !whole_columns(k, SUPER, GgmlType::is_k_quant, types, columns) {
             return None;
         }
         let nibbles = types.iter().all(|t| *t == GgmlType::Q4_K);
@@ -360,10 +370,7 @@ impl PackedMatrix {
             }
             Strips::KBlocks(b) => {
                 let strip = b.strip(s, k);
-                for (kk, o) in out.iter_mut().enumerate() {
-                    let (scale, negmin) = strip.sub_block(kk / SUB, c);
-                    *o = scale * strip.code(kk, c) + negmin;
-                }
+                out.iter_mut().enumerate().for_each(|(kk, o)| *o = strip.value(kk, c));
             }
         }
     }
@@ -440,11 +447,7 @@ impl PackedMatrix {
 /// arithmetic ([`KBlock::value`]), so both give the same bits.
 fn dequantize_k(strip: KStrip, k0: usize, out: &mut [f32]) {
     for (i, row) in out.chunks_exact_mut(STRIP).enumerate() {
-        let kk = k0 + i;
-        for (c, x) in row.iter_mut().enumerate() {
-            let (scale, negmin) = strip.sub_block(kk / SUB, c);
-            *x = scale * strip.code(kk, c) + negmin;
-        }
+        row.iter_mut().enumerate().for_each(|(c, x)| *x = strip.value(k0 + i, c));
     }
 }
 
