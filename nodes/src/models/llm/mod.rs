@@ -25,3 +25,5 @@ pub mod weights;
 mod dpo_tests;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod vocab_tests;

@@ -3,10 +3,21 @@
 
 use std::path::Path;
 
+use tokenizers::decoders::byte_fallback::ByteFallback;
+use tokenizers::decoders::fuse::Fuse;
+use tokenizers::decoders::sequence::Sequence as DecoderSequence;
+use tokenizers::decoders::strip::Strip;
+use tokenizers::decoders::DecoderWrapper;
 use tokenizers::models::bpe::BPE;
+use tokenizers::normalizers::prepend::Prepend;
+use tokenizers::normalizers::replace::Replace;
+use tokenizers::normalizers::unicode::NFC;
+use tokenizers::normalizers::Sequence as NormalizerSequence;
 use tokenizers::pre_tokenizers::byte_level::ByteLevel;
+use tokenizers::pre_tokenizers::digits::Digits;
 use tokenizers::pre_tokenizers::sequence::Sequence;
 use tokenizers::pre_tokenizers::split::{Split, SplitPattern};
+use tokenizers::pre_tokenizers::PreTokenizerWrapper;
 use tokenizers::{AddedToken, SplitDelimiterBehavior, Tokenizer};
 
 use super::gguf::Gguf;
@@ -16,6 +27,58 @@ const END_OF_TURN: &[&str] = &["<|im_end|>", "<|eot_id|>", "<|end_of_text|>", "<
 
 /// Llama-3's pre-tokenizer split (also used by several other vocabularies).
 const LLAMA3_SPLIT: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+/// Qwen2's: Llama-3's with one digit per piece.
+const QWEN2_SPLIT: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+
+/// Qwen3.5's: Qwen2's with combining marks kept with the letters they mark.
+const QWEN35_SPLIT: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?[\p{L}\p{M}]+|\p{N}| ?[^\s\p{L}\p{M}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+
+/// How a GGUF vocabulary's text is cut before BPE, by its `tokenizer.ggml.pre` name: what the
+/// model's own Hugging Face `tokenizer.json` does (checked against Hugging Face's ids for
+/// llama.cpp's vocabulary files, see `vocab_tests.rs`).
+struct GgufPre {
+    /// A regex split ahead of the byte-level step (which then splits no further), or none
+    /// (GPT-2's own byte-level regex).
+    split: Option<&'static str>,
+    /// Each digit its own piece before the byte-level step (StarCoder's `Digits`).
+    digits: bool,
+    /// Unicode NFC before anything else.
+    nfc: bool,
+    /// A piece that is a whole vocabulary entry is that token, merges or not (Llama 3).
+    ignore_merges: bool,
+}
+
+impl GgufPre {
+    fn of(pre: &str) -> Result<GgufPre, String> {
+        let p = |split, digits, nfc, ignore_merges| Ok(GgufPre { split, digits, nfc, ignore_merges });
+        match pre {
+            "llama3" | "llama-v3" | "llama-bpe" | "falcon3" => p(Some(LLAMA3_SPLIT), false, false, true),
+            "dbrx" | "smaug-bpe" => p(Some(LLAMA3_SPLIT), false, false, false),
+            "qwen2" => p(Some(QWEN2_SPLIT), false, true, false),
+            "qwen35" => p(Some(QWEN35_SPLIT), false, false, false),
+            "starcoder" | "refact" => p(None, true, false, false),
+            "mpt" | "gpt-neox" => p(None, false, true, false),
+            "default" | "gpt2" | "gpt-2" | "smollm" | "olmo" | "phi-2" | "jina-es" => p(None, false, false, false),
+            other => Err(format!("GGUF pre-tokenizer `{other}` is not supported; use the model's Hugging Face directory (tokenizer.json) instead")),
+        }
+    }
+
+    fn apply(&self, t: &mut Tokenizer) -> Result<(), String> {
+        if self.nfc {
+            t.with_normalizer(Some(NFC));
+        }
+        let mut steps: Vec<PreTokenizerWrapper> = Vec::new();
+        if let Some(re) = self.split {
+            steps.push(Split::new(SplitPattern::Regex(re.into()), SplitDelimiterBehavior::Isolated, false).map_err(err)?.into());
+        }
+        if self.digits {
+            steps.push(Digits::new(true).into());
+        }
+        steps.push(ByteLevel::new(false, true, self.split.is_none()).into());
+        t.with_pre_tokenizer(Some(Sequence::new(steps)));
+        Ok(())
+    }
+}
 
 /// A tokenizer with what generation needs around it.
 #[derive(Clone)]
@@ -76,10 +139,7 @@ impl LlmTokenizer {
         let mut chat_template = match cfg.get("chat_template") {
             Some(serde_json::Value::String(s)) => Some(s.clone()),
             // A list of named templates: take `default`.
-            Some(serde_json::Value::Array(list)) => list
-                .iter()
-                .find(|t| t.get("name").and_then(|n| n.as_str()) == Some("default"))
-                .and_then(|t| t.get("template")?.as_str().map(str::to_string)),
+            Some(serde_json::Value::Array(list)) => list.iter().find(|t| t.get("name").and_then(|n| n.as_str()) == Some("default")).and_then(|t| t.get("template")?.as_str().map(str::to_string)),
             _ => None,
         };
         if chat_template.is_none() {
@@ -100,56 +160,38 @@ impl LlmTokenizer {
         Ok(LlmTokenizer { inner, bos_token, eos_token, stop_ids, chat_template })
     }
 
-    /// From the vocabulary embedded in a GGUF file (`tokenizer.ggml.model` = `gpt2`).
+    /// From the vocabulary embedded in a GGUF file: byte-level BPE (`tokenizer.ggml.model` =
+    /// `gpt2`: Llama 3, Qwen2, SmolLM2, ...) or SentencePiece BPE (`llama`: Llama 2, Mistral,
+    /// TinyLlama, ...), built as transformers converts the model's own tokenizer.
     pub fn from_gguf(g: &Gguf) -> Result<LlmTokenizer, String> {
         let model = g.get("tokenizer.ggml.model").and_then(|v| v.as_str()).ok_or("no tokenizer.ggml.model in the metadata")?;
-        if model != "gpt2" {
-            return Err(format!("GGUF tokenizer `{model}` is not supported (byte-level BPE `gpt2` is); use the model's Hugging Face directory instead"));
-        }
         let strings = |key: &str| -> Result<Vec<String>, String> {
             let a = g.get(key).and_then(|v| v.as_array()).ok_or_else(|| format!("no {key} in the metadata"))?;
             a.iter().map(|v| v.as_str().map(str::to_string).ok_or_else(|| format!("{key} holds a non-string"))).collect()
         };
         let tokens = strings("tokenizer.ggml.tokens")?;
-        let merges = strings("tokenizer.ggml.merges")?;
         let types: Vec<i64> = match g.get("tokenizer.ggml.token_type").and_then(|v| v.as_array()) {
             Some(a) => a.iter().map(|v| v.as_f64().unwrap_or(1.0) as i64).collect(),
             None => vec![1; tokens.len()],
         };
-        // Byte-level vocabularies spell every byte as a printable character; respell any token
-        // that is not written in that alphabet (as transformers' converter does).
-        let alphabet = byte_alphabet();
-        let spell = |t: &str| -> String {
-            if t.chars().all(|c| alphabet.contains(&c)) {
-                t.to_string()
-            } else {
-                t.bytes().map(|b| alphabet[b as usize]).collect()
-            }
-        };
-        let vocab: ahash::AHashMap<String, u32> = tokens.iter().enumerate().map(|(i, t)| (spell(t), i as u32)).collect();
-        let merges: Vec<(String, String)> = merges
-            .iter()
-            .map(|m| m.split_once(' ').map(|(a, b)| (a.to_string(), b.to_string())).ok_or_else(|| format!("merge `{m}` is not two tokens")))
-            .collect::<Result<_, _>>()?;
-        let bpe = BPE::builder().vocab_and_merges(vocab, merges).build().map_err(err)?;
-        let mut inner = Tokenizer::new(bpe);
-        let pre = g.get("tokenizer.ggml.pre").and_then(|v| v.as_str()).unwrap_or("default");
-        match pre {
-            "llama3" | "llama-v3" | "llama-bpe" | "falcon3" | "dbrx" | "smaug-bpe" => {
-                let split = Split::new(SplitPattern::Regex(LLAMA3_SPLIT.into()), SplitDelimiterBehavior::Isolated, false).map_err(err)?;
-                inner.with_pre_tokenizer(Some(Sequence::new(vec![split.into(), ByteLevel::new(false, true, false).into()])));
-            }
-            "default" | "gpt2" | "gpt-2" | "smollm" | "starcoder" | "refact" | "olmo" | "phi-2" | "jina-es" => {
-                inner.with_pre_tokenizer(Some(ByteLevel::new(false, true, true)));
-            }
-            other => return Err(format!("GGUF pre-tokenizer `{other}` is not supported; use the model's Hugging Face directory (tokenizer.json) instead")),
+        if types.len() != tokens.len() {
+            return Err(format!("tokenizer.ggml.token_type has {} entries for {} tokens", types.len(), tokens.len()));
         }
-        inner.with_decoder(Some(ByteLevel::default()));
-        let control: Vec<AddedToken> =
-            tokens.iter().zip(&types).filter(|(t, ty)| **ty == 3 && t.chars().all(|c| alphabet.contains(&c))).map(|(t, _)| AddedToken::from(t.clone(), true).normalized(false)).collect();
-        inner.add_special_tokens(&control);
-        let user: Vec<AddedToken> = tokens.iter().zip(&types).filter(|(_, ty)| **ty == 4).map(|(t, _)| AddedToken::from(t.clone(), false).normalized(false)).collect();
-        inner.add_tokens(&user);
+        let inner = match model {
+            "gpt2" => {
+                let pre = g.get("tokenizer.ggml.pre").and_then(|v| v.as_str()).unwrap_or("default");
+                byte_level_bpe(&tokens, &types, &strings("tokenizer.ggml.merges")?, GgufPre::of(pre)?)?
+            }
+            "llama" => {
+                let scores: Vec<f64> = g.get("tokenizer.ggml.scores").and_then(|v| v.as_array()).ok_or("no tokenizer.ggml.scores in the metadata")?.iter().map(|v| v.as_f64().unwrap_or(0.0)).collect();
+                if scores.len() != tokens.len() {
+                    return Err(format!("tokenizer.ggml.scores has {} entries for {} tokens", scores.len(), tokens.len()));
+                }
+                let space_prefix = g.get("tokenizer.ggml.add_space_prefix").and_then(|v| v.as_bool()).unwrap_or(true);
+                sentencepiece_bpe(&tokens, &types, &scores, space_prefix)?
+            }
+            other => return Err(format!("GGUF tokenizer `{other}` is not supported (byte-level BPE `gpt2` and SentencePiece BPE `llama` are); use the model's Hugging Face directory instead")),
+        };
         let id_text = |key: &str| g.get(key).and_then(|v| v.as_u64()).and_then(|i| tokens.get(i as usize)).cloned();
         let mut eos: Vec<u32> = Vec::new();
         for key in ["tokenizer.ggml.eos_token_id", "tokenizer.ggml.eot_token_id", "tokenizer.ggml.eom_token_id"] {
@@ -167,6 +209,102 @@ impl LlmTokenizer {
         }
         Ok(LlmTokenizer { inner, bos_token: id_text("tokenizer.ggml.bos_token_id"), eos_token, stop_ids, chat_template })
     }
+}
+
+/// A GGUF byte-level BPE vocabulary (`gpt2`) as a tokenizer, with its control and
+/// user-defined tokens added.
+fn byte_level_bpe(tokens: &[String], types: &[i64], merges: &[String], pre: GgufPre) -> Result<Tokenizer, String> {
+    // Byte-level vocabularies spell every byte as a printable character; respell any token
+    // that is not written in that alphabet (as transformers' converter does).
+    let alphabet = byte_alphabet();
+    let spell = |t: &str| -> String {
+        if t.chars().all(|c| alphabet.contains(&c)) {
+            t.to_string()
+        } else {
+            t.bytes().map(|b| alphabet[b as usize]).collect()
+        }
+    };
+    // A text listed twice (padding entries of some vocabularies) is its first id, as in
+    // Hugging Face's vocabulary.
+    let mut vocab: ahash::AHashMap<String, u32> = ahash::AHashMap::with_capacity(tokens.len());
+    for (i, t) in tokens.iter().enumerate() {
+        vocab.entry(spell(t)).or_insert(i as u32);
+    }
+    // A user-defined token written as plain text (GPT-NeoX's runs of spaces) is added by
+    // that text below; listed under it too, it keeps its id rather than getting a new one.
+    for (i, (t, ty)) in tokens.iter().zip(types).enumerate() {
+        if *ty == USER_DEFINED {
+            vocab.entry(t.clone()).or_insert(i as u32);
+        }
+    }
+    let merges: Vec<(String, String)> =
+        merges.iter().map(|m| m.split_once(' ').map(|(a, b)| (a.to_string(), b.to_string())).ok_or_else(|| format!("merge `{m}` is not two tokens"))).collect::<Result<_, _>>()?;
+    let bpe = BPE::builder().vocab_and_merges(vocab, merges).ignore_merges(pre.ignore_merges).build().map_err(err)?;
+    let mut inner = Tokenizer::new(bpe);
+    pre.apply(&mut inner)?;
+    inner.with_decoder(Some(ByteLevel::default()));
+    add_tokens(&mut inner, tokens, types, |t, ty| ty == CONTROL && t.chars().all(|c| alphabet.contains(&c)));
+    Ok(inner)
+}
+
+/// A GGUF SentencePiece vocabulary (`llama`) as the byte-fallback BPE transformers makes of
+/// it: merges from the pieces' scores (every split of a piece into two pieces, best-scoring
+/// result first), `▁` for spaces and, unless `add_space_prefix` is off, one in front.
+fn sentencepiece_bpe(tokens: &[String], types: &[i64], scores: &[f64], space_prefix: bool) -> Result<Tokenizer, String> {
+    let mut vocab: ahash::AHashMap<String, u32> = ahash::AHashMap::with_capacity(tokens.len());
+    for (i, t) in tokens.iter().enumerate() {
+        vocab.entry(t.clone()).or_insert(i as u32);
+    }
+    // (left, right, score of the merged piece, left id, right id); within a piece by the
+    // halves' ids, then stably by score, best first.
+    let mut merges: Vec<(&str, &str, f64, u32, u32)> = Vec::new();
+    for (t, &score) in tokens.iter().zip(scores) {
+        let mut local: Vec<_> = t
+            .char_indices()
+            .skip(1)
+            .filter_map(|(at, _)| {
+                let (l, r) = t.split_at(at);
+                Some((l, r, score, *vocab.get(l)?, *vocab.get(r)?))
+            })
+            .collect();
+        local.sort_by_key(|m| (m.3, m.4));
+        merges.extend(local);
+    }
+    merges.sort_by(|a, b| b.2.total_cmp(&a.2));
+    let merges: Vec<(String, String)> = merges.into_iter().map(|(l, r, ..)| (l.to_string(), r.to_string())).collect();
+    let unk = types.iter().position(|&ty| ty == UNKNOWN).map(|i| tokens[i].clone());
+    let mut builder = BPE::builder().vocab_and_merges(vocab, merges).byte_fallback(true).fuse_unk(true);
+    if let Some(unk) = unk {
+        builder = builder.unk_token(unk);
+    }
+    let mut inner = Tokenizer::new(builder.build().map_err(err)?);
+    let spaces = Replace::new(" ", "▁").map_err(err)?;
+    if space_prefix {
+        inner.with_normalizer(Some(NormalizerSequence::new(vec![Prepend::new("▁".into()).into(), spaces.into()])));
+    } else {
+        inner.with_normalizer(Some(spaces));
+    }
+    let mut decoders: Vec<DecoderWrapper> = vec![Replace::new("▁", " ").map_err(err)?.into(), ByteFallback::default().into(), Fuse::default().into()];
+    if space_prefix {
+        decoders.push(Strip::new(' ', 1, 0).into());
+    }
+    inner.with_decoder(Some(DecoderSequence::new(decoders)));
+    add_tokens(&mut inner, tokens, types, |_, ty| ty == CONTROL || ty == UNKNOWN);
+    Ok(inner)
+}
+
+/// GGUF token types (`tokenizer.ggml.token_type`).
+const UNKNOWN: i64 = 2;
+const CONTROL: i64 = 3;
+const USER_DEFINED: i64 = 4;
+
+/// Adds the tokens `special` picks as special tokens, and the user-defined ones as added
+/// tokens: both are matched in text as they are, before the model sees it.
+fn add_tokens(inner: &mut Tokenizer, tokens: &[String], types: &[i64], special: impl Fn(&str, i64) -> bool) {
+    let control: Vec<AddedToken> = tokens.iter().zip(types).filter(|(t, ty)| special(t, **ty)).map(|(t, _)| AddedToken::from(t.clone(), true).normalized(false)).collect();
+    inner.add_special_tokens(&control);
+    let user: Vec<AddedToken> = tokens.iter().zip(types).filter(|(_, ty)| **ty == USER_DEFINED).map(|(t, _)| AddedToken::from(t.clone(), false).normalized(false)).collect();
+    inner.add_tokens(&user);
 }
 
 /// GPT-2's byte-to-character table: printable bytes stand for themselves, the others map to

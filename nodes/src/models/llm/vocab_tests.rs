@@ -1,0 +1,97 @@
+//! GGUF tokenizers against Hugging Face's token ids for many vocabularies: llama.cpp ships
+//! vocabulary-only GGUF files (`models/ggml-vocab-NAME.gguf`) with test strings (`.inp`) and
+//! the ids the model's Hugging Face tokenizer gives them (`.out`, written by llama.cpp's
+//! `convert_hf_to_gguf_update.py` with `encode(text, add_special_tokens=False)`). They come in
+//! the llama-cpp-python sdist on PyPI, fetched once into `target/test-models/`.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use super::gguf::Gguf;
+use super::tokenizer::LlmTokenizer;
+
+const SDIST: &str = "llama-cpp-python==0.3.36";
+const SDIST_FILE: &str = "llama_cpp_python-0.3.36.tar.gz";
+const SDIST_SHA256: &str = "832db0699007f1be95a7e41ef12e88926b02ba836461e36a36372db2760c1a2e";
+const MODELS: &str = "llama_cpp_python-0.3.36/vendor/llama.cpp/models";
+const SEPARATOR: &str = "\n__ggml_vocab_test__\n";
+
+/// The folder holding llama.cpp's `ggml-vocab-*` files, fetched and unpacked once.
+fn vocabs() -> PathBuf {
+    let root = std::env::var_os("DAGRUN_TEST_MODELS").map(PathBuf::from).unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/test-models"));
+    let dir = root.join("llama-cpp-vocab-0.3.36");
+    if dir.join("complete").exists() {
+        return dir;
+    }
+    std::fs::create_dir_all(&root).unwrap();
+    let tmp = tempfile::tempdir_in(&root).unwrap();
+    let python = std::env::var("DAGRUN_PYTHON").unwrap_or_else(|_| "python3".into());
+    // The sdist itself (its build dependencies come as wheels; nothing is built).
+    let out = Command::new(&python)
+        .args(["-m", "pip", "download", "--no-deps", "--disable-pip-version-check", "-q", "--no-binary", "llama-cpp-python", "-d"])
+        .arg(tmp.path())
+        .arg(SDIST)
+        .output()
+        .expect("python3 -m pip");
+    assert!(out.status.success(), "pip download {SDIST}: {}", String::from_utf8_lossy(&out.stderr));
+    let tarball = tmp.path().join(SDIST_FILE);
+    let sha = Command::new("sha256sum").arg(&tarball).output().expect("sha256sum");
+    let sha = String::from_utf8_lossy(&sha.stdout);
+    assert!(sha.starts_with(SDIST_SHA256), "{SDIST_FILE} has sha256 {sha}; {SDIST_SHA256} expected");
+    let unpacked = tmp.path().join("unpacked");
+    std::fs::create_dir_all(&unpacked).unwrap();
+    let st = Command::new("tar").arg("-xzf").arg(&tarball).arg("-C").arg(&unpacked).args(["--wildcards", &format!("{MODELS}/ggml-vocab-*")]).status().expect("tar");
+    assert!(st.success(), "unpacking {SDIST_FILE}");
+    std::fs::write(unpacked.join(MODELS).join("complete"), "").unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::rename(unpacked.join(MODELS), &dir).unwrap();
+    dir
+}
+
+/// The test strings of vocabulary `name` with Hugging Face's ids for each.
+fn cases(dir: &Path, name: &str) -> Vec<(String, Vec<u32>)> {
+    let inp = std::fs::read_to_string(dir.join(format!("ggml-vocab-{name}.gguf.inp"))).unwrap();
+    let out = std::fs::read_to_string(dir.join(format!("ggml-vocab-{name}.gguf.out"))).unwrap();
+    let texts: Vec<&str> = inp.strip_suffix(SEPARATOR).unwrap_or(&inp).split(SEPARATOR).collect();
+    let ids: Vec<Vec<u32>> = out.lines().map(|l| l.split_whitespace().map(|t| t.parse().unwrap()).collect()).collect();
+    assert_eq!(texts.len(), ids.len(), "{name}: {} strings, {} id lists", texts.len(), ids.len());
+    texts.into_iter().map(str::to_string).zip(ids).collect()
+}
+
+/// Vocabularies whose GGUF tokenizer we build, with llama.cpp's pre-tokenizer name (or
+/// SentencePiece): Llama 3 (the paper's Llama-3.1-8B), Qwen2 and Qwen3.5, GPT-2 (SmolLM2's
+/// kind), StarCoder and Refact, MPT (GPT-NeoX's vocabulary), and SentencePiece BPE (Llama 2,
+/// Mistral, Phi-3).
+const SUPPORTED: &[&str] = &["llama-bpe", "qwen2", "qwen35", "gpt-2", "starcoder", "refact", "mpt", "llama-spm", "phi-3"];
+
+#[test]
+fn gguf_tokenizers_give_hugging_face_ids_for_llama_cpp_vocabularies() {
+    let dir = vocabs();
+    let mut failures = Vec::new();
+    for name in SUPPORTED {
+        let tok = LlmTokenizer::from_gguf(&Gguf::open(&dir.join(format!("ggml-vocab-{name}.gguf"))).unwrap()).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let cases = cases(&dir, name);
+        assert!(cases.len() >= 40, "{name}: {} cases", cases.len());
+        for (text, want) in cases {
+            let got = tok.encode(&text).unwrap();
+            if got != want {
+                failures.push(format!("{name}: {text:?}\n  ours {got:?}\n  HF   {want:?}"));
+            }
+            // What generation shows: Hugging Face's ids decode to the text.
+            let back = tok.decode(&want, true).unwrap();
+            if back != text {
+                failures.push(format!("{name}: {text:?} decodes to {back:?}"));
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{} mismatches:\n{}", failures.len(), failures.join("\n"));
+}
+
+#[test]
+fn gguf_vocabularies_we_cannot_tokenize_exactly_are_refused_by_name() {
+    let dir = vocabs();
+    for (name, what) in [("falcon", "pre-tokenizer `falcon`"), ("deepseek-llm", "pre-tokenizer `deepseek-llm`"), ("command-r", "pre-tokenizer `command-r`"), ("bert-bge", "tokenizer `bert`")] {
+        let e = LlmTokenizer::from_gguf(&Gguf::open(&dir.join(format!("ggml-vocab-{name}.gguf"))).unwrap()).err().unwrap_or_else(|| panic!("{name} was accepted"));
+        assert!(e.contains(what) && e.contains("Hugging Face directory"), "{name}: {e}");
+    }
+}
