@@ -60,6 +60,22 @@ fn generates_every_sample_and_a_grown_prompt_table_generates_only_new_rows() {
     assert!(same >= 8, "most old users keep their prompt and answers: {same} of 12");
 }
 
+/// A Qwen2 (Llama with q/k/v biases) loads, is named as such, and generates.
+#[test]
+fn a_qwen2_model_loads_and_generates() {
+    use dagrun_nodes::models::llm::config::Architecture;
+    let w = Work::new();
+    dagrun_nodes::models::llm::tiny::write_tiny_gguf_of(Architecture::Qwen2, &w.path().join("tiny.gguf"), 5).unwrap();
+    w.write("p.yaml", &pipeline(3, 2));
+    let r = w.expect(&["p.yaml", "--json"], 0);
+    assert_eq!(r.status_of("answers"), "ran", "{}", r.stderr);
+    // 20 tensors as the Llama, plus q/k/v biases in both layers.
+    assert!(r.stderr.contains("Qwen2, 2 layers, width 32") && r.stderr.contains("; tensors F32 ×26"), "{}", r.stderr);
+    let rows = answers(&w);
+    assert_eq!(rows.len(), 6);
+    assert!(rows.iter().all(|r| r["logprob"].as_f64().unwrap() < 0.0), "{rows:?}");
+}
+
 #[test]
 fn answers_from_the_row_cache_are_the_generated_ones_bit_for_bit() {
     // A batch size changes how rows are scheduled, not what they are: every answer comes from

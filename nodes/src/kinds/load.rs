@@ -305,8 +305,9 @@ impl Kind for Load {
                 ModelFamily::Llama => {
                     let artifact::Written { config: c, stored_as } = artifact::write(&path, &source.describe(), ctx.output_dir("model")?)?;
                     ctx.log(format!(
-                        "{}: Llama, {} layers, width {}, {} heads ({} KV), vocabulary {}{}",
+                        "{}: {}, {} layers, width {}, {} heads ({} KV), vocabulary {}{}",
                         source.describe(),
+                        c.architecture.title(),
                         c.num_hidden_layers,
                         c.hidden_size,
                         c.num_attention_heads,

@@ -71,7 +71,7 @@ pub fn write(source: &Path, described_as: &str, out: &Path) -> Result<Written, S
         }
         ("huggingface", c, None)
     };
-    let manifest = serde_json::json!({ "format": format, "source": described_as, "architecture": "llama", "config": config });
+    let manifest = serde_json::json!({ "format": format, "source": described_as, "architecture": config.architecture.name(), "config": config });
     std::fs::write(out.join(MANIFEST), serde_json::to_string_pretty(&manifest).expect("json") + "\n").map_err(|e| e.to_string())?;
     Ok(Written { config, stored_as })
 }
@@ -222,7 +222,7 @@ pub fn write_hf<B: Backend>(model: &super::llama::Llama<B>, config: &LlamaConfig
         let gc = serde_json::json!({ "bos_token_id": bos, "eos_token_id": tokenizer.stop_ids });
         std::fs::write(out.join("generation_config.json"), serde_json::to_string_pretty(&gc).expect("json") + "\n").map_err(|e| e.to_string())?;
     }
-    let manifest = serde_json::json!({ "format": "huggingface", "source": described_as, "architecture": "llama", "config": config });
+    let manifest = serde_json::json!({ "format": "huggingface", "source": described_as, "architecture": config.architecture.name(), "config": config });
     std::fs::write(out.join(MANIFEST), serde_json::to_string_pretty(&manifest).expect("json") + "\n").map_err(|e| e.to_string())?;
     Ok(())
 }

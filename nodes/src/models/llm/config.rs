@@ -1,5 +1,5 @@
 //! The Llama architecture's hyperparameters, read from GGUF metadata or a Hugging Face
-//! `config.json`.
+//! `config.json`; Qwen2 is the same architecture with q/k/v biases.
 
 use serde::{Deserialize, Serialize};
 
@@ -26,9 +26,70 @@ pub enum RopeScaling {
     Linear { factor: f64 },
 }
 
+/// Which member of the Llama family a model is: the decoder is the same, the weights differ.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Architecture {
+    /// Llama (and Mistral, SmolLM2, ...): no biases; llama.cpp's GGUF converter interleaves
+    /// the q/k rows of each head.
+    #[default]
+    Llama,
+    /// Qwen2 (Qwen2, Qwen2.5): biases on the q, k and v projections; GGUF keeps Hugging Face's
+    /// row order.
+    Qwen2,
+}
+
+impl Architecture {
+    /// The name GGUF (`general.architecture`) and config.json (`model_type`) use.
+    pub fn name(self) -> &'static str {
+        match self {
+            Architecture::Llama => "llama",
+            Architecture::Qwen2 => "qwen2",
+        }
+    }
+
+    /// The name as people write it.
+    pub fn title(self) -> &'static str {
+        match self {
+            Architecture::Llama => "Llama",
+            Architecture::Qwen2 => "Qwen2",
+        }
+    }
+
+    fn from_name(name: &str) -> Option<Architecture> {
+        [Architecture::Llama, Architecture::Qwen2].into_iter().find(|a| a.name() == name)
+    }
+
+    /// Whether q, k and v have biases.
+    pub fn qkv_bias(self) -> bool {
+        self == Architecture::Qwen2
+    }
+
+    /// Whether a GGUF stores each q/k head's rows interleaved (llama.cpp's converter permutes
+    /// them for Llama, whose RoPE it computes on adjacent pairs; Qwen2's it leaves as they are).
+    pub fn gguf_interleaves_qk(self) -> bool {
+        self == Architecture::Llama
+    }
+
+    /// transformers' class for the model.
+    fn hf_class(self) -> &'static str {
+        match self {
+            Architecture::Llama => "LlamaForCausalLM",
+            Architecture::Qwen2 => "Qwen2ForCausalLM",
+        }
+    }
+}
+
+fn is_llama(a: &Architecture) -> bool {
+    *a == Architecture::Llama
+}
+
 /// The shape of a Llama-architecture model.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct LlamaConfig {
+    /// Llama unless said otherwise (so a Llama's serialised config is as it always was).
+    #[serde(default, skip_serializing_if = "is_llama")]
+    pub architecture: Architecture,
     pub vocab_size: usize,
     pub hidden_size: usize,
     pub intermediate_size: usize,
@@ -102,12 +163,10 @@ impl LlamaConfig {
         inv
     }
 
-    /// Reads the config from GGUF metadata (`general.architecture` must be `llama`).
+    /// Reads the config from GGUF metadata (`general.architecture` must be `llama` or `qwen2`).
     pub fn from_gguf(g: &Gguf) -> Result<LlamaConfig, String> {
         let arch = g.get("general.architecture").and_then(|v| v.as_str()).ok_or("no general.architecture in the metadata")?;
-        if arch != "llama" {
-            return Err(format!("architecture `{arch}` is not supported (only `llama`)"));
-        }
+        let architecture = Architecture::from_name(arch).ok_or_else(|| format!("architecture `{arch}` is not supported (`llama` and `qwen2` are)"))?;
         let num = |key: &str| -> Result<u64, String> {
             let full = format!("{arch}.{key}");
             g.get(&full).and_then(|v| v.as_u64()).ok_or_else(|| format!("metadata `{full}` is missing or not an integer"))
@@ -130,6 +189,7 @@ impl LlamaConfig {
             }
         };
         let c = LlamaConfig {
+            architecture,
             vocab_size: vocab,
             hidden_size: hidden,
             intermediate_size: num("feed_forward_length")? as usize,
@@ -147,7 +207,7 @@ impl LlamaConfig {
         Ok(c)
     }
 
-    /// Reads a Hugging Face `config.json` (model_type `llama`).
+    /// Reads a Hugging Face `config.json` (model_type `llama` or `qwen2`).
     pub fn from_hf_json(text: &str) -> Result<LlamaConfig, String> {
         #[derive(Deserialize)]
         struct Hf {
@@ -166,15 +226,18 @@ impl LlamaConfig {
             rope_scaling: Option<serde_json::Value>,
             attention_bias: Option<bool>,
             mlp_bias: Option<bool>,
+            use_sliding_window: Option<bool>,
         }
         let hf: Hf = serde_json::from_str(text).map_err(|e| format!("not a Llama config: {e}"))?;
-        match hf.model_type.as_deref() {
-            Some("llama") => {}
-            Some(other) => return Err(format!("model_type `{other}` is not supported (only `llama`)")),
-            None => return Err("no model_type (expected `llama`)".into()),
-        }
+        let architecture = match hf.model_type.as_deref() {
+            Some(name) => Architecture::from_name(name).ok_or_else(|| format!("model_type `{name}` is not supported (`llama` and `qwen2` are)"))?,
+            None => return Err("no model_type (expected `llama` or `qwen2`)".into()),
+        };
         if hf.attention_bias == Some(true) || hf.mlp_bias == Some(true) {
             return Err("attention_bias / mlp_bias are not supported".into());
+        }
+        if hf.use_sliding_window == Some(true) {
+            return Err("use_sliding_window is not supported (full attention in every layer is)".into());
         }
         let rope_scaling = match hf.rope_scaling {
             None | Some(serde_json::Value::Null) => None,
@@ -195,6 +258,7 @@ impl LlamaConfig {
             }
         };
         let c = LlamaConfig {
+            architecture,
             vocab_size: hf.vocab_size,
             hidden_size: hf.hidden_size,
             intermediate_size: hf.intermediate_size,
@@ -222,9 +286,9 @@ impl LlamaConfig {
             // scaling, which the exporter writes back as such when it can tell (see weights.rs).
             Some(RopeScaling::Factors { .. }) | None => serde_json::Value::Null,
         };
-        serde_json::json!({
-            "architectures": ["LlamaForCausalLM"],
-            "model_type": "llama",
+        let mut cfg = serde_json::json!({
+            "architectures": [self.architecture.hf_class()],
+            "model_type": self.architecture.name(),
             "vocab_size": self.vocab_size,
             "hidden_size": self.hidden_size,
             "intermediate_size": self.intermediate_size,
@@ -243,6 +307,14 @@ impl LlamaConfig {
             "torch_dtype": "float32",
             "bos_token_id": bos,
             "eos_token_id": eos,
-        })
+        });
+        if self.architecture != Architecture::Llama {
+            // Qwen2's biases are implied by its type; Llama's bias switches mean nothing there.
+            let o = cfg.as_object_mut().expect("an object");
+            o.remove("attention_bias");
+            o.remove("mlp_bias");
+            o.insert("use_sliding_window".into(), false.into());
+        }
+        cfg
     }
 }

@@ -372,6 +372,7 @@ fn leaves<B: AutodiffBackend>(m: &Llama<B>, tr: &Trainable<B>) -> Vec<Leaf<B>> {
                     out.push(Leaf::Two(w.val()));
                 }
                 out.push(Leaf::One(b.mlp_norm.weight.val()));
+                out.extend([&b.bqk, &b.bv].into_iter().flatten().map(|bias| Leaf::One(bias.val())));
             }
             out.push(Leaf::One(m.norm.weight.val()));
             out
@@ -397,6 +398,9 @@ fn set_values<B: AutodiffBackend>(m: &mut Llama<B>, tr: &mut Trainable<B>, value
                     *w = Param::from_tensor(Tensor::<B, 2>::from_inner(next().reshape(dims)));
                 }
                 b.mlp_norm.weight = one(next());
+                for bias in [&mut b.bqk, &mut b.bv].into_iter().flatten() {
+                    *bias = one(next());
+                }
             }
             m.norm.weight = one(next());
         }

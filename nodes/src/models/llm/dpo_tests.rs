@@ -8,16 +8,24 @@ use burn::prelude::*;
 
 use super::artifact::{self, Purpose};
 use super::chat::Message;
+use super::config::Architecture;
 use super::dpo::{self, DpoConfig, DpoError, PairText, PairTokens, StepLog, Tuning};
 use super::lora::{Adapters, Target};
 use super::lm::rows_of;
 use crate::models::backend::{Cpu, CpuTrain};
 
 fn tiny(dir: &std::path::Path, seed: u64) -> artifact::LoadedLlm<CpuTrain> {
+    tiny_of(Architecture::Llama, dir, seed)
+}
+
+/// A tiny random model of `arch` (written as `tiny.gguf` in `dir`), loaded for training.
+fn tiny_of(arch: Architecture, dir: &std::path::Path, seed: u64) -> artifact::LoadedLlm<CpuTrain> {
     let path = dir.join("tiny.gguf");
-    super::tiny::write_tiny_gguf(&path, seed).unwrap();
+    super::tiny::write_tiny_gguf_of(arch, &path, seed).unwrap();
     artifact::load::<CpuTrain>(&path, &Default::default(), Purpose::Train).unwrap()
 }
+
+const ARCHITECTURES: [Architecture; 2] = [Architecture::Llama, Architecture::Qwen2];
 
 fn texts() -> Vec<PairText> {
     let m = |s: &str| vec![Message { role: "system".into(), content: "Be brief.".into() }, Message { role: "user".into(), content: s.into() }];
@@ -175,10 +183,17 @@ fn gradient_matches_finite_differences() {
     }
 }
 
+/// LoRA training and its Hugging Face export, for a Llama and a Qwen2.
 #[test]
 fn training_prefers_the_chosen_answers_and_the_export_loads() {
+    for arch in ARCHITECTURES {
+        trains_and_exports(arch);
+    }
+}
+
+fn trains_and_exports(arch: Architecture) {
     let dir = tempfile::tempdir().unwrap();
-    let llm = tiny(dir.path(), 5);
+    let llm = tiny_of(arch, dir.path(), 5);
     let pairs = tokens(&llm);
     let cfg = DpoConfig { lr: 2e-2, epochs: 6, batch_size: 2, grad_accum: 1, schedule: dpo::Schedule::Constant, ..Default::default() };
     let (out, logs) = run(&llm, &pairs, &cfg);
@@ -198,9 +213,14 @@ fn training_prefers_the_chosen_answers_and_the_export_loads() {
     assert_eq!(back.tokenizer.stop_ids, llm.tokenizer.stop_ids);
     assert!(back.template.is_some());
     let lm = super::lm::Lm::new(tuned, llm.lm.config.clone(), Default::default());
+    assert_eq!(back.lm.config, llm.lm.config, "{arch:?}");
     let (a, b) = (rows_of(lm.logits_all(&ids)), rows_of(back.lm.logits_all(&ids)));
     let diff = a.iter().flatten().zip(b.iter().flatten()).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);
-    assert!(diff < 1e-5, "{diff}");
+    assert!(diff < 1e-5, "{arch:?}: {diff}");
+    if arch == Architecture::Qwen2 {
+        // LoRA adapts the matrices; the biases are exported as they were.
+        assert_eq!(tuned_bias(&out), bias_of(llm.lm.module()));
+    }
     // In bf16: half the bytes, the same model up to bf16 rounding.
     let half = dir.path().join("tuned16");
     artifact::write_hf(lm.module(), &lm.config, &llm.tokenizer, &dir.path().join("tiny.gguf"), "test", &half, true).unwrap();
@@ -215,6 +235,31 @@ fn training_prefers_the_chosen_answers_and_the_export_loads() {
     let before = dpo::sequence_logps(llm.lm.module(), &llm.lm.config, &llm.lm.inv_freq, &[(ids.clone(), pairs[0].prompt.len())], None, &Default::default()).0.into_scalar();
     let after = dpo::sequence_logps(lm.module(), &lm.config, &lm.inv_freq, &[(ids, pairs[0].prompt.len())], None, &Default::default()).0.into_scalar();
     assert!(after > before, "{after} vs {before}");
+}
+
+/// Layer 0's v bias as exported in `dir`'s model.safetensors.
+fn tuned_bias(dir: &std::path::Path) -> Vec<f32> {
+    let w = super::weights::from_safetensors(&[dir.join("model.safetensors")]).unwrap();
+    w["model.layers.0.self_attn.v_proj.bias"].data.clone()
+}
+
+/// Layer 0's v bias of a module.
+fn bias_of<B: Backend>(m: &Llama<B>) -> Vec<f32> {
+    m.blocks[0].bv.as_ref().expect("a Qwen2 has biases").val().into_data().convert::<f32>().to_vec().unwrap()
+}
+
+/// Full fine-tuning trains Qwen2's biases along with its matrices.
+#[test]
+fn full_fine_tuning_trains_the_biases() {
+    let dir = tempfile::tempdir().unwrap();
+    let llm = tiny_of(Architecture::Qwen2, dir.path(), 5);
+    let pairs = tokens(&llm);
+    let cfg = DpoConfig { lr: 1e-2, epochs: 2, batch_size: 2, grad_accum: 1, schedule: dpo::Schedule::Constant, tuning: Tuning::Full, ..Default::default() };
+    let (out, logs) = run(&llm, &pairs, &cfg);
+    let tuned = out.unwrap();
+    assert!(logs.last().unwrap().loss < std::f64::consts::LN_2, "{:?}", logs.last());
+    let moved = bias_of(&tuned).iter().zip(bias_of(llm.lm.module())).fold(0f32, |m, (x, y)| m.max((x - y).abs()));
+    assert!(moved > 1e-4, "the v bias moved by {moved}");
 }
 
 #[test]
@@ -385,9 +430,15 @@ fn a_template_that_does_not_continue_the_prompt_is_an_error_naming_the_pair() {
 /// reference and adapted log-probs, and the loss gradient of every adapter matrix.
 #[test]
 fn host_kernels_match_burn_autodiff() {
+    for arch in ARCHITECTURES {
+        host_kernels_match_burn_autodiff_on(arch);
+    }
+}
+
+fn host_kernels_match_burn_autodiff_on(arch: Architecture) {
     use super::host_dpo::{HostDpo, HostLora};
     let dir = tempfile::tempdir().unwrap();
-    let llm = tiny(dir.path(), 12);
+    let llm = tiny_of(arch, dir.path(), 12);
     let pairs = tokens(&llm);
     let lm = &llm.lm;
     let device = Default::default();
@@ -396,7 +447,7 @@ fn host_kernels_match_burn_autodiff() {
     let picked: Vec<&PairTokens> = [0, 1, 3].iter().map(|&i| &pairs[i]).collect();
     let close = |a: &[f64], b: &[f64], tol: f64, what: &str| {
         for (x, y) in a.iter().zip(b) {
-            assert!((x - y).abs() <= tol * (1.0 + y.abs()), "{what}: host {a:?} vs Burn {b:?}");
+            assert!((x - y).abs() <= tol * (1.0 + y.abs()), "{arch:?} {what}: host {a:?} vs Burn {b:?}");
         }
     };
     let to64 = |t: Tensor<CpuTrain, 1>| t.inner().into_data().to_vec::<f32>().unwrap().into_iter().map(f64::from).collect::<Vec<_>>();
@@ -436,7 +487,7 @@ fn host_kernels_match_burn_autodiff() {
         let scale = g.iter().fold(0f32, |m, x| m.max(x.abs()));
         assert!(scale > 0.0, "leaf {i} has no gradient");
         let diff = h.iter().zip(&g).fold(0f32, |m, (x, y)| m.max((x - y).abs()));
-        assert!(diff <= 1e-4 * scale + 1e-7, "leaf {i}: host and Burn gradients differ by {diff} (largest {scale})");
+        assert!(diff <= 1e-4 * scale + 1e-7, "{arch:?} leaf {i}: host and Burn gradients differ by {diff} (largest {scale})");
     }
 }
 

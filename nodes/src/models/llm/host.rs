@@ -39,6 +39,8 @@ struct Layer {
     attn_norm: Vec<f32>,
     /// [hidden, (heads + 2 · kv heads) · head_dim]: q, then k, then v columns.
     wqkv: PackedMatrix,
+    /// q, k and v biases in `wqkv`'s column order (Qwen2), or none.
+    bqkv: Option<Vec<f32>>,
     wo: PackedMatrix,
     mlp_norm: Vec<f32>,
     /// [hidden, 2 · intermediate]: gate, then up columns.
@@ -285,9 +287,16 @@ impl HostLlama {
         for i in 0..c.num_hidden_layers {
             let name = |s: &str| format!("model.layers.{i}.{s}.weight");
             let parts = |list: &[(&str, usize)]| -> Vec<(String, usize)> { list.iter().map(|&(s, rows)| (name(s), rows)).collect() };
+            let bqkv = if c.architecture.qkv_bias() {
+                let bias = |s: &str, n: usize| get(&format!("model.layers.{i}.{s}.bias"), &[n]).map(|t| t.data);
+                Some([bias("self_attn.q_proj", nh * hd)?, bias("self_attn.k_proj", nkv * hd)?, bias("self_attn.v_proj", nkv * hd)?].concat())
+            } else {
+                None
+            };
             layers.push(Layer {
                 attn_norm: get(&name("input_layernorm"), &[d])?.data,
                 wqkv: mat(&parts(&[("self_attn.q_proj", nh * hd), ("self_attn.k_proj", nkv * hd), ("self_attn.v_proj", nkv * hd)]), d)?,
+                bqkv,
                 wo: mat(&parts(&[("self_attn.o_proj", d)]), nh * hd)?,
                 mlp_norm: get(&name("post_attention_layernorm"), &[d])?.data,
                 gate_up: mat(&parts(&[("mlp.gate_proj", ff), ("mlp.up_proj", ff)]), d)?,
@@ -382,6 +391,11 @@ impl HostLlama {
         let (k_at, v_at) = (nh * hd, (nh + nkv) * hd);
         let qkv = &mut sc.qkv;
         rows_matmul(&sc.normed, &l.wqkv, qkv, n, false);
+        if let Some(bias) = &l.bqkv {
+            for row in qkv.chunks_exact_mut(qkvw) {
+                row.iter_mut().zip(bias).for_each(|(y, b)| *y += b);
+            }
+        }
         // RoPE on every q and k head of every token, in place.
         let half = hd / 2;
         let rope_row = |(t, row): (usize, &mut [f32])| {

@@ -31,7 +31,10 @@ use crate::models::cpu::{fast_exp, on_flex, parallelism, softmax, with_avx2};
 struct Layer {
     attn_norm: FlexTensor,
     wqk: FlexTensor,
+    /// The q and k biases side by side, and v's (Qwen2): constants added after the products.
+    bqk: Option<FlexTensor>,
     wv: FlexTensor,
+    bv: Option<FlexTensor>,
     wo: FlexTensor,
     mlp_norm: FlexTensor,
     gate: FlexTensor,
@@ -362,12 +365,22 @@ impl HostDpo {
                 None
             }
         };
+        // A bias: Some(None) when there is none, None when it is there but unusable.
+        let bias = |p: &Option<burn::module::Param<Tensor<B, 1>>>, n: usize| -> Option<Option<FlexTensor>> {
+            match p {
+                None => Some(None),
+                Some(p) if p.dims() == [n] => buffer(p.val()).map(Some),
+                Some(_) => None,
+            }
+        };
         let mut layers = Vec::with_capacity(model.blocks.len());
         for b in &model.blocks {
             layers.push(Layer {
                 attn_norm: vec(b.attn_norm.weight.val())?,
                 wqk: mat(b.wqk.val(), d, (nh + nkv) * hd)?,
+                bqk: bias(&b.bqk, (nh + nkv) * hd)?,
                 wv: mat(b.wv.val(), d, nkv * hd)?,
+                bv: bias(&b.bv, nkv * hd)?,
                 wo: mat(b.wo.val(), nh * hd, d)?,
                 mlp_norm: vec(b.mlp_norm.weight.val())?,
                 gate: mat(b.w_gate.val(), d, ff)?,
@@ -513,6 +526,11 @@ impl HostDpo {
         mm(n, qkw, d, &mut qk, qkw, false, Op::rows(&h1, d), Op::rows(w(&l.wqk), qkw), 1.0, true);
         let mut v = vec![0f32; n * kvw];
         mm(n, kvw, d, &mut v, kvw, false, Op::rows(&h1, d), Op::rows(w(&l.wv), kvw), 1.0, true);
+        for (out, bias, width) in [(&mut qk, &l.bqk, qkw), (&mut v, &l.bv, kvw)] {
+            if let Some(bias) = bias {
+                rows_mut(out, width, |_, row| row.iter_mut().zip(w(bias)).for_each(|(y, b)| *y += b));
+            }
+        }
         if let Some(p) = &ad[Q] {
             xa[Q] = lora_forward(&h1, d, n, p, rank, &mut qk, qkw, 0, qw, scale);
         }

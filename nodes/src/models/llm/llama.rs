@@ -1,5 +1,6 @@
 //! The Llama architecture in Burn: RMSNorm, rotary positions (Hugging Face's rotate-half
-//! convention), grouped-query attention with a KV cache, SwiGLU, tied or separate output.
+//! convention), grouped-query attention with a KV cache, SwiGLU, tied or separate output, and
+//! Qwen2's q/k/v biases where a model has them.
 //!
 //! Activations are kept as `[tokens, width]` matrices so every projection is one plain matmul;
 //! attention runs head-major (`[batch, heads, tokens, head_dim]`) through Burn's fused attention
@@ -40,8 +41,12 @@ pub struct Block<B: Backend> {
     /// [hidden, (heads + kv_heads) · head_dim]: q and k projections side by side (RoPE
     /// treats them alike, so they stay together until attention).
     pub wqk: Param<Tensor<B, 2>>,
+    /// [(heads + kv_heads) · head_dim]: the q and k biases side by side (Qwen2), or none.
+    pub bqk: Option<Param<Tensor<B, 1>>>,
     /// [hidden, kv_heads · head_dim].
     pub wv: Param<Tensor<B, 2>>,
+    /// [kv_heads · head_dim]: the v bias (Qwen2), or none.
+    pub bv: Option<Param<Tensor<B, 1>>>,
     /// [heads · head_dim, hidden].
     pub wo: Param<Tensor<B, 2>>,
     pub mlp_norm: RmsNorm<B>,
@@ -266,6 +271,9 @@ impl<B: Backend> Llama<B> {
         let g = nh / nkv;
         let h = blk.attn_norm.forward(x.clone());
         let mut qk = h.clone().matmul(blk.wqk.val());
+        if let Some(bias) = &blk.bqk {
+            qk = qk + bias.val().unsqueeze::<2>();
+        }
         if ad.q.is_some() || ad.k.is_some() {
             // q and k share one fused weight; their adapters stay separate.
             let n = qk.dims()[0];
@@ -276,7 +284,11 @@ impl<B: Backend> Llama<B> {
             qk = qk + Tensor::cat(vec![delta(ad.q.as_ref(), nh * hd), delta(ad.k.as_ref(), nkv * hd)], 1);
         }
         let qk = self.rope(head_major(qk, b, s, nh + nkv, hd), step); // [b, nh + nkv, s, hd]
-        let v = head_major(project(&h, &blk.wv, ad.v.as_ref(), scale), b, s, nkv, hd); // [b, nkv, s, hd]
+        let mut v = project(&h, &blk.wv, ad.v.as_ref(), scale);
+        if let Some(bias) = &blk.bv {
+            v = v + bias.val().unsqueeze::<2>();
+        }
+        let v = head_major(v, b, s, nkv, hd); // [b, nkv, s, hd]
         let q = qk.clone().narrow(1, 0, nh);
         let k = qk.narrow(1, nh, nkv);
         let (k, v) = match layer.take() {

@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use super::artifact::{self, Purpose};
-use super::config::LlamaConfig;
+use super::config::{Architecture, LlamaConfig};
 use super::gguf::Gguf;
 use super::lm::{rows_of, Lm};
 use super::quant::GgmlType;
@@ -14,6 +14,7 @@ use crate::models::backend::Cpu;
 
 fn tiny_config(tied: bool) -> LlamaConfig {
     LlamaConfig {
+        architecture: Default::default(),
         vocab_size: 61,
         hidden_size: 32,
         intermediate_size: 48,
@@ -51,14 +52,16 @@ fn max_diff(a: &[f32], b: &[f32]) -> f32 {
 #[test]
 fn gguf_and_safetensors_load_the_same_model() {
     let dir = tempfile::tempdir().unwrap();
-    for tied in [false, true] {
-        let c = tiny_config(tied);
+    for (architecture, tied) in [(Architecture::Llama, false), (Architecture::Llama, true), (Architecture::Qwen2, true), (Architecture::Qwen2, false)] {
+        let c = LlamaConfig { architecture, ..tiny_config(tied) };
         let w = random_weights(&c, 1);
         let gguf_path = dir.path().join("m.gguf");
         write_gguf(&c, &w, &gguf_path, GgmlType::F32);
         let g = Gguf::open(&gguf_path).unwrap();
         let from_gguf_config = LlamaConfig::from_gguf(&g).unwrap();
-        assert_eq!(from_gguf_config.head_dim, 8);
+        // (The GGUF holds rms_norm_eps as f32.)
+        assert_eq!(LlamaConfig { rms_norm_eps: c.rms_norm_eps, ..from_gguf_config.clone() }, c);
+        assert_eq!(w.keys().filter(|n| n.ends_with(".bias")).count(), if architecture.qkv_bias() { 6 } else { 0 });
         assert_eq!(from_gguf_config.tie_word_embeddings, tied);
         let gw = weights::from_gguf(&g, &from_gguf_config).unwrap();
         for (name, t) in &w {
@@ -73,8 +76,33 @@ fn gguf_and_safetensors_load_the_same_model() {
         let ids = [3u32, 14, 15, 9, 26, 5, 35];
         let a = rows_of(lm_from(&from_gguf_config, &gw).logits_all(&ids));
         let b = rows_of(lm_from(&hf_config, &sw).logits_all(&ids));
-        assert_eq!(a, b, "tied={tied}");
+        assert_eq!(a, b, "{architecture:?} tied={tied}");
     }
+}
+
+/// Models of other architectures, and Qwen2 options dagrun does not implement, are refused
+/// with what is supported.
+#[test]
+fn other_architectures_are_refused_naming_what_is_supported() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("m.gguf");
+    write_gguf(&tiny_config(true), &random_weights(&tiny_config(true), 5), &path, GgmlType::F32);
+    let mut bytes = std::fs::read(&path).unwrap();
+    // "llama" -> "gemma" in the metadata (same length, so the file stays well-formed).
+    let at = bytes.windows(5).position(|w| w == b"llama").unwrap();
+    bytes[at..at + 5].copy_from_slice(b"gemma");
+    let odd = dir.path().join("gemma.gguf");
+    std::fs::write(&odd, &bytes).unwrap();
+    let e = artifact::write(&odd, "test", &dir.path().join("out")).err().unwrap();
+    assert!(e.contains("gemma.gguf") && e.contains("architecture `gemma` is not supported (`llama` and `qwen2` are)"), "{e}");
+    let hf = |edit: &dyn Fn(&mut serde_json::Value)| {
+        let mut v = LlamaConfig { architecture: Architecture::Qwen2, ..tiny_config(true) }.to_hf_json(None, None);
+        edit(&mut v);
+        LlamaConfig::from_hf_json(&v.to_string())
+    };
+    assert_eq!(hf(&|_| {}).unwrap().architecture, Architecture::Qwen2);
+    assert_eq!(hf(&|v| v["model_type"] = "mistral".into()).err().unwrap(), "model_type `mistral` is not supported (`llama` and `qwen2` are)");
+    assert!(hf(&|v| v["use_sliding_window"] = true.into()).err().unwrap().contains("use_sliding_window is not supported"));
 }
 
 /// Loaded for generation on the CPU, a model is the host path alone (no Burn module, no f32
@@ -671,4 +699,64 @@ mod generation {
         assert_eq!(eos.finish, Finish::Eos);
         assert_eq!(eos.tokens, free.tokens[..first]);
     }
+}
+
+// ---- Qwen2 (q/k/v biases, GGUF rows as Hugging Face's) against transformers ----
+
+/// The seed of the tiny Qwen2 in `fixtures/llm/qwen2-tiny/`.
+const QWEN2_SEED: u64 = 31;
+
+/// Writes `fixtures/llm/qwen2-tiny/`: dagrun's Hugging Face export of a tiny random Qwen2
+/// (read from a GGUF dagrun writes). Run once with `--ignored`; then
+/// `fixtures/llm/make_qwen2_fixture.py` loads it in transformers and records its logits.
+#[test]
+#[ignore]
+fn make_qwen2_fixture_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("qwen2.gguf");
+    super::tiny::write_tiny_gguf_of(Architecture::Qwen2, &path, QWEN2_SEED).unwrap();
+    let llm = artifact::load::<Cpu>(&path, &Default::default(), Purpose::Train).unwrap();
+    let out = fixtures().join("qwen2-tiny");
+    artifact::write_hf(llm.lm.module(), &llm.lm.config, &llm.tokenizer, &path, "tiny random test qwen2 (seed 31)", &out, false).unwrap();
+}
+
+#[derive(serde::Deserialize)]
+struct Qwen2Fixture {
+    vocab: usize,
+    /// Per prompt: its ids and transformers' logits at every position, [len · vocab].
+    prompts: Vec<(Vec<u32>, Vec<f32>)>,
+}
+
+/// A Qwen2 (q/k/v biases; in GGUF, q/k rows as Hugging Face stores them) gives transformers'
+/// logits whether it comes from its Hugging Face directory or from a GGUF, on the host path
+/// (generation) and through the Burn module (training).
+#[test]
+fn tiny_qwen2_matches_transformers() {
+    let fx: Qwen2Fixture = serde_json::from_slice(&std::fs::read(fixtures().join("qwen2_logits.json")).unwrap()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let gguf = dir.path().join("qwen2.gguf");
+    super::tiny::write_tiny_gguf_of(Architecture::Qwen2, &gguf, QWEN2_SEED).unwrap();
+    let hf = fixtures().join("qwen2-tiny");
+    assert_eq!(LlamaConfig::from_gguf(&Gguf::open(&gguf).unwrap()).unwrap().architecture, Architecture::Qwen2);
+    for source in [&hf, &gguf] {
+        for purpose in [Purpose::Generate, Purpose::Train] {
+            let lm = artifact::load::<Cpu>(source, &Default::default(), purpose).unwrap().lm;
+            assert_eq!(lm.config.architecture, Architecture::Qwen2);
+            assert_eq!(lm.config.vocab_size, fx.vocab);
+            let lm = if purpose == Purpose::Train { lm.without_host() } else { lm };
+            for (ids, want) in &fx.prompts {
+                let got: Vec<f32> = rows_of(lm.logits_all(ids)).concat();
+                let d = max_diff(&got, want);
+                eprintln!("{} ({purpose:?}): max |logit - transformers| = {d:.1e}", source.display());
+                assert!(d < 1e-4, "{} ({purpose:?}): max |logit - transformers| = {d}", source.display());
+            }
+        }
+    }
+    // Without its biases the model is a different one: the fixture does test them.
+    let mut w = weights::from_safetensors(&[hf.join("model.safetensors")]).unwrap();
+    w.retain(|name, _| !name.ends_with(".bias"));
+    let c = LlamaConfig { architecture: Architecture::Llama, ..LlamaConfig::from_hf_json(&std::fs::read_to_string(hf.join("config.json")).unwrap()).unwrap() };
+    let plain = lm_from(&c, &w);
+    let (ids, want) = &fx.prompts[0];
+    assert!(max_diff(&rows_of(plain.logits_all(ids)).concat(), want) > 1e-2);
 }

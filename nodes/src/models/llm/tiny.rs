@@ -6,7 +6,7 @@ use std::path::Path;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use super::config::LlamaConfig;
+use super::config::{Architecture, LlamaConfig};
 use super::gguf::{GgufWriter, Value};
 use super::quant::{self, GgmlType};
 use super::weights::{self, HostTensor, Weights};
@@ -16,6 +16,7 @@ pub const CHATML: &str = "{% for message in messages %}{{'<|im_start|>' + messag
 /// 256 byte tokens, then `<|im_start|>` (256) and `<|im_end|>` (257, the EOS).
 pub fn config(layers: usize, hidden: usize) -> LlamaConfig {
     LlamaConfig {
+        architecture: Default::default(),
         vocab_size: 258,
         hidden_size: hidden,
         intermediate_size: hidden * 3 / 2,
@@ -53,6 +54,11 @@ pub fn random_weights(c: &LlamaConfig, seed: u64) -> Weights {
         add(l("self_attn.q_proj.weight"), vec![c.num_attention_heads * hd, d], 0.4, 0.0);
         add(l("self_attn.k_proj.weight"), vec![c.num_key_value_heads * hd, d], 0.4, 0.0);
         add(l("self_attn.v_proj.weight"), vec![c.num_key_value_heads * hd, d], 0.4, 0.0);
+        if c.architecture.qkv_bias() {
+            add(l("self_attn.q_proj.bias"), vec![c.num_attention_heads * hd], 0.5, 0.0);
+            add(l("self_attn.k_proj.bias"), vec![c.num_key_value_heads * hd], 0.5, 0.0);
+            add(l("self_attn.v_proj.bias"), vec![c.num_key_value_heads * hd], 0.5, 0.0);
+        }
         add(l("self_attn.o_proj.weight"), vec![d, c.num_attention_heads * hd], 0.3, 0.0);
         add(l("mlp.gate_proj.weight"), vec![ff, d], 0.3, 0.0);
         add(l("mlp.up_proj.weight"), vec![ff, d], 0.3, 0.0);
@@ -78,7 +84,7 @@ fn byte_tokens() -> Vec<String> {
         .collect()
 }
 
-/// Writes a GGUF the way llama.cpp's converter does (q/k rows permuted), with the byte-level
+/// Writes a GGUF the way llama.cpp's converter does (a Llama's q/k rows permuted), with the byte-level
 /// vocabulary, the ChatML template and matrices stored as `ty`: F32, F16, or quantised from
 /// `w` (Q8_0, Q4_0, Q4_1). For the types without a quantiser here (Q5_0, Q5_1, the K-quants)
 /// the matrices are random blocks instead ([`quant::random_blocks`]) and `w` gives only the
@@ -97,16 +103,18 @@ pub fn write_gguf_typed(c: &LlamaConfig, w: &Weights, path: &Path, type_of: impl
     tokens.push(Value::Str("<|im_end|>".into()));
     let mut types = vec![Value::I32(1); 256];
     types.extend([Value::I32(3), Value::I32(3)]);
-    g.meta("general.architecture", Value::Str("llama".into()))
-        .meta("general.name", Value::Str("tiny test llama".into()))
-        .meta("llama.block_count", Value::U32(c.num_hidden_layers as u32))
-        .meta("llama.embedding_length", Value::U32(c.hidden_size as u32))
-        .meta("llama.feed_forward_length", Value::U32(c.intermediate_size as u32))
-        .meta("llama.attention.head_count", Value::U32(c.num_attention_heads as u32))
-        .meta("llama.attention.head_count_kv", Value::U32(c.num_key_value_heads as u32))
-        .meta("llama.rope.freq_base", Value::F32(c.rope_theta as f32))
-        .meta("llama.attention.layer_norm_rms_epsilon", Value::F32(c.rms_norm_eps as f32))
-        .meta("llama.context_length", Value::U32(c.max_position_embeddings as u32))
+    let arch = c.architecture.name();
+    let key = |k: &str| format!("{arch}.{k}");
+    g.meta("general.architecture", Value::Str(arch.into()))
+        .meta("general.name", Value::Str(format!("tiny test {arch}")))
+        .meta(&key("block_count"), Value::U32(c.num_hidden_layers as u32))
+        .meta(&key("embedding_length"), Value::U32(c.hidden_size as u32))
+        .meta(&key("feed_forward_length"), Value::U32(c.intermediate_size as u32))
+        .meta(&key("attention.head_count"), Value::U32(c.num_attention_heads as u32))
+        .meta(&key("attention.head_count_kv"), Value::U32(c.num_key_value_heads as u32))
+        .meta(&key("rope.freq_base"), Value::F32(c.rope_theta as f32))
+        .meta(&key("attention.layer_norm_rms_epsilon"), Value::F32(c.rms_norm_eps as f32))
+        .meta(&key("context_length"), Value::U32(c.max_position_embeddings as u32))
         .meta("tokenizer.ggml.model", Value::Str("gpt2".into()))
         .meta("tokenizer.ggml.pre", Value::Str("smollm".into()))
         .meta("tokenizer.ggml.tokens", Value::Array(tokens))
@@ -123,7 +131,7 @@ pub fn write_gguf_typed(c: &LlamaConfig, w: &Weights, path: &Path, type_of: impl
                 return;
             }
         }
-        let data = match heads {
+        let data = match heads.filter(|_| c.architecture.gguf_interleaves_qk()) {
             Some(h) => weights::permute_rows(&t.data, &t.shape, h),
             None => t.data.clone(),
         };
@@ -141,6 +149,11 @@ pub fn write_gguf_typed(c: &LlamaConfig, w: &Weights, path: &Path, type_of: impl
         put(&format!("blk.{i}.attn_q.weight"), &hf("self_attn.q_proj.weight"), Some(c.num_attention_heads));
         put(&format!("blk.{i}.attn_k.weight"), &hf("self_attn.k_proj.weight"), Some(c.num_key_value_heads));
         put(&format!("blk.{i}.attn_v.weight"), &hf("self_attn.v_proj.weight"), None);
+        if c.architecture.qkv_bias() {
+            put(&format!("blk.{i}.attn_q.bias"), &hf("self_attn.q_proj.bias"), None);
+            put(&format!("blk.{i}.attn_k.bias"), &hf("self_attn.k_proj.bias"), None);
+            put(&format!("blk.{i}.attn_v.bias"), &hf("self_attn.v_proj.bias"), None);
+        }
         put(&format!("blk.{i}.attn_output.weight"), &hf("self_attn.o_proj.weight"), None);
         put(&format!("blk.{i}.ffn_gate.weight"), &hf("mlp.gate_proj.weight"), None);
         put(&format!("blk.{i}.ffn_up.weight"), &hf("mlp.up_proj.weight"), None);
@@ -151,6 +164,11 @@ pub fn write_gguf_typed(c: &LlamaConfig, w: &Weights, path: &Path, type_of: impl
 
 /// A tiny model as a GGUF file (2 layers, width 32).
 pub fn write_tiny_gguf(path: &Path, seed: u64) -> std::io::Result<()> {
-    let c = config(2, 32);
+    write_tiny_gguf_of(Architecture::Llama, path, seed)
+}
+
+/// [`write_tiny_gguf`] for a model of `architecture` (Qwen2: with q/k/v biases).
+pub fn write_tiny_gguf_of(architecture: Architecture, path: &Path, seed: u64) -> std::io::Result<()> {
+    let c = LlamaConfig { architecture, ..config(2, 32) };
     write_gguf(&c, &random_weights(&c, seed), path, GgmlType::F32)
 }

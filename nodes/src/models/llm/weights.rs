@@ -15,21 +15,31 @@ use super::quant::GgmlType;
 pub use crate::models::tensors::{from_safetensors, fuse_transposed, safetensors_files, write_safetensors, write_safetensors_as, HostTensor, Weights};
 use crate::models::tensors::transpose;
 
-/// Each Llama weight of a GGUF file: its GGUF name, its Hugging Face name and, for q and k,
-/// the heads whose rows llama.cpp's converter permuted.
+/// Each Llama weight of a GGUF file: its GGUF name, its Hugging Face name and, for a Llama's q
+/// and k, the heads whose rows llama.cpp's converter permuted.
 fn gguf_names(g: &Gguf, c: &LlamaConfig) -> Vec<(String, String, Option<usize>)> {
     let mut names = vec![("token_embd.weight".to_string(), "model.embed_tokens.weight".to_string(), None), ("output_norm.weight".into(), "model.norm.weight".into(), None)];
     if g.tensor("output.weight").is_some() {
         names.push(("output.weight".into(), "lm_head.weight".into(), None));
     }
+    // llama.cpp interleaves a Llama's q/k rows (and would its biases); Qwen2's stay as they are.
+    let interleaved = |heads: usize| c.architecture.gguf_interleaves_qk().then_some(heads);
     for i in 0..c.num_hidden_layers {
         let l = |s: &str| format!("model.layers.{i}.{s}");
         let b = |s: &str| format!("blk.{i}.{s}.weight");
+        if c.architecture.qkv_bias() {
+            let bias = |s: &str| format!("blk.{i}.{s}.bias");
+            names.extend([
+                (bias("attn_q"), l("self_attn.q_proj.bias"), interleaved(c.num_attention_heads)),
+                (bias("attn_k"), l("self_attn.k_proj.bias"), interleaved(c.num_key_value_heads)),
+                (bias("attn_v"), l("self_attn.v_proj.bias"), None),
+            ]);
+        }
         names.extend([
             (b("attn_norm"), l("input_layernorm.weight"), None),
             (b("ffn_norm"), l("post_attention_layernorm.weight"), None),
-            (b("attn_q"), l("self_attn.q_proj.weight"), Some(c.num_attention_heads)),
-            (b("attn_k"), l("self_attn.k_proj.weight"), Some(c.num_key_value_heads)),
+            (b("attn_q"), l("self_attn.q_proj.weight"), interleaved(c.num_attention_heads)),
+            (b("attn_k"), l("self_attn.k_proj.weight"), interleaved(c.num_key_value_heads)),
             (b("attn_v"), l("self_attn.v_proj.weight"), None),
             (b("attn_output"), l("self_attn.o_proj.weight"), None),
             (b("ffn_gate"), l("mlp.gate_proj.weight"), None),
@@ -195,10 +205,19 @@ pub fn build_from<B: Backend>(c: &LlamaConfig, has_lm_head: bool, weight: &mut d
         let vv = get(&l("self_attn.v_proj.weight"), &[nkv * hd, d])?;
         let gate = get(&l("mlp.gate_proj.weight"), &[ff, d])?;
         let up = get(&l("mlp.up_proj.weight"), &[ff, d])?;
+        let (bqk, bv) = if c.architecture.qkv_bias() {
+            let (bq, bk) = (get(&l("self_attn.q_proj.bias"), &[nh * hd])?, get(&l("self_attn.k_proj.bias"), &[nkv * hd])?);
+            let bqk = HostTensor { shape: vec![(nh + nkv) * hd], data: [bq.data, bk.data].concat() };
+            (Some(t1(bqk)), Some(t1(get(&l("self_attn.v_proj.bias"), &[nkv * hd])?)))
+        } else {
+            (None, None)
+        };
         blocks.push(Block {
             attn_norm: norm(get(&l("input_layernorm.weight"), &[d])?),
             wqk: t2(fuse_transposed(&[&q, &k]), [d, (nh + nkv) * hd]),
+            bqk,
             wv: t2(transpose(&vv), [d, nkv * hd]),
+            bv,
             wo: t2(transpose(&get(&l("self_attn.o_proj.weight"), &[d, nh * hd])?), [nh * hd, d]),
             mlp_norm: norm(get(&l("post_attention_layernorm.weight"), &[d])?),
             w_gate: t2(transpose(&gate), [d, ff]),
@@ -249,6 +268,12 @@ pub fn to_hf<B: Backend>(m: &Llama<B>, c: &LlamaConfig) -> Weights {
         w.insert(l("self_attn.q_proj.weight"), cols_t(&shape, &data, 0, q_width));
         w.insert(l("self_attn.k_proj.weight"), cols_t(&shape, &data, q_width, shape[1]));
         w.insert(l("self_attn.v_proj.weight"), t2(b.wv.val()));
+        if let (Some(bqk), Some(bv)) = (&b.bqk, &b.bv) {
+            let bqk = one(bqk.val());
+            w.insert(l("self_attn.q_proj.bias"), HostTensor { shape: vec![q_width], data: bqk.data[..q_width].to_vec() });
+            w.insert(l("self_attn.k_proj.bias"), HostTensor { shape: vec![bqk.data.len() - q_width], data: bqk.data[q_width..].to_vec() });
+            w.insert(l("self_attn.v_proj.bias"), one(bv.val()));
+        }
         w.insert(l("self_attn.o_proj.weight"), t2(b.wo.val()));
         w.insert(l("mlp.gate_proj.weight"), t2(b.w_gate.val()));
         w.insert(l("mlp.up_proj.weight"), t2(b.w_up.val()));
