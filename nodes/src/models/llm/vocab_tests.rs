@@ -6,6 +6,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::str::FromStr;
 
 use super::gguf::Gguf;
 use super::tokenizer::LlmTokenizer;
@@ -70,12 +71,19 @@ fn gguf_tokenizers_give_hugging_face_ids_for_llama_cpp_vocabularies() {
     let mut failures = Vec::new();
     for name in SUPPORTED {
         let tok = LlmTokenizer::from_gguf(&Gguf::open(&dir.join(format!("ggml-vocab-{name}.gguf"))).unwrap()).unwrap_or_else(|e| panic!("{name}: {e}"));
+        // A tuned model's export writes the tokenizer as tokenizer.json; read back, it is
+        // the same tokenizer.
+        let exported = tokenizers::Tokenizer::from_str(&tok.inner.to_string(false).unwrap()).unwrap();
         let cases = cases(&dir, name);
         assert!(cases.len() >= 40, "{name}: {} cases", cases.len());
         for (text, want) in cases {
             let got = tok.encode(&text).unwrap();
             if got != want {
                 failures.push(format!("{name}: {text:?}\n  ours {got:?}\n  HF   {want:?}"));
+            }
+            let again = exported.encode_fast(text.as_str(), false).unwrap().get_ids().to_vec();
+            if again != want {
+                failures.push(format!("{name}: {text:?} through tokenizer.json\n  ours {again:?}\n  HF   {want:?}"));
             }
             // What generation shows: Hugging Face's ids decode to the text.
             let back = tok.decode(&want, true).unwrap();
