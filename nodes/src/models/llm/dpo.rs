@@ -407,16 +407,17 @@ fn set_values<B: AutodiffBackend>(m: &mut Llama<B>, tr: &mut Trainable<B>, value
     }
 }
 
-/// AdamW as torch implements it, on flattened tensors.
+/// AdamW as torch implements it, on flattened tensors; `decays` says which take weight decay.
 struct AdamW<B: Backend> {
     m: Vec<Tensor<B, 1>>,
     v: Vec<Tensor<B, 1>>,
+    decays: Vec<bool>,
     t: i32,
 }
 
 impl<B: Backend> AdamW<B> {
-    fn new(params: &[Tensor<B, 1>]) -> Self {
-        AdamW { m: params.iter().map(Tensor::zeros_like).collect(), v: params.iter().map(Tensor::zeros_like).collect(), t: 0 }
+    fn new(params: &[Tensor<B, 1>], decays: Vec<bool>) -> Self {
+        AdamW { m: params.iter().map(Tensor::zeros_like).collect(), v: params.iter().map(Tensor::zeros_like).collect(), decays, t: 0 }
     }
     fn step(&mut self, cfg: &DpoConfig, lr: f64, params: Vec<Tensor<B, 1>>, grads: &[Tensor<B, 1>]) -> Vec<Tensor<B, 1>> {
         self.t += 1;
@@ -430,7 +431,7 @@ impl<B: Backend> AdamW<B> {
                 let g = grads[i].clone();
                 self.m[i] = self.m[i].clone().mul_scalar(b1) + g.clone().mul_scalar(1.0 - b1);
                 self.v[i] = self.v[i].clone().mul_scalar(b2) + g.clone().powi_scalar(2).mul_scalar(1.0 - b2);
-                let p = if cfg.weight_decay > 0.0 { p.mul_scalar(1.0 - lr * cfg.weight_decay) } else { p };
+                let p = if cfg.weight_decay > 0.0 && self.decays[i] { p.mul_scalar(1.0 - lr * cfg.weight_decay) } else { p };
                 let denom = self.v[i].clone().sqrt().div_scalar(bc2.sqrt()).add_scalar(cfg.adam_eps);
                 p - self.m[i].clone().div(denom).mul_scalar(lr / bc1)
             })
@@ -665,9 +666,13 @@ pub fn train_on<B: AutodiffBackend>(
         Tuning::Lora { rank, alpha, targets } => Trainable::Lora(Adapters::init(&model, targets, *rank, *alpha, cfg.seed, device)),
         Tuning::Full => Trainable::Full,
     };
-    let start: Vec<_> = leaves(&model, &trainable).iter().map(Leaf::value).collect();
+    let start_leaves = leaves(&model, &trainable);
+    // Weight decay applies to matrices, not to norms and biases (the 1-D leaves), as the
+    // Hugging Face Trainer under TRL groups them.
+    let decays: Vec<bool> = start_leaves.iter().map(|l| matches!(l, Leaf::Two(_))).collect();
+    let start: Vec<_> = start_leaves.iter().map(Leaf::value).collect();
     set_values(&mut model, &mut trainable, start.clone());
-    let mut adam = AdamW::<B::InnerBackend>::new(&start);
+    let mut adam = AdamW::<B::InnerBackend>::new(&start, decays);
     let total = total_steps(cfg, pairs.len());
     let warmup = (cfg.warmup_ratio * total as f64).ceil() as usize;
     let mut step = 0;

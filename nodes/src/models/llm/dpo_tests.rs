@@ -248,6 +248,30 @@ fn bias_of<B: Backend>(m: &Llama<B>) -> Vec<f32> {
     m.blocks[0].bv.as_ref().expect("a Qwen2 has biases").val().into_data().convert::<f32>().to_vec().unwrap()
 }
 
+/// Weight decay shrinks the matrices, not the norms and biases (as the Hugging Face Trainer
+/// under TRL groups them): after one step, a decayed run's norm and bias weights equal an
+/// undecayed run's, its matrices do not.
+#[test]
+fn weight_decay_spares_norms_and_biases() {
+    let dir = tempfile::tempdir().unwrap();
+    let llm = tiny_of(Architecture::Qwen2, dir.path(), 8);
+    let pairs = tokens(&llm);
+    let one_step = |weight_decay: f64| {
+        let cfg = DpoConfig { lr: 1e-2, epochs: 1, batch_size: 4, grad_accum: 1, weight_decay, tuning: Tuning::Full, ..Default::default() };
+        let (out, logs) = run(&llm, &pairs, &cfg);
+        assert_eq!(logs.len(), 1);
+        out.unwrap()
+    };
+    let (plain, decayed) = (one_step(0.0), one_step(0.5));
+    let v1 = |t: Tensor<Cpu, 1>| t.into_data().to_vec::<f32>().unwrap();
+    let v2 = |t: Tensor<Cpu, 2>| t.into_data().to_vec::<f32>().unwrap();
+    let (a, b) = (&plain.blocks[1], &decayed.blocks[1]);
+    assert_eq!(v1(a.attn_norm.weight.val()), v1(b.attn_norm.weight.val()));
+    assert_eq!(v1(a.bqk.as_ref().unwrap().val()), v1(b.bqk.as_ref().unwrap().val()));
+    assert_eq!(v1(plain.norm.weight.val()), v1(decayed.norm.weight.val()));
+    assert_ne!(v2(a.w_up.val()), v2(b.w_up.val()));
+}
+
 /// Full fine-tuning trains Qwen2's biases along with its matrices.
 #[test]
 fn full_fine_tuning_trains_the_biases() {
