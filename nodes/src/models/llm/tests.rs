@@ -760,3 +760,41 @@ fn tiny_qwen2_matches_transformers() {
     let (ids, want) = &fx.prompts[0];
     assert!(max_diff(&rows_of(plain.logits_all(ids)).concat(), want) > 1e-2);
 }
+
+/// A GGUF vocabulary whose arrays disagree, that lacks a SentencePiece vocabulary's scores, or
+/// that is of a kind dagrun does not build, is refused saying which; a well-formed one builds
+/// (SentencePiece: `▁` for spaces, one in front, unknown characters as byte tokens).
+#[test]
+fn malformed_gguf_vocabularies_are_clear_errors() {
+    use super::gguf::{GgufWriter, Value};
+    use super::tokenizer::LlmTokenizer;
+    let dir = tempfile::tempdir().unwrap();
+    let tokens = ["<unk>", "<s>", "</s>", "<0x21>", "▁", "a", "b", "▁a", "ab", "▁ab"];
+    let build = |model: &str, types: usize, scores: Option<usize>| {
+        let mut g = GgufWriter::new();
+        // <unk> unknown, <s> and </s> control, <0x21> a byte, the rest normal.
+        let ty = |i: usize| Value::I32([2, 3, 3, 6].get(i).copied().unwrap_or(1));
+        g.meta("tokenizer.ggml.model", Value::Str(model.into()))
+            .meta("tokenizer.ggml.tokens", Value::Array(tokens.iter().map(|t| Value::Str(t.to_string())).collect()))
+            .meta("tokenizer.ggml.token_type", Value::Array((0..types).map(ty).collect()));
+        if let Some(n) = scores {
+            g.meta("tokenizer.ggml.scores", Value::Array((0..n).map(|i| Value::F32(-(i as f32))).collect()));
+        }
+        let path = dir.path().join("vocab.gguf");
+        g.write(&path).unwrap();
+        LlmTokenizer::from_gguf(&Gguf::open(&path).unwrap())
+    };
+    let n = tokens.len();
+    let tok = build("llama", n, Some(n)).unwrap();
+    assert_eq!(tok.encode("ab a!").unwrap(), vec![9, 7, 3]);
+    assert_eq!(tok.decode(&[9, 7, 3], false).unwrap(), "ab a!");
+    for (model, types, scores, want) in [
+        ("llama", n, None, "no tokenizer.ggml.scores in the metadata".to_string()),
+        ("llama", n, Some(n - 1), format!("tokenizer.ggml.scores has {} entries for {n} tokens", n - 1)),
+        ("llama", 3, Some(n), format!("tokenizer.ggml.token_type has 3 entries for {n} tokens")),
+        ("rwkv", n, Some(n), "GGUF tokenizer `rwkv` is not supported (byte-level BPE `gpt2` and SentencePiece BPE `llama` are)".to_string()),
+    ] {
+        let e = build(model, types, scores).err().unwrap_or_else(|| panic!("{model} {types} {scores:?} was accepted"));
+        assert!(e.contains(&want), "{e}");
+    }
+}
