@@ -78,8 +78,10 @@ impl Kind for Generate {
     fn name(&self) -> &'static str {
         "generate"
     }
+    /// 2: GGUF vocabularies whose tokenization was corrected key their rows anew (see
+    /// `LlmTokenizer::revision`); others find their rows cached as before.
     fn version(&self) -> u32 {
-        1
+        2
     }
     fn summary(&self) -> &'static str {
         "an LLM writes N sampled answers per prompt (batched, KV-cached; cached per row)"
@@ -146,11 +148,16 @@ fn read_prompts(inputs: &Inputs) -> Result<Vec<PromptRow>, BoxError> {
 }
 
 /// What decides one row's answer, for its row-cache key and its RNG seed.
-fn row_key(model: &Digest, p: &GenerateParams, seed: u64, rendered: &str, key: &str, sample: u32) -> Digest {
-    let desc = serde_json::json!({
+/// `tokenizer` is the tokenizer's revision where it has one (`LlmTokenizer::revision`): the
+/// same rendered prompt then stands for other token ids than before, so for another answer.
+fn row_key(model: &Digest, tokenizer: Option<u32>, p: &GenerateParams, seed: u64, rendered: &str, key: &str, sample: u32) -> Digest {
+    let mut desc = serde_json::json!({
         "v": 1, "model": model.hex(), "temperature": p.temperature, "top_p": p.top_p, "top_k": p.top_k,
         "max_new_tokens": p.max_new_tokens, "stop": p.stop, "seed": seed, "prompt": rendered, "key": key, "sample": sample,
     });
+    if let Some(revision) = tokenizer {
+        desc["tokenizer"] = revision.into();
+    }
     Digest::of(desc.to_string().as_bytes())
 }
 
@@ -184,7 +191,7 @@ fn run_on<B: Backend>(p: &GenerateParams, ctx: &NodeContext, inputs: &Inputs, de
         } else {
             row.prompt.clone()
         };
-        let row_keys: Vec<Digest> = (0..p.samples).map(|s| row_key(&model_digest, p, seed, &rendered, &row.key, s)).collect();
+        let row_keys: Vec<Digest> = (0..p.samples).map(|s| row_key(&model_digest, llm.tokenizer.revision, p, seed, &rendered, &row.key, s)).collect();
         let mut missing = Vec::new();
         for (s, k) in row_keys.iter().enumerate() {
             let hit = rows_cache.as_ref().and_then(|c| c.get(k)).and_then(|b| serde_json::from_slice::<Completion>(&b).ok());

@@ -90,6 +90,11 @@ pub struct LlmTokenizer {
     pub stop_ids: Vec<u32>,
     /// The model's chat template (Jinja), if it has one.
     pub chat_template: Option<String>,
+    /// Set where this GGUF vocabulary now tokenizes some text differently from how dagrun
+    /// first built it (Llama 3's whole-word tokens, StarCoder's digits, repeated or plain-text
+    /// user tokens): `generate` keys its cached answers with it, so prompts made with the old
+    /// ids are answered again rather than reused.
+    pub revision: Option<u32>,
 }
 
 fn err(e: impl std::fmt::Display) -> String {
@@ -157,7 +162,7 @@ impl LlmTokenizer {
             }
         }
         let stop_ids = Self::stop_ids_from(&inner, &eos);
-        Ok(LlmTokenizer { inner, bos_token, eos_token, stop_ids, chat_template })
+        Ok(LlmTokenizer { inner, bos_token, eos_token, stop_ids, chat_template, revision: None })
     }
 
     /// From the vocabulary embedded in a GGUF file: byte-level BPE (`tokenizer.ggml.model` =
@@ -177,10 +182,11 @@ impl LlmTokenizer {
         if types.len() != tokens.len() {
             return Err(format!("tokenizer.ggml.token_type has {} entries for {} tokens", types.len(), tokens.len()));
         }
-        let inner = match model {
+        let (inner, revision) = match model {
             "gpt2" => {
                 let pre = g.get("tokenizer.ggml.pre").and_then(|v| v.as_str()).unwrap_or("default");
-                byte_level_bpe(&tokens, &types, &strings("tokenizer.ggml.merges")?, GgufPre::of(pre)?)?
+                let (inner, revised) = byte_level_bpe(&tokens, &types, &strings("tokenizer.ggml.merges")?, GgufPre::of(pre)?)?;
+                (inner, revised.then_some(2))
             }
             "llama" => {
                 let scores: Vec<f64> = g.get("tokenizer.ggml.scores").and_then(|v| v.as_array()).ok_or("no tokenizer.ggml.scores in the metadata")?.iter().map(|v| v.as_f64().unwrap_or(0.0)).collect();
@@ -188,7 +194,7 @@ impl LlmTokenizer {
                     return Err(format!("tokenizer.ggml.scores has {} entries for {} tokens", scores.len(), tokens.len()));
                 }
                 let space_prefix = g.get("tokenizer.ggml.add_space_prefix").and_then(|v| v.as_bool()).unwrap_or(true);
-                sentencepiece_bpe(&tokens, &types, &scores, space_prefix)?
+                (sentencepiece_bpe(&tokens, &types, &scores, space_prefix)?, None)
             }
             other => return Err(format!("GGUF tokenizer `{other}` is not supported (byte-level BPE `gpt2` and SentencePiece BPE `llama` are); use the model's Hugging Face directory instead")),
         };
@@ -207,13 +213,14 @@ impl LlmTokenizer {
                 eos_token = Some(t.to_string());
             }
         }
-        Ok(LlmTokenizer { inner, bos_token: id_text("tokenizer.ggml.bos_token_id"), eos_token, stop_ids, chat_template })
+        Ok(LlmTokenizer { inner, bos_token: id_text("tokenizer.ggml.bos_token_id"), eos_token, stop_ids, chat_template, revision })
     }
 }
 
 /// A GGUF byte-level BPE vocabulary (`gpt2`) as a tokenizer, with its control and
-/// user-defined tokens added.
-fn byte_level_bpe(tokens: &[String], types: &[i64], merges: &[String], pre: GgufPre) -> Result<Tokenizer, String> {
+/// user-defined tokens added; and whether it tokenizes some text differently from dagrun's
+/// first build of such vocabularies (see [`LlmTokenizer::revision`]).
+fn byte_level_bpe(tokens: &[String], types: &[i64], merges: &[String], pre: GgufPre) -> Result<(Tokenizer, bool), String> {
     // Byte-level vocabularies spell every byte as a printable character; respell any token
     // that is not written in that alphabet (as transformers' converter does).
     let alphabet = byte_alphabet();
@@ -230,13 +237,17 @@ fn byte_level_bpe(tokens: &[String], types: &[i64], merges: &[String], pre: Gguf
     for (i, t) in tokens.iter().enumerate() {
         vocab.entry(spell(t)).or_insert(i as u32);
     }
+    let repeated = vocab.len() < tokens.len();
     // A user-defined token written as plain text (GPT-NeoX's runs of spaces) is added by
     // that text below; listed under it too, it keeps its id rather than getting a new one.
+    let mut plain_user = false;
     for (i, (t, ty)) in tokens.iter().zip(types).enumerate() {
-        if *ty == USER_DEFINED {
+        if *ty == USER_DEFINED && spell(t) != *t {
+            plain_user = true;
             vocab.entry(t.clone()).or_insert(i as u32);
         }
     }
+    let revised = pre.ignore_merges || pre.digits || repeated || plain_user;
     let merges: Vec<(String, String)> =
         merges.iter().map(|m| m.split_once(' ').map(|(a, b)| (a.to_string(), b.to_string())).ok_or_else(|| format!("merge `{m}` is not two tokens"))).collect::<Result<_, _>>()?;
     let bpe = BPE::builder().vocab_and_merges(vocab, merges).ignore_merges(pre.ignore_merges).build().map_err(err)?;
@@ -244,7 +255,7 @@ fn byte_level_bpe(tokens: &[String], types: &[i64], merges: &[String], pre: Gguf
     pre.apply(&mut inner)?;
     inner.with_decoder(Some(ByteLevel::default()));
     add_tokens(&mut inner, tokens, types, |t, ty| ty == CONTROL && t.chars().all(|c| alphabet.contains(&c)));
-    Ok(inner)
+    Ok((inner, revised))
 }
 
 /// A GGUF SentencePiece vocabulary (`llama`) as the byte-fallback BPE transformers makes of

@@ -95,6 +95,18 @@ fn gguf_tokenizers_give_hugging_face_ids_for_llama_cpp_vocabularies() {
     assert!(failures.is_empty(), "{} mismatches:\n{}", failures.len(), failures.join("\n"));
 }
 
+/// Vocabularies dagrun read before but now tokenizes differently carry a revision (so
+/// `generate` does not reuse answers to their old ids); the others do not (their cached
+/// answers stay valid).
+#[test]
+fn corrected_gguf_vocabularies_carry_a_revision() {
+    let dir = vocabs();
+    for (name, revision) in [("llama-bpe", Some(2)), ("starcoder", Some(2)), ("refact", Some(2)), ("mpt", Some(2)), ("gpt-2", None), ("qwen2", None), ("llama-spm", None)] {
+        let tok = LlmTokenizer::from_gguf(&Gguf::open(&dir.join(format!("ggml-vocab-{name}.gguf"))).unwrap()).unwrap();
+        assert_eq!(tok.revision, revision, "{name}");
+    }
+}
+
 #[test]
 fn gguf_vocabularies_we_cannot_tokenize_exactly_are_refused_by_name() {
     let dir = vocabs();
