@@ -52,8 +52,9 @@ impl GgufPre {
     fn of(pre: &str) -> Result<GgufPre, String> {
         let p = |split, digits, nfc, ignore_merges| Ok(GgufPre { split, digits, nfc, ignore_merges });
         match pre {
-            "llama3" | "llama-v3" | "llama-bpe" | "falcon3" => p(Some(LLAMA3_SPLIT), false, false, true),
-            "dbrx" | "smaug-bpe" => p(Some(LLAMA3_SPLIT), false, false, false),
+            "llama3" | "llama-v3" | "llama-bpe" => p(Some(LLAMA3_SPLIT), false, false, true),
+            // Llama 3's split, as before; not checked against their own tokenizers.
+            "falcon3" | "dbrx" | "smaug-bpe" => p(Some(LLAMA3_SPLIT), false, false, false),
             "qwen2" => p(Some(QWEN2_SPLIT), false, true, false),
             "qwen35" => p(Some(QWEN35_SPLIT), false, false, false),
             "starcoder" | "refact" => p(None, true, false, false),
