@@ -96,13 +96,34 @@ pub fn write_gguf(c: &LlamaConfig, w: &Weights, path: &Path, ty: GgmlType) -> st
 /// [`write_gguf`] with each matrix's type given by its GGUF name (as llama.cpp's `Q4_K_M`
 /// stores attn_v and ffn_down as Q6_K and the rest as Q4_K).
 pub fn write_gguf_typed(c: &LlamaConfig, w: &Weights, path: &Path, type_of: impl Fn(&str) -> GgmlType) -> std::io::Result<()> {
-    let mut rng = ChaCha8Rng::seed_from_u64(c.hidden_size as u64);
-    let mut g = GgufWriter::new();
     let mut tokens: Vec<Value> = byte_tokens().into_iter().map(Value::Str).collect();
     tokens.push(Value::Str("<|im_start|>".into()));
     tokens.push(Value::Str("<|im_end|>".into()));
     let mut types = vec![Value::I32(1); 256];
     types.extend([Value::I32(3), Value::I32(3)]);
+    let vocab = [
+        ("tokenizer.ggml.model", Value::Str("gpt2".into())),
+        ("tokenizer.ggml.pre", Value::Str("smollm".into())),
+        ("tokenizer.ggml.tokens", Value::Array(tokens)),
+        ("tokenizer.ggml.token_type", Value::Array(types)),
+        ("tokenizer.ggml.merges", Value::Array(vec![])),
+        ("tokenizer.ggml.bos_token_id", Value::U32(256)),
+        ("tokenizer.ggml.eos_token_id", Value::U32(257)),
+        ("tokenizer.chat_template", Value::Str(CHATML.into())),
+    ];
+    write_with_vocab(c, w, path, type_of, vocab.into_iter().map(|(k, v)| (k.to_string(), v)).collect())
+}
+
+/// A model in F32 with the vocabulary of another GGUF (its `tokenizer.*` metadata, e.g. one of
+/// llama.cpp's vocabulary-only files); `c.vocab_size` must be its token count.
+pub fn write_gguf_with_vocab(c: &LlamaConfig, w: &Weights, path: &Path, vocab: &super::gguf::Gguf) -> std::io::Result<()> {
+    let meta = vocab.metadata.iter().filter(|(k, _)| k.starts_with("tokenizer.")).map(|(k, v)| (k.clone(), v.clone())).collect();
+    write_with_vocab(c, w, path, |_| GgmlType::F32, meta)
+}
+
+fn write_with_vocab(c: &LlamaConfig, w: &Weights, path: &Path, type_of: impl Fn(&str) -> GgmlType, vocab: Vec<(String, Value)>) -> std::io::Result<()> {
+    let mut rng = ChaCha8Rng::seed_from_u64(c.hidden_size as u64);
+    let mut g = GgufWriter::new();
     let arch = c.architecture.name();
     let key = |k: &str| format!("{arch}.{k}");
     g.meta("general.architecture", Value::Str(arch.into()))
@@ -114,15 +135,10 @@ pub fn write_gguf_typed(c: &LlamaConfig, w: &Weights, path: &Path, type_of: impl
         .meta(&key("attention.head_count_kv"), Value::U32(c.num_key_value_heads as u32))
         .meta(&key("rope.freq_base"), Value::F32(c.rope_theta as f32))
         .meta(&key("attention.layer_norm_rms_epsilon"), Value::F32(c.rms_norm_eps as f32))
-        .meta(&key("context_length"), Value::U32(c.max_position_embeddings as u32))
-        .meta("tokenizer.ggml.model", Value::Str("gpt2".into()))
-        .meta("tokenizer.ggml.pre", Value::Str("smollm".into()))
-        .meta("tokenizer.ggml.tokens", Value::Array(tokens))
-        .meta("tokenizer.ggml.token_type", Value::Array(types))
-        .meta("tokenizer.ggml.merges", Value::Array(vec![]))
-        .meta("tokenizer.ggml.bos_token_id", Value::U32(256))
-        .meta("tokenizer.ggml.eos_token_id", Value::U32(257))
-        .meta("tokenizer.chat_template", Value::Str(CHATML.into()));
+        .meta(&key("context_length"), Value::U32(c.max_position_embeddings as u32));
+    for (k, v) in vocab {
+        g.meta(&k, v);
+    }
     let mut put = |gguf: &str, hf: &str, heads: Option<usize>| {
         let (t, ty) = (&w[hf], type_of(gguf));
         if t.shape.len() > 1 {

@@ -115,3 +115,42 @@ fn gguf_vocabularies_we_cannot_tokenize_exactly_are_refused_by_name() {
         assert!(e.contains(what) && e.contains("Hugging Face directory"), "{name}: {e}");
     }
 }
+
+/// A model whose GGUF carries a SentencePiece vocabulary (as Llama 2, Mistral and TinyLlama
+/// files do) loads and generates, and its token ids decode as Hugging Face decodes them (`▁`
+/// a space, the leading one dropped).
+#[test]
+fn a_model_with_a_sentencepiece_vocabulary_generates() {
+    use super::artifact::{self, Purpose};
+    use super::config::LlamaConfig;
+    use super::generate::{generate, Request, Settings};
+    use super::sample::Sampling;
+    use super::tiny;
+    use crate::models::backend::Cpu;
+    let vocab = Gguf::open(&vocabs().join("ggml-vocab-llama-spm.gguf")).unwrap();
+    let n = vocab.get("tokenizer.ggml.tokens").and_then(|v| v.as_array()).unwrap().len();
+    let c = LlamaConfig { vocab_size: n, ..tiny::config(1, 16) };
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("spm.gguf");
+    tiny::write_gguf_with_vocab(&c, &tiny::random_weights(&c, 3), &path, &vocab).unwrap();
+    let llm = artifact::load::<Cpu>(&path, &Default::default(), Purpose::Generate).unwrap();
+    let tok = &llm.tokenizer;
+    assert_eq!((tok.bos_token.as_deref(), tok.eos_token.as_deref()), (Some("<s>"), Some("</s>")));
+    assert!(tok.stop_ids.contains(&2));
+    // Llama 2's ids: <s>, ▁Hello, ▁world.
+    let prompt = tok.encode("<s>Hello world").unwrap();
+    assert_eq!(prompt, [1, 15043, 3186]);
+    assert_eq!(tok.decode(&prompt, false).unwrap(), "Hello world");
+    let settings = Settings { sampling: Sampling { temperature: 1.0, top_p: 1.0, top_k: 0 }, max_new_tokens: 12, stop: vec![], batch_size: 4 };
+    let mut answers = Vec::new();
+    let mut keep = |b: Vec<_>| {
+        answers.extend(b);
+        Ok(())
+    };
+    generate(&llm.lm, tok, &[Request { prompt, seeds: vec![1, 2, 3] }], &settings, &mut keep, &|_| {}, &|| false).unwrap();
+    assert_eq!(answers.len(), 3);
+    for (_, _, a) in &answers {
+        assert!(!a.tokens.is_empty() && a.tokens.iter().all(|&t| (t as usize) < n));
+        assert_eq!(a.text, tok.decode(&a.tokens, false).unwrap());
+    }
+}
