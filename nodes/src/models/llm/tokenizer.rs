@@ -60,7 +60,9 @@ impl GgufPre {
             "starcoder" | "refact" => p(None, true, false, false),
             "mpt" | "gpt-neox" => p(None, false, true, false),
             "default" | "gpt2" | "gpt-2" | "smollm" | "olmo" | "phi-2" | "jina-es" => p(None, false, false, false),
-            other => Err(format!("GGUF pre-tokenizer `{other}` is not supported; use the model's Hugging Face directory (tokenizer.json) instead")),
+            other => Err(format!(
+                "GGUF pre-tokenizer `{other}` is not supported (llama-bpe, qwen2, qwen35, gpt-2, smollm, starcoder, refact, mpt and a few more are); use the model's Hugging Face directory (tokenizer.json) instead"
+            )),
         }
     }
 
