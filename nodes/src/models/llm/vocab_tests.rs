@@ -19,7 +19,7 @@ const SEPARATOR: &str = "\n__ggml_vocab_test__\n";
 
 /// The folder holding llama.cpp's `ggml-vocab-*` files, fetched and unpacked once.
 fn vocabs() -> PathBuf {
-    let root = std::env::var_os("DAGRUN_TEST_MODELS").map(PathBuf::from).unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/test-models"));
+    let root = crate::models::source::test_models_dir();
     let dir = root.join("llama-cpp-vocab-0.3.36");
     if dir.join("complete").exists() {
         return dir;
@@ -36,9 +36,8 @@ fn vocabs() -> PathBuf {
         .expect("python3 -m pip");
     assert!(out.status.success(), "pip download {SDIST}: {}", String::from_utf8_lossy(&out.stderr));
     let tarball = tmp.path().join(SDIST_FILE);
-    let sha = Command::new("sha256sum").arg(&tarball).output().expect("sha256sum");
-    let sha = String::from_utf8_lossy(&sha.stdout);
-    assert!(sha.starts_with(SDIST_SHA256), "{SDIST_FILE} has sha256 {sha}; {SDIST_SHA256} expected");
+    let sha = crate::models::source::sha256_file(&tarball).unwrap();
+    assert_eq!(sha, SDIST_SHA256, "{SDIST_FILE}: a changed or corrupted package");
     let unpacked = tmp.path().join("unpacked");
     std::fs::create_dir_all(&unpacked).unwrap();
     let st = Command::new("tar").arg("-xzf").arg(&tarball).arg("-C").arg(&unpacked).args(["--wildcards", &format!("{MODELS}/ggml-vocab-*")]).status().expect("tar");

@@ -22,18 +22,14 @@ fn gguf_names(g: &Gguf, c: &LlamaConfig) -> Vec<(String, String, Option<usize>)>
     if g.tensor("output.weight").is_some() {
         names.push(("output.weight".into(), "lm_head.weight".into(), None));
     }
-    // llama.cpp interleaves a Llama's q/k rows (and would its biases); Qwen2's stay as they are.
+    // llama.cpp interleaves a Llama's q/k rows; Qwen2's (and its biases) stay as they are.
     let interleaved = |heads: usize| c.architecture.gguf_interleaves_qk().then_some(heads);
     for i in 0..c.num_hidden_layers {
         let l = |s: &str| format!("model.layers.{i}.{s}");
         let b = |s: &str| format!("blk.{i}.{s}.weight");
         if c.architecture.qkv_bias() {
             let bias = |s: &str| format!("blk.{i}.{s}.bias");
-            names.extend([
-                (bias("attn_q"), l("self_attn.q_proj.bias"), interleaved(c.num_attention_heads)),
-                (bias("attn_k"), l("self_attn.k_proj.bias"), interleaved(c.num_key_value_heads)),
-                (bias("attn_v"), l("self_attn.v_proj.bias"), None),
-            ]);
+            names.extend([(bias("attn_q"), l("self_attn.q_proj.bias"), None), (bias("attn_k"), l("self_attn.k_proj.bias"), None), (bias("attn_v"), l("self_attn.v_proj.bias"), None)]);
         }
         names.extend([
             (b("attn_norm"), l("input_layernorm.weight"), None),
