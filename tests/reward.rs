@@ -191,6 +191,21 @@ fn dpo_refuses_bad_settings_and_never_caches_a_diverged_model() {
     w.write("p.yaml", &node("max_length: 8"));
     let r = w.expect(&["p.yaml", "--json"], 1);
     assert!(r.stderr.contains("no pair fits max_length 8"), "{}", r.stderr);
+    // A Mistral is computed with full attention, exact only within its sliding window: pairs
+    // longer than the window are refused, saying how to make them fit.
+    let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/llm/mistral-tiny");
+    std::fs::create_dir(w.path().join("mistral")).unwrap();
+    for f in ["model.safetensors", "tokenizer.json", "tokenizer_config.json"] {
+        std::fs::copy(fixture.join(f), w.path().join("mistral").join(f)).unwrap();
+    }
+    let config = std::fs::read_to_string(fixture.join("config.json")).unwrap();
+    w.write("mistral/config.json", &config.replace("\"sliding_window\": 12", "\"sliding_window\": 64"));
+    w.write("p.yaml", &format!("{PIPELINE}  mistral: {{ kind: load, params: {{ model: mistral }} }}\n  tuned: {{ kind: dpo, inputs: {{ model: mistral, pairs: pairs }} }}\n"));
+    let r = w.expect(&["p.yaml", "--json"], 1);
+    assert_eq!(r.status_of("tuned"), "failed");
+    assert!(r.stderr.contains("Mistral, 2 layers"), "{}", r.stderr);
+    let e = &r.stderr;
+    assert!(e.contains("tokens long (prompt ") && e.contains("more than the model's sliding attention window of 64 tokens") && e.contains("set max_length to at most 64"), "{e}");
 }
 
 #[test]

@@ -263,6 +263,17 @@ fn run_on<B: AutodiffBackend>(p: &DpoParams, ctx: &NodeContext, inputs: &Inputs,
     if tokenized.is_empty() {
         return Err(format!("no pair fits max_length {}: every prompt alone is that long; raise max_length", p.max_length).into());
     }
+    let span = llm.lm.config.span();
+    if let Some((i, t)) = tokenized.iter().find(|(_, t)| t.prompt.len() + t.chosen.len().max(t.rejected.len()) > span.tokens) {
+        let (prompt, answer) = (t.prompt.len(), t.chosen.len().max(t.rejected.len()));
+        return Err(format!(
+            "user {}'s pair is {} tokens long (prompt {prompt} + answer {answer}), more than {span}; set max_length to at most {} (answers are then cut to fit, and pairs whose prompt alone is that long left out)",
+            rows[*i].0,
+            prompt + answer,
+            span.tokens
+        )
+        .into());
+    }
     let pairs: Vec<_> = tokenized.into_iter().map(|(_, t)| t).collect();
     let cfg = p.config(p.seed.unwrap_or_else(|| ctx.seed()));
     let total = dpo::total_steps(&cfg, pairs.len());

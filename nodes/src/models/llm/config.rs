@@ -1,5 +1,6 @@
 //! The Llama architecture's hyperparameters, read from GGUF metadata or a Hugging Face
-//! `config.json`; Qwen2 is the same architecture with q/k/v biases.
+//! `config.json`; Qwen2 is the same architecture with q/k/v biases, Mistral the same with an
+//! optional sliding attention window.
 
 use serde::{Deserialize, Serialize};
 
@@ -30,13 +31,17 @@ pub enum RopeScaling {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Architecture {
-    /// Llama (and Mistral, SmolLM2, ...): no biases; llama.cpp's GGUF converter interleaves
+    /// Llama (and SmolLM2, TinyLlama, ...): no biases; llama.cpp's GGUF converter interleaves
     /// the q/k rows of each head.
     #[default]
     Llama,
     /// Qwen2 (Qwen2, Qwen2.5): biases on the q, k and v projections; GGUF keeps Hugging Face's
     /// row order.
     Qwen2,
+    /// Mistral as Hugging Face stores it (`model_type: mistral`): Llama's decoder, with a
+    /// sliding attention window in v0.1 (see [`LlamaConfig::sliding_window`]). llama.cpp
+    /// writes Mistral GGUFs as `llama`.
+    Mistral,
 }
 
 impl Architecture {
@@ -45,6 +50,7 @@ impl Architecture {
         match self {
             Architecture::Llama => "llama",
             Architecture::Qwen2 => "qwen2",
+            Architecture::Mistral => "mistral",
         }
     }
 
@@ -53,11 +59,26 @@ impl Architecture {
         match self {
             Architecture::Llama => "Llama",
             Architecture::Qwen2 => "Qwen2",
+            Architecture::Mistral => "Mistral",
         }
     }
 
-    fn from_name(name: &str) -> Option<Architecture> {
-        [Architecture::Llama, Architecture::Qwen2].into_iter().find(|a| a.name() == name)
+    /// The architectures a GGUF (`general.architecture`) may name.
+    const GGUF: [Architecture; 2] = [Architecture::Llama, Architecture::Qwen2];
+    /// The architectures a config.json (`model_type`) may name.
+    const HF: [Architecture; 3] = [Architecture::Llama, Architecture::Qwen2, Architecture::Mistral];
+
+    fn from_name(name: &str, among: &[Architecture]) -> Option<Architecture> {
+        among.iter().copied().find(|a| a.name() == name)
+    }
+
+    /// "`a`, `b` and `c`" (`conjunction` "and") for error messages.
+    fn list(among: &[Architecture], conjunction: &str) -> String {
+        let names: Vec<String> = among.iter().map(|a| format!("`{}`", a.name())).collect();
+        match names.split_last() {
+            Some((last, rest)) if !rest.is_empty() => format!("{} {conjunction} {last}", rest.join(", ")),
+            _ => names.concat(),
+        }
     }
 
     /// Whether q, k and v have biases.
@@ -66,9 +87,10 @@ impl Architecture {
     }
 
     /// Whether a GGUF stores each q/k head's rows interleaved (llama.cpp's converter permutes
-    /// them for Llama, whose RoPE it computes on adjacent pairs; Qwen2's it leaves as they are).
+    /// them for Llama and Mistral, whose RoPE it computes on adjacent pairs; Qwen2's it leaves
+    /// as they are).
     pub fn gguf_interleaves_qk(self) -> bool {
-        self == Architecture::Llama
+        self != Architecture::Qwen2
     }
 
     /// transformers' class for the model.
@@ -76,6 +98,7 @@ impl Architecture {
         match self {
             Architecture::Llama => "LlamaForCausalLM",
             Architecture::Qwen2 => "Qwen2ForCausalLM",
+            Architecture::Mistral => "MistralForCausalLM",
         }
     }
 }
@@ -102,9 +125,40 @@ pub struct LlamaConfig {
     pub max_position_embeddings: usize,
     pub tie_word_embeddings: bool,
     pub rope_scaling: Option<RopeScaling>,
+    /// Mistral v0.1's sliding window: a token attends to itself and the `sliding_window − 1`
+    /// tokens before it. dagrun computes full attention, which is the same while a sequence
+    /// stays within the window, and refuses longer ones (see [`LlamaConfig::span`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sliding_window: Option<usize>,
+}
+
+/// How many tokens a sequence may hold, and what limits it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Span {
+    pub tokens: usize,
+    /// True when Mistral's sliding window, not the context length, is the limit.
+    pub sliding: bool,
+}
+
+impl std::fmt::Display for Span {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.sliding {
+            write!(f, "the model's sliding attention window of {} tokens (dagrun computes full attention, which equals the model's only within the window)", self.tokens)
+        } else {
+            write!(f, "the model's context of {}", self.tokens)
+        }
+    }
 }
 
 impl LlamaConfig {
+    /// The longest sequence (prompt and answer) dagrun computes exactly for this model.
+    pub fn span(&self) -> Span {
+        match self.sliding_window {
+            Some(w) if w < self.max_position_embeddings => Span { tokens: w, sliding: true },
+            _ => Span { tokens: self.max_position_embeddings, sliding: false },
+        }
+    }
+
     /// Checks that the numbers fit together; the message names the offending field.
     pub fn validate(&self) -> Result<(), String> {
         let c = self;
@@ -126,6 +180,9 @@ impl LlamaConfig {
         }
         if c.head_dim % 2 != 0 {
             return Err(format!("head_dim ({}) must be even for RoPE", c.head_dim));
+        }
+        if c.sliding_window == Some(0) {
+            return Err("sliding_window must be positive (or null)".into());
         }
         if let Some(RopeScaling::Factors { factors }) = &c.rope_scaling {
             if factors.len() != c.head_dim / 2 {
@@ -166,7 +223,8 @@ impl LlamaConfig {
     /// Reads the config from GGUF metadata (`general.architecture` must be `llama` or `qwen2`).
     pub fn from_gguf(g: &Gguf) -> Result<LlamaConfig, String> {
         let arch = g.get("general.architecture").and_then(|v| v.as_str()).ok_or("no general.architecture in the metadata")?;
-        let architecture = Architecture::from_name(arch).ok_or_else(|| format!("architecture `{arch}` is not supported (`llama` and `qwen2` are)"))?;
+        let architecture =
+            Architecture::from_name(arch, &Architecture::GGUF).ok_or_else(|| format!("architecture `{arch}` is not supported ({} are)", Architecture::list(&Architecture::GGUF, "and")))?;
         let num = |key: &str| -> Result<u64, String> {
             let full = format!("{arch}.{key}");
             g.get(&full).and_then(|v| v.as_u64()).ok_or_else(|| format!("metadata `{full}` is missing or not an integer"))
@@ -202,12 +260,13 @@ impl LlamaConfig {
             max_position_embeddings: opt_num("context_length").unwrap_or(2048) as usize,
             tie_word_embeddings: g.tensor("output.weight").is_none(),
             rope_scaling,
+            sliding_window: None,
         };
         c.validate()?;
         Ok(c)
     }
 
-    /// Reads a Hugging Face `config.json` (model_type `llama` or `qwen2`).
+    /// Reads a Hugging Face `config.json` (model_type `llama`, `qwen2` or `mistral`).
     pub fn from_hf_json(text: &str) -> Result<LlamaConfig, String> {
         #[derive(Deserialize)]
         struct Hf {
@@ -227,11 +286,12 @@ impl LlamaConfig {
             attention_bias: Option<bool>,
             mlp_bias: Option<bool>,
             use_sliding_window: Option<bool>,
+            sliding_window: Option<usize>,
         }
         let hf: Hf = serde_json::from_str(text).map_err(|e| format!("not a Llama config: {e}"))?;
         let architecture = match hf.model_type.as_deref() {
-            Some(name) => Architecture::from_name(name).ok_or_else(|| format!("model_type `{name}` is not supported (`llama` and `qwen2` are)"))?,
-            None => return Err("no model_type (expected `llama` or `qwen2`)".into()),
+            Some(name) => Architecture::from_name(name, &Architecture::HF).ok_or_else(|| format!("model_type `{name}` is not supported ({} are)", Architecture::list(&Architecture::HF, "and")))?,
+            None => return Err(format!("no model_type (expected {})", Architecture::list(&Architecture::HF, "or"))),
         };
         if hf.attention_bias == Some(true) || hf.mlp_bias == Some(true) {
             return Err("attention_bias / mlp_bias are not supported".into());
@@ -271,6 +331,9 @@ impl LlamaConfig {
             max_position_embeddings: hf.max_position_embeddings.unwrap_or(2048),
             tie_word_embeddings: hf.tie_word_embeddings.unwrap_or(false),
             rope_scaling,
+            // Only Mistral applies its window; Qwen2 writes one it does not use (refused above
+            // when it does).
+            sliding_window: if architecture == Architecture::Mistral { hf.sliding_window } else { None },
         };
         c.validate()?;
         Ok(c)
@@ -308,12 +371,20 @@ impl LlamaConfig {
             "bos_token_id": bos,
             "eos_token_id": eos,
         });
-        if self.architecture != Architecture::Llama {
+        let o = cfg.as_object_mut().expect("an object");
+        match self.architecture {
+            Architecture::Llama => {}
             // Qwen2's biases are implied by its type; Llama's bias switches mean nothing there.
-            let o = cfg.as_object_mut().expect("an object");
-            o.remove("attention_bias");
-            o.remove("mlp_bias");
-            o.insert("use_sliding_window".into(), false.into());
+            Architecture::Qwen2 => {
+                o.remove("attention_bias");
+                o.remove("mlp_bias");
+                o.insert("use_sliding_window".into(), false.into());
+            }
+            Architecture::Mistral => {
+                o.remove("attention_bias");
+                o.remove("mlp_bias");
+                o.insert("sliding_window".into(), self.sliding_window.into());
+            }
         }
         cfg
     }

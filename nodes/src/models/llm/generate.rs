@@ -94,13 +94,13 @@ pub fn generate<B: Backend>(
     tokens: &dyn Fn(u64),
     cancelled: &dyn Fn() -> bool,
 ) -> Result<(), String> {
-    let max_pos = lm.config.max_position_embeddings;
+    let span = lm.config.span();
     for (i, r) in requests.iter().enumerate() {
         if r.prompt.is_empty() {
             return Err(format!("prompt {i} is empty"));
         }
-        if r.prompt.len() + s.max_new_tokens > max_pos {
-            return Err(format!("prompt {i} has {} tokens; with max_new_tokens {} that passes the model's context of {max_pos}", r.prompt.len(), s.max_new_tokens));
+        if r.prompt.len() + s.max_new_tokens > span.tokens {
+            return Err(format!("prompt {i} has {} tokens; with max_new_tokens {} that passes {span}", r.prompt.len(), s.max_new_tokens));
         }
     }
     // Chunks of rows, longest prompts first; a batch takes them in order and, as its rows

@@ -27,6 +27,7 @@ fn tiny_config(tied: bool) -> LlamaConfig {
         max_position_embeddings: 256,
         tie_word_embeddings: tied,
         rope_scaling: None,
+        sliding_window: None,
     }
 }
 
@@ -95,14 +96,44 @@ fn other_architectures_are_refused_naming_what_is_supported() {
     std::fs::write(&odd, &bytes).unwrap();
     let e = artifact::write(&odd, "test", &dir.path().join("out")).err().unwrap();
     assert!(e.contains("gemma.gguf") && e.contains("architecture `gemma` is not supported (`llama` and `qwen2` are)"), "{e}");
+    // llama.cpp writes Mistral as `llama`; a GGUF saying `mistral` is of some other layout.
+    bytes[at..at + 5].copy_from_slice(b"mistr");
+    std::fs::write(&odd, &bytes).unwrap();
+    assert!(artifact::write(&odd, "test", &dir.path().join("out2")).err().unwrap().contains("architecture `mistr` is not supported"));
     let hf = |edit: &dyn Fn(&mut serde_json::Value)| {
         let mut v = LlamaConfig { architecture: Architecture::Qwen2, ..tiny_config(true) }.to_hf_json(None, None);
         edit(&mut v);
         LlamaConfig::from_hf_json(&v.to_string())
     };
     assert_eq!(hf(&|_| {}).unwrap().architecture, Architecture::Qwen2);
-    assert_eq!(hf(&|v| v["model_type"] = "mistral".into()).err().unwrap(), "model_type `mistral` is not supported (`llama` and `qwen2` are)");
+    assert_eq!(hf(&|v| v["model_type"] = "gemma".into()).err().unwrap(), "model_type `gemma` is not supported (`llama`, `qwen2` and `mistral` are)");
+    assert_eq!(hf(&|v| _ = v.as_object_mut().unwrap().remove("model_type")).err().unwrap(), "no model_type (expected `llama`, `qwen2` or `mistral`)");
     assert!(hf(&|v| v["use_sliding_window"] = true.into()).err().unwrap().contains("use_sliding_window is not supported"));
+    // Qwen2 configs carry a window they do not use unless use_sliding_window says so.
+    assert_eq!(hf(&|v| v["sliding_window"] = 64.into()).unwrap().sliding_window, None);
+}
+
+/// A Mistral config keeps its sliding window through config.json (null in v0.2 and later);
+/// the window, when shorter than the context, is what limits a sequence.
+#[test]
+fn mistral_configs_round_trip_with_their_sliding_window() {
+    for window in [Some(4096), None] {
+        let c = LlamaConfig { architecture: Architecture::Mistral, sliding_window: window, ..tiny_config(false) };
+        let v = c.to_hf_json(Some(1), Some(2));
+        assert_eq!((v["model_type"].as_str(), v["architectures"][0].as_str()), (Some("mistral"), Some("MistralForCausalLM")));
+        assert_eq!(v["sliding_window"], serde_json::json!(window));
+        assert!(v.get("use_sliding_window").is_none() && v.get("attention_bias").is_none());
+        assert_eq!(LlamaConfig::from_hf_json(&v.to_string()).unwrap(), c);
+    }
+    let c = LlamaConfig { architecture: Architecture::Mistral, max_position_embeddings: 32768, sliding_window: Some(4096), ..tiny_config(false) };
+    assert_eq!(c.span().tokens, 4096);
+    assert!(c.span().to_string().starts_with("the model's sliding attention window of 4096 tokens"));
+    let wide = LlamaConfig { sliding_window: Some(65536), ..c.clone() };
+    assert_eq!((wide.span().tokens, wide.span().to_string()), (32768, "the model's context of 32768".to_string()));
+    let zero = LlamaConfig { sliding_window: Some(0), ..c };
+    assert_eq!(zero.validate().unwrap_err(), "sliding_window must be positive (or null)");
+    // A Llama's serialised config (in every Llm manifest, so in digests) has no window field.
+    assert!(serde_json::to_value(tiny_config(true)).unwrap().get("sliding_window").is_none());
 }
 
 /// Loaded for generation on the CPU, a model is the host path alone (no Burn module, no f32
@@ -710,7 +741,7 @@ const QWEN2_SEED: u64 = 31;
 
 /// Writes `fixtures/llm/qwen2-tiny/`: dagrun's Hugging Face export of a tiny random Qwen2
 /// (read from a GGUF dagrun writes). Run once with `--ignored`; then
-/// `fixtures/llm/make_qwen2_fixture.py` loads it in transformers and records its logits.
+/// `fixtures/llm/make_arch_fixtures.py` loads it in transformers and records its logits.
 #[test]
 #[ignore]
 fn make_qwen2_fixture_model() {
@@ -722,8 +753,9 @@ fn make_qwen2_fixture_model() {
     artifact::write_hf(llm.lm.module(), &llm.lm.config, &llm.tokenizer, &path, "tiny random test qwen2 (seed 31)", &out, false).unwrap();
 }
 
+/// transformers' logits for a tiny model of another architecture (`make_arch_fixtures.py`).
 #[derive(serde::Deserialize)]
-struct Qwen2Fixture {
+struct ArchFixture {
     vocab: usize,
     /// Per prompt: its ids and transformers' logits at every position, [len · vocab].
     prompts: Vec<(Vec<u32>, Vec<f32>)>,
@@ -734,7 +766,7 @@ struct Qwen2Fixture {
 /// (generation) and through the Burn module (training).
 #[test]
 fn tiny_qwen2_matches_transformers() {
-    let fx: Qwen2Fixture = serde_json::from_slice(&std::fs::read(fixtures().join("qwen2_logits.json")).unwrap()).unwrap();
+    let fx: ArchFixture = serde_json::from_slice(&std::fs::read(fixtures().join("qwen2_logits.json")).unwrap()).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let gguf = dir.path().join("qwen2.gguf");
     super::tiny::write_tiny_gguf_of(Architecture::Qwen2, &gguf, QWEN2_SEED).unwrap();
@@ -761,6 +793,63 @@ fn tiny_qwen2_matches_transformers() {
     let plain = lm_from(&c, &w);
     let (ids, want) = &fx.prompts[0];
     assert!(max_diff(&rows_of(plain.logits_all(ids)).concat(), want) > 1e-2);
+}
+
+// ---- Mistral (Llama's decoder, a sliding window) against transformers ----
+
+/// The seed and sliding window of the tiny Mistral in `fixtures/llm/mistral-tiny/`.
+const MISTRAL_SEED: u64 = 37;
+const MISTRAL_WINDOW: usize = 12;
+
+/// Writes `fixtures/llm/mistral-tiny/`: dagrun's Hugging Face export of a tiny random Llama
+/// declared a Mistral with a 12-token window. Run once with `--ignored`; then
+/// `fixtures/llm/make_arch_fixtures.py` records transformers' logits for it.
+#[test]
+#[ignore]
+fn make_mistral_fixture_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("llama.gguf");
+    super::tiny::write_tiny_gguf(&path, MISTRAL_SEED).unwrap();
+    let llm = artifact::load::<Cpu>(&path, &Default::default(), Purpose::Train).unwrap();
+    let config = LlamaConfig { architecture: Architecture::Mistral, sliding_window: Some(MISTRAL_WINDOW), ..llm.lm.config.clone() };
+    let out = fixtures().join("mistral-tiny");
+    artifact::write_hf(llm.lm.module(), &config, &llm.tokenizer, &path, "tiny random test mistral (seed 37)", &out, false).unwrap();
+}
+
+/// A Mistral directory gives transformers' logits while a sequence stays within its window,
+/// on the host path and through the Burn module; past the window transformers' logits differ
+/// from full attention, so generation there is refused, naming the window.
+#[test]
+fn tiny_mistral_matches_transformers_within_its_window() {
+    let fx: ArchFixture = serde_json::from_slice(&std::fs::read(fixtures().join("mistral_logits.json")).unwrap()).unwrap();
+    let dir = fixtures().join("mistral-tiny");
+    let v = fx.vocab;
+    for purpose in [Purpose::Generate, Purpose::Train] {
+        let llm = artifact::load::<Cpu>(&dir, &Default::default(), purpose).unwrap();
+        let lm = llm.lm;
+        assert_eq!((lm.config.architecture, lm.config.sliding_window), (Architecture::Mistral, Some(MISTRAL_WINDOW)));
+        let lm = if purpose == Purpose::Train { lm.without_host() } else { lm };
+        let mut past_window = 0f32;
+        for (ids, want) in &fx.prompts {
+            let got: Vec<f32> = rows_of(lm.logits_all(ids)).concat();
+            let within = ids.len().min(MISTRAL_WINDOW) * v;
+            let d = max_diff(&got[..within], &want[..within]);
+            eprintln!("{purpose:?}, {} tokens: max |logit - transformers| within the window = {d:.1e}", ids.len());
+            assert!(d < 1e-4, "{purpose:?}: max |logit - transformers| within the window = {d}");
+            if ids.len() > MISTRAL_WINDOW {
+                past_window = past_window.max(max_diff(&got[within..], &want[within..]));
+            }
+        }
+        assert!(past_window > 1e-2, "the fixture has a prompt past the window, where attention differs: {past_window}");
+    }
+    let llm = artifact::load::<Cpu>(&dir, &Default::default(), Purpose::Generate).unwrap();
+    let settings = |n| super::generate::Settings { sampling: super::sample::Sampling { temperature: 0.0, top_p: 1.0, top_k: 0 }, max_new_tokens: n, stop: vec![], batch_size: 1 };
+    let request = [super::generate::Request { prompt: fx.prompts[0].0[..8].to_vec(), seeds: vec![0] }];
+    let mut generated = 0;
+    super::generate::generate(&llm.lm, &llm.tokenizer, &request, &settings(4), &mut |b| Ok(generated += b.len()), &|_| {}, &|| false).unwrap();
+    assert_eq!(generated, 1);
+    let e = super::generate::generate(&llm.lm, &llm.tokenizer, &request, &settings(5), &mut |_| Ok(()), &|_| {}, &|| false).unwrap_err();
+    assert_eq!(e, "prompt 0 has 8 tokens; with max_new_tokens 5 that passes the model's sliding attention window of 12 tokens (dagrun computes full attention, which equals the model's only within the window)");
 }
 
 /// A GGUF vocabulary whose arrays disagree, that lacks a SentencePiece vocabulary's scores, or

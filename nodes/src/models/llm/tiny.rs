@@ -29,6 +29,7 @@ pub fn config(layers: usize, hidden: usize) -> LlamaConfig {
         max_position_embeddings: 4096,
         tie_word_embeddings: true,
         rope_scaling: None,
+        sliding_window: None,
     }
 }
 
