@@ -37,6 +37,10 @@ fn generates_every_sample_and_a_grown_prompt_table_generates_only_new_rows() {
     assert!(rows.iter().all(|r| r["logprob"].as_f64().unwrap() < 0.0));
     // Rerun: everything cached.
     assert_eq!(w.expect(&["p.yaml", "--json"], 0).with_status("cached").len(), 4);
+    // Loading models is at version 2 (a corrected GGUF tokenization is recorded in the
+    // artifact), loading datasets still at 1, so their caches stay valid.
+    assert!(w.expect(&["explain", "p.yaml", "llm"], 0).stdout.contains("(kind `load`, implementation version 2)"));
+    assert!(w.expect(&["explain", "p.yaml", "data"], 0).stdout.contains("(kind `load`, implementation version 1)"));
 
     // More users: the old users' prompts are unchanged, so only the new rows are generated, and
     // the old rows' answers are the same as before.

@@ -188,6 +188,11 @@ pub trait Kind: Send + Sync + 'static {
     /// Bumped whenever the kind's output for the same inputs and params changes meaning;
     /// part of every cache key.
     fn version(&self) -> u32;
+    /// The version for these params, when a change concerns only some uses of the kind (so
+    /// the others keep their cached results). Defaults to [`Kind::version`].
+    fn version_for(&self, _params: &Self::Params) -> u32 {
+        self.version()
+    }
     /// One line on what the kind does.
     fn summary(&self) -> &'static str;
     /// Ports for these params; also the place for checks serde cannot express.
@@ -226,6 +231,8 @@ pub trait Kind: Send + Sync + 'static {
 pub trait DynKind: Send + Sync {
     fn name(&self) -> &'static str;
     fn version(&self) -> u32;
+    /// The version that goes into the key of a node with these params.
+    fn version_for(&self, params: &serde_json::Value) -> u32;
     fn summary(&self) -> &'static str;
     fn seeded(&self, params: &serde_json::Value) -> bool;
     fn files(&self, params: &serde_json::Value) -> Vec<std::path::PathBuf>;
@@ -263,6 +270,9 @@ impl<K: Kind> DynKind for K {
     }
     fn version(&self) -> u32 {
         Kind::version(self)
+    }
+    fn version_for(&self, params: &serde_json::Value) -> u32 {
+        parse::<K>(params).map(|p| Kind::version_for(self, &p)).unwrap_or_else(|_| Kind::version(self))
     }
     fn summary(&self) -> &'static str {
         Kind::summary(self)
@@ -331,5 +341,57 @@ impl Registry {
 impl fmt::Debug for Registry {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_list().entries(self.kinds.keys()).finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Serialize, serde::Deserialize, JsonSchema)]
+    #[serde(deny_unknown_fields)]
+    struct Params {
+        #[serde(default)]
+        model: bool,
+    }
+
+    /// A kind whose change concerns only its `model: true` uses.
+    struct Loader;
+
+    impl Kind for Loader {
+        type Params = Params;
+        fn name(&self) -> &'static str {
+            "loader"
+        }
+        fn version(&self) -> u32 {
+            1
+        }
+        fn version_for(&self, p: &Params) -> u32 {
+            if p.model {
+                2
+            } else {
+                1
+            }
+        }
+        fn summary(&self) -> &'static str {
+            "test"
+        }
+        fn signature(&self, _p: &Params) -> Result<Signature, ParamError> {
+            Ok(Signature { inputs: vec![], outputs: vec![] })
+        }
+        fn run(&self, _p: &Params, _ctx: &NodeContext, _inputs: &Inputs) -> Result<(), BoxError> {
+            Ok(())
+        }
+    }
+
+    /// The version in a node's key is the one for its params; params that do not parse (an
+    /// error reported elsewhere) fall back to the kind's version.
+    #[test]
+    fn the_version_in_a_key_may_depend_on_the_params() {
+        let k: &dyn DynKind = &Loader;
+        assert_eq!(k.version_for(&serde_json::json!({ "model": true })), 2);
+        assert_eq!(k.version_for(&serde_json::json!({})), 1);
+        assert_eq!(k.version_for(&serde_json::json!({ "modle": true })), 1);
+        assert_eq!(k.version(), 1);
     }
 }

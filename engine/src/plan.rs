@@ -149,7 +149,7 @@ pub struct PlannedNode {
 pub fn components(node: &Node, inputs: &BTreeMap<String, Digest>, files: &BTreeMap<String, Digest>) -> KeyComponents {
     KeyComponents {
         kind: node.kind.name().to_string(),
-        version: node.kind.version(),
+        version: node.kind.version_for(&node.params),
         params: node.params.clone(),
         seed: node.kind.seeded(&node.params).then_some(node.seed),
         inputs: inputs.clone(),

@@ -28,7 +28,7 @@ pub fn explain(a: ExplainArgs) -> CliResult {
     let node = &pipeline.nodes[i];
     let p = &planned[i];
 
-    println!("node `{}` (kind `{}`, implementation version {})", node.id, node.kind.name(), node.kind.version());
+    println!("node `{}` (kind `{}`, implementation version {})", node.id, node.kind.name(), node.kind.version_for(&node.params));
     match &p.plan {
         NodePlan::Cached { key, entry } => {
             println!("  key      {}", key.hex());

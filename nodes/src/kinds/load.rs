@@ -188,6 +188,16 @@ impl Kind for Load {
     fn version(&self) -> u32 {
         1
     }
+    /// Models are at 2: the `Llm` manifest records a changed GGUF tokenization
+    /// (`LlmTokenizer::revision`). Unchanged models are copied again to the same digest, so
+    /// nothing downstream reruns; datasets are untouched.
+    fn version_for(&self, p: &LoadParams) -> u32 {
+        if p.model.is_some() {
+            2
+        } else {
+            1
+        }
+    }
     fn summary(&self) -> &'static str {
         "loads a dataset (movielens-1m, movielens-100k, amazon-books, synthetic) and preprocesses it the KAR way"
     }

@@ -52,12 +52,12 @@ pub fn source_files(path: &Path) -> Result<Vec<PathBuf>, String> {
 /// it loads as a Llama model first so a broken source never becomes an artifact.
 pub fn write(source: &Path, described_as: &str, out: &Path) -> Result<Written, String> {
     let files = source_files(source)?;
-    let (format, config, stored_as) = if source.is_file() {
+    let (format, config, stored_as, revision) = if source.is_file() {
         let g = Gguf::open(source).map_err(|e| e.to_string())?;
         let c = LlamaConfig::from_gguf(&g).map_err(|e| format!("{}: {e}", source.display()))?;
-        LlmTokenizer::from_gguf(&g).map_err(|e| format!("{}: {e}", source.display()))?;
+        let tok = LlmTokenizer::from_gguf(&g).map_err(|e| format!("{}: {e}", source.display()))?;
         copy(source, &out.join(GGUF_FILE))?;
-        ("gguf", c, Some(g.type_counts()))
+        ("gguf", c, Some(g.type_counts()), tok.revision)
     } else {
         let text = std::fs::read_to_string(source.join("config.json")).map_err(|e| format!("{}: {e}", source.join("config.json").display()))?;
         let c = LlamaConfig::from_hf_json(&text).map_err(|e| format!("{}: {e}", source.join("config.json").display()))?;
@@ -69,9 +69,14 @@ pub fn write(source: &Path, described_as: &str, out: &Path) -> Result<Written, S
             }
             copy(f, &out.join(rel))?;
         }
-        ("huggingface", c, None)
+        ("huggingface", c, None, None)
     };
-    let manifest = serde_json::json!({ "format": format, "source": described_as, "architecture": config.architecture.name(), "config": config });
+    let mut manifest = serde_json::json!({ "format": format, "source": described_as, "architecture": config.architecture.name(), "config": config });
+    if let Some(r) = revision {
+        // Makes the artifact, so everything computed from it, new when the vocabulary's
+        // tokenization changed (see `LlmTokenizer::revision`); others keep their digest.
+        manifest["tokenizer_revision"] = r.into();
+    }
     std::fs::write(out.join(MANIFEST), serde_json::to_string_pretty(&manifest).expect("json") + "\n").map_err(|e| e.to_string())?;
     Ok(Written { config, stored_as })
 }

@@ -95,8 +95,10 @@ pub struct LlmTokenizer {
     pub chat_template: Option<String>,
     /// Set where this GGUF vocabulary now tokenizes some text differently from how dagrun
     /// first built it (Llama 3's whole-word tokens, StarCoder's digits, repeated or plain-text
-    /// user tokens): `generate` keys its cached answers with it, so prompts made with the old
-    /// ids are answered again rather than reused.
+    /// user tokens). `load` writes it into the `Llm` artifact's manifest (at version 2 for
+    /// models), so the artifact and what is computed from it (answers, DPO) are new; other
+    /// models keep their digest. `generate` also keys its cached answers with it. A further
+    /// change in tokenization means a new revision and a new `load` version for models.
     pub revision: Option<u32>,
 }
 

@@ -106,6 +106,29 @@ fn corrected_gguf_vocabularies_carry_a_revision() {
     }
 }
 
+/// `load` records a revision in the `Llm` artifact's manifest, so a model whose vocabulary was
+/// corrected gets a new artifact (and everything computed from it, DPO included, is new); a
+/// model whose tokenization did not change keeps its manifest, so its digest.
+#[test]
+fn a_corrected_vocabulary_makes_a_new_llm_artifact() {
+    use super::artifact;
+    use super::config::LlamaConfig;
+    use super::tiny;
+    let tmp = tempfile::tempdir().unwrap();
+    for (name, revision) in [("llama-bpe", Some(2u32)), ("llama-spm", None)] {
+        let vocab = Gguf::open(&vocabs().join(format!("ggml-vocab-{name}.gguf"))).unwrap();
+        let n = vocab.get("tokenizer.ggml.tokens").and_then(|v| v.as_array()).unwrap().len();
+        let c = LlamaConfig { vocab_size: n, ..tiny::config(1, 8) };
+        let path = tmp.path().join(format!("{name}.gguf"));
+        tiny::write_gguf_with_vocab(&c, &tiny::random_weights(&c, 3), &path, &vocab).unwrap();
+        let out = tmp.path().join(name);
+        std::fs::create_dir(&out).unwrap();
+        artifact::write(&path, "test", &out).unwrap();
+        let manifest: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join(artifact::MANIFEST)).unwrap()).unwrap();
+        assert_eq!(manifest.get("tokenizer_revision").and_then(|r| r.as_u64()), revision.map(u64::from), "{name}: {manifest}");
+    }
+}
+
 #[test]
 fn gguf_vocabularies_we_cannot_tokenize_exactly_are_refused_by_name() {
     let dir = vocabs();
