@@ -283,6 +283,8 @@ impl LlamaConfig {
             max_position_embeddings: Option<usize>,
             tie_word_embeddings: Option<bool>,
             rope_scaling: Option<serde_json::Value>,
+            rope_parameters: Option<serde_json::Value>,
+            partial_rotary_factor: Option<f64>,
             attention_bias: Option<bool>,
             mlp_bias: Option<bool>,
             use_sliding_window: Option<bool>,
@@ -299,11 +301,36 @@ impl LlamaConfig {
         if hf.use_sliding_window == Some(true) {
             return Err("use_sliding_window is not supported (full attention in every layer is)".into());
         }
-        let rope_scaling = match hf.rope_scaling {
-            None | Some(serde_json::Value::Null) => None,
+        // transformers 5 saves RoPE's settings, theta included, as `rope_parameters`; older
+        // configs as `rope_theta` and `rope_scaling`. As in transformers, `rope_scaling` wins
+        // when both are there, and a theta inside the settings over the top-level one.
+        let present = |v: Option<serde_json::Value>| v.filter(|v| !v.is_null());
+        let (rope, field) = match (present(hf.rope_scaling), present(hf.rope_parameters)) {
+            (Some(v), _) => (Some(v), "rope_scaling"),
+            (None, Some(v)) => (Some(v), "rope_parameters"),
+            (None, None) => (None, "rope_scaling"),
+        };
+        let rope_theta = match rope.as_ref().and_then(|v| v.get("rope_theta")) {
+            Some(t) => t.as_f64().ok_or_else(|| format!("{field}.rope_theta is not a number"))?,
+            None => hf.rope_theta.unwrap_or(10000.0),
+        };
+        let partial = rope.as_ref().and_then(|v| v.get("partial_rotary_factor")).and_then(|x| x.as_f64()).or(hf.partial_rotary_factor).unwrap_or(1.0);
+        if partial != 1.0 {
+            return Err(format!("partial_rotary_factor {partial} is not supported (RoPE over whole heads is)"));
+        }
+        let rope_scaling = match rope {
+            None => None,
             Some(v) => {
-                let kind = v.get("rope_type").or(v.get("type")).and_then(|t| t.as_str()).unwrap_or("");
-                let f = |k: &str| v.get(k).and_then(|x| x.as_f64()).ok_or_else(|| format!("rope_scaling.{k} is missing"));
+                if !v.is_object() {
+                    return Err(format!("{field} must be an object"));
+                }
+                // A bare theta (transformers 5's `rope_type: default` may be left out).
+                let default = if v.get("rope_theta").is_some() { "default" } else { "" };
+                let kind = v.get("rope_type").or(v.get("type")).and_then(|t| t.as_str()).unwrap_or(default);
+                if kind.is_empty() && v.as_object().is_some_and(|o| o.values().any(|x| x.is_object())) {
+                    return Err(format!("{field} per layer type is not supported (one RoPE for every layer is)"));
+                }
+                let f = |k: &str| v.get(k).and_then(|x| x.as_f64()).ok_or_else(|| format!("{field}.{k} is missing"));
                 match kind {
                     "llama3" => Some(RopeScaling::Llama3(Llama3Scaling {
                         factor: f("factor")?,
@@ -313,7 +340,7 @@ impl LlamaConfig {
                     })),
                     "linear" => Some(RopeScaling::Linear { factor: f("factor")? }),
                     "default" => None,
-                    other => return Err(format!("rope_scaling type `{other}` is not supported (llama3, linear)")),
+                    other => return Err(format!("{field} type `{other}` is not supported (llama3, linear)")),
                 }
             }
         };
@@ -326,7 +353,7 @@ impl LlamaConfig {
             num_attention_heads: hf.num_attention_heads,
             num_key_value_heads: hf.num_key_value_heads.unwrap_or(hf.num_attention_heads),
             head_dim: hf.head_dim.unwrap_or(hf.hidden_size / hf.num_attention_heads.max(1)),
-            rope_theta: hf.rope_theta.unwrap_or(10000.0),
+            rope_theta,
             rms_norm_eps: hf.rms_norm_eps.unwrap_or(1e-6),
             max_position_embeddings: hf.max_position_embeddings.unwrap_or(2048),
             tie_word_embeddings: hf.tie_word_embeddings.unwrap_or(false),
