@@ -285,6 +285,7 @@ impl LlamaConfig {
             rope_scaling: Option<serde_json::Value>,
             rope_parameters: Option<serde_json::Value>,
             partial_rotary_factor: Option<f64>,
+            hidden_act: Option<String>,
             attention_bias: Option<bool>,
             mlp_bias: Option<bool>,
             use_sliding_window: Option<bool>,
@@ -297,6 +298,9 @@ impl LlamaConfig {
         };
         if hf.attention_bias == Some(true) || hf.mlp_bias == Some(true) {
             return Err("attention_bias / mlp_bias are not supported".into());
+        }
+        if let Some(act) = hf.hidden_act.as_deref().filter(|a| *a != "silu") {
+            return Err(format!("hidden_act `{act}` is not supported (SwiGLU's `silu` is)"));
         }
         if hf.use_sliding_window == Some(true) {
             return Err("use_sliding_window is not supported (full attention in every layer is)".into());

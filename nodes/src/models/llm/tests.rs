@@ -149,6 +149,7 @@ fn transformers5_configs_give_transformers_rope() {
     assert_eq!(edited(&|v| v["rope_parameters"]["partial_rotary_factor"] = 0.5.into()), "partial_rotary_factor 0.5 is not supported (RoPE over whole heads is)");
     assert_eq!(edited(&|v| v["rope_parameters"] = serde_json::json!({ "full_attention": { "rope_theta": 1e4 } })), "rope_parameters per layer type is not supported (one RoPE for every layer is)");
     assert_eq!(edited(&|v| v["rope_parameters"]["rope_theta"] = "big".into()), "rope_parameters.rope_theta is not a number");
+    assert_eq!(edited(&|v| v["hidden_act"] = "gelu_pytorch_tanh".into()), "hidden_act `gelu_pytorch_tanh` is not supported (SwiGLU's `silu` is)");
 }
 
 /// A Mistral config keeps its sliding window through config.json (null in v0.2 and later);
