@@ -80,6 +80,20 @@ fn a_qwen2_model_loads_and_generates() {
     assert!(rows.iter().all(|r| r["logprob"].as_f64().unwrap() < 0.0), "{rows:?}");
 }
 
+/// A Phi-3 (q/k/v and gate/up each one matrix) loads, is named as such, and generates.
+#[test]
+fn a_phi3_model_loads_and_generates() {
+    use dagrun_nodes::models::llm::config::Architecture;
+    let w = Work::new();
+    dagrun_nodes::models::llm::tiny::write_tiny_gguf_of(Architecture::Phi3, &w.path().join("tiny.gguf"), 5).unwrap();
+    w.write("p.yaml", &pipeline(3, 2));
+    let r = w.expect(&["p.yaml", "--json"], 0);
+    assert_eq!(r.status_of("answers"), "ran", "{}", r.stderr);
+    // Per layer: two norms, attn_qkv, attn_output, ffn_up (gate and up), ffn_down.
+    assert!(r.stderr.contains("Phi-3, 2 layers, width 32") && r.stderr.contains("; tensors F32 ×14"), "{}", r.stderr);
+    assert_eq!(answers(&w).len(), 6);
+}
+
 #[test]
 fn answers_from_the_row_cache_are_the_generated_ones_bit_for_bit() {
     // A batch size changes how rows are scheduled, not what they are: every answer comes from

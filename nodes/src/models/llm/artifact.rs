@@ -164,7 +164,9 @@ pub fn load_lm<B: Backend>(dir: &Path, device: &B::Device, purpose: Purpose) -> 
             let text = std::fs::read_to_string(&cfg).map_err(|e| format!("{}: {e}", cfg.display()))?;
             let c = LlamaConfig::from_hf_json(&text).map_err(|e| format!("{}: {e}", cfg.display()))?;
             let files = Safetensors::open(&weights::safetensors_files(dir)?)?;
-            assemble(c, files.contains("lm_head.weight"), &mut |name| files.get(name), None, purpose, device)
+            let has_lm_head = files.contains("lm_head.weight");
+            let mut reader = weights::unfused(&c, |name| files.get(name));
+            assemble(c, has_lm_head, &mut reader, None, purpose, device)
         }
     }
 }
@@ -205,7 +207,7 @@ pub fn write_hf<B: Backend>(model: &super::llama::Llama<B>, config: &LlamaConfig
     let mut cfg = config.to_hf_json(bos, eos);
     cfg["torch_dtype"] = serde_json::json!(if bf16 { "bfloat16" } else { "float32" });
     std::fs::write(out.join("config.json"), serde_json::to_string_pretty(&cfg).expect("json") + "\n").map_err(|e| e.to_string())?;
-    weights::write_safetensors_as(&weights::to_hf(model, config), &out.join("model.safetensors"), Some([("format".to_string(), "pt".to_string())].into()), bf16)?;
+    weights::write_safetensors_as(&weights::fused(config, weights::to_hf(model, config)), &out.join("model.safetensors"), Some([("format".to_string(), "pt".to_string())].into()), bf16)?;
     if source.is_dir() && source.join("tokenizer.json").is_file() {
         for f in ["tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja", "generation_config.json"] {
             if source.join(f).is_file() {

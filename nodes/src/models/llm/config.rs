@@ -1,6 +1,7 @@
 //! The Llama architecture's hyperparameters, read from GGUF metadata or a Hugging Face
 //! `config.json`; Qwen2 is the same architecture with q/k/v biases, Mistral the same with an
-//! optional sliding attention window.
+//! optional sliding attention window, Phi-3 the same with q/k/v and gate/up each stored as one
+//! matrix.
 
 use serde::{Deserialize, Serialize};
 
@@ -42,6 +43,10 @@ pub enum Architecture {
     /// sliding attention window in v0.1 (see [`LlamaConfig::sliding_window`]). llama.cpp
     /// writes Mistral GGUFs as `llama`.
     Mistral,
+    /// Phi-3 (`phi3`: Phi-3 and Phi-3.5 mini): Llama's decoder with q, k and v stored as one
+    /// matrix (`qkv_proj`, GGUF `attn_qkv`) and gate and up as another (`gate_up_proj`, GGUF
+    /// `ffn_up`); GGUF keeps Hugging Face's row order. Phi-3 mini-4k has a sliding window.
+    Phi3,
 }
 
 impl Architecture {
@@ -51,6 +56,7 @@ impl Architecture {
             Architecture::Llama => "llama",
             Architecture::Qwen2 => "qwen2",
             Architecture::Mistral => "mistral",
+            Architecture::Phi3 => "phi3",
         }
     }
 
@@ -60,13 +66,14 @@ impl Architecture {
             Architecture::Llama => "Llama",
             Architecture::Qwen2 => "Qwen2",
             Architecture::Mistral => "Mistral",
+            Architecture::Phi3 => "Phi-3",
         }
     }
 
     /// The architectures a GGUF (`general.architecture`) may name.
-    const GGUF: [Architecture; 2] = [Architecture::Llama, Architecture::Qwen2];
+    const GGUF: [Architecture; 3] = [Architecture::Llama, Architecture::Qwen2, Architecture::Phi3];
     /// The architectures a config.json (`model_type`) may name.
-    const HF: [Architecture; 3] = [Architecture::Llama, Architecture::Qwen2, Architecture::Mistral];
+    const HF: [Architecture; 4] = [Architecture::Llama, Architecture::Qwen2, Architecture::Mistral, Architecture::Phi3];
 
     fn from_name(name: &str, among: &[Architecture]) -> Option<Architecture> {
         among.iter().copied().find(|a| a.name() == name)
@@ -87,10 +94,15 @@ impl Architecture {
     }
 
     /// Whether a GGUF stores each q/k head's rows interleaved (llama.cpp's converter permutes
-    /// them for Llama and Mistral, whose RoPE it computes on adjacent pairs; Qwen2's it leaves
-    /// as they are).
+    /// them for Llama and Mistral, whose RoPE it computes on adjacent pairs; Qwen2's and
+    /// Phi-3's it leaves as they are).
     pub fn gguf_interleaves_qk(self) -> bool {
-        self != Architecture::Qwen2
+        matches!(self, Architecture::Llama | Architecture::Mistral)
+    }
+
+    /// Whether q/k/v and gate/up are each stored as one matrix (Phi-3).
+    pub fn fused(self) -> bool {
+        self == Architecture::Phi3
     }
 
     /// transformers' class for the model.
@@ -99,6 +111,7 @@ impl Architecture {
             Architecture::Llama => "LlamaForCausalLM",
             Architecture::Qwen2 => "Qwen2ForCausalLM",
             Architecture::Mistral => "MistralForCausalLM",
+            Architecture::Phi3 => "Phi3ForCausalLM",
         }
     }
 }
@@ -236,6 +249,12 @@ impl LlamaConfig {
         let embd = g.tensor("token_embd.weight").ok_or("no tensor token_embd.weight")?;
         let vocab = opt_num("vocab_size").map(|v| v as usize).unwrap_or_else(|| embd.shape()[0]);
         let head_dim = opt_num("attention.key_length").or(opt_num("rope.dimension_count")).map(|v| v as usize).unwrap_or(hidden / heads.max(1));
+        if architecture == Architecture::Phi3 && head_dim != hidden / heads.max(1) {
+            return Err(format!("{arch}.rope.dimension_count {head_dim} is not the head width {} (partial rotary embeddings are not supported)", hidden / heads.max(1)));
+        }
+        if g.tensor("rope_factors_long.weight").is_some() || g.tensor("rope_factors_short.weight").is_some() {
+            return Err("LongRoPE (rope_factors_long/short) is not supported".into());
+        }
         let rope_scaling = if let Some(t) = g.tensor("rope_freqs.weight") {
             let (_, factors) = g.dequantize(&t.name).map_err(|e| e.message)?;
             Some(RopeScaling::Factors { factors })
@@ -260,7 +279,8 @@ impl LlamaConfig {
             max_position_embeddings: opt_num("context_length").unwrap_or(2048) as usize,
             tie_word_embeddings: g.tensor("output.weight").is_none(),
             rope_scaling,
-            sliding_window: None,
+            // llama.cpp records Phi-3's window; Llama and Qwen2 GGUFs attend fully.
+            sliding_window: if architecture == Architecture::Phi3 { opt_num("attention.sliding_window").map(|w| w as usize) } else { None },
         };
         c.validate()?;
         Ok(c)
@@ -362,9 +382,9 @@ impl LlamaConfig {
             max_position_embeddings: hf.max_position_embeddings.unwrap_or(2048),
             tie_word_embeddings: hf.tie_word_embeddings.unwrap_or(false),
             rope_scaling,
-            // Only Mistral applies its window; Qwen2 writes one it does not use (refused above
-            // when it does).
-            sliding_window: if architecture == Architecture::Mistral { hf.sliding_window } else { None },
+            // Mistral and Phi-3 apply their window; Qwen2 writes one it does not use (refused
+            // above when it does).
+            sliding_window: if matches!(architecture, Architecture::Mistral | Architecture::Phi3) { hf.sliding_window } else { None },
         };
         c.validate()?;
         Ok(c)
@@ -415,6 +435,14 @@ impl LlamaConfig {
                 o.remove("attention_bias");
                 o.remove("mlp_bias");
                 o.insert("sliding_window".into(), self.sliding_window.into());
+            }
+            Architecture::Phi3 => {
+                o.remove("attention_bias");
+                o.remove("mlp_bias");
+                o.insert("sliding_window".into(), self.sliding_window.into());
+                // Phi3Config's default pad id (32000) would be out of range in a smaller
+                // vocabulary; the vocabulary's EOS pads, as the tokenizer config says.
+                o.insert("pad_token_id".into(), eos.into());
             }
         }
         cfg

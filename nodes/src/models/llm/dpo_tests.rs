@@ -25,7 +25,7 @@ fn tiny_of(arch: Architecture, dir: &std::path::Path, seed: u64) -> artifact::Lo
     artifact::load::<CpuTrain>(&path, &Default::default(), Purpose::Train).unwrap()
 }
 
-const ARCHITECTURES: [Architecture; 2] = [Architecture::Llama, Architecture::Qwen2];
+const ARCHITECTURES: [Architecture; 3] = [Architecture::Llama, Architecture::Qwen2, Architecture::Phi3];
 
 fn texts() -> Vec<PairText> {
     let m = |s: &str| vec![Message { role: "system".into(), content: "Be brief.".into() }, Message { role: "user".into(), content: s.into() }];
@@ -183,7 +183,7 @@ fn gradient_matches_finite_differences() {
     }
 }
 
-/// LoRA training and its Hugging Face export, for a Llama and a Qwen2.
+/// LoRA training and its Hugging Face export, for a Llama, a Qwen2 and a Phi-3.
 #[test]
 fn training_prefers_the_chosen_answers_and_the_export_loads() {
     for arch in ARCHITECTURES {

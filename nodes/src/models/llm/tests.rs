@@ -53,7 +53,7 @@ fn max_diff(a: &[f32], b: &[f32]) -> f32 {
 #[test]
 fn gguf_and_safetensors_load_the_same_model() {
     let dir = tempfile::tempdir().unwrap();
-    for (architecture, tied) in [(Architecture::Llama, false), (Architecture::Llama, true), (Architecture::Qwen2, true), (Architecture::Qwen2, false)] {
+    for (architecture, tied) in [(Architecture::Llama, false), (Architecture::Llama, true), (Architecture::Qwen2, true), (Architecture::Qwen2, false), (Architecture::Phi3, false)] {
         let c = LlamaConfig { architecture, ..tiny_config(tied) };
         let w = random_weights(&c, 1);
         let gguf_path = dir.path().join("m.gguf");
@@ -68,15 +68,20 @@ fn gguf_and_safetensors_load_the_same_model() {
         for (name, t) in &w {
             assert_eq!(gw[name].data, t.data, "{name} (tied={tied})");
         }
+        // Phi-3 stores q/k/v and gate/up fused, in the GGUF as in safetensors.
+        assert_eq!(g.tensor("blk.0.attn_qkv.weight").is_some(), architecture == Architecture::Phi3);
+        let stored = weights::fused(&c, w.clone());
+        assert_eq!(stored.contains_key("model.layers.1.mlp.gate_up_proj.weight"), architecture == Architecture::Phi3);
         let st = dir.path().join("model.safetensors");
-        weights::write_safetensors(&w, &st, None).unwrap();
+        weights::write_safetensors(&stored, &st, None).unwrap();
         std::fs::write(dir.path().join("config.json"), c.to_hf_json(None, None).to_string()).unwrap();
         let hf_config = LlamaConfig::from_hf_json(&std::fs::read_to_string(dir.path().join("config.json")).unwrap()).unwrap();
         assert_eq!(hf_config, c);
         let sw = weights::from_safetensors(&weights::safetensors_files(dir.path()).unwrap()).unwrap();
         let ids = [3u32, 14, 15, 9, 26, 5, 35];
         let a = rows_of(lm_from(&from_gguf_config, &gw).logits_all(&ids));
-        let b = rows_of(lm_from(&hf_config, &sw).logits_all(&ids));
+        let module = weights::build_from::<Cpu>(&hf_config, !tied, &mut weights::unfused(&hf_config, weights::taken_from(sw)), &Default::default()).unwrap();
+        let b = rows_of(Lm::new(module, hf_config.clone(), Default::default()).logits_all(&ids));
         assert_eq!(a, b, "{architecture:?} tied={tied}");
     }
 }
@@ -95,7 +100,7 @@ fn other_architectures_are_refused_naming_what_is_supported() {
     let odd = dir.path().join("gemma.gguf");
     std::fs::write(&odd, &bytes).unwrap();
     let e = artifact::write(&odd, "test", &dir.path().join("out")).err().unwrap();
-    assert!(e.contains("gemma.gguf") && e.contains("architecture `gemma` is not supported (`llama` and `qwen2` are)"), "{e}");
+    assert!(e.contains("gemma.gguf") && e.contains("architecture `gemma` is not supported (`llama`, `qwen2` and `phi3` are)"), "{e}");
     // llama.cpp writes Mistral as `llama`; a GGUF saying `mistral` is of some other layout.
     bytes[at..at + 5].copy_from_slice(b"mistr");
     std::fs::write(&odd, &bytes).unwrap();
@@ -106,8 +111,8 @@ fn other_architectures_are_refused_naming_what_is_supported() {
         LlamaConfig::from_hf_json(&v.to_string())
     };
     assert_eq!(hf(&|_| {}).unwrap().architecture, Architecture::Qwen2);
-    assert_eq!(hf(&|v| v["model_type"] = "gemma".into()).err().unwrap(), "model_type `gemma` is not supported (`llama`, `qwen2` and `mistral` are)");
-    assert_eq!(hf(&|v| _ = v.as_object_mut().unwrap().remove("model_type")).err().unwrap(), "no model_type (expected `llama`, `qwen2` or `mistral`)");
+    assert_eq!(hf(&|v| v["model_type"] = "gemma".into()).err().unwrap(), "model_type `gemma` is not supported (`llama`, `qwen2`, `mistral` and `phi3` are)");
+    assert_eq!(hf(&|v| _ = v.as_object_mut().unwrap().remove("model_type")).err().unwrap(), "no model_type (expected `llama`, `qwen2`, `mistral` or `phi3`)");
     assert!(hf(&|v| v["use_sliding_window"] = true.into()).err().unwrap().contains("use_sliding_window is not supported"));
     // Qwen2 configs carry a window they do not use unless use_sliding_window says so.
     assert_eq!(hf(&|v| v["sliding_window"] = 64.into()).unwrap().sliding_window, None);
@@ -800,21 +805,15 @@ struct ArchFixture {
     prompts: Vec<(Vec<u32>, Vec<f32>)>,
 }
 
-/// A Qwen2 (q/k/v biases; in GGUF, q/k rows as Hugging Face stores them) gives transformers'
-/// logits whether it comes from its Hugging Face directory or from a GGUF, on the host path
-/// (generation) and through the Burn module (training).
-#[test]
-fn tiny_qwen2_matches_transformers() {
-    let fx: ArchFixture = serde_json::from_slice(&std::fs::read(fixtures().join("qwen2_logits.json")).unwrap()).unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let gguf = dir.path().join("qwen2.gguf");
-    super::tiny::write_tiny_gguf_of(Architecture::Qwen2, &gguf, QWEN2_SEED).unwrap();
-    let hf = fixtures().join("qwen2-tiny");
-    assert_eq!(LlamaConfig::from_gguf(&Gguf::open(&gguf).unwrap()).unwrap().architecture, Architecture::Qwen2);
-    for source in [&hf, &gguf] {
+/// Loads each of `sources` (a Hugging Face directory or a GGUF of the model in fixture
+/// `logits`, as `architecture`) for generation (host path) and training (Burn module) and
+/// checks its logits against transformers'; returns the fixture.
+fn assert_matches_transformers(logits: &str, architecture: Architecture, sources: &[&Path]) -> ArchFixture {
+    let fx: ArchFixture = serde_json::from_slice(&std::fs::read(fixtures().join(logits)).unwrap()).unwrap();
+    for source in sources {
         for purpose in [Purpose::Generate, Purpose::Train] {
             let lm = artifact::load::<Cpu>(source, &Default::default(), purpose).unwrap().lm;
-            assert_eq!(lm.config.architecture, Architecture::Qwen2);
+            assert_eq!(lm.config.architecture, architecture);
             assert_eq!(lm.config.vocab_size, fx.vocab);
             let lm = if purpose == Purpose::Train { lm.without_host() } else { lm };
             for (ids, want) in &fx.prompts {
@@ -825,6 +824,19 @@ fn tiny_qwen2_matches_transformers() {
             }
         }
     }
+    fx
+}
+
+/// A Qwen2 (q/k/v biases; in GGUF, q/k rows as Hugging Face stores them) gives transformers'
+/// logits whether it comes from its Hugging Face directory or from a GGUF, on the host path
+/// (generation) and through the Burn module (training).
+#[test]
+fn tiny_qwen2_matches_transformers() {
+    let dir = tempfile::tempdir().unwrap();
+    let gguf = dir.path().join("qwen2.gguf");
+    super::tiny::write_tiny_gguf_of(Architecture::Qwen2, &gguf, QWEN2_SEED).unwrap();
+    let hf = fixtures().join("qwen2-tiny");
+    let fx = assert_matches_transformers("qwen2_logits.json", Architecture::Qwen2, &[&hf, &gguf]);
     // Without its biases the model is a different one: the fixture does test them.
     let mut w = weights::from_safetensors(&[hf.join("model.safetensors")]).unwrap();
     w.retain(|name, _| !name.ends_with(".bias"));
@@ -832,6 +844,66 @@ fn tiny_qwen2_matches_transformers() {
     let plain = lm_from(&c, &w);
     let (ids, want) = &fx.prompts[0];
     assert!(max_diff(&rows_of(plain.logits_all(ids)).concat(), want) > 1e-2);
+}
+
+// ---- Phi-3 (q/k/v and gate/up fused) against transformers ----
+
+/// The tiny Phi-3 of `fixtures/llm/phi3-tiny/`: seed 41, a 64-token window (none of the
+/// fixture's prompts reaches it), its own output head as Phi-3 has.
+fn phi3_config() -> LlamaConfig {
+    LlamaConfig { architecture: Architecture::Phi3, sliding_window: Some(64), tie_word_embeddings: false, ..super::tiny::config(2, 32) }
+}
+const PHI3_SEED: u64 = 41;
+
+fn write_phi3_gguf(path: &Path) {
+    let c = phi3_config();
+    super::tiny::write_gguf(&c, &random_weights(&c, PHI3_SEED), path, GgmlType::F32).unwrap();
+}
+
+/// Writes `fixtures/llm/phi3-tiny/`: dagrun's Hugging Face export of a tiny random Phi-3 read
+/// from a GGUF dagrun writes (fused `attn_qkv` and `ffn_up`). Run once with `--ignored`; then
+/// `fixtures/llm/make_arch_fixtures.py` records transformers' logits for it.
+#[test]
+#[ignore]
+fn make_phi3_fixture_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("phi3.gguf");
+    write_phi3_gguf(&path);
+    let llm = artifact::load::<Cpu>(&path, &Default::default(), Purpose::Train).unwrap();
+    artifact::write_hf(llm.lm.module(), &llm.lm.config, &llm.tokenizer, &path, "tiny random test phi3 (seed 41)", &fixtures().join("phi3-tiny"), false).unwrap();
+}
+
+/// A Phi-3 gives transformers' logits from its Hugging Face directory (fused `qkv_proj` and
+/// `gate_up_proj`) and from a GGUF (fused `attn_qkv` and `ffn_up`, block-coded rows cut per
+/// part on the host path), and its window comes through both.
+#[test]
+fn tiny_phi3_matches_transformers() {
+    let dir = tempfile::tempdir().unwrap();
+    let gguf = dir.path().join("phi3.gguf");
+    write_phi3_gguf(&gguf);
+    let hf = fixtures().join("phi3-tiny");
+    let stored = weights::from_safetensors(&[hf.join("model.safetensors")]).unwrap();
+    assert!(stored.contains_key("model.layers.0.self_attn.qkv_proj.weight") && !stored.contains_key("model.layers.0.self_attn.q_proj.weight"));
+    assert_eq!(LlamaConfig::from_gguf(&Gguf::open(&gguf).unwrap()).unwrap(), LlamaConfig { rms_norm_eps: 1e-5f32 as f64, ..phi3_config() });
+    assert_eq!(LlamaConfig::from_hf_json(&std::fs::read_to_string(hf.join("config.json")).unwrap()).unwrap().sliding_window, Some(64));
+    assert_matches_transformers("phi3_logits.json", Architecture::Phi3, &[&hf, &gguf]);
+    // Quantised, the fused matrices' rows are cut per part from their blocks: the host path's
+    // logits are those of the dequantised weights.
+    let q8 = dir.path().join("phi3-q8.gguf");
+    let c = phi3_config();
+    super::tiny::write_gguf(&c, &random_weights(&c, PHI3_SEED), &q8, GgmlType::Q8_0).unwrap();
+    let ids = [5u32, 17, 200, 33, 9];
+    let host = artifact::load::<Cpu>(&q8, &Default::default(), Purpose::Generate).unwrap().lm;
+    let burn = artifact::load::<Cpu>(&q8, &Default::default(), Purpose::Train).unwrap().lm.without_host();
+    let d = max_diff(&rows_of(host.logits_all(&ids)).concat(), &rows_of(burn.logits_all(&ids)).concat());
+    assert!(d < 1e-4, "Q8_0 Phi-3: host path vs dequantised module: {d}");
+    // A fused matrix of the wrong size is named.
+    let mut bad = weights::fused(&c, random_weights(&c, PHI3_SEED));
+    let t = bad.get_mut("model.layers.1.mlp.gate_up_proj.weight").unwrap();
+    t.shape[0] -= 1;
+    t.data.truncate(t.shape[0] * t.shape[1]);
+    let e = weights::build_from::<Cpu>(&c, true, &mut weights::unfused(&c, weights::taken_from(bad)), &Default::default()).err().unwrap();
+    assert_eq!(e, "weight `model.layers.1.mlp.gate_up_proj.weight` has shape [95, 32]; 96 rows expected from the config");
 }
 
 // ---- Mistral (Llama's decoder, a sliding window) against transformers ----

@@ -137,9 +137,14 @@ fn write_with_vocab(c: &LlamaConfig, w: &Weights, path: &Path, type_of: impl Fn(
         .meta(&key("rope.freq_base"), Value::F32(c.rope_theta as f32))
         .meta(&key("attention.layer_norm_rms_epsilon"), Value::F32(c.rms_norm_eps as f32))
         .meta(&key("context_length"), Value::U32(c.max_position_embeddings as u32));
+    if let Some(window) = c.sliding_window {
+        g.meta(&key("attention.sliding_window"), Value::U32(window as u32));
+    }
     for (k, v) in vocab {
         g.meta(&k, v);
     }
+    // Phi-3 stores q/k/v and gate/up fused, as its Hugging Face checkpoints do.
+    let w = &weights::fused(c, w.clone());
     let mut put = |gguf: &str, hf: &str, heads: Option<usize>| {
         let (t, ty) = (&w[hf], type_of(gguf));
         if t.shape.len() > 1 {
@@ -163,17 +168,22 @@ fn write_with_vocab(c: &LlamaConfig, w: &Weights, path: &Path, type_of: impl Fn(
         let hf = |s: &str| format!("model.layers.{i}.{s}");
         put(&format!("blk.{i}.attn_norm.weight"), &hf("input_layernorm.weight"), None);
         put(&format!("blk.{i}.ffn_norm.weight"), &hf("post_attention_layernorm.weight"), None);
-        put(&format!("blk.{i}.attn_q.weight"), &hf("self_attn.q_proj.weight"), Some(c.num_attention_heads));
-        put(&format!("blk.{i}.attn_k.weight"), &hf("self_attn.k_proj.weight"), Some(c.num_key_value_heads));
-        put(&format!("blk.{i}.attn_v.weight"), &hf("self_attn.v_proj.weight"), None);
+        if c.architecture.fused() {
+            put(&format!("blk.{i}.attn_qkv.weight"), &hf("self_attn.qkv_proj.weight"), None);
+            put(&format!("blk.{i}.ffn_up.weight"), &hf("mlp.gate_up_proj.weight"), None);
+        } else {
+            put(&format!("blk.{i}.attn_q.weight"), &hf("self_attn.q_proj.weight"), Some(c.num_attention_heads));
+            put(&format!("blk.{i}.attn_k.weight"), &hf("self_attn.k_proj.weight"), Some(c.num_key_value_heads));
+            put(&format!("blk.{i}.attn_v.weight"), &hf("self_attn.v_proj.weight"), None);
+            put(&format!("blk.{i}.ffn_gate.weight"), &hf("mlp.gate_proj.weight"), None);
+            put(&format!("blk.{i}.ffn_up.weight"), &hf("mlp.up_proj.weight"), None);
+        }
         if c.architecture.qkv_bias() {
             put(&format!("blk.{i}.attn_q.bias"), &hf("self_attn.q_proj.bias"), None);
             put(&format!("blk.{i}.attn_k.bias"), &hf("self_attn.k_proj.bias"), None);
             put(&format!("blk.{i}.attn_v.bias"), &hf("self_attn.v_proj.bias"), None);
         }
         put(&format!("blk.{i}.attn_output.weight"), &hf("self_attn.o_proj.weight"), None);
-        put(&format!("blk.{i}.ffn_gate.weight"), &hf("mlp.gate_proj.weight"), None);
-        put(&format!("blk.{i}.ffn_up.weight"), &hf("mlp.up_proj.weight"), None);
         put(&format!("blk.{i}.ffn_down.weight"), &hf("mlp.down_proj.weight"), None);
     }
     g.write(path)
@@ -184,7 +194,8 @@ pub fn write_tiny_gguf(path: &Path, seed: u64) -> std::io::Result<()> {
     write_tiny_gguf_of(Architecture::Llama, path, seed)
 }
 
-/// [`write_tiny_gguf`] for a model of `architecture` (Qwen2: with q/k/v biases).
+/// [`write_tiny_gguf`] for a model of `architecture` (Qwen2: with q/k/v biases; Phi-3: with
+/// fused matrices, and no window).
 pub fn write_tiny_gguf_of(architecture: Architecture, path: &Path, seed: u64) -> std::io::Result<()> {
     let c = LlamaConfig { architecture, ..config(2, 32) };
     write_gguf(&c, &random_weights(&c, seed), path, GgmlType::F32)

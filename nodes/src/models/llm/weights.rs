@@ -15,13 +15,26 @@ use super::quant::GgmlType;
 pub use crate::models::tensors::{from_safetensors, fuse_transposed, safetensors_files, write_safetensors, write_safetensors_as, HostTensor, Weights};
 use crate::models::tensors::transpose;
 
-/// Each Llama weight of a GGUF file: its GGUF name, its Hugging Face name and, for a Llama's q
-/// and k, the heads whose rows llama.cpp's converter permuted.
-fn gguf_names(g: &Gguf, c: &LlamaConfig) -> Vec<(String, String, Option<usize>)> {
-    let mut names = vec![("token_embd.weight".to_string(), "model.embed_tokens.weight".to_string(), None), ("output_norm.weight".into(), "model.norm.weight".into(), None)];
+/// Where a Llama weight (by its Hugging Face name) is in a GGUF file.
+struct GgufName {
+    gguf: String,
+    hf: String,
+    /// For a Llama's q and k: the heads whose rows llama.cpp's converter permuted.
+    permute_heads: Option<usize>,
+    /// For a weight stored inside a larger matrix (Phi-3's q, k, v in `attn_qkv`, gate and up
+    /// in `ffn_up`): its rows there, and how many rows that matrix has.
+    rows: Option<(std::ops::Range<usize>, usize)>,
+}
+
+/// Each Llama weight of a GGUF file, by its Hugging Face name (Llama's: Phi-3's fused matrices
+/// are given as their parts).
+fn gguf_names(g: &Gguf, c: &LlamaConfig) -> Vec<GgufName> {
+    let mut names: Vec<(String, String, Option<usize>)> =
+        vec![("token_embd.weight".to_string(), "model.embed_tokens.weight".to_string(), None), ("output_norm.weight".into(), "model.norm.weight".into(), None)];
     if g.tensor("output.weight").is_some() {
         names.push(("output.weight".into(), "lm_head.weight".into(), None));
     }
+    let mut parts = Vec::new();
     // llama.cpp interleaves a Llama's q/k rows; Qwen2's (and its biases) stay as they are.
     let interleaved = |heads: usize| c.architecture.gguf_interleaves_qk().then_some(heads);
     for i in 0..c.num_hidden_layers {
@@ -34,40 +47,132 @@ fn gguf_names(g: &Gguf, c: &LlamaConfig) -> Vec<(String, String, Option<usize>)>
         names.extend([
             (b("attn_norm"), l("input_layernorm.weight"), None),
             (b("ffn_norm"), l("post_attention_layernorm.weight"), None),
-            (b("attn_q"), l("self_attn.q_proj.weight"), interleaved(c.num_attention_heads)),
-            (b("attn_k"), l("self_attn.k_proj.weight"), interleaved(c.num_key_value_heads)),
-            (b("attn_v"), l("self_attn.v_proj.weight"), None),
             (b("attn_output"), l("self_attn.o_proj.weight"), None),
-            (b("ffn_gate"), l("mlp.gate_proj.weight"), None),
-            (b("ffn_up"), l("mlp.up_proj.weight"), None),
             (b("ffn_down"), l("mlp.down_proj.weight"), None),
         ]);
+        if c.architecture.fused() {
+            for (part, rows) in fused_parts(c) {
+                let (gguf, whole) = if part.starts_with("self_attn") { ("attn_qkv", qkv_rows(c)) } else { ("ffn_up", 2 * c.intermediate_size) };
+                parts.push(GgufName { gguf: b(gguf), hf: l(part), permute_heads: None, rows: Some((rows, whole)) });
+            }
+        } else {
+            names.extend([
+                (b("attn_q"), l("self_attn.q_proj.weight"), interleaved(c.num_attention_heads)),
+                (b("attn_k"), l("self_attn.k_proj.weight"), interleaved(c.num_key_value_heads)),
+                (b("attn_v"), l("self_attn.v_proj.weight"), None),
+                (b("ffn_gate"), l("mlp.gate_proj.weight"), None),
+                (b("ffn_up"), l("mlp.up_proj.weight"), None),
+            ]);
+        }
     }
-    names
+    names.into_iter().map(|(gguf, hf, permute_heads)| GgufName { gguf, hf, permute_heads, rows: None }).chain(parts).collect()
+}
+
+/// A fused architecture's parts (by their name within a layer) and their rows in the fused
+/// matrix: q, k, v in `self_attn.qkv_proj`, gate and up in `mlp.gate_up_proj`.
+fn fused_parts(c: &LlamaConfig) -> [(&'static str, std::ops::Range<usize>); 5] {
+    let (q, kv, ff) = (c.num_attention_heads * c.head_dim, c.num_key_value_heads * c.head_dim, c.intermediate_size);
+    [("self_attn.q_proj.weight", 0..q), ("self_attn.k_proj.weight", q..q + kv), ("self_attn.v_proj.weight", q + kv..q + 2 * kv), ("mlp.gate_proj.weight", 0..ff), ("mlp.up_proj.weight", ff..2 * ff)]
+}
+
+/// Rows of q, k and v together.
+fn qkv_rows(c: &LlamaConfig) -> usize {
+    (c.num_attention_heads + 2 * c.num_key_value_heads) * c.head_dim
+}
+
+/// The Hugging Face name of the fused matrix holding `part` (a name within a layer), and its
+/// rows.
+fn fused_of(c: &LlamaConfig, part: &str) -> (&'static str, usize) {
+    if part.starts_with("self_attn") {
+        ("self_attn.qkv_proj.weight", qkv_rows(c))
+    } else {
+        ("mlp.gate_up_proj.weight", 2 * c.intermediate_size)
+    }
+}
+
+/// Rows `rows` of matrix `name`, which must have `whole` rows.
+fn row_slice(t: &HostTensor, rows: std::ops::Range<usize>, whole: usize, name: &str) -> Result<HostTensor, String> {
+    if t.shape.len() != 2 || t.shape[0] != whole {
+        return Err(format!("weight `{name}` has shape {:?}; {whole} rows expected from the config", t.shape));
+    }
+    let cols = t.shape[1];
+    Ok(HostTensor { shape: vec![rows.len(), cols], data: t.data[rows.start * cols..rows.end * cols].to_vec() })
+}
+
+/// Reads weights by their Llama (Hugging Face) names from a reader of the names the model
+/// stores: for a fused architecture, q/k/v and gate/up are cut from their fused matrix (which
+/// must have exactly the parts' rows). Each fused matrix is read once and kept until all its
+/// parts have been asked for.
+pub fn unfused<'a>(c: &LlamaConfig, mut stored: impl FnMut(&str) -> Result<HostTensor, String> + 'a) -> impl FnMut(&str) -> Result<HostTensor, String> + 'a {
+    let parts: BTreeMap<&'static str, (std::ops::Range<usize>, &'static str, usize)> =
+        if c.architecture.fused() { fused_parts(c).into_iter().map(|(part, rows)| (part, (rows, fused_of(c, part).0, fused_of(c, part).1))).collect() } else { BTreeMap::new() };
+    // Fused matrices read, with how many of their parts are still to be asked for.
+    let mut open: BTreeMap<String, (HostTensor, usize)> = BTreeMap::new();
+    move |name| {
+        let Some((layer, (rows, fused, whole))) = name.strip_prefix("model.layers.").and_then(|rest| rest.split_once('.')).and_then(|(i, part)| Some((i, parts.get(part)?.clone()))) else {
+            return stored(name);
+        };
+        let fused_name = format!("model.layers.{layer}.{fused}");
+        if !open.contains_key(&fused_name) {
+            let t = stored(&fused_name)?;
+            let n = parts.values().filter(|(_, f, _)| *f == fused).count();
+            open.insert(fused_name.clone(), (t, n));
+        }
+        let (t, left) = open.get_mut(&fused_name).expect("just opened");
+        let part = row_slice(t, rows, whole, &fused_name);
+        *left -= 1;
+        if *left == 0 || part.is_err() {
+            open.remove(&fused_name);
+        }
+        part
+    }
+}
+
+/// Weights by Llama names put the way the architecture stores them (Phi-3: q/k/v and gate/up
+/// fused again), for an export other tools load.
+pub fn fused(c: &LlamaConfig, mut w: Weights) -> Weights {
+    if !c.architecture.fused() {
+        return w;
+    }
+    for i in 0..c.num_hidden_layers {
+        let l = |s: &str| format!("model.layers.{i}.{s}");
+        for (fused, parts) in [
+            ("self_attn.qkv_proj.weight", &["self_attn.q_proj.weight", "self_attn.k_proj.weight", "self_attn.v_proj.weight"][..]),
+            ("mlp.gate_up_proj.weight", &["mlp.gate_proj.weight", "mlp.up_proj.weight"][..]),
+        ] {
+            let taken: Vec<HostTensor> = parts.iter().filter_map(|p| w.remove(&l(p))).collect();
+            let rows = taken.iter().map(|t| t.shape[0]).sum();
+            let cols = taken.first().map_or(0, |t| t.shape[1]);
+            w.insert(l(fused), HostTensor { shape: vec![rows, cols], data: taken.into_iter().flat_map(|t| t.data).collect() });
+        }
+    }
+    w
 }
 
 /// Reads every Llama weight of a GGUF file under its Hugging Face name.
 pub fn from_gguf(g: &Gguf, c: &LlamaConfig) -> Result<Weights, String> {
-    gguf_names(g, c).into_iter().map(|(gguf_name, hf_name, permute_heads)| Ok((hf_name, gguf_tensor(g, &gguf_name, permute_heads)?))).collect()
+    gguf_names(g, c).into_iter().map(|n| Ok((n.hf.clone(), gguf_tensor(g, &n)?))).collect()
 }
 
 /// Reads one Llama weight of a GGUF file by its Hugging Face name, dequantised when asked for
 /// (the CPU's host model asks only for what it cannot pack as stored).
 pub fn gguf_reader<'a>(g: &'a Gguf, c: &LlamaConfig) -> impl FnMut(&str) -> Result<HostTensor, String> + 'a {
-    let names: BTreeMap<String, (String, Option<usize>)> = gguf_names(g, c).into_iter().map(|(gguf_name, hf_name, permute)| (hf_name, (gguf_name, permute))).collect();
-    move |name| {
-        let (gguf_name, permute_heads) = names.get(name).ok_or_else(|| format!("weight `{name}` is missing"))?;
-        gguf_tensor(g, gguf_name, *permute_heads)
-    }
+    let names: BTreeMap<String, GgufName> = gguf_names(g, c).into_iter().map(|n| (n.hf.clone(), n)).collect();
+    move |name| gguf_tensor(g, names.get(name).ok_or_else(|| format!("weight `{name}` is missing"))?)
 }
 
-/// A GGUF tensor dequantised, with llama.cpp's q/k row permutation undone for `permute_heads`.
-fn gguf_tensor(g: &Gguf, gguf_name: &str, permute_heads: Option<usize>) -> Result<HostTensor, String> {
-    let (shape, mut data) = g.dequantize(gguf_name).map_err(|e| e.message)?;
-    if let Some(heads) = permute_heads {
+/// A GGUF tensor dequantised, with llama.cpp's q/k row permutation undone, or the part of a
+/// fused matrix asked for.
+fn gguf_tensor(g: &Gguf, n: &GgufName) -> Result<HostTensor, String> {
+    let (shape, mut data) = g.dequantize(&n.gguf).map_err(|e| e.message)?;
+    if let Some(heads) = n.permute_heads {
         data = unpermute_rows(&data, &shape, heads)?;
     }
-    Ok(HostTensor { shape, data })
+    let t = HostTensor { shape, data };
+    match &n.rows {
+        Some((rows, whole)) => row_slice(&t, rows.clone(), *whole, &n.gguf),
+        None => Ok(t),
+    }
 }
 
 /// Takes each weight out of `w` as it is asked for (each is asked for once), so its memory
@@ -96,20 +201,21 @@ pub struct StoredRows<'a> {
 /// Every matrix of a GGUF file as [`StoredRows`], by Hugging Face name.
 pub fn stored_rows<'a>(g: &'a Gguf, c: &LlamaConfig) -> BTreeMap<String, StoredRows<'a>> {
     let mut out = BTreeMap::new();
-    for (gguf_name, hf_name, permute_heads) in gguf_names(g, c) {
-        let Some(t) = g.tensor(&gguf_name) else { continue };
+    for n in gguf_names(g, c) {
+        let Some(t) = g.tensor(&n.gguf) else { continue };
         let shape = t.shape();
         let Some(row_bytes) = t.ty.bytes_for(shape.last().copied().unwrap_or(0) as u64) else { continue };
-        if shape.len() != 2 || permute_heads.is_some_and(|h| h == 0 || shape[0] % (2 * h) != 0) {
+        if shape.len() != 2 || n.permute_heads.is_some_and(|h| h == 0 || shape[0] % (2 * h) != 0) || n.rows.as_ref().is_some_and(|(_, whole)| *whole != shape[0]) {
             continue;
         }
         let raw = g.raw(t);
         let row = |r: usize| &raw[r * row_bytes as usize..(r + 1) * row_bytes as usize];
-        let rows = match permute_heads {
-            Some(heads) => row_sources(shape[0], heads, false).into_iter().map(row).collect(),
-            None => (0..shape[0]).map(row).collect(),
+        let rows = match (n.permute_heads, n.rows) {
+            (Some(heads), _) => row_sources(shape[0], heads, false).into_iter().map(row).collect(),
+            (None, Some((part, _))) => part.map(row).collect(),
+            (None, None) => (0..shape[0]).map(row).collect(),
         };
-        out.insert(hf_name, StoredRows { ty: t.ty, cols: shape[1], rows });
+        out.insert(n.hf, StoredRows { ty: t.ty, cols: shape[1], rows });
     }
     out
 }
