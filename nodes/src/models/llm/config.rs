@@ -26,6 +26,41 @@ pub enum RopeScaling {
     Factors { factors: Vec<f32> },
     /// Positions divided by a constant factor.
     Linear { factor: f64 },
+    /// LongRoPE (Phi-3 128k, Phi-3.5): frequencies divided by `short_factor` for sequences up
+    /// to `original_max_position_embeddings`, by `long_factor` beyond (which dagrun does not
+    /// compute: see [`LlamaConfig::span`]), and cos/sin scaled by an attention factor.
+    LongRope(LongRope),
+}
+
+/// LongRoPE's parameters, as config.json gives them (`factor` and `attention_factor` only when
+/// it does; see [`LongRope::attention_factor`]).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LongRope {
+    pub short_factor: Vec<f32>,
+    pub long_factor: Vec<f32>,
+    pub original_max_position_embeddings: usize,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub factor: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attention_factor: Option<f64>,
+}
+
+impl LongRope {
+    /// What cos and sin are multiplied by: `attention_factor`, else √(1 + ln f / ln original)
+    /// with f = `factor` or the context's growth (max / original), 1 when f ≤ 1 (transformers'
+    /// rule).
+    pub fn attention_factor(&self, max_position_embeddings: usize) -> f64 {
+        if let Some(a) = self.attention_factor {
+            return a;
+        }
+        let original = self.original_max_position_embeddings as f64;
+        let f = self.factor.unwrap_or(max_position_embeddings as f64 / original);
+        if f <= 1.0 {
+            1.0
+        } else {
+            (1.0 + f.ln() / original.ln()).sqrt()
+        }
+    }
 }
 
 /// Which member of the Llama family a model is: the decoder is the same, the weights differ.
@@ -149,16 +184,27 @@ pub struct LlamaConfig {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Span {
     pub tokens: usize,
-    /// True when Mistral's sliding window, not the context length, is the limit.
-    pub sliding: bool,
+    pub limit: Limit,
+}
+
+/// What limits a [`Span`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Limit {
+    /// The context length.
+    Context,
+    /// A sliding attention window (Mistral v0.1, Phi-3 mini-4k).
+    SlidingWindow,
+    /// LongRoPE's original context, beyond which it switches to its long factors.
+    LongRope,
 }
 
 impl std::fmt::Display for Span {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        if self.sliding {
-            write!(f, "the model's sliding attention window of {} tokens (dagrun computes full attention, which equals the model's only within the window)", self.tokens)
-        } else {
-            write!(f, "the model's context of {}", self.tokens)
+        let n = self.tokens;
+        match self.limit {
+            Limit::Context => write!(f, "the model's context of {n}"),
+            Limit::SlidingWindow => write!(f, "the model's sliding attention window of {n} tokens (dagrun computes full attention, which equals the model's only within the window)"),
+            Limit::LongRope => write!(f, "the model's original context of {n} tokens (beyond it LongRoPE switches to its long factors, which dagrun does not compute)"),
         }
     }
 }
@@ -166,9 +212,23 @@ impl std::fmt::Display for Span {
 impl LlamaConfig {
     /// The longest sequence (prompt and answer) dagrun computes exactly for this model.
     pub fn span(&self) -> Span {
-        match self.sliding_window {
-            Some(w) if w < self.max_position_embeddings => Span { tokens: w, sliding: true },
-            _ => Span { tokens: self.max_position_embeddings, sliding: false },
+        let mut span = Span { tokens: self.max_position_embeddings, limit: Limit::Context };
+        if let Some(w) = self.sliding_window.filter(|&w| w < span.tokens) {
+            span = Span { tokens: w, limit: Limit::SlidingWindow };
+        }
+        if let Some(RopeScaling::LongRope(l)) = &self.rope_scaling {
+            if l.original_max_position_embeddings < span.tokens {
+                span = Span { tokens: l.original_max_position_embeddings, limit: Limit::LongRope };
+            }
+        }
+        span
+    }
+
+    /// What RoPE's cos and sin are multiplied by (LongRoPE's attention factor; 1 otherwise).
+    pub fn rope_scale(&self) -> f32 {
+        match &self.rope_scaling {
+            Some(RopeScaling::LongRope(l)) => l.attention_factor(self.max_position_embeddings) as f32,
+            _ => 1.0,
         }
     }
 
@@ -202,6 +262,16 @@ impl LlamaConfig {
                 return Err(format!("rope_freqs has {} factors; head_dim/2 = {} expected", factors.len(), c.head_dim / 2));
             }
         }
+        if let Some(RopeScaling::LongRope(l)) = &c.rope_scaling {
+            for (name, f) in [("short_factor", &l.short_factor), ("long_factor", &l.long_factor)] {
+                if f.len() != c.head_dim / 2 {
+                    return Err(format!("rope_scaling.{name} has {} factors; head_dim/2 = {} expected", f.len(), c.head_dim / 2));
+                }
+            }
+            if l.original_max_position_embeddings == 0 {
+                return Err("original_max_position_embeddings must be positive".into());
+            }
+        }
         Ok(())
     }
 
@@ -214,6 +284,8 @@ impl LlamaConfig {
             None => {}
             Some(RopeScaling::Linear { factor }) => inv.iter_mut().for_each(|f| *f /= *factor as f32),
             Some(RopeScaling::Factors { factors }) => inv.iter_mut().zip(factors).for_each(|(f, d)| *f /= d),
+            // transformers computes 1 / (factor · base^(2i/d)): the same division.
+            Some(RopeScaling::LongRope(l)) => inv.iter_mut().zip(&l.short_factor).for_each(|(f, d)| *f /= d),
             Some(RopeScaling::Llama3(s)) => {
                 let (factor, lo, hi, old) = (s.factor as f32, s.low_freq_factor as f32, s.high_freq_factor as f32, s.original_max_position_embeddings as f32);
                 let (low_wavelen, high_wavelen) = (old / lo, old / hi);
@@ -306,6 +378,7 @@ impl LlamaConfig {
             rope_parameters: Option<serde_json::Value>,
             partial_rotary_factor: Option<f64>,
             hidden_act: Option<String>,
+            original_max_position_embeddings: Option<usize>,
             attention_bias: Option<bool>,
             mlp_bias: Option<bool>,
             use_sliding_window: Option<bool>,
@@ -355,6 +428,12 @@ impl LlamaConfig {
                     return Err(format!("{field} per layer type is not supported (one RoPE for every layer is)"));
                 }
                 let f = |k: &str| v.get(k).and_then(|x| x.as_f64()).ok_or_else(|| format!("{field}.{k} is missing"));
+                let factors = |k: &str| -> Result<Vec<f32>, String> {
+                    let list = v.get(k).and_then(|x| x.as_array()).ok_or_else(|| format!("{field}.{k} is missing (a list of numbers)"))?;
+                    list.iter().map(|x| x.as_f64().map(|x| x as f32).ok_or_else(|| format!("{field}.{k} holds a non-number"))).collect()
+                };
+                // Phi-3's config calls LongRoPE `su` or `yarn` in older files.
+                let kind = if architecture == Architecture::Phi3 && matches!(kind, "su" | "yarn") { "longrope" } else { kind };
                 match kind {
                     "llama3" => Some(RopeScaling::Llama3(Llama3Scaling {
                         factor: f("factor")?,
@@ -363,8 +442,20 @@ impl LlamaConfig {
                         original_max_position_embeddings: f("original_max_position_embeddings")?,
                     })),
                     "linear" => Some(RopeScaling::Linear { factor: f("factor")? }),
+                    "longrope" | "su" => Some(RopeScaling::LongRope(LongRope {
+                        short_factor: factors("short_factor")?,
+                        long_factor: factors("long_factor")?,
+                        original_max_position_embeddings: v
+                            .get("original_max_position_embeddings")
+                            .and_then(|x| x.as_u64())
+                            .map(|x| x as usize)
+                            .or(hf.original_max_position_embeddings)
+                            .ok_or("LongRoPE needs original_max_position_embeddings")?,
+                        factor: v.get("factor").and_then(|x| x.as_f64()),
+                        attention_factor: v.get("attention_factor").and_then(|x| x.as_f64()),
+                    })),
                     "default" => None,
-                    other => return Err(format!("{field} type `{other}` is not supported (llama3, linear)")),
+                    other => return Err(format!("{field} type `{other}` is not supported (llama3, linear, longrope)")),
                 }
             }
         };
@@ -396,6 +487,16 @@ impl LlamaConfig {
             Some(RopeScaling::Llama3(s)) => serde_json::json!({"rope_type": "llama3", "factor": s.factor, "low_freq_factor": s.low_freq_factor,
                 "high_freq_factor": s.high_freq_factor, "original_max_position_embeddings": s.original_max_position_embeddings}),
             Some(RopeScaling::Linear { factor }) => serde_json::json!({"rope_type": "linear", "factor": factor}),
+            Some(RopeScaling::LongRope(l)) => {
+                let mut v = serde_json::json!({"rope_type": "longrope", "short_factor": l.short_factor, "long_factor": l.long_factor,
+                    "original_max_position_embeddings": l.original_max_position_embeddings});
+                for (k, x) in [("factor", l.factor), ("attention_factor", l.attention_factor)] {
+                    if let Some(x) = x {
+                        v[k] = x.into();
+                    }
+                }
+                v
+            }
             // Explicit per-frequency factors have no config.json form; they come from Llama-3
             // scaling, which the exporter writes back as such when it can tell (see weights.rs).
             Some(RopeScaling::Factors { .. }) | None => serde_json::Value::Null,
@@ -443,6 +544,10 @@ impl LlamaConfig {
                 // Phi3Config's default pad id (32000) would be out of range in a smaller
                 // vocabulary; the vocabulary's EOS pads, as the tokenizer config says.
                 o.insert("pad_token_id".into(), eos.into());
+                // Phi3Config reads LongRoPE's original context from the top level.
+                if let Some(RopeScaling::LongRope(l)) = &self.rope_scaling {
+                    o.insert("original_max_position_embeddings".into(), l.original_max_position_embeddings.into());
+                }
             }
         }
         cfg

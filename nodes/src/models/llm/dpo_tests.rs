@@ -455,11 +455,12 @@ fn a_template_that_does_not_continue_the_prompt_is_an_error_naming_the_pair() {
 #[test]
 fn host_kernels_match_burn_autodiff() {
     for arch in ARCHITECTURES {
-        host_kernels_match_burn_autodiff_on(arch);
+        host_kernels_match_burn_autodiff_on(arch, false);
     }
+    host_kernels_match_burn_autodiff_on(Architecture::Phi3, true);
 }
 
-fn host_kernels_match_burn_autodiff_on(arch: Architecture) {
+fn host_kernels_match_burn_autodiff_on(arch: Architecture, longrope: bool) {
     use super::host_dpo::{HostDpo, HostLora};
     let dir = tempfile::tempdir().unwrap();
     let llm = tiny_of(arch, dir.path(), 12);
@@ -467,16 +468,24 @@ fn host_kernels_match_burn_autodiff_on(arch: Architecture) {
     let lm = &llm.lm;
     let device = Default::default();
     let model = lm.module().clone().no_grad();
-    let host = HostDpo::new(&model.clone().valid(), &lm.config).expect("the CPU backend has host kernels");
+    // LongRoPE: other frequencies, and cos/sin scaled (by 1.5 here), forward and backward.
+    let mut config = lm.config.clone();
+    if longrope {
+        let l = super::config::LongRope { short_factor: vec![1.0, 1.5, 3.0, 6.0], long_factor: vec![2.0; 4], original_max_position_embeddings: 16, factor: Some(32.0), attention_factor: None };
+        config.rope_scaling = Some(super::config::RopeScaling::LongRope(l));
+        assert_eq!(config.rope_scale(), 1.5);
+    }
+    let (config, inv_freq) = (&config, &config.inv_freq());
+    let host = HostDpo::new(&model.clone().valid(), config).expect("the CPU backend has host kernels");
     let picked: Vec<&PairTokens> = [0, 1, 3].iter().map(|&i| &pairs[i]).collect();
     let close = |a: &[f64], b: &[f64], tol: f64, what: &str| {
         for (x, y) in a.iter().zip(b) {
-            assert!((x - y).abs() <= tol * (1.0 + y.abs()), "{arch:?} {what}: host {a:?} vs Burn {b:?}");
+            assert!((x - y).abs() <= tol * (1.0 + y.abs()), "{arch:?} (LongRoPE {longrope}) {what}: host {a:?} vs Burn {b:?}");
         }
     };
     let to64 = |t: Tensor<CpuTrain, 1>| t.inner().into_data().to_vec::<f32>().unwrap().into_iter().map(f64::from).collect::<Vec<_>>();
-    let (burn_ref, burn_sums) = dpo::pair_logps(&model, &lm.config, &lm.inv_freq, &picked, None, &device);
-    let (host_ref, host_sums) = host.pair_logps(&picked, &lm.inv_freq, None);
+    let (burn_ref, burn_sums) = dpo::pair_logps(&model, config, inv_freq, &picked, None, &device);
+    let (host_ref, host_sums) = host.pair_logps(&picked, inv_freq, None);
     close(&host_ref, &to64(burn_ref), 1e-5, "reference log-probs");
     close(&host_sums, &to64(burn_sums), 1e-5, "summed mean logits");
 
@@ -487,14 +496,14 @@ fn host_kernels_match_burn_autodiff_on(arch: Architecture) {
     let leaves: Vec<_> = a.tensors().into_iter().map(|t| t.require_grad()).collect();
     let a = a.with_tensors(leaves.clone().into_iter());
     let order: Vec<usize> = (0..pairs.len()).collect();
-    let reference = dpo::reference_logps(&model, &lm.config, &lm.inv_freq, &pairs, &order, 2, &device);
+    let reference = dpo::reference_logps(&model, config, inv_freq, &pairs, &order, 2, &device);
     let idx = [0usize, 1, 3];
-    let mb = dpo::micro_batch(&model, &lm.config, &lm.inv_freq, &pairs, &idx, &reference, &cfg, Some(&a), &device);
+    let mb = dpo::micro_batch(&model, config, inv_freq, &pairs, &idx, &reference, &cfg, Some(&a), &device);
     let burn_logps = to64(mb.logps.clone());
     let grads = mb.per_pair.mean().backward();
     let lora = HostLora::from_adapters(&a.valid());
     let b = idx.len();
-    let out = host.pair_grads(&picked, &lm.inv_freq, &lora, &mut |logps| {
+    let out = host.pair_grads(&picked, inv_freq, &lora, &mut |logps| {
         let mut g = vec![0f64; 2 * b];
         for (j, &i) in idx.iter().enumerate() {
             let delta = cfg.beta * ((logps[j] - reference[i].0) - (logps[b + j] - reference[i].1));
@@ -511,7 +520,7 @@ fn host_kernels_match_burn_autodiff_on(arch: Architecture) {
         let scale = g.iter().fold(0f32, |m, x| m.max(x.abs()));
         assert!(scale > 0.0, "leaf {i} has no gradient");
         let diff = h.iter().zip(&g).fold(0f32, |m, (x, y)| m.max((x - y).abs()));
-        assert!(diff <= 1e-4 * scale + 1e-7, "{arch:?} leaf {i}: host and Burn gradients differ by {diff} (largest {scale})");
+        assert!(diff <= 1e-4 * scale + 1e-7, "{arch:?} (LongRoPE {longrope}) leaf {i}: host and Burn gradients differ by {diff} (largest {scale})");
     }
 }
 

@@ -62,6 +62,8 @@ pub struct HostLlama {
     kv_heads: usize,
     head_dim: usize,
     eps: f32,
+    /// What RoPE's cos and sin are multiplied by ([`LlamaConfig::rope_scale`]).
+    rope_scale: f32,
 }
 
 /// Keys and values per layer and row and kv head ("lane"). Keys are stored in tiles of 16
@@ -317,6 +319,7 @@ impl HostLlama {
             kv_heads: nkv,
             head_dim: hd,
             eps: c.rms_norm_eps as f32,
+            rope_scale: c.rope_scale(),
         })
     }
 
@@ -344,7 +347,7 @@ impl HostLlama {
         for (row, &id) in x.chunks_exact_mut(d).zip(step.ids) {
             embed.column(id as usize, row);
         }
-        let rope = rope_table(step.positions, inv_freq);
+        let rope = rope_table(step.positions, inv_freq, self.rope_scale);
         cache.reserve(s);
         // Buffers every layer overwrites, allocated once per step (fresh multi-megabyte
         // buffers per layer came back from the kernel as zeroed pages: 6% of a prefill).
@@ -530,13 +533,13 @@ struct Scratch {
     act: Vec<f32>,
 }
 
-/// (cos, sin) of position × frequency, [tokens, head_dim / 2].
-pub(super) fn rope_table(positions: &[usize], inv_freq: &[f32]) -> Vec<(f32, f32)> {
+/// (cos, sin) of position × frequency, each times `scale`, [tokens, head_dim / 2].
+pub(super) fn rope_table(positions: &[usize], inv_freq: &[f32], scale: f32) -> Vec<(f32, f32)> {
     let mut t = Vec::with_capacity(positions.len() * inv_freq.len());
     for &p in positions {
         for f in inv_freq {
             let (s, c) = (p as f32 * f).sin_cos();
-            t.push((c, s));
+            t.push((c * scale, s * scale));
         }
     }
     t

@@ -56,6 +56,8 @@ pub struct HostDpo {
     ff: usize,
     vocab: usize,
     eps: f32,
+    /// What RoPE's cos and sin are multiplied by (`LlamaConfig::rope_scale`).
+    rope_scale: f32,
 }
 
 /// One layer's adapters: per [`Target::ALL`] slot, (A `[in, r]`, B `[r, out]`) if adapted.
@@ -400,6 +402,7 @@ impl HostDpo {
             ff,
             vocab,
             eps: c.rms_norm_eps as f32,
+            rope_scale: c.rope_scale(),
         })
     }
 
@@ -407,7 +410,7 @@ impl HostDpo {
     /// the pairs, by the model with `lora` applied (None: the base model).
     pub fn pair_logps(&self, pairs: &[&PairTokens], inv_freq: &[f32], lora: Option<&HostLora>) -> (Vec<f64>, Vec<f64>) {
         let lay = Layout::pairs(pairs);
-        let rope = rope_table(&lay.positions, inv_freq);
+        let rope = rope_table(&lay.positions, inv_freq, self.rope_scale);
         let (x, _) = self.forward(&lay, &rope, lora, false);
         let (logits, lse) = self.head_forward(&x, &lay);
         self.score(&logits, &lse, &lay)
@@ -419,7 +422,7 @@ impl HostDpo {
     pub fn pair_grads(&self, pairs: &[&PairTokens], inv_freq: &[f32], lora: &HostLora, dloss: &mut dyn FnMut(&[f64]) -> Vec<f64>) -> PairGrads {
         let lay = Layout::pairs(pairs);
         let n = lay.n();
-        let rope = rope_table(&lay.positions, inv_freq);
+        let rope = rope_table(&lay.positions, inv_freq, self.rope_scale);
         let (x, mut saved) = self.forward(&lay, &rope, Some(lora), true);
         let (mut logits, lse) = self.head_forward(&x, &lay);
         let (logps, logit_sums) = self.score(&logits, &lse, &lay);

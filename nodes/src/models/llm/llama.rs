@@ -159,6 +159,7 @@ impl<B: Backend> Step<B> {
         let half = hd / 2;
         let (nh, nkv) = (config.num_attention_heads, config.num_key_value_heads);
         let qk_heads = nh + nkv;
+        let scale = config.rope_scale();
         let mut cos = vec![0f32; batch * qk_heads * len * hd];
         let mut sin = vec![0f32; batch * qk_heads * len * hd];
         for r in 0..batch {
@@ -167,6 +168,7 @@ impl<B: Backend> Step<B> {
                 let at = ((r * qk_heads) * len + i) * hd;
                 for (j, f) in inv_freq.iter().enumerate() {
                     let (s, c) = (p * f).sin_cos();
+                    let (s, c) = (s * scale, c * scale);
                     cos[at + j] = c;
                     cos[at + j + half] = c;
                     sin[at + j] = s;

@@ -150,7 +150,7 @@ fn transformers5_configs_give_transformers_rope() {
         edit(&mut v);
         LlamaConfig::from_hf_json(&v.to_string()).unwrap_err()
     };
-    assert_eq!(edited(&|v| v["rope_parameters"]["rope_type"] = "yarn".into()), "rope_parameters type `yarn` is not supported (llama3, linear)");
+    assert_eq!(edited(&|v| v["rope_parameters"]["rope_type"] = "yarn".into()), "rope_parameters type `yarn` is not supported (llama3, linear, longrope)");
     assert_eq!(edited(&|v| v["rope_parameters"]["partial_rotary_factor"] = 0.5.into()), "partial_rotary_factor 0.5 is not supported (RoPE over whole heads is)");
     assert_eq!(edited(&|v| v["rope_parameters"] = serde_json::json!({ "full_attention": { "rope_theta": 1e4 } })), "rope_parameters per layer type is not supported (one RoPE for every layer is)");
     assert_eq!(edited(&|v| v["rope_parameters"]["rope_theta"] = "big".into()), "rope_parameters.rope_theta is not a number");
@@ -871,6 +871,16 @@ fn make_phi3_fixture_model() {
     write_phi3_gguf(&path);
     let llm = artifact::load::<Cpu>(&path, &Default::default(), Purpose::Train).unwrap();
     artifact::write_hf(llm.lm.module(), &llm.lm.config, &llm.tokenizer, &path, "tiny random test phi3 (seed 41)", &fixtures().join("phi3-tiny"), false).unwrap();
+    let longrope = serde_json::to_string_pretty(&phi3_longrope_config().to_hf_json(Some(256), Some(257))).unwrap();
+    std::fs::write(fixtures().join("phi3-longrope-config.json"), longrope + "\n").unwrap();
+}
+
+/// The tiny Phi-3 as a Phi-3.5 would have it: LongRoPE over a 16-token original context grown
+/// to 512 (so an attention factor of √(1 + ln 32 / ln 16) = 1.5), no window.
+fn phi3_longrope_config() -> LlamaConfig {
+    let longrope =
+        super::config::LongRope { short_factor: vec![1.0, 1.25, 2.0, 3.5], long_factor: vec![1.5, 4.0, 9.0, 20.0], original_max_position_embeddings: 16, factor: None, attention_factor: None };
+    LlamaConfig { rope_scaling: Some(super::config::RopeScaling::LongRope(longrope)), max_position_embeddings: 512, sliding_window: None, ..phi3_config() }
 }
 
 /// A Phi-3 gives transformers' logits from its Hugging Face directory (fused `qkv_proj` and
@@ -904,6 +914,42 @@ fn tiny_phi3_matches_transformers() {
     t.data.truncate(t.shape[0] * t.shape[1]);
     let e = weights::build_from::<Cpu>(&c, true, &mut weights::unfused(&c, weights::taken_from(bad)), &Default::default()).err().unwrap();
     assert_eq!(e, "weight `model.layers.1.mlp.gate_up_proj.weight` has shape [95, 32]; 96 rows expected from the config");
+}
+
+/// With LongRoPE (short factors, cos and sin scaled by the attention factor) the tiny Phi-3
+/// gives transformers' logits within the original context; longer sequences, where
+/// transformers switches to the long factors, are refused.
+#[test]
+fn tiny_phi3_with_longrope_matches_transformers_within_its_original_context() {
+    let dir = tempfile::tempdir().unwrap();
+    for f in ["model.safetensors", "tokenizer.json", "tokenizer_config.json"] {
+        std::fs::copy(fixtures().join("phi3-tiny").join(f), dir.path().join(f)).unwrap();
+    }
+    std::fs::copy(fixtures().join("phi3-longrope-config.json"), dir.path().join("config.json")).unwrap();
+    let c = LlamaConfig::from_hf_json(&std::fs::read_to_string(dir.path().join("config.json")).unwrap()).unwrap();
+    assert_eq!(c, phi3_longrope_config());
+    assert_eq!(c.rope_scale(), 1.5);
+    assert_eq!(c.span().tokens, 16);
+    assert!(c.span().to_string().starts_with("the model's original context of 16 tokens (beyond it LongRoPE switches"));
+    let fx = assert_matches_transformers("phi3_longrope_logits.json", Architecture::Phi3, &[dir.path()]);
+    assert!(fx.prompts.iter().all(|(ids, _)| ids.len() <= 16));
+    // The scaling matters: without it the logits are another model's.
+    let plain = LlamaConfig { rope_scaling: None, ..c.clone() };
+    let w = weights::from_safetensors(&[dir.path().join("model.safetensors")]).unwrap();
+    let module = weights::build_from::<Cpu>(&plain, true, &mut weights::unfused(&plain, weights::taken_from(w)), &Default::default()).unwrap();
+    let (ids, want) = &fx.prompts[0];
+    assert!(max_diff(&rows_of(Lm::new(module, plain, Default::default()).logits_all(ids)).concat(), want) > 1e-2);
+    // Older Phi-3 configs name it `su`; other architectures' `yarn` is YaRN, refused.
+    let mut v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.path().join("config.json")).unwrap()).unwrap();
+    v["rope_scaling"]["rope_type"] = "su".into();
+    assert_eq!(LlamaConfig::from_hf_json(&v.to_string()).unwrap(), c);
+    v["rope_scaling"]["rope_type"] = "yarn".into();
+    assert_eq!(LlamaConfig::from_hf_json(&v.to_string()).unwrap(), c);
+    v["model_type"] = "llama".into();
+    assert_eq!(LlamaConfig::from_hf_json(&v.to_string()).unwrap_err(), "rope_scaling type `yarn` is not supported (llama3, linear, longrope)");
+    v["model_type"] = "phi3".into();
+    v["rope_scaling"]["short_factor"] = serde_json::json!([1.0, 2.0]);
+    assert_eq!(LlamaConfig::from_hf_json(&v.to_string()).unwrap_err(), "rope_scaling.short_factor has 2 factors; head_dim/2 = 4 expected");
 }
 
 // ---- Mistral (Llama's decoder, a sliding window) against transformers ----
