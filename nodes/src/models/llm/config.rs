@@ -316,6 +316,9 @@ impl LlamaConfig {
         };
         let opt_num = |key: &str| g.get(&format!("{arch}.{key}")).and_then(|v| v.as_u64());
         let opt_f = |key: &str| g.get(&format!("{arch}.{key}")).and_then(|v| v.as_f64());
+        if let Some(n) = opt_num("expert_count").filter(|&n| n > 0) {
+            return Err(format!("{arch}.expert_count is {n}: mixture-of-experts models (Mixtral, ...) are not supported"));
+        }
         let hidden = num("embedding_length")? as usize;
         let heads = num("attention.head_count")? as usize;
         let embd = g.tensor("token_embd.weight").ok_or("no tensor token_embd.weight")?;
@@ -379,6 +382,8 @@ impl LlamaConfig {
             partial_rotary_factor: Option<f64>,
             hidden_act: Option<String>,
             original_max_position_embeddings: Option<usize>,
+            quantization_config: Option<serde_json::Value>,
+            num_local_experts: Option<usize>,
             attention_bias: Option<bool>,
             mlp_bias: Option<bool>,
             use_sliding_window: Option<bool>,
@@ -391,6 +396,13 @@ impl LlamaConfig {
         };
         if hf.attention_bias == Some(true) || hf.mlp_bias == Some(true) {
             return Err("attention_bias / mlp_bias are not supported".into());
+        }
+        if let Some(q) = hf.quantization_config.filter(|q| !q.is_null()) {
+            let method = q.get("quant_method").and_then(|m| m.as_str()).unwrap_or("unnamed");
+            return Err(format!("the weights are quantised ({method} quantization_config), which dagrun does not read; use the unquantised checkpoint or a GGUF"));
+        }
+        if let Some(n) = hf.num_local_experts.filter(|&n| n > 0) {
+            return Err(format!("num_local_experts is {n}: mixture-of-experts models are not supported"));
         }
         if let Some(act) = hf.hidden_act.as_deref().filter(|a| *a != "silu") {
             return Err(format!("hidden_act `{act}` is not supported (SwiGLU's `silu` is)"));

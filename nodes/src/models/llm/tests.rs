@@ -101,6 +101,16 @@ fn other_architectures_are_refused_naming_what_is_supported() {
     std::fs::write(&odd, &bytes).unwrap();
     let e = artifact::write(&odd, "test", &dir.path().join("out")).err().unwrap();
     assert!(e.contains("gemma.gguf") && e.contains("architecture `gemma` is not supported (`llama`, `qwen2` and `phi3` are)"), "{e}");
+    // Mixtral's GGUFs say `llama` too, with experts.
+    let mut moe = super::gguf::GgufWriter::new();
+    for (k, v) in Gguf::open(&path).unwrap().metadata.iter() {
+        moe.meta(k, v.clone());
+    }
+    moe.meta("llama.expert_count", super::gguf::Value::U32(8));
+    let g = dir.path().join("moe.gguf");
+    moe.tensor("token_embd.weight", &[16, 4], &[0.0; 64], GgmlType::F32);
+    moe.write(&g).unwrap();
+    assert_eq!(LlamaConfig::from_gguf(&Gguf::open(&g).unwrap()).unwrap_err(), "llama.expert_count is 8: mixture-of-experts models (Mixtral, ...) are not supported");
     // llama.cpp writes Mistral as `llama`; a GGUF saying `mistral` is of some other layout.
     bytes[at..at + 5].copy_from_slice(b"mistr");
     std::fs::write(&odd, &bytes).unwrap();
@@ -155,6 +165,11 @@ fn transformers5_configs_give_transformers_rope() {
     assert_eq!(edited(&|v| v["rope_parameters"] = serde_json::json!({ "full_attention": { "rope_theta": 1e4 } })), "rope_parameters per layer type is not supported (one RoPE for every layer is)");
     assert_eq!(edited(&|v| v["rope_parameters"]["rope_theta"] = "big".into()), "rope_parameters.rope_theta is not a number");
     assert_eq!(edited(&|v| v["hidden_act"] = "gelu_pytorch_tanh".into()), "hidden_act `gelu_pytorch_tanh` is not supported (SwiGLU's `silu` is)");
+    assert_eq!(
+        edited(&|v| v["quantization_config"] = serde_json::json!({ "quant_method": "awq", "bits": 4 })),
+        "the weights are quantised (awq quantization_config), which dagrun does not read; use the unquantised checkpoint or a GGUF"
+    );
+    assert_eq!(edited(&|v| v["num_local_experts"] = 8.into()), "num_local_experts is 8: mixture-of-experts models are not supported");
 }
 
 /// A Mistral config keeps its sliding window through config.json (null in v0.2 and later);
