@@ -80,6 +80,20 @@ fn a_qwen2_model_loads_and_generates() {
     assert!(rows.iter().all(|r| r["logprob"].as_f64().unwrap() < 0.0), "{rows:?}");
 }
 
+/// A Qwen3 (an RMSNorm on every q and k head) loads, is named as such, and generates.
+#[test]
+fn a_qwen3_model_loads_and_generates() {
+    use dagrun_nodes::models::llm::config::Architecture;
+    let w = Work::new();
+    dagrun_nodes::models::llm::tiny::write_tiny_gguf_of(Architecture::Qwen3, &w.path().join("tiny.gguf"), 5).unwrap();
+    w.write("p.yaml", &pipeline(3, 2));
+    let r = w.expect(&["p.yaml", "--json"], 0);
+    assert_eq!(r.status_of("answers"), "ran", "{}", r.stderr);
+    // 20 tensors as the Llama, plus q and k norms in both layers.
+    assert!(r.stderr.contains("Qwen3, 2 layers, width 32") && r.stderr.contains("; tensors F32 ×24"), "{}", r.stderr);
+    assert_eq!(answers(&w).len(), 6);
+}
+
 /// A Phi-3 (q/k/v and gate/up each one matrix) loads, is named as such, and generates.
 #[test]
 fn a_phi3_model_loads_and_generates() {

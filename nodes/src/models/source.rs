@@ -26,7 +26,8 @@ pub struct PipModel {
 #[serde(rename_all = "lowercase")]
 pub enum ModelFamily {
     /// A Llama-architecture LLM (HF `model_type: llama`, or `qwen2`: Llama with q/k/v
-    /// biases, `mistral`, or `phi3`: Llama with fused matrices), for `generate` and `dpo`.
+    /// biases, `qwen3`: with q/k head norms, `mistral`, or `phi3`: with fused matrices), for
+    /// `generate` and `dpo`.
     Llama,
     /// A BERT-family encoder (HF `model_type: bert`), for `encode`.
     Bert,
@@ -241,10 +242,10 @@ pub fn family_of_dir(dir: &Path) -> Result<ModelFamily, String> {
     let text = std::fs::read_to_string(&cfg).map_err(|e| format!("{}: {e} (a Hugging Face model directory has a config.json)", cfg.display()))?;
     let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| format!("{}: not JSON: {e}", cfg.display()))?;
     match v.get("model_type").and_then(|t| t.as_str()) {
-        Some("llama" | "qwen2" | "mistral" | "phi3") => Ok(ModelFamily::Llama),
+        Some("llama" | "qwen2" | "qwen3" | "mistral" | "phi3") => Ok(ModelFamily::Llama),
         Some("bert") => Ok(ModelFamily::Bert),
-        Some(other) => Err(format!("{}: model_type `{other}` is not supported (dagrun runs `llama`, `qwen2`, `mistral` and `phi3` LLMs and `bert` encoders)", cfg.display())),
-        None => Err(format!("{}: no model_type (expected `llama`, `qwen2`, `mistral`, `phi3` or `bert`)", cfg.display())),
+        Some(other) => Err(format!("{}: model_type `{other}` is not supported (dagrun runs `llama`, `qwen2`, `qwen3`, `mistral` and `phi3` LLMs and `bert` encoders)", cfg.display())),
+        None => Err(format!("{}: no model_type (expected `llama`, `qwen2`, `qwen3`, `mistral`, `phi3` or `bert`)", cfg.display())),
     }
 }
 

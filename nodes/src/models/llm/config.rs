@@ -1,7 +1,7 @@
 //! The Llama architecture's hyperparameters, read from GGUF metadata or a Hugging Face
 //! `config.json`; Qwen2 is the same architecture with q/k/v biases, Mistral the same with an
 //! optional sliding attention window, Phi-3 the same with q/k/v and gate/up each stored as one
-//! matrix.
+//! matrix, Qwen3 the same with an RMSNorm on every q and k head.
 
 use serde::{Deserialize, Serialize};
 
@@ -82,6 +82,9 @@ pub enum Architecture {
     /// matrix (`qkv_proj`, GGUF `attn_qkv`) and gate and up as another (`gate_up_proj`, GGUF
     /// `ffn_up`); GGUF keeps Hugging Face's row order. Phi-3 mini-4k has a sliding window.
     Phi3,
+    /// Qwen3 (dense): Llama's decoder with an RMSNorm over each q and k head before RoPE
+    /// (`q_norm`, `k_norm`); GGUF keeps Hugging Face's row order.
+    Qwen3,
 }
 
 impl Architecture {
@@ -92,6 +95,7 @@ impl Architecture {
             Architecture::Qwen2 => "qwen2",
             Architecture::Mistral => "mistral",
             Architecture::Phi3 => "phi3",
+            Architecture::Qwen3 => "qwen3",
         }
     }
 
@@ -102,13 +106,14 @@ impl Architecture {
             Architecture::Qwen2 => "Qwen2",
             Architecture::Mistral => "Mistral",
             Architecture::Phi3 => "Phi-3",
+            Architecture::Qwen3 => "Qwen3",
         }
     }
 
     /// The architectures a GGUF (`general.architecture`) may name.
-    const GGUF: [Architecture; 3] = [Architecture::Llama, Architecture::Qwen2, Architecture::Phi3];
+    const GGUF: [Architecture; 4] = [Architecture::Llama, Architecture::Qwen2, Architecture::Qwen3, Architecture::Phi3];
     /// The architectures a config.json (`model_type`) may name.
-    const HF: [Architecture; 4] = [Architecture::Llama, Architecture::Qwen2, Architecture::Mistral, Architecture::Phi3];
+    const HF: [Architecture; 5] = [Architecture::Llama, Architecture::Qwen2, Architecture::Qwen3, Architecture::Mistral, Architecture::Phi3];
 
     fn from_name(name: &str, among: &[Architecture]) -> Option<Architecture> {
         among.iter().copied().find(|a| a.name() == name)
@@ -140,6 +145,11 @@ impl Architecture {
         self == Architecture::Phi3
     }
 
+    /// Whether each q and k head is RMS-normalised before RoPE (Qwen3).
+    pub fn qk_norm(self) -> bool {
+        self == Architecture::Qwen3
+    }
+
     /// transformers' class for the model.
     fn hf_class(self) -> &'static str {
         match self {
@@ -147,6 +157,7 @@ impl Architecture {
             Architecture::Qwen2 => "Qwen2ForCausalLM",
             Architecture::Mistral => "MistralForCausalLM",
             Architecture::Phi3 => "Phi3ForCausalLM",
+            Architecture::Qwen3 => "Qwen3ForCausalLM",
         }
     }
 }
@@ -541,6 +552,11 @@ impl LlamaConfig {
             // Qwen2's biases are implied by its type; Llama's bias switches mean nothing there.
             Architecture::Qwen2 => {
                 o.remove("attention_bias");
+                o.remove("mlp_bias");
+                o.insert("use_sliding_window".into(), false.into());
+            }
+            // Qwen3 has an attention_bias switch (off, as dagrun reads it), no mlp_bias.
+            Architecture::Qwen3 => {
                 o.remove("mlp_bias");
                 o.insert("use_sliding_window".into(), false.into());
             }

@@ -25,6 +25,7 @@ fn tiny_of(arch: Architecture, dir: &std::path::Path, seed: u64) -> artifact::Lo
     artifact::load::<CpuTrain>(&path, &Default::default(), Purpose::Train).unwrap()
 }
 
+/// The architectures the host DPO kernels cover (Qwen3 trains through Burn's autodiff).
 const ARCHITECTURES: [Architecture; 3] = [Architecture::Llama, Architecture::Qwen2, Architecture::Phi3];
 
 fn texts() -> Vec<PairText> {
@@ -183,12 +184,13 @@ fn gradient_matches_finite_differences() {
     }
 }
 
-/// LoRA training and its Hugging Face export, for a Llama, a Qwen2 and a Phi-3.
+/// LoRA training and its Hugging Face export, for a Llama, a Qwen2, a Phi-3 and a Qwen3.
 #[test]
 fn training_prefers_the_chosen_answers_and_the_export_loads() {
     for arch in ARCHITECTURES {
         trains_and_exports(arch);
     }
+    trains_and_exports(Architecture::Qwen3);
 }
 
 fn trains_and_exports(arch: Architecture) {
@@ -284,6 +286,27 @@ fn full_fine_tuning_trains_the_biases() {
     assert!(logs.last().unwrap().loss < std::f64::consts::LN_2, "{:?}", logs.last());
     let moved = bias_of(&tuned).iter().zip(bias_of(llm.lm.module())).fold(0f32, |m, (x, y)| m.max((x - y).abs()));
     assert!(moved > 1e-4, "the v bias moved by {moved}");
+}
+
+/// Full fine-tuning trains Qwen3's q/k head norms, and the export carries them.
+#[test]
+fn full_fine_tuning_trains_qwen3_head_norms() {
+    let dir = tempfile::tempdir().unwrap();
+    let llm = tiny_of(Architecture::Qwen3, dir.path(), 5);
+    let pairs = tokens(&llm);
+    let cfg = DpoConfig { lr: 1e-2, epochs: 2, batch_size: 2, grad_accum: 1, schedule: dpo::Schedule::Constant, tuning: Tuning::Full, ..Default::default() };
+    let (out, logs) = run(&llm, &pairs, &cfg);
+    let tuned = out.unwrap();
+    assert!(logs.last().unwrap().loss < std::f64::consts::LN_2, "{:?}", logs.last());
+    fn norm<B: Backend>(m: &Llama<B>) -> Vec<f32> {
+        m.blocks[1].k_norm.as_ref().expect("a Qwen3 has head norms").weight.val().into_data().convert::<f32>().to_vec().unwrap()
+    }
+    let moved = norm(&tuned).iter().zip(norm(llm.lm.module())).fold(0f32, |m, (x, y)| m.max((x - y).abs()));
+    assert!(moved > 1e-4, "layer 1's k norm moved by {moved}");
+    let out = dir.path().join("tuned");
+    artifact::write_hf(&tuned, &llm.lm.config, &llm.tokenizer, &dir.path().join("tiny.gguf"), "test", &out, false).unwrap();
+    let w = super::weights::from_safetensors(&[out.join("model.safetensors")]).unwrap();
+    assert_eq!(w["model.layers.1.self_attn.k_norm.weight"].data, norm(&tuned));
 }
 
 #[test]

@@ -41,6 +41,8 @@ struct Layer {
     wqkv: PackedMatrix,
     /// q, k and v biases in `wqkv`'s column order (Qwen2), or none.
     bqkv: Option<Vec<f32>>,
+    /// RMSNorm weights of every q head and every k head (Qwen3), or none.
+    qk_norm: Option<(Vec<f32>, Vec<f32>)>,
     wo: PackedMatrix,
     mlp_norm: Vec<f32>,
     /// [hidden, 2 · intermediate]: gate, then up columns.
@@ -295,7 +297,9 @@ impl HostLlama {
             } else {
                 None
             };
+            let qk_norm = if c.architecture.qk_norm() { Some((get(&name("self_attn.q_norm"), &[hd])?.data, get(&name("self_attn.k_norm"), &[hd])?.data)) } else { None };
             layers.push(Layer {
+                qk_norm,
                 attn_norm: get(&name("input_layernorm"), &[d])?.data,
                 wqkv: mat(&parts(&[("self_attn.q_proj", nh * hd), ("self_attn.k_proj", nkv * hd), ("self_attn.v_proj", nkv * hd)]), d)?,
                 bqkv,
@@ -399,11 +403,18 @@ impl HostLlama {
                 row.iter_mut().zip(bias).for_each(|(y, b)| *y += b);
             }
         }
-        // RoPE on every q and k head of every token, in place.
+        // RoPE on every q and k head of every token, in place (Qwen3: each head RMS-normalised
+        // first).
         let half = hd / 2;
+        let eps = self.eps;
         let rope_row = |(t, row): (usize, &mut [f32])| {
             let cs = &rope[t * half..(t + 1) * half];
-            for head in row[..v_at].chunks_exact_mut(hd) {
+            let mut normed = if l.qk_norm.is_some() { vec![0f32; hd] } else { Vec::new() };
+            for (h, head) in row[..v_at].chunks_exact_mut(hd).enumerate() {
+                if let Some((qn, kn)) = &l.qk_norm {
+                    rms_norm(head, if h < nh { qn } else { kn }, eps, &mut normed);
+                    head.copy_from_slice(&normed);
+                }
                 rotate(head, cs);
             }
         };

@@ -348,7 +348,9 @@ fn rotate_back(x: &mut [f32], cs: &[(f32, f32)]) {
 impl HostDpo {
     /// The host view of `model`, or None when it does not live on Flex as contiguous f32.
     pub fn new<B: Backend>(model: &Llama<B>, c: &LlamaConfig) -> Option<HostDpo> {
-        if !on_flex::<B>() {
+        // Qwen3's q/k head norms have no host kernels (forward and backward): Burn's autodiff
+        // trains it.
+        if !on_flex::<B>() || c.architecture.qk_norm() {
             return None;
         }
         let (d, hd, ff, vocab) = (c.hidden_size, c.head_dim, c.intermediate_size, c.vocab_size);

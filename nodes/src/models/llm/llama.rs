@@ -1,6 +1,6 @@
 //! The Llama architecture in Burn: RMSNorm, rotary positions (Hugging Face's rotate-half
 //! convention), grouped-query attention with a KV cache, SwiGLU, tied or separate output, and
-//! Qwen2's q/k/v biases where a model has them.
+//! Qwen2's q/k/v biases and Qwen3's q/k head norms where a model has them.
 //!
 //! Activations are kept as `[tokens, width]` matrices so every projection is one plain matmul;
 //! attention runs head-major (`[batch, heads, tokens, head_dim]`) through Burn's fused attention
@@ -43,6 +43,9 @@ pub struct Block<B: Backend> {
     pub wqk: Param<Tensor<B, 2>>,
     /// [(heads + kv_heads) · head_dim]: the q and k biases side by side (Qwen2), or none.
     pub bqk: Option<Param<Tensor<B, 1>>>,
+    /// [head_dim] each: RMSNorm weights of every q head and every k head (Qwen3), or none.
+    pub q_norm: Option<RmsNorm<B>>,
+    pub k_norm: Option<RmsNorm<B>>,
     /// [hidden, kv_heads · head_dim].
     pub wv: Param<Tensor<B, 2>>,
     /// [kv_heads · head_dim]: the v bias (Qwen2), or none.
@@ -210,6 +213,16 @@ impl<B: Backend> Step<B> {
     }
 }
 
+/// Qwen3's per-head RMSNorm of q·k rows [n, (nh + nkv) · hd]: each head normalised over its
+/// `hd` values, q heads scaled by `qn`'s weight, k heads by `kn`'s (both norms share an eps).
+fn head_norms<B: Backend>(qk: Tensor<B, 2>, qn: &RmsNorm<B>, kn: &RmsNorm<B>, nh: usize, nkv: usize, hd: usize) -> Tensor<B, 2> {
+    let n = qk.dims()[0];
+    let heads = qk.reshape([n, nh + nkv, hd]);
+    let ms = heads.clone().powi_scalar(2).mean_dim(2);
+    let weight = Tensor::cat(vec![qn.weight.val().unsqueeze::<2>().repeat_dim(0, nh), kn.weight.val().unsqueeze::<2>().repeat_dim(0, nkv)], 0).unsqueeze::<3>();
+    (heads * ms.add_scalar(qn.eps).sqrt().recip() * weight).reshape([n, (nh + nkv) * hd])
+}
+
 /// The matrix R with x·R = rotate_half(x) = [−x₂, x₁].
 fn rotate_half_matrix<B: Backend>(hd: usize, device: &B::Device) -> Tensor<B, 2> {
     let half = hd / 2;
@@ -284,6 +297,9 @@ impl<B: Backend> Llama<B> {
                 None => Tensor::zeros([n, width], &h.device()),
             };
             qk = qk + Tensor::cat(vec![delta(ad.q.as_ref(), nh * hd), delta(ad.k.as_ref(), nkv * hd)], 1);
+        }
+        if let (Some(qn), Some(kn)) = (&blk.q_norm, &blk.k_norm) {
+            qk = head_norms(qk, qn, kn, nh, nkv, hd);
         }
         let qk = self.rope(head_major(qk, b, s, nh + nkv, hd), step); // [b, nh + nkv, s, hd]
         let mut v = project(&h, &blk.wv, ad.v.as_ref(), scale);

@@ -53,7 +53,7 @@ fn max_diff(a: &[f32], b: &[f32]) -> f32 {
 #[test]
 fn gguf_and_safetensors_load_the_same_model() {
     let dir = tempfile::tempdir().unwrap();
-    for (architecture, tied) in [(Architecture::Llama, false), (Architecture::Llama, true), (Architecture::Qwen2, true), (Architecture::Qwen2, false), (Architecture::Phi3, false)] {
+    for (architecture, tied) in [(Architecture::Llama, false), (Architecture::Llama, true), (Architecture::Qwen2, true), (Architecture::Qwen2, false), (Architecture::Phi3, false), (Architecture::Qwen3, true)] {
         let c = LlamaConfig { architecture, ..tiny_config(tied) };
         let w = random_weights(&c, 1);
         let gguf_path = dir.path().join("m.gguf");
@@ -100,7 +100,7 @@ fn other_architectures_are_refused_naming_what_is_supported() {
     let odd = dir.path().join("gemma.gguf");
     std::fs::write(&odd, &bytes).unwrap();
     let e = artifact::write(&odd, "test", &dir.path().join("out")).err().unwrap();
-    assert!(e.contains("gemma.gguf") && e.contains("architecture `gemma` is not supported (`llama`, `qwen2` and `phi3` are)"), "{e}");
+    assert!(e.contains("gemma.gguf") && e.contains("architecture `gemma` is not supported (`llama`, `qwen2`, `qwen3` and `phi3` are)"), "{e}");
     // Mixtral's GGUFs say `llama` too, with experts.
     let mut moe = super::gguf::GgufWriter::new();
     for (k, v) in Gguf::open(&path).unwrap().metadata.iter() {
@@ -121,8 +121,8 @@ fn other_architectures_are_refused_naming_what_is_supported() {
         LlamaConfig::from_hf_json(&v.to_string())
     };
     assert_eq!(hf(&|_| {}).unwrap().architecture, Architecture::Qwen2);
-    assert_eq!(hf(&|v| v["model_type"] = "gemma".into()).err().unwrap(), "model_type `gemma` is not supported (`llama`, `qwen2`, `mistral` and `phi3` are)");
-    assert_eq!(hf(&|v| _ = v.as_object_mut().unwrap().remove("model_type")).err().unwrap(), "no model_type (expected `llama`, `qwen2`, `mistral` or `phi3`)");
+    assert_eq!(hf(&|v| v["model_type"] = "gemma".into()).err().unwrap(), "model_type `gemma` is not supported (`llama`, `qwen2`, `qwen3`, `mistral` and `phi3` are)");
+    assert_eq!(hf(&|v| _ = v.as_object_mut().unwrap().remove("model_type")).err().unwrap(), "no model_type (expected `llama`, `qwen2`, `qwen3`, `mistral` or `phi3`)");
     assert!(hf(&|v| v["use_sliding_window"] = true.into()).err().unwrap().contains("use_sliding_window is not supported"));
     // Qwen2 configs carry a window they do not use unless use_sliding_window says so.
     assert_eq!(hf(&|v| v["sliding_window"] = 64.into()).unwrap().sliding_window, None);
@@ -489,6 +489,10 @@ fn long_decodes_cross_key_tiles_and_cache_growth() {
     for prompts in [five.clone(), vec![five[2].clone()]] {
         decode_against_recomputation(&lm, &prompts, 30);
     }
+    // Qwen3's head norms apply to each decoded token's q and k alike.
+    let c = LlamaConfig { architecture: Architecture::Qwen3, ..c };
+    let lm = lm_from(&c, &random_weights(&c, 6));
+    decode_against_recomputation(&lm, &five[..3], 8);
 }
 
 fn decode_against_recomputation(lm: &Lm<Cpu>, prompts: &[Vec<u32>], steps: usize) {
@@ -965,6 +969,41 @@ fn tiny_phi3_with_longrope_matches_transformers_within_its_original_context() {
     v["model_type"] = "phi3".into();
     v["rope_scaling"]["short_factor"] = serde_json::json!([1.0, 2.0]);
     assert_eq!(LlamaConfig::from_hf_json(&v.to_string()).unwrap_err(), "rope_scaling.short_factor has 2 factors; head_dim/2 = 4 expected");
+}
+
+// ---- Qwen3 (RMSNorm on every q and k head) against transformers ----
+
+const QWEN3_SEED: u64 = 43;
+
+/// Writes `fixtures/llm/qwen3-tiny/`: dagrun's Hugging Face export of a tiny random Qwen3 read
+/// from a GGUF dagrun writes. Run once with `--ignored`; then
+/// `fixtures/llm/make_arch_fixtures.py` records transformers' logits for it.
+#[test]
+#[ignore]
+fn make_qwen3_fixture_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("qwen3.gguf");
+    super::tiny::write_tiny_gguf_of(Architecture::Qwen3, &path, QWEN3_SEED).unwrap();
+    let llm = artifact::load::<Cpu>(&path, &Default::default(), Purpose::Train).unwrap();
+    artifact::write_hf(llm.lm.module(), &llm.lm.config, &llm.tokenizer, &path, "tiny random test qwen3 (seed 43)", &fixtures().join("qwen3-tiny"), false).unwrap();
+}
+
+/// A Qwen3 (q/k head norms before RoPE) gives transformers' logits from its Hugging Face
+/// directory and from a GGUF (`attn_q_norm`, `attn_k_norm`), and the norms matter.
+#[test]
+fn tiny_qwen3_matches_transformers() {
+    let dir = tempfile::tempdir().unwrap();
+    let gguf = dir.path().join("qwen3.gguf");
+    super::tiny::write_tiny_gguf_of(Architecture::Qwen3, &gguf, QWEN3_SEED).unwrap();
+    let hf = fixtures().join("qwen3-tiny");
+    let fx = assert_matches_transformers("qwen3_logits.json", Architecture::Qwen3, &[&hf, &gguf]);
+    // Without the head norms (read as a Llama) the model is a different one: the fixture does
+    // test them.
+    let w = weights::from_safetensors(&[hf.join("model.safetensors")]).unwrap();
+    assert!(w.contains_key("model.layers.1.self_attn.q_norm.weight"));
+    let c = LlamaConfig { architecture: Architecture::Llama, ..LlamaConfig::from_hf_json(&std::fs::read_to_string(hf.join("config.json")).unwrap()).unwrap() };
+    let (ids, want) = &fx.prompts[0];
+    assert!(max_diff(&rows_of(lm_from(&c, &w).logits_all(ids)).concat(), want) > 1e-2);
 }
 
 // ---- Mistral (Llama's decoder, a sliding window) against transformers ----

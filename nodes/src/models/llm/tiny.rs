@@ -60,6 +60,10 @@ pub fn random_weights(c: &LlamaConfig, seed: u64) -> Weights {
             add(l("self_attn.k_proj.bias"), vec![c.num_key_value_heads * hd], 0.5, 0.0);
             add(l("self_attn.v_proj.bias"), vec![c.num_key_value_heads * hd], 0.5, 0.0);
         }
+        if c.architecture.qk_norm() {
+            add(l("self_attn.q_norm.weight"), vec![hd], 0.4, 1.0);
+            add(l("self_attn.k_norm.weight"), vec![hd], 0.4, 1.0);
+        }
         add(l("self_attn.o_proj.weight"), vec![d, c.num_attention_heads * hd], 0.3, 0.0);
         add(l("mlp.gate_proj.weight"), vec![ff, d], 0.3, 0.0);
         add(l("mlp.up_proj.weight"), vec![ff, d], 0.3, 0.0);
@@ -183,6 +187,10 @@ fn write_with_vocab(c: &LlamaConfig, w: &Weights, path: &Path, type_of: impl Fn(
             put(&format!("blk.{i}.attn_k.bias"), &hf("self_attn.k_proj.bias"), None);
             put(&format!("blk.{i}.attn_v.bias"), &hf("self_attn.v_proj.bias"), None);
         }
+        if c.architecture.qk_norm() {
+            put(&format!("blk.{i}.attn_q_norm.weight"), &hf("self_attn.q_norm.weight"), None);
+            put(&format!("blk.{i}.attn_k_norm.weight"), &hf("self_attn.k_norm.weight"), None);
+        }
         put(&format!("blk.{i}.attn_output.weight"), &hf("self_attn.o_proj.weight"), None);
         put(&format!("blk.{i}.ffn_down.weight"), &hf("mlp.down_proj.weight"), None);
     }
@@ -195,7 +203,7 @@ pub fn write_tiny_gguf(path: &Path, seed: u64) -> std::io::Result<()> {
 }
 
 /// [`write_tiny_gguf`] for a model of `architecture` (Qwen2: with q/k/v biases; Phi-3: with
-/// fused matrices, and no window).
+/// fused matrices, and no window; Qwen3: with q/k head norms).
 pub fn write_tiny_gguf_of(architecture: Architecture, path: &Path, seed: u64) -> std::io::Result<()> {
     let c = LlamaConfig { architecture, ..config(2, 32) };
     write_gguf(&c, &random_weights(&c, seed), path, GgmlType::F32)

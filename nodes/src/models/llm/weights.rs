@@ -40,6 +40,9 @@ fn gguf_names(g: &Gguf, c: &LlamaConfig) -> Vec<GgufName> {
     for i in 0..c.num_hidden_layers {
         let l = |s: &str| format!("model.layers.{i}.{s}");
         let b = |s: &str| format!("blk.{i}.{s}.weight");
+        if c.architecture.qk_norm() {
+            names.extend([(b("attn_q_norm"), l("self_attn.q_norm.weight"), None), (b("attn_k_norm"), l("self_attn.k_norm.weight"), None)]);
+        }
         if c.architecture.qkv_bias() {
             let bias = |s: &str| format!("blk.{i}.{s}.bias");
             names.extend([(bias("attn_q"), l("self_attn.q_proj.bias"), None), (bias("attn_k"), l("self_attn.k_proj.bias"), None), (bias("attn_v"), l("self_attn.v_proj.bias"), None)]);
@@ -314,7 +317,10 @@ pub fn build_from<B: Backend>(c: &LlamaConfig, has_lm_head: bool, weight: &mut d
         } else {
             (None, None)
         };
+        let (q_norm, k_norm) = if c.architecture.qk_norm() { (Some(norm(get(&l("self_attn.q_norm.weight"), &[hd])?)), Some(norm(get(&l("self_attn.k_norm.weight"), &[hd])?))) } else { (None, None) };
         blocks.push(Block {
+            q_norm,
+            k_norm,
             attn_norm: norm(get(&l("input_layernorm.weight"), &[d])?),
             wqk: t2(fuse_transposed(&[&q, &k]), [d, (nh + nkv) * hd]),
             bqk,
@@ -381,6 +387,11 @@ pub fn to_hf<B: Backend>(m: &Llama<B>, c: &LlamaConfig) -> Weights {
         w.insert(l("mlp.up_proj.weight"), t2(b.w_up.val()));
         w.insert(l("mlp.down_proj.weight"), t2(b.w_down.val()));
         w.insert(l("input_layernorm.weight"), one(b.attn_norm.weight.val()));
+        for (name, n) in [("self_attn.q_norm.weight", &b.q_norm), ("self_attn.k_norm.weight", &b.k_norm)] {
+            if let Some(n) = n {
+                w.insert(l(name), one(n.weight.val()));
+            }
+        }
         w.insert(l("post_attention_layernorm.weight"), one(b.mlp_norm.weight.val()));
     }
     w
