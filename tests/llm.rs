@@ -64,48 +64,30 @@ fn generates_every_sample_and_a_grown_prompt_table_generates_only_new_rows() {
     assert!(same >= 8, "most old users keep their prompt and answers: {same} of 12");
 }
 
-/// A Qwen2 (Llama with q/k/v biases) loads, is named as such, and generates.
+/// The other architectures (Qwen2: q/k/v biases; Qwen3: an RMSNorm on every q and k head;
+/// Phi-3: q/k/v and gate/up each one matrix) load, are named as such with what their GGUF
+/// stores, and generate.
 #[test]
-fn a_qwen2_model_loads_and_generates() {
+fn qwen2_qwen3_and_phi3_models_load_and_generate() {
     use dagrun_nodes::models::llm::config::Architecture;
-    let w = Work::new();
-    dagrun_nodes::models::llm::tiny::write_tiny_gguf_of(Architecture::Qwen2, &w.path().join("tiny.gguf"), 5).unwrap();
-    w.write("p.yaml", &pipeline(3, 2));
-    let r = w.expect(&["p.yaml", "--json"], 0);
-    assert_eq!(r.status_of("answers"), "ran", "{}", r.stderr);
-    // 20 tensors as the Llama, plus q/k/v biases in both layers.
-    assert!(r.stderr.contains("Qwen2, 2 layers, width 32") && r.stderr.contains("; tensors F32 ×26"), "{}", r.stderr);
-    let rows = answers(&w);
-    assert_eq!(rows.len(), 6);
-    assert!(rows.iter().all(|r| r["logprob"].as_f64().unwrap() < 0.0), "{rows:?}");
-}
-
-/// A Qwen3 (an RMSNorm on every q and k head) loads, is named as such, and generates.
-#[test]
-fn a_qwen3_model_loads_and_generates() {
-    use dagrun_nodes::models::llm::config::Architecture;
-    let w = Work::new();
-    dagrun_nodes::models::llm::tiny::write_tiny_gguf_of(Architecture::Qwen3, &w.path().join("tiny.gguf"), 5).unwrap();
-    w.write("p.yaml", &pipeline(3, 2));
-    let r = w.expect(&["p.yaml", "--json"], 0);
-    assert_eq!(r.status_of("answers"), "ran", "{}", r.stderr);
-    // 20 tensors as the Llama, plus q and k norms in both layers.
-    assert!(r.stderr.contains("Qwen3, 2 layers, width 32") && r.stderr.contains("; tensors F32 ×24"), "{}", r.stderr);
-    assert_eq!(answers(&w).len(), 6);
-}
-
-/// A Phi-3 (q/k/v and gate/up each one matrix) loads, is named as such, and generates.
-#[test]
-fn a_phi3_model_loads_and_generates() {
-    use dagrun_nodes::models::llm::config::Architecture;
-    let w = Work::new();
-    dagrun_nodes::models::llm::tiny::write_tiny_gguf_of(Architecture::Phi3, &w.path().join("tiny.gguf"), 5).unwrap();
-    w.write("p.yaml", &pipeline(3, 2));
-    let r = w.expect(&["p.yaml", "--json"], 0);
-    assert_eq!(r.status_of("answers"), "ran", "{}", r.stderr);
-    // Per layer: two norms, attn_qkv, attn_output, ffn_up (gate and up), ffn_down.
-    assert!(r.stderr.contains("Phi-3, 2 layers, width 32") && r.stderr.contains("; tensors F32 ×14"), "{}", r.stderr);
-    assert_eq!(answers(&w).len(), 6);
+    for (architecture, log) in [
+        // 20 tensors as the Llama, plus q/k/v biases in both layers.
+        (Architecture::Qwen2, "Qwen2, 2 layers, width 32, 4 heads (2 KV), vocabulary 258; tensors F32 ×26"),
+        // 20 tensors as the Llama, plus q and k norms in both layers.
+        (Architecture::Qwen3, "Qwen3, 2 layers, width 32, 4 heads (2 KV), vocabulary 258; tensors F32 ×24"),
+        // Per layer: two norms, attn_qkv, attn_output, ffn_up (gate and up), ffn_down.
+        (Architecture::Phi3, "Phi-3, 2 layers, width 32, 4 heads (2 KV), vocabulary 258; tensors F32 ×14"),
+    ] {
+        let w = Work::new();
+        dagrun_nodes::models::llm::tiny::write_tiny_gguf_of(architecture, &w.path().join("tiny.gguf"), 5).unwrap();
+        w.write("p.yaml", &pipeline(3, 2));
+        let r = w.expect(&["p.yaml", "--json"], 0);
+        assert_eq!(r.status_of("answers"), "ran", "{}", r.stderr);
+        assert!(r.stderr.contains(log), "{architecture:?}: {}", r.stderr);
+        let rows = answers(&w);
+        assert_eq!(rows.len(), 6);
+        assert!(rows.iter().all(|r| r["logprob"].as_f64().unwrap() < 0.0), "{rows:?}");
+    }
 }
 
 #[test]

@@ -811,9 +811,15 @@ fn make_qwen2_fixture_model() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("qwen2.gguf");
     super::tiny::write_tiny_gguf_of(Architecture::Qwen2, &path, QWEN2_SEED).unwrap();
-    let llm = artifact::load::<Cpu>(&path, &Default::default(), Purpose::Train).unwrap();
-    let out = fixtures().join("qwen2-tiny");
-    artifact::write_hf(llm.lm.module(), &llm.lm.config, &llm.tokenizer, &path, "tiny random test qwen2 (seed 31)", &out, false).unwrap();
+    export_fixture(&path, |c| c, "qwen2-tiny", "tiny random test qwen2 (seed 31)");
+}
+
+/// Exports the model of GGUF `gguf` (its config changed by `config`) to `fixtures/llm/NAME/`
+/// in Hugging Face layout, for `make_arch_fixtures.py` to run in transformers.
+fn export_fixture(gguf: &Path, config: impl FnOnce(LlamaConfig) -> LlamaConfig, name: &str, described_as: &str) {
+    let llm = artifact::load::<Cpu>(gguf, &Default::default(), Purpose::Train).unwrap();
+    let config = config(llm.lm.config.clone());
+    artifact::write_hf(llm.lm.module(), &config, &llm.tokenizer, gguf, described_as, &fixtures().join(name), false).unwrap();
 }
 
 /// transformers' logits for a tiny model of another architecture (`make_arch_fixtures.py`).
@@ -888,8 +894,7 @@ fn make_phi3_fixture_model() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("phi3.gguf");
     write_phi3_gguf(&path);
-    let llm = artifact::load::<Cpu>(&path, &Default::default(), Purpose::Train).unwrap();
-    artifact::write_hf(llm.lm.module(), &llm.lm.config, &llm.tokenizer, &path, "tiny random test phi3 (seed 41)", &fixtures().join("phi3-tiny"), false).unwrap();
+    export_fixture(&path, |c| c, "phi3-tiny", "tiny random test phi3 (seed 41)");
     let longrope = serde_json::to_string_pretty(&phi3_longrope_config().to_hf_json(Some(256), Some(257))).unwrap();
     std::fs::write(fixtures().join("phi3-longrope-config.json"), longrope + "\n").unwrap();
 }
@@ -984,8 +989,7 @@ fn make_qwen3_fixture_model() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("qwen3.gguf");
     super::tiny::write_tiny_gguf_of(Architecture::Qwen3, &path, QWEN3_SEED).unwrap();
-    let llm = artifact::load::<Cpu>(&path, &Default::default(), Purpose::Train).unwrap();
-    artifact::write_hf(llm.lm.module(), &llm.lm.config, &llm.tokenizer, &path, "tiny random test qwen3 (seed 43)", &fixtures().join("qwen3-tiny"), false).unwrap();
+    export_fixture(&path, |c| c, "qwen3-tiny", "tiny random test qwen3 (seed 43)");
 }
 
 /// A Qwen3 (q/k head norms before RoPE) gives transformers' logits from its Hugging Face
@@ -1021,10 +1025,8 @@ fn make_mistral_fixture_model() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("llama.gguf");
     super::tiny::write_tiny_gguf(&path, MISTRAL_SEED).unwrap();
-    let llm = artifact::load::<Cpu>(&path, &Default::default(), Purpose::Train).unwrap();
-    let config = LlamaConfig { architecture: Architecture::Mistral, sliding_window: Some(MISTRAL_WINDOW), ..llm.lm.config.clone() };
-    let out = fixtures().join("mistral-tiny");
-    artifact::write_hf(llm.lm.module(), &config, &llm.tokenizer, &path, "tiny random test mistral (seed 37)", &out, false).unwrap();
+    let mistral = |c| LlamaConfig { architecture: Architecture::Mistral, sliding_window: Some(MISTRAL_WINDOW), ..c };
+    export_fixture(&path, mistral, "mistral-tiny", "tiny random test mistral (seed 37)");
 }
 
 /// A Mistral directory gives transformers' logits while a sequence stays within its window,
