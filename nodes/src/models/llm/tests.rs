@@ -53,7 +53,8 @@ fn max_diff(a: &[f32], b: &[f32]) -> f32 {
 #[test]
 fn gguf_and_safetensors_load_the_same_model() {
     let dir = tempfile::tempdir().unwrap();
-    for (architecture, tied) in [(Architecture::Llama, false), (Architecture::Llama, true), (Architecture::Qwen2, true), (Architecture::Qwen2, false), (Architecture::Phi3, false), (Architecture::Qwen3, true)] {
+    let cases = [(Architecture::Llama, false), (Architecture::Llama, true), (Architecture::Qwen2, true), (Architecture::Qwen2, false), (Architecture::Phi3, false), (Architecture::Qwen3, true)];
+    for (architecture, tied) in cases {
         let c = LlamaConfig { architecture, ..tiny_config(tied) };
         let w = random_weights(&c, 1);
         let gguf_path = dir.path().join("m.gguf");
