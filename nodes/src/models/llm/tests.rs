@@ -1060,7 +1060,11 @@ fn tiny_mistral_matches_transformers_within_its_window() {
     let settings = |n| super::generate::Settings { sampling: super::sample::Sampling { temperature: 0.0, top_p: 1.0, top_k: 0 }, max_new_tokens: n, stop: vec![], batch_size: 1 };
     let request = [super::generate::Request { prompt: fx.prompts[0].0[..8].to_vec(), seeds: vec![0] }];
     let mut generated = 0;
-    super::generate::generate(&llm.lm, &llm.tokenizer, &request, &settings(4), &mut |b| Ok(generated += b.len()), &|_| {}, &|| false).unwrap();
+    let mut count = |b: Vec<_>| {
+        generated += b.len();
+        Ok(())
+    };
+    super::generate::generate(&llm.lm, &llm.tokenizer, &request, &settings(4), &mut count, &|_| {}, &|| false).unwrap();
     assert_eq!(generated, 1);
     let e = super::generate::generate(&llm.lm, &llm.tokenizer, &request, &settings(5), &mut |_| Ok(()), &|_| {}, &|| false).unwrap_err();
     assert!(e.starts_with("prompt 0 has 8 tokens; with max_new_tokens 5 that passes the model's sliding attention window of 12 tokens (dagrun computes full attention"), "{e}");
