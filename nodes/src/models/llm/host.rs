@@ -594,6 +594,11 @@ with_avx2!(rms_norm, (x: &[f32], w: &[f32], eps: f32, out: &mut [f32]), {
     }
 });
 
+/// RMSNorm of one vector (a head), out = x·r·w: what [`norm_rows`] does to each row.
+pub(super) fn rms_norm_head(x: &[f32], w: &[f32], eps: f32, out: &mut [f32]) {
+    rms_norm(x, w, eps, out);
+}
+
 with_avx2!(pub(super) silu_mul, (g: &[f32], u: &[f32], out: &mut [f32]), {
     for ((o, &a), &b) in out.iter_mut().zip(g).zip(u) {
         *o = a / (1.0 + fast_exp(-a)) * b;

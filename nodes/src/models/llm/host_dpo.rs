@@ -35,6 +35,8 @@ struct Layer {
     bqk: Option<FlexTensor>,
     wv: FlexTensor,
     bv: Option<FlexTensor>,
+    /// RMSNorm weights of every q head and every k head (Qwen3), [head_dim] each.
+    qk_norm: Option<(FlexTensor, FlexTensor)>,
     wo: FlexTensor,
     mlp_norm: FlexTensor,
     gate: FlexTensor,
@@ -235,6 +237,8 @@ fn w(t: &FlexTensor) -> &[f32] {
 struct Saved {
     x_in: Vec<f32>,
     h1: Vec<f32>,
+    /// Queries and keys before their head norms (Qwen3; empty otherwise).
+    qk_pre: Vec<f32>,
     /// Queries and keys after RoPE.
     qk: Vec<f32>,
     v: Vec<f32>,
@@ -348,9 +352,7 @@ fn rotate_back(x: &mut [f32], cs: &[(f32, f32)]) {
 impl HostDpo {
     /// The host view of `model`, or None when it does not live on Flex as contiguous f32.
     pub fn new<B: Backend>(model: &Llama<B>, c: &LlamaConfig) -> Option<HostDpo> {
-        // Qwen3's q/k head norms have no host kernels (forward and backward): Burn's autodiff
-        // trains it.
-        if !on_flex::<B>() || c.architecture.qk_norm() {
+        if !on_flex::<B>() {
             return None;
         }
         let (d, hd, ff, vocab) = (c.hidden_size, c.head_dim, c.intermediate_size, c.vocab_size);
@@ -377,9 +379,18 @@ impl HostDpo {
                 Some(_) => None,
             }
         };
+        // Qwen3's head norms, [head_dim] each; None when they are there but unusable.
+        let head_norms = |b: &super::llama::Block<B>| -> Option<Option<(FlexTensor, FlexTensor)>> {
+            match (&b.q_norm, &b.k_norm) {
+                (None, None) => Some(None),
+                (Some(q), Some(k)) if q.weight.dims() == [hd] && k.weight.dims() == [hd] => Some(Some((buffer(q.weight.val())?, buffer(k.weight.val())?))),
+                _ => None,
+            }
+        };
         let mut layers = Vec::with_capacity(model.blocks.len());
         for b in &model.blocks {
             layers.push(Layer {
+                qk_norm: head_norms(b)?,
                 attn_norm: vec(b.attn_norm.weight.val())?,
                 wqk: mat(b.wqk.val(), d, (nh + nkv) * hd)?,
                 bqk: bias(&b.bqk, (nh + nkv) * hd)?,
@@ -545,6 +556,20 @@ impl HostDpo {
         if let Some(p) = &ad[V] {
             xa[V] = lora_forward(&h1, d, n, p, rank, &mut v, kvw, 0, kvw, scale);
         }
+        let mut qk_pre = Vec::new();
+        if let Some((qn, kn)) = &l.qk_norm {
+            if keep {
+                qk_pre = qk.clone();
+            }
+            let (qn, kn, eps) = (w(qn), w(kn), self.eps);
+            rows_mut(&mut qk, qkw, |_, row| {
+                let mut normed = vec![0f32; hd];
+                for (h, head) in row.chunks_exact_mut(hd).enumerate() {
+                    host::rms_norm_head(head, if h < nh { qn } else { kn }, eps, &mut normed);
+                    head.copy_from_slice(&normed);
+                }
+            });
+        }
         rope_rows(&mut qk, qkw, hd, rope, rotate);
         let ctx = self.attention_forward(&qk, &v, lay);
         mm(n, d, qw, x, d, true, Op::rows(&ctx, qw), Op::rows(w(&l.wo), d), 1.0, true);
@@ -569,7 +594,7 @@ impl HostDpo {
         if let Some(p) = &ad[DOWN] {
             xa[DOWN] = lora_forward(&m, ff, n, p, rank, x, d, 0, d, scale);
         }
-        keep.then(|| Saved { x_in: x_in.expect("kept"), h1, qk, v, ctx, x_mid: x_mid.expect("kept"), h2, gate, up, xa })
+        keep.then(|| Saved { x_in: x_in.expect("kept"), h1, qk_pre, qk, v, ctx, x_mid: x_mid.expect("kept"), h2, gate, up, xa })
     }
 
     /// The backward of [`HostDpo::layer_forward`]: turns dx (the gradient at the layer's output)
@@ -616,6 +641,18 @@ impl HostDpo {
         let (mut dqk, dv) = self.attention_backward(&s.qk, &s.v, &s.ctx, &dctx, lay);
         drop(dctx);
         rope_rows(&mut dqk, qkw, hd, rope, rotate_back);
+        if let Some((qn, kn)) = &l.qk_norm {
+            // Through Qwen3's head norms: dqk becomes the gradient at their inputs.
+            let (qn, kn, eps, pre) = (w(qn), w(kn), self.eps, &s.qk_pre);
+            rows_mut(&mut dqk, qkw, |t, row| {
+                let mut d_pre = vec![0f32; hd];
+                for (h, (dy, x)) in row.chunks_exact_mut(hd).zip(pre[t * qkw..(t + 1) * qkw].chunks_exact(hd)).enumerate() {
+                    d_pre.fill(0.0);
+                    rms_norm_back(x, if h < nh { qn } else { kn }, eps, dy, &mut d_pre);
+                    dy.copy_from_slice(&d_pre);
+                }
+            });
+        }
         let mut dh1 = vec![0f32; n * d];
         mm(n, d, qkw, &mut dh1, d, false, Op::rows(&dqk, qkw), Op::rows(w(&l.wqk), qkw).t(), 1.0, true);
         mm(n, d, kvw, &mut dh1, d, true, Op::rows(&dv, kvw), Op::rows(w(&l.wv), kvw).t(), 1.0, true);
