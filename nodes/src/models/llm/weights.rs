@@ -154,28 +154,38 @@ pub fn fused(c: &LlamaConfig, mut w: Weights) -> Weights {
 
 /// Reads every Llama weight of a GGUF file under its Hugging Face name.
 pub fn from_gguf(g: &Gguf, c: &LlamaConfig) -> Result<Weights, String> {
-    gguf_names(g, c).into_iter().map(|n| Ok((n.hf.clone(), gguf_tensor(g, &n)?))).collect()
+    let mut read = gguf_reader(g, c);
+    gguf_names(g, c).into_iter().map(|n| Ok((n.hf.clone(), read(&n.hf)?))).collect()
 }
 
 /// Reads one Llama weight of a GGUF file by its Hugging Face name, dequantised when asked for
-/// (the CPU's host model asks only for what it cannot pack as stored).
+/// (the CPU's host model asks only for what it cannot pack as stored). Phi-3's parts are cut
+/// from their fused matrix by [`unfused`], which dequantises it once for all its parts.
 pub fn gguf_reader<'a>(g: &'a Gguf, c: &LlamaConfig) -> impl FnMut(&str) -> Result<HostTensor, String> + 'a {
-    let names: BTreeMap<String, GgufName> = gguf_names(g, c).into_iter().map(|n| (n.hf.clone(), n)).collect();
-    move |name| gguf_tensor(g, names.get(name).ok_or_else(|| format!("weight `{name}` is missing"))?)
+    let mut names: BTreeMap<String, GgufName> = BTreeMap::new();
+    for n in gguf_names(g, c) {
+        match &n.rows {
+            // A part: read its whole fused matrix under the fused Hugging Face name.
+            Some(_) => {
+                let (layer, part) = n.hf.strip_prefix("model.layers.").and_then(|rest| rest.split_once('.')).expect("a layer's weight");
+                let fused = format!("model.layers.{layer}.{}", fused_of(c, part).0);
+                names.insert(fused.clone(), GgufName { gguf: n.gguf, hf: fused, permute_heads: None, rows: None });
+            }
+            None => {
+                names.insert(n.hf.clone(), n);
+            }
+        }
+    }
+    unfused(c, move |name| gguf_tensor(g, names.get(name).ok_or_else(|| format!("weight `{name}` is missing"))?))
 }
 
-/// A GGUF tensor dequantised, with llama.cpp's q/k row permutation undone, or the part of a
-/// fused matrix asked for.
+/// A whole GGUF tensor dequantised, with llama.cpp's q/k row permutation undone.
 fn gguf_tensor(g: &Gguf, n: &GgufName) -> Result<HostTensor, String> {
     let (shape, mut data) = g.dequantize(&n.gguf).map_err(|e| e.message)?;
     if let Some(heads) = n.permute_heads {
         data = unpermute_rows(&data, &shape, heads)?;
     }
-    let t = HostTensor { shape, data };
-    match &n.rows {
-        Some((rows, whole)) => row_slice(&t, rows.clone(), *whole, &n.gguf),
-        None => Ok(t),
-    }
+    Ok(HostTensor { shape, data })
 }
 
 /// Takes each weight out of `w` as it is asked for (each is asked for once), so its memory
