@@ -339,7 +339,7 @@ impl LlamaConfig {
             return Err(format!("{arch}.rope.dimension_count {head_dim} is not the head width {} (partial rotary embeddings are not supported)", hidden / heads.max(1)));
         }
         if g.tensor("rope_factors_long.weight").is_some() || g.tensor("rope_factors_short.weight").is_some() {
-            return Err("LongRoPE (rope_factors_long/short) is not supported".into());
+            return Err("LongRoPE (rope_factors_long/short) is not supported in a GGUF; load the model's Hugging Face directory".into());
         }
         let rope_scaling = if let Some(t) = g.tensor("rope_freqs.weight") {
             let (_, factors) = g.dequantize(&t.name).map_err(|e| e.message)?;

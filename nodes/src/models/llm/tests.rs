@@ -102,16 +102,32 @@ fn other_architectures_are_refused_naming_what_is_supported() {
     std::fs::write(&odd, &bytes).unwrap();
     let e = artifact::write(&odd, "test", &dir.path().join("out")).err().unwrap();
     assert!(e.contains("gemma.gguf") && e.contains("architecture `gemma` is not supported (`llama`, `qwen2`, `qwen3` and `phi3` are)"), "{e}");
+    // A GGUF with the tiny model's metadata, `arch` as its architecture, `extra` metadata and
+    // tensors: its config's error.
+    let config_error = |arch: &str, extra: &[(&str, u32)], tensors: &[&str]| {
+        use super::gguf::{GgufWriter, Value};
+        let mut g = GgufWriter::new();
+        for (k, v) in Gguf::open(&path).unwrap().metadata.iter() {
+            g.meta(&k.replacen("llama.", &format!("{arch}."), 1), v.clone());
+        }
+        g.meta("general.architecture", Value::Str(arch.into()));
+        for (k, v) in extra {
+            g.meta(k, Value::U32(*v));
+        }
+        g.tensor("token_embd.weight", &[16, 4], &[0.0; 64], GgmlType::F32);
+        for t in tensors {
+            g.tensor(t, &[2], &[1.0; 2], GgmlType::F32);
+        }
+        let file = dir.path().join("edited.gguf");
+        g.write(&file).unwrap();
+        LlamaConfig::from_gguf(&Gguf::open(&file).unwrap()).unwrap_err()
+    };
     // Mixtral's GGUFs say `llama` too, with experts.
-    let mut moe = super::gguf::GgufWriter::new();
-    for (k, v) in Gguf::open(&path).unwrap().metadata.iter() {
-        moe.meta(k, v.clone());
-    }
-    moe.meta("llama.expert_count", super::gguf::Value::U32(8));
-    let g = dir.path().join("moe.gguf");
-    moe.tensor("token_embd.weight", &[16, 4], &[0.0; 64], GgmlType::F32);
-    moe.write(&g).unwrap();
-    assert_eq!(LlamaConfig::from_gguf(&Gguf::open(&g).unwrap()).unwrap_err(), "llama.expert_count is 8: mixture-of-experts models (Mixtral, ...) are not supported");
+    assert_eq!(config_error("llama", &[("llama.expert_count", 8)], &[]), "llama.expert_count is 8: mixture-of-experts models (Mixtral, ...) are not supported");
+    // Phi-3 128k and Phi-3.5 GGUFs carry LongRoPE's factors as tensors; Phi-4 mini rotates part
+    // of each head.
+    assert_eq!(config_error("phi3", &[], &["rope_factors_long.weight"]), "LongRoPE (rope_factors_long/short) is not supported in a GGUF; load the model's Hugging Face directory");
+    assert_eq!(config_error("phi3", &[("phi3.rope.dimension_count", 4)], &[]), "phi3.rope.dimension_count 4 is not the head width 8 (partial rotary embeddings are not supported)");
     // llama.cpp writes Mistral as `llama`; a GGUF saying `mistral` is of some other layout.
     bytes[at..at + 5].copy_from_slice(b"mistr");
     std::fs::write(&odd, &bytes).unwrap();
@@ -973,8 +989,20 @@ fn tiny_phi3_with_longrope_matches_transformers_within_its_original_context() {
     v["model_type"] = "llama".into();
     assert_eq!(LlamaConfig::from_hf_json(&v.to_string()).unwrap_err(), "rope_scaling type `yarn` is not supported (llama3, linear, longrope)");
     v["model_type"] = "phi3".into();
-    v["rope_scaling"]["short_factor"] = serde_json::json!([1.0, 2.0]);
-    assert_eq!(LlamaConfig::from_hf_json(&v.to_string()).unwrap_err(), "rope_scaling.short_factor has 2 factors; head_dim/2 = 4 expected");
+    let refused = |edit: &dyn Fn(&mut serde_json::Value)| {
+        let mut v = v.clone();
+        edit(&mut v);
+        LlamaConfig::from_hf_json(&v.to_string()).unwrap_err()
+    };
+    assert_eq!(refused(&|v| v["rope_scaling"]["short_factor"] = serde_json::json!([1.0, 2.0])), "rope_scaling.short_factor has 2 factors; head_dim/2 = 4 expected");
+    assert_eq!(refused(&|v| v["rope_scaling"]["long_factor"] = 2.into()), "rope_scaling.long_factor is missing (a list of numbers)");
+    assert_eq!(refused(&|v| v["rope_scaling"]["long_factor"] = serde_json::json!([1, "x", 2, 3])), "rope_scaling.long_factor holds a non-number");
+    let no_original = |v: &mut serde_json::Value| {
+        v["rope_scaling"].as_object_mut().unwrap().remove("original_max_position_embeddings");
+        v.as_object_mut().unwrap().remove("original_max_position_embeddings");
+    };
+    assert_eq!(refused(&no_original), "LongRoPE needs original_max_position_embeddings");
+    assert_eq!(refused(&|v| v["rope_scaling"]["original_max_position_embeddings"] = 0.into()), "original_max_position_embeddings must be positive");
 }
 
 // ---- Qwen3 (RMSNorm on every q and k head) against transformers ----
