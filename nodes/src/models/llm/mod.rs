@@ -22,6 +22,8 @@ pub mod tiny;
 pub mod weights;
 
 #[cfg(test)]
+mod chat_tests;
+#[cfg(test)]
 mod dpo_tests;
 #[cfg(test)]
 mod tests;

@@ -2,7 +2,8 @@
 //! vocabulary-only GGUF files (`models/ggml-vocab-NAME.gguf`) with test strings (`.inp`) and
 //! the ids the model's Hugging Face tokenizer gives them (`.out`, written by llama.cpp's
 //! `convert_hf_to_gguf_update.py` with `encode(text, add_special_tokens=False)`). They come in
-//! the llama-cpp-python sdist on PyPI, fetched once into `target/test-models/`.
+//! the llama-cpp-python sdist on PyPI, fetched once into `target/test-models/` with llama.cpp's
+//! copies of models' chat templates (`models/templates/*.jinja`, for `chat_tests`).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -17,10 +18,11 @@ const SDIST_SHA256: &str = "832db0699007f1be95a7e41ef12e88926b02ba836461e36a3637
 const MODELS: &str = "llama_cpp_python-0.3.36/vendor/llama.cpp/models";
 const SEPARATOR: &str = "\n__ggml_vocab_test__\n";
 
-/// The folder holding llama.cpp's `ggml-vocab-*` files, fetched and unpacked once.
-fn vocabs() -> PathBuf {
+/// The folder holding llama.cpp's `ggml-vocab-*` files and `templates/`, fetched and unpacked
+/// once.
+pub(super) fn vocabs() -> PathBuf {
     let root = crate::models::source::test_models_dir();
-    let dir = root.join("llama-cpp-vocab-0.3.36");
+    let dir = root.join("llama-cpp-models-0.3.36");
     if dir.join("complete").exists() {
         return dir;
     }
@@ -40,7 +42,7 @@ fn vocabs() -> PathBuf {
     assert_eq!(sha, SDIST_SHA256, "{SDIST_FILE}: a changed or corrupted package");
     let unpacked = tmp.path().join("unpacked");
     std::fs::create_dir_all(&unpacked).unwrap();
-    let st = Command::new("tar").arg("-xzf").arg(&tarball).arg("-C").arg(&unpacked).args(["--wildcards", &format!("{MODELS}/ggml-vocab-*")]).status().expect("tar");
+    let st = Command::new("tar").arg("-xzf").arg(&tarball).arg("-C").arg(&unpacked).args(["--wildcards", &format!("{MODELS}/ggml-vocab-*"), &format!("{MODELS}/templates/*.jinja")]).status().expect("tar");
     assert!(st.success(), "unpacking {SDIST_FILE}");
     std::fs::write(unpacked.join(MODELS).join("complete"), "").unwrap();
     let _ = std::fs::remove_dir_all(&dir);
