@@ -42,7 +42,8 @@ pub(super) fn vocabs() -> PathBuf {
     assert_eq!(sha, SDIST_SHA256, "{SDIST_FILE}: a changed or corrupted package");
     let unpacked = tmp.path().join("unpacked");
     std::fs::create_dir_all(&unpacked).unwrap();
-    let st = Command::new("tar").arg("-xzf").arg(&tarball).arg("-C").arg(&unpacked).args(["--wildcards", &format!("{MODELS}/ggml-vocab-*"), &format!("{MODELS}/templates/*.jinja")]).status().expect("tar");
+    let wanted = [format!("{MODELS}/ggml-vocab-*"), format!("{MODELS}/templates/*.jinja")];
+    let st = Command::new("tar").arg("-xzf").arg(&tarball).arg("-C").arg(&unpacked).arg("--wildcards").args(&wanted).status().expect("tar");
     assert!(st.success(), "unpacking {SDIST_FILE}");
     std::fs::write(unpacked.join(MODELS).join("complete"), "").unwrap();
     let _ = std::fs::remove_dir_all(&dir);
