@@ -145,8 +145,9 @@ fn other_architectures_are_refused_naming_what_is_supported() {
     assert_eq!(hf(&|v| v["sliding_window"] = 64.into()).unwrap().sliding_window, None);
 }
 
-/// Configs as transformers 5 saves them (RoPE's theta and scaling inside `rope_parameters`)
-/// give the RoPE frequencies transformers computes from them, and survive dagrun's export
+/// Configs as transformers 5 saves them (RoPE's theta and scaling inside `rope_parameters`;
+/// Llama 3/3.1, Qwen2.5, Qwen3, Mistral v0.3, Phi-3.5's LongRoPE) give the RoPE frequencies
+/// and cos/sin scaling transformers computes from them, and survive dagrun's export
 /// (written in the older form, which both transformers 4 and 5 read).
 #[test]
 fn transformers5_configs_give_transformers_rope() {
@@ -154,21 +155,26 @@ fn transformers5_configs_give_transformers_rope() {
     struct Saved {
         config: serde_json::Value,
         inv_freq: Vec<f32>,
+        /// What transformers multiplies cos and sin by.
+        attention_scaling: f32,
     }
     #[derive(serde::Deserialize)]
     struct File {
         configs: std::collections::BTreeMap<String, Saved>,
     }
     let file: File = serde_json::from_slice(&std::fs::read(fixtures().join("transformers5_configs.json")).unwrap()).unwrap();
-    assert_eq!(file.configs.len(), 4);
+    assert_eq!(file.configs.len(), 6);
     for (name, saved) in &file.configs {
         assert!(saved.config.get("rope_theta").is_none() && saved.config.get("rope_parameters").is_some(), "{name}: not in transformers 5's form");
         let c = LlamaConfig::from_hf_json(&saved.config.to_string()).unwrap_or_else(|e| panic!("{name}: {e}"));
         let ours = c.inv_freq();
         let worst = ours.iter().zip(&saved.inv_freq).map(|(a, b)| ((a - b) / b).abs()).fold(0f32, f32::max);
         assert!(ours.len() == saved.inv_freq.len() && worst < 1e-6, "{name}: RoPE frequencies off by {worst:e} (relative)");
+        assert!((c.rope_scale() - saved.attention_scaling).abs() < 1e-6, "{name}: cos/sin scaled by {} here, {} in transformers", c.rope_scale(), saved.attention_scaling);
         assert_eq!(LlamaConfig::from_hf_json(&c.to_hf_json(None, None).to_string()).unwrap(), c, "{name}");
     }
+    let phi35 = LlamaConfig::from_hf_json(&file.configs["phi-3.5-mini"].config.to_string()).unwrap();
+    assert!(matches!(&phi35.rope_scaling, Some(super::config::RopeScaling::LongRope(l)) if l.original_max_position_embeddings == 4096) && phi35.rope_scale() > 1.19);
     let llama31 = LlamaConfig::from_hf_json(&file.configs["llama-3.1"].config.to_string()).unwrap();
     assert!(llama31.rope_theta == 500000.0 && matches!(llama31.rope_scaling, Some(super::config::RopeScaling::Llama3(_))));
     // What transformers does not compute as dagrun does is refused, naming the field.
