@@ -206,6 +206,12 @@ fn dpo_refuses_bad_settings_and_never_caches_a_diverged_model() {
     assert!(r.stderr.contains("Mistral, 2 layers"), "{}", r.stderr);
     let e = &r.stderr;
     assert!(e.contains("tokens long (prompt ") && e.contains("more than the model's sliding attention window of 64 tokens") && e.contains("set max_length to at most 64"), "{e}");
+    // Generating with it: the prompt past the window is named by its key.
+    w.write("p.yaml", &format!("{PIPELINE}  mistral: {{ kind: load, params: {{ model: mistral }} }}\n  late: {{ kind: generate, inputs: {{ model: mistral, prompts: prompts }} }}\n"));
+    let r = w.expect(&["p.yaml", "--json"], 1);
+    assert_eq!(r.status_of("late"), "failed");
+    let e = &r.stderr;
+    assert!(e.contains("[late] failed: prompt ") && e.contains("with max_new_tokens 128 that passes the model's sliding attention window of 64 tokens"), "{e}");
 }
 
 #[test]
