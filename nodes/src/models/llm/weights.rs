@@ -22,8 +22,9 @@ struct GgufName {
     /// For a Llama's q and k: the heads whose rows llama.cpp's converter permuted.
     permute_heads: Option<usize>,
     /// For a weight stored inside a larger matrix (Phi-3's q, k, v in `attn_qkv`, gate and up
-    /// in `ffn_up`): its rows there, and how many rows that matrix has.
-    rows: Option<(std::ops::Range<usize>, usize)>,
+    /// in `ffn_up`): that matrix's Hugging Face name, the weight's rows there, and how many
+    /// rows the matrix has.
+    part_of: Option<(String, std::ops::Range<usize>, usize)>,
 }
 
 /// Each Llama weight of a GGUF file, by its Hugging Face name (Llama's: Phi-3's fused matrices
@@ -54,9 +55,10 @@ fn gguf_names(g: &Gguf, c: &LlamaConfig) -> Vec<GgufName> {
             (b("ffn_down"), l("mlp.down_proj.weight"), None),
         ]);
         if c.architecture.fused() {
-            for (part, rows) in fused_parts(c) {
-                let (gguf, whole) = if part.starts_with("self_attn") { ("attn_qkv", qkv_rows(c)) } else { ("ffn_up", 2 * c.intermediate_size) };
-                parts.push(GgufName { gguf: b(gguf), hf: l(part), permute_heads: None, rows: Some((rows, whole)) });
+            for f in fused_matrices(c) {
+                for (part, rows) in f.parts {
+                    parts.push(GgufName { gguf: b(f.gguf), hf: l(part), permute_heads: None, part_of: Some((l(f.hf), rows, f.rows)) });
+                }
             }
         } else {
             names.extend([
@@ -68,29 +70,32 @@ fn gguf_names(g: &Gguf, c: &LlamaConfig) -> Vec<GgufName> {
             ]);
         }
     }
-    names.into_iter().map(|(gguf, hf, permute_heads)| GgufName { gguf, hf, permute_heads, rows: None }).chain(parts).collect()
+    names.into_iter().map(|(gguf, hf, permute_heads)| GgufName { gguf, hf, permute_heads, part_of: None }).chain(parts).collect()
 }
 
-/// A fused architecture's parts (by their name within a layer) and their rows in the fused
-/// matrix: q, k, v in `self_attn.qkv_proj`, gate and up in `mlp.gate_up_proj`.
-fn fused_parts(c: &LlamaConfig) -> [(&'static str, std::ops::Range<usize>); 5] {
+/// One of a layer's matrices that a fused architecture (Phi-3) stores as one: its Hugging Face
+/// and GGUF names within the layer, its rows, and its parts (by their Llama names) with their
+/// rows in it.
+struct Fused {
+    hf: &'static str,
+    gguf: &'static str,
+    rows: usize,
+    parts: Vec<(&'static str, std::ops::Range<usize>)>,
+}
+
+/// q, k, v in `self_attn.qkv_proj` (GGUF `attn_qkv`); gate and up in `mlp.gate_up_proj`
+/// (GGUF `ffn_up`).
+fn fused_matrices(c: &LlamaConfig) -> [Fused; 2] {
     let (q, kv, ff) = (c.num_attention_heads * c.head_dim, c.num_key_value_heads * c.head_dim, c.intermediate_size);
-    [("self_attn.q_proj.weight", 0..q), ("self_attn.k_proj.weight", q..q + kv), ("self_attn.v_proj.weight", q + kv..q + 2 * kv), ("mlp.gate_proj.weight", 0..ff), ("mlp.up_proj.weight", ff..2 * ff)]
-}
-
-/// Rows of q, k and v together.
-fn qkv_rows(c: &LlamaConfig) -> usize {
-    (c.num_attention_heads + 2 * c.num_key_value_heads) * c.head_dim
-}
-
-/// The Hugging Face name of the fused matrix holding `part` (a name within a layer), and its
-/// rows.
-fn fused_of(c: &LlamaConfig, part: &str) -> (&'static str, usize) {
-    if part.starts_with("self_attn") {
-        ("self_attn.qkv_proj.weight", qkv_rows(c))
-    } else {
-        ("mlp.gate_up_proj.weight", 2 * c.intermediate_size)
-    }
+    [
+        Fused {
+            hf: "self_attn.qkv_proj.weight",
+            gguf: "attn_qkv",
+            rows: q + 2 * kv,
+            parts: vec![("self_attn.q_proj.weight", 0..q), ("self_attn.k_proj.weight", q..q + kv), ("self_attn.v_proj.weight", q + kv..q + 2 * kv)],
+        },
+        Fused { hf: "mlp.gate_up_proj.weight", gguf: "ffn_up", rows: 2 * ff, parts: vec![("mlp.gate_proj.weight", 0..ff), ("mlp.up_proj.weight", ff..2 * ff)] },
+    ]
 }
 
 /// Rows `rows` of matrix `name`, which must have `whole` rows.
@@ -107,22 +112,23 @@ fn row_slice(t: &HostTensor, rows: std::ops::Range<usize>, whole: usize, name: &
 /// must have exactly the parts' rows). Each fused matrix is read once and kept until all its
 /// parts have been asked for.
 pub fn unfused<'a>(c: &LlamaConfig, mut stored: impl FnMut(&str) -> Result<HostTensor, String> + 'a) -> impl FnMut(&str) -> Result<HostTensor, String> + 'a {
-    let parts: BTreeMap<&'static str, (std::ops::Range<usize>, &'static str, usize)> =
-        if c.architecture.fused() { fused_parts(c).into_iter().map(|(part, rows)| (part, (rows, fused_of(c, part).0, fused_of(c, part).1))).collect() } else { BTreeMap::new() };
+    // Part name within a layer -> (its fused matrix, its rows there).
+    let fused: Vec<Fused> = if c.architecture.fused() { fused_matrices(c).into() } else { Vec::new() };
+    let parts: BTreeMap<&'static str, (usize, std::ops::Range<usize>)> = fused.iter().enumerate().flat_map(|(m, f)| f.parts.iter().map(move |(part, rows)| (*part, (m, rows.clone())))).collect();
     // Fused matrices read, with how many of their parts are still to be asked for.
     let mut open: BTreeMap<String, (HostTensor, usize)> = BTreeMap::new();
     move |name| {
-        let Some((layer, (rows, fused, whole))) = name.strip_prefix("model.layers.").and_then(|rest| rest.split_once('.')).and_then(|(i, part)| Some((i, parts.get(part)?.clone()))) else {
+        let Some((layer, (m, rows))) = name.strip_prefix("model.layers.").and_then(|rest| rest.split_once('.')).and_then(|(i, part)| Some((i, parts.get(part)?.clone()))) else {
             return stored(name);
         };
-        let fused_name = format!("model.layers.{layer}.{fused}");
+        let f = &fused[m];
+        let fused_name = format!("model.layers.{layer}.{}", f.hf);
         if !open.contains_key(&fused_name) {
             let t = stored(&fused_name)?;
-            let n = parts.values().filter(|(_, f, _)| *f == fused).count();
-            open.insert(fused_name.clone(), (t, n));
+            open.insert(fused_name.clone(), (t, f.parts.len()));
         }
         let (t, left) = open.get_mut(&fused_name).expect("just opened");
-        let part = row_slice(t, rows, whole, &fused_name);
+        let part = row_slice(t, rows, f.rows, &fused_name);
         *left -= 1;
         if *left == 0 || part.is_err() {
             open.remove(&fused_name);
@@ -139,14 +145,11 @@ pub fn fused(c: &LlamaConfig, mut w: Weights) -> Weights {
     }
     for i in 0..c.num_hidden_layers {
         let l = |s: &str| format!("model.layers.{i}.{s}");
-        for (fused, parts) in [
-            ("self_attn.qkv_proj.weight", &["self_attn.q_proj.weight", "self_attn.k_proj.weight", "self_attn.v_proj.weight"][..]),
-            ("mlp.gate_up_proj.weight", &["mlp.gate_proj.weight", "mlp.up_proj.weight"][..]),
-        ] {
-            let taken: Vec<HostTensor> = parts.iter().filter_map(|p| w.remove(&l(p))).collect();
+        for f in fused_matrices(c) {
+            let taken: Vec<HostTensor> = f.parts.iter().filter_map(|(p, _)| w.remove(&l(p))).collect();
             let rows = taken.iter().map(|t| t.shape[0]).sum();
             let cols = taken.first().map_or(0, |t| t.shape[1]);
-            w.insert(l(fused), HostTensor { shape: vec![rows, cols], data: taken.into_iter().flat_map(|t| t.data).collect() });
+            w.insert(l(f.hf), HostTensor { shape: vec![rows, cols], data: taken.into_iter().flat_map(|t| t.data).collect() });
         }
     }
     w
@@ -164,12 +167,10 @@ pub fn from_gguf(g: &Gguf, c: &LlamaConfig) -> Result<Weights, String> {
 pub fn gguf_reader<'a>(g: &'a Gguf, c: &LlamaConfig) -> impl FnMut(&str) -> Result<HostTensor, String> + 'a {
     let mut names: BTreeMap<String, GgufName> = BTreeMap::new();
     for n in gguf_names(g, c) {
-        match &n.rows {
-            // A part: read its whole fused matrix under the fused Hugging Face name.
-            Some(_) => {
-                let (layer, part) = n.hf.strip_prefix("model.layers.").and_then(|rest| rest.split_once('.')).expect("a layer's weight");
-                let fused = format!("model.layers.{layer}.{}", fused_of(c, part).0);
-                names.insert(fused.clone(), GgufName { gguf: n.gguf, hf: fused, permute_heads: None, rows: None });
+        match n.part_of {
+            // A part: its whole fused matrix, under the fused Hugging Face name.
+            Some((fused, _, _)) => {
+                names.insert(fused.clone(), GgufName { gguf: n.gguf, hf: fused, permute_heads: None, part_of: None });
             }
             None => {
                 names.insert(n.hf.clone(), n);
@@ -218,14 +219,14 @@ pub fn stored_rows<'a>(g: &'a Gguf, c: &LlamaConfig) -> BTreeMap<String, StoredR
         let Some(t) = g.tensor(&n.gguf) else { continue };
         let shape = t.shape();
         let Some(row_bytes) = t.ty.bytes_for(shape.last().copied().unwrap_or(0) as u64) else { continue };
-        if shape.len() != 2 || n.permute_heads.is_some_and(|h| h == 0 || shape[0] % (2 * h) != 0) || n.rows.as_ref().is_some_and(|(_, whole)| *whole != shape[0]) {
+        if shape.len() != 2 || n.permute_heads.is_some_and(|h| h == 0 || shape[0] % (2 * h) != 0) || n.part_of.as_ref().is_some_and(|(_, _, whole)| *whole != shape[0]) {
             continue;
         }
         let raw = g.raw(t);
         let row = |r: usize| &raw[r * row_bytes as usize..(r + 1) * row_bytes as usize];
-        let rows = match (n.permute_heads, n.rows) {
+        let rows = match (n.permute_heads, n.part_of) {
             (Some(heads), _) => row_sources(shape[0], heads, false).into_iter().map(row).collect(),
-            (None, Some((part, _))) => part.map(row).collect(),
+            (None, Some((_, part, _))) => part.map(row).collect(),
             (None, None) => (0..shape[0]).map(row).collect(),
         };
         out.insert(n.hf, StoredRows { ty: t.ty, cols: shape[1], rows });
