@@ -256,8 +256,8 @@ fn run_on<B: Backend>(p: &GenerateParams, ctx: &NodeContext, inputs: &Inputs, de
     if let Some(lm) = &lm {
         // A prompt too long for the model, named by its key (`generate` knows only its index).
         let span = lm.config.span();
-        if let Some((q, &r)) = requests.iter().zip(&request_row).find(|(q, _)| q.prompt.len() + settings.max_new_tokens > span.tokens) {
-            return Err(format!("prompt {} has {} tokens; with max_new_tokens {} that passes {span}", rows[r].key, q.prompt.len(), settings.max_new_tokens).into());
+        for (q, &r) in requests.iter().zip(&request_row) {
+            span.check_generation(&rows[r].key, q.prompt.len(), settings.max_new_tokens)?;
         }
         generate(lm, &llm.tokenizer, &requests, &settings, &mut on_done, &on_tokens, &|| ctx.is_cancelled())?;
     }

@@ -209,6 +209,17 @@ pub enum Limit {
     LongRope,
 }
 
+impl Span {
+    /// Whether `prompt` (named as the caller knows it), of `tokens` tokens, leaves room for
+    /// `max_new_tokens` more; the error says which limit it passes.
+    pub fn check_generation(&self, prompt: impl std::fmt::Display, tokens: usize, max_new_tokens: usize) -> Result<(), String> {
+        if tokens + max_new_tokens > self.tokens {
+            return Err(format!("prompt {prompt} has {tokens} tokens; with max_new_tokens {max_new_tokens} that passes {self}"));
+        }
+        Ok(())
+    }
+}
+
 impl std::fmt::Display for Span {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let n = self.tokens;

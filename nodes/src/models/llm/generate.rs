@@ -99,9 +99,7 @@ pub fn generate<B: Backend>(
         if r.prompt.is_empty() {
             return Err(format!("prompt {i} is empty"));
         }
-        if r.prompt.len() + s.max_new_tokens > span.tokens {
-            return Err(format!("prompt {i} has {} tokens; with max_new_tokens {} that passes {span}", r.prompt.len(), s.max_new_tokens));
-        }
+        span.check_generation(i, r.prompt.len(), s.max_new_tokens)?;
     }
     // Chunks of rows, longest prompts first; a batch takes them in order and, as its rows
     // finish, prefills the next ones into the freed places (continuous batching), so it stays
