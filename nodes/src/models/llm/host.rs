@@ -409,12 +409,10 @@ impl HostLlama {
         let eps = self.eps;
         let rope_row = |(t, row): (usize, &mut [f32])| {
             let cs = &rope[t * half..(t + 1) * half];
-            let mut normed = if l.qk_norm.is_some() { vec![0f32; hd] } else { Vec::new() };
-            for (h, head) in row[..v_at].chunks_exact_mut(hd).enumerate() {
-                if let Some((qn, kn)) = &l.qk_norm {
-                    rms_norm(head, if h < nh { qn } else { kn }, eps, &mut normed);
-                    head.copy_from_slice(&normed);
-                }
+            if let Some((qn, kn)) = &l.qk_norm {
+                norm_heads(&mut row[..v_at], qn, kn, nh, eps);
+            }
+            for head in row[..v_at].chunks_exact_mut(hd) {
                 rotate(head, cs);
             }
         };
@@ -594,9 +592,15 @@ with_avx2!(rms_norm, (x: &[f32], w: &[f32], eps: f32, out: &mut [f32]), {
     }
 });
 
-/// RMSNorm of one vector (a head), out = x·r·w: what [`norm_rows`] does to each row.
-pub(super) fn rms_norm_head(x: &[f32], w: &[f32], eps: f32, out: &mut [f32]) {
-    rms_norm(x, w, eps, out);
+/// Qwen3's head norms of one token's q and k heads (`qk`: `heads` q heads, then k heads, each
+/// `qn.len()` wide), in place: each head RMS-normalised and scaled by `qn` (q) or `kn` (k).
+pub(super) fn norm_heads(qk: &mut [f32], qn: &[f32], kn: &[f32], heads: usize, eps: f32) {
+    let hd = qn.len();
+    for (h, head) in qk.chunks_exact_mut(hd).enumerate() {
+        let w = if h < heads { qn } else { kn };
+        let r = 1.0 / (head.iter().map(|x| x * x).sum::<f32>() / hd as f32 + eps).sqrt();
+        head.iter_mut().zip(w).for_each(|(x, g)| *x = *x * r * g);
+    }
 }
 
 with_avx2!(pub(super) silu_mul, (g: &[f32], u: &[f32], out: &mut [f32]), {

@@ -562,13 +562,7 @@ impl HostDpo {
                 qk_pre = qk.clone();
             }
             let (qn, kn, eps) = (w(qn), w(kn), self.eps);
-            rows_mut(&mut qk, qkw, |_, row| {
-                let mut normed = vec![0f32; hd];
-                for (h, head) in row.chunks_exact_mut(hd).enumerate() {
-                    host::rms_norm_head(head, if h < nh { qn } else { kn }, eps, &mut normed);
-                    head.copy_from_slice(&normed);
-                }
-            });
+            rows_mut(&mut qk, qkw, |_, row| host::norm_heads(row, qn, kn, nh, eps));
         }
         rope_rows(&mut qk, qkw, hd, rope, rotate);
         let ctx = self.attention_forward(&qk, &v, lay);
