@@ -65,10 +65,10 @@ fn generates_every_sample_and_a_grown_prompt_table_generates_only_new_rows() {
 }
 
 /// The other architectures (Qwen2: q/k/v biases; Qwen3: an RMSNorm on every q and k head;
-/// Phi-3: q/k/v and gate/up each one matrix) load, are named as such with what their GGUF
-/// stores, and generate.
+/// Phi-3: q/k/v and gate/up each one matrix; Gemma 2 and 3: norms after attention and the MLP,
+/// and Gemma 3's head norms) load, are named as such with what their GGUF stores, and generate.
 #[test]
-fn qwen2_qwen3_and_phi3_models_load_and_generate() {
+fn other_architectures_load_and_generate() {
     use dagrun_nodes::models::llm::config::Architecture;
     for (architecture, log) in [
         // 20 tensors as the Llama, plus q/k/v biases in both layers.
@@ -77,6 +77,10 @@ fn qwen2_qwen3_and_phi3_models_load_and_generate() {
         (Architecture::Qwen3, "Qwen3, 2 layers, width 32, 4 heads (2 KV), vocabulary 258; tensors F32 ×24"),
         // Per layer: two norms, attn_qkv, attn_output, ffn_up (gate and up), ffn_down.
         (Architecture::Phi3, "Phi-3, 2 layers, width 32, 4 heads (2 KV), vocabulary 258; tensors F32 ×14"),
+        // 20 tensors as the Llama, plus two output norms in both layers.
+        (Architecture::Gemma2, "Gemma 2, 2 layers, width 32, 4 heads (2 KV), vocabulary 258; tensors F32 ×24"),
+        // And q and k norms.
+        (Architecture::Gemma3, "Gemma 3, 2 layers, width 32, 4 heads (2 KV), vocabulary 258; tensors F32 ×28"),
     ] {
         let w = Work::new();
         dagrun_nodes::models::llm::tiny::write_tiny_gguf_of(architecture, &w.path().join("tiny.gguf"), 5).unwrap();

@@ -191,27 +191,26 @@ fn dpo_refuses_bad_settings_and_never_caches_a_diverged_model() {
     w.write("p.yaml", &node("max_length: 8"));
     let r = w.expect(&["p.yaml", "--json"], 1);
     assert!(r.stderr.contains("no pair fits max_length 8"), "{}", r.stderr);
-    // A Mistral is computed with full attention, exact only within its sliding window: pairs
-    // longer than the window are refused, saying how to make them fit.
+    // A Mistral attends within its 12-token sliding window, so pairs and prompts longer than
+    // the window train and generate.
     let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/llm/mistral-tiny");
     std::fs::create_dir(w.path().join("mistral")).unwrap();
-    for f in ["model.safetensors", "tokenizer.json", "tokenizer_config.json"] {
+    for f in ["model.safetensors", "tokenizer.json", "tokenizer_config.json", "config.json"] {
         std::fs::copy(fixture.join(f), w.path().join("mistral").join(f)).unwrap();
     }
-    let config = std::fs::read_to_string(fixture.join("config.json")).unwrap();
-    w.write("mistral/config.json", &config.replace("\"sliding_window\": 12", "\"sliding_window\": 64"));
-    w.write("p.yaml", &format!("{PIPELINE}  mistral: {{ kind: load, params: {{ model: mistral }} }}\n  tuned: {{ kind: dpo, inputs: {{ model: mistral, pairs: pairs }} }}\n"));
-    let r = w.expect(&["p.yaml", "--json"], 1);
-    assert_eq!(r.status_of("tuned"), "failed");
+    let pipeline = format!("{PIPELINE}  mistral: {{ kind: load, params: {{ model: mistral }} }}\n  tuned: {{ kind: dpo, inputs: {{ model: mistral, pairs: pairs }}, params: {{ epochs: 1 }} }}\n  late: {{ kind: generate, inputs: {{ model: mistral, prompts: prompts }}, params: {{ max_new_tokens: 16 }} }}\n");
+    w.write("p.yaml", &pipeline);
+    let r = w.expect(&["p.yaml", "--json"], 0);
     assert!(r.stderr.contains("Mistral, 2 layers"), "{}", r.stderr);
+    // Past the model's context, pairs are refused saying how to make them fit, and a prompt
+    // is named by its key.
+    let config = std::fs::read_to_string(fixture.join("config.json")).unwrap();
+    w.write("mistral/config.json", &config.replace("\"max_position_embeddings\": 4096", "\"max_position_embeddings\": 64"));
+    let r = w.expect(&["p.yaml", "--json", "-k"], 1);
+    assert_eq!([r.status_of("tuned"), r.status_of("late")], ["failed", "failed"]);
     let e = &r.stderr;
-    assert!(e.contains("tokens long (prompt ") && e.contains("more than the model's sliding attention window of 64 tokens") && e.contains("set max_length to at most 64"), "{e}");
-    // Generating with it: the prompt past the window is named by its key.
-    w.write("p.yaml", &format!("{PIPELINE}  mistral: {{ kind: load, params: {{ model: mistral }} }}\n  late: {{ kind: generate, inputs: {{ model: mistral, prompts: prompts }} }}\n"));
-    let r = w.expect(&["p.yaml", "--json"], 1);
-    assert_eq!(r.status_of("late"), "failed");
-    let e = &r.stderr;
-    assert!(e.contains("[late] failed: prompt ") && e.contains("with max_new_tokens 128 that passes the model's sliding attention window of 64 tokens"), "{e}");
+    assert!(e.contains("tokens long (prompt ") && e.contains("more than the model's context of 64") && e.contains("set max_length to at most 64"), "{e}");
+    assert!(e.contains("[late] failed: prompt ") && e.contains("with max_new_tokens 16 that passes the model's context of 64"), "{e}");
 }
 
 #[test]

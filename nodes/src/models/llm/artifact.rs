@@ -165,7 +165,7 @@ pub fn load_lm<B: Backend>(dir: &Path, device: &B::Device, purpose: Purpose) -> 
             let c = LlamaConfig::from_hf_json(&text).map_err(|e| format!("{}: {e}", cfg.display()))?;
             let files = Safetensors::open(&weights::safetensors_files(dir)?)?;
             let has_lm_head = files.contains("lm_head.weight");
-            let mut reader = weights::unfused(&c, |name| files.get(name));
+            let mut reader = weights::from_hf_checkpoint(&c, |name| files.get(name));
             assemble(c, has_lm_head, &mut reader, None, purpose, device)
         }
     }
@@ -207,7 +207,7 @@ pub fn write_hf<B: Backend>(model: &super::llama::Llama<B>, config: &LlamaConfig
     let mut cfg = config.to_hf_json(bos, eos);
     cfg["torch_dtype"] = serde_json::json!(if bf16 { "bfloat16" } else { "float32" });
     std::fs::write(out.join("config.json"), serde_json::to_string_pretty(&cfg).expect("json") + "\n").map_err(|e| e.to_string())?;
-    weights::write_safetensors_as(&weights::fused(config, weights::to_hf(model, config)), &out.join("model.safetensors"), Some([("format".to_string(), "pt".to_string())].into()), bf16)?;
+    weights::write_safetensors_as(&weights::to_hf_checkpoint(config, weights::to_hf(model, config)), &out.join("model.safetensors"), Some([("format".to_string(), "pt".to_string())].into()), bf16)?;
     if source.is_dir() && source.join("tokenizer.json").is_file() {
         for f in ["tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja", "generation_config.json"] {
             if source.join(f).is_file() {

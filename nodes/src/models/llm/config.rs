@@ -63,6 +63,13 @@ impl LongRope {
     }
 }
 
+/// 1 / base^(2i / dim) for each of RoPE's dim / 2 frequencies, in f32 as transformers computes
+/// them.
+fn base_inv_freq(base: f64, dim: usize) -> Vec<f32> {
+    let base = base as f32;
+    (0..dim).step_by(2).map(|i| 1.0 / base.powf(i as f32 / dim as f32)).collect()
+}
+
 /// Which member of the Llama family a model is: the decoder is the same, the weights differ.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -85,6 +92,18 @@ pub enum Architecture {
     /// Qwen3 (dense): Llama's decoder with an RMSNorm over each q and k head before RoPE
     /// (`q_norm`, `k_norm`); GGUF keeps Hugging Face's row order.
     Qwen3,
+    /// Gemma: Llama's decoder with GeGLU (tanh-approximated GELU) for SwiGLU, the embedding
+    /// scaled by √hidden, and RMSNorm scales stored as their difference from 1 (llama.cpp's
+    /// GGUF stores the scales themselves); GGUF keeps Hugging Face's row order.
+    Gemma,
+    /// Gemma 2: Gemma with an RMSNorm also on the attention's and the MLP's outputs, scores
+    /// scaled by `query_pre_attn_scalar`, attention scores and final logits soft-capped, and
+    /// every other layer attending within a sliding window.
+    Gemma2,
+    /// Gemma 3's language model (`gemma3_text`; GGUF `gemma3`): Gemma 2 without the
+    /// soft-capping, with q/k head norms (as Qwen3), five sliding layers to one global one,
+    /// and the sliding layers' RoPE on a base of their own.
+    Gemma3,
 }
 
 impl Architecture {
@@ -96,6 +115,17 @@ impl Architecture {
             Architecture::Mistral => "mistral",
             Architecture::Phi3 => "phi3",
             Architecture::Qwen3 => "qwen3",
+            Architecture::Gemma => "gemma",
+            Architecture::Gemma2 => "gemma2",
+            Architecture::Gemma3 => "gemma3_text",
+        }
+    }
+
+    /// The name a GGUF's `general.architecture` gives.
+    pub fn gguf_name(self) -> &'static str {
+        match self {
+            Architecture::Gemma3 => "gemma3",
+            a => a.name(),
         }
     }
 
@@ -107,21 +137,36 @@ impl Architecture {
             Architecture::Mistral => "Mistral",
             Architecture::Phi3 => "Phi-3",
             Architecture::Qwen3 => "Qwen3",
+            Architecture::Gemma => "Gemma",
+            Architecture::Gemma2 => "Gemma 2",
+            Architecture::Gemma3 => "Gemma 3",
         }
     }
 
     /// The architectures a GGUF (`general.architecture`) may name.
-    const GGUF: [Architecture; 4] = [Architecture::Llama, Architecture::Qwen2, Architecture::Qwen3, Architecture::Phi3];
+    const GGUF: [Architecture; 7] = [Architecture::Llama, Architecture::Qwen2, Architecture::Qwen3, Architecture::Phi3, Architecture::Gemma, Architecture::Gemma2, Architecture::Gemma3];
     /// The architectures a config.json (`model_type`) may name.
-    const HF: [Architecture; 5] = [Architecture::Llama, Architecture::Qwen2, Architecture::Qwen3, Architecture::Mistral, Architecture::Phi3];
+    const HF: [Architecture; 8] =
+        [Architecture::Llama, Architecture::Qwen2, Architecture::Qwen3, Architecture::Mistral, Architecture::Phi3, Architecture::Gemma, Architecture::Gemma2, Architecture::Gemma3];
 
-    fn from_name(name: &str, among: &[Architecture]) -> Option<Architecture> {
-        among.iter().copied().find(|a| a.name() == name)
+    /// The architecture a config.json's `model_type` names, if dagrun runs it.
+    pub fn from_model_type(name: &str) -> Option<Architecture> {
+        Architecture::from_name(name, &Architecture::HF, false)
+    }
+
+    /// The `model_type`s dagrun runs, as "`a`, `b` and `c`" (`conjunction` "and").
+    pub fn model_types(conjunction: &str) -> String {
+        Architecture::list(&Architecture::HF, conjunction, false)
+    }
+
+    /// The architecture `name` is among `among`, by config.json names (`gguf`: by GGUF names).
+    fn from_name(name: &str, among: &[Architecture], gguf: bool) -> Option<Architecture> {
+        among.iter().copied().find(|a| if gguf { a.gguf_name() } else { a.name() } == name)
     }
 
     /// "`a`, `b` and `c`" (`conjunction` "and") for error messages.
-    fn list(among: &[Architecture], conjunction: &str) -> String {
-        let names: Vec<String> = among.iter().map(|a| format!("`{}`", a.name())).collect();
+    fn list(among: &[Architecture], conjunction: &str, gguf: bool) -> String {
+        let names: Vec<String> = among.iter().map(|a| format!("`{}`", if gguf { a.gguf_name() } else { a.name() })).collect();
         match names.split_last() {
             Some((last, rest)) if !rest.is_empty() => format!("{} {conjunction} {last}", rest.join(", ")),
             _ => names.concat(),
@@ -145,9 +190,45 @@ impl Architecture {
         self == Architecture::Phi3
     }
 
-    /// Whether each q and k head is RMS-normalised before RoPE (Qwen3).
+    /// Whether each q and k head is RMS-normalised before RoPE (Qwen3, Gemma 3).
     pub fn qk_norm(self) -> bool {
-        self == Architecture::Qwen3
+        matches!(self, Architecture::Qwen3 | Architecture::Gemma3)
+    }
+
+    /// Whether this is one of the Gemmas.
+    pub fn gemma(self) -> bool {
+        matches!(self, Architecture::Gemma | Architecture::Gemma2 | Architecture::Gemma3)
+    }
+
+    /// The MLP's activation: tanh-approximated GELU (Gemma) or SiLU.
+    pub fn gelu(self) -> bool {
+        self.gemma()
+    }
+
+    /// Whether the attention's and the MLP's outputs are RMS-normalised before they join the
+    /// residual stream (Gemma 2 and 3: `post_attention_layernorm` and
+    /// `post_feedforward_layernorm`, the MLP's input norm being `pre_feedforward_layernorm`).
+    pub fn sandwich_norms(self) -> bool {
+        matches!(self, Architecture::Gemma2 | Architecture::Gemma3)
+    }
+
+    /// What Hugging Face checkpoints store of each RMSNorm scale: the scale minus this (Gemma
+    /// stores its difference from 1).
+    pub fn norm_offset(self) -> f32 {
+        if self.gemma() {
+            1.0
+        } else {
+            0.0
+        }
+    }
+
+    /// The Hugging Face name of the MLP's input norm within a layer.
+    pub fn mlp_norm_name(self) -> &'static str {
+        if self.sandwich_norms() {
+            "pre_feedforward_layernorm"
+        } else {
+            "post_attention_layernorm"
+        }
     }
 
     /// transformers' class for the model.
@@ -158,6 +239,9 @@ impl Architecture {
             Architecture::Mistral => "MistralForCausalLM",
             Architecture::Phi3 => "Phi3ForCausalLM",
             Architecture::Qwen3 => "Qwen3ForCausalLM",
+            Architecture::Gemma => "GemmaForCausalLM",
+            Architecture::Gemma2 => "Gemma2ForCausalLM",
+            Architecture::Gemma3 => "Gemma3ForCausalLM",
         }
     }
 }
@@ -184,11 +268,36 @@ pub struct LlamaConfig {
     pub max_position_embeddings: usize,
     pub tie_word_embeddings: bool,
     pub rope_scaling: Option<RopeScaling>,
-    /// Mistral v0.1's sliding window: a token attends to itself and the `sliding_window − 1`
-    /// tokens before it. dagrun computes full attention, which is the same while a sequence
-    /// stays within the window, and refuses longer ones (see [`LlamaConfig::span`]).
+    /// A sliding attention window (Mistral v0.1, Phi-3 mini-4k): a token attends to itself
+    /// and the `sliding_window − 1` tokens before it, in the layers [`LlamaConfig::window`]
+    /// says.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sliding_window: Option<usize>,
+    /// Which layers attend within the window and which attend fully; None: every layer
+    /// within the window when there is one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub layer_types: Option<Vec<LayerType>>,
+    /// RoPE's base in the sliding layers, where it differs from `rope_theta` (Gemma 3's
+    /// local layers; they take no `rope_scaling` either).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub local_rope_theta: Option<f64>,
+    /// Attention scores are scaled by this to the −½ instead of `head_dim` (Gemma 2 and 3).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub query_pre_attn_scalar: Option<f64>,
+    /// Attention scores become c·tanh(s / c) before the softmax (Gemma 2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attn_logit_softcapping: Option<f64>,
+    /// The output logits become c·tanh(l / c) (Gemma 2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub final_logit_softcapping: Option<f64>,
+}
+
+/// How a layer attends (transformers' `layer_types`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LayerType {
+    FullAttention,
+    SlidingAttention,
 }
 
 /// How many tokens a sequence may hold, and what limits it.
@@ -203,8 +312,6 @@ pub struct Span {
 pub enum Limit {
     /// The context length.
     Context,
-    /// A sliding attention window (Mistral v0.1, Phi-3 mini-4k).
-    SlidingWindow,
     /// LongRoPE's original context, beyond which it switches to its long factors.
     LongRope,
 }
@@ -225,9 +332,81 @@ impl std::fmt::Display for Span {
         let n = self.tokens;
         match self.limit {
             Limit::Context => write!(f, "the model's context of {n}"),
-            Limit::SlidingWindow => write!(f, "the model's sliding attention window of {n} tokens (dagrun computes full attention, which equals the model's only within the window)"),
             Limit::LongRope => write!(f, "the model's original context of {n} tokens (beyond it LongRoPE switches to its long factors, which dagrun does not compute)"),
         }
+    }
+}
+
+/// What Gemma 2 and 3 add to a config.json, with their classes' defaults.
+#[derive(Default)]
+struct GemmaFields {
+    layer_types: Option<Vec<LayerType>>,
+    local_rope_theta: Option<f64>,
+    query_pre_attn_scalar: Option<f64>,
+    attn_logit_softcapping: Option<f64>,
+    final_logit_softcapping: Option<f64>,
+    /// Gemma 3's global layers' RoPE settings, from transformers 5's per-layer-type
+    /// `rope_parameters`.
+    global_rope: Option<serde_json::Value>,
+}
+
+impl GemmaFields {
+    fn read(architecture: Architecture, raw: &serde_json::Value, layers: usize) -> Result<GemmaFields, String> {
+        if !matches!(architecture, Architecture::Gemma2 | Architecture::Gemma3) {
+            return Ok(GemmaFields::default());
+        }
+        // A number, null (None), or when absent the class's default.
+        let number = |key: &str, default: Option<f64>| -> Result<Option<f64>, String> {
+            match raw.get(key) {
+                None => Ok(default),
+                Some(serde_json::Value::Null) => Ok(None),
+                Some(v) => v.as_f64().map(Some).ok_or_else(|| format!("{key} is not a number")),
+            }
+        };
+        let gemma2 = architecture == Architecture::Gemma2;
+        let layer_types = match raw.get("layer_types").filter(|v| !v.is_null()) {
+            Some(v) => {
+                let list = v.as_array().ok_or("layer_types must be a list")?;
+                list.iter()
+                    .map(|t| match t.as_str() {
+                        Some("full_attention") => Ok(LayerType::FullAttention),
+                        Some("sliding_attention") => Ok(LayerType::SlidingAttention),
+                        _ => Err(format!("layer_types holds {t}; `full_attention` or `sliding_attention` expected")),
+                    })
+                    .collect::<Result<Vec<_>, _>>()?
+            }
+            // Every `pattern`-th layer attends fully, the others within the window.
+            None => {
+                let pattern = if gemma2 { 2 } else { number("sliding_window_pattern", Some(6.0))?.unwrap_or(6.0) as usize };
+                (0..layers).map(|i| if pattern > 0 && (i + 1) % pattern == 0 { LayerType::FullAttention } else { LayerType::SlidingAttention }).collect()
+            }
+        };
+        // Gemma 3: per-layer-type RoPE settings (transformers 5) or a local base beside the
+        // global settings.
+        let mut local_rope_theta = None;
+        let mut global_rope = None;
+        if architecture == Architecture::Gemma3 {
+            local_rope_theta = number("rope_local_base_freq", Some(10000.0))?;
+            if let Some(per_type) = raw.get("rope_parameters").filter(|v| v.get("sliding_attention").is_some() || v.get("full_attention").is_some()) {
+                if let Some(local) = per_type.get("sliding_attention").filter(|v| !v.is_null()) {
+                    if let Some(kind) = local.get("rope_type").and_then(|t| t.as_str()).filter(|t| *t != "default") {
+                        return Err(format!("rope_parameters.sliding_attention type `{kind}` is not supported (default is)"));
+                    }
+                    if let Some(theta) = local.get("rope_theta") {
+                        local_rope_theta = Some(theta.as_f64().ok_or("rope_parameters.sliding_attention.rope_theta is not a number")?);
+                    }
+                }
+                global_rope = Some(per_type.get("full_attention").cloned().unwrap_or(serde_json::Value::Null));
+            }
+        }
+        Ok(GemmaFields {
+            layer_types: Some(layer_types),
+            local_rope_theta,
+            query_pre_attn_scalar: number("query_pre_attn_scalar", Some(256.0))?,
+            attn_logit_softcapping: number("attn_logit_softcapping", gemma2.then_some(50.0))?,
+            final_logit_softcapping: number("final_logit_softcapping", gemma2.then_some(30.0))?,
+            global_rope,
+        })
     }
 }
 
@@ -235,15 +414,39 @@ impl LlamaConfig {
     /// The longest sequence (prompt and answer) dagrun computes exactly for this model.
     pub fn span(&self) -> Span {
         let mut span = Span { tokens: self.max_position_embeddings, limit: Limit::Context };
-        if let Some(w) = self.sliding_window.filter(|&w| w < span.tokens) {
-            span = Span { tokens: w, limit: Limit::SlidingWindow };
-        }
         if let Some(RopeScaling::LongRope(l)) = &self.rope_scaling {
             if l.original_max_position_embeddings < span.tokens {
                 span = Span { tokens: l.original_max_position_embeddings, limit: Limit::LongRope };
             }
         }
         span
+    }
+
+    /// The sliding window layer `layer` attends within, if it does.
+    pub fn window(&self, layer: usize) -> Option<usize> {
+        match self.layer_types.as_ref().and_then(|t| t.get(layer)) {
+            Some(LayerType::FullAttention) => None,
+            _ => self.sliding_window,
+        }
+    }
+
+    /// Whether layer `layer` takes its RoPE frequencies from [`LlamaConfig::local_inv_freq`].
+    pub fn local_rope(&self, layer: usize) -> bool {
+        self.local_rope_theta.is_some() && self.window(layer).is_some()
+    }
+
+    /// What the embedding is multiplied by (Gemma: √hidden, rounded to f32 as transformers
+    /// does), or None.
+    pub fn embed_scale(&self) -> Option<f32> {
+        self.architecture.gemma().then(|| (self.hidden_size as f64).sqrt() as f32)
+    }
+
+    /// What attention scores are multiplied by: `query_pre_attn_scalar`^−½, else `head_dim`^−½.
+    pub fn attention_scale(&self) -> f32 {
+        match self.query_pre_attn_scalar {
+            Some(s) => s.powf(-0.5) as f32,
+            None => 1.0 / (self.head_dim as f32).sqrt(),
+        }
     }
 
     /// What RoPE's cos and sin are multiplied by (LongRoPE's attention factor; 1 otherwise).
@@ -279,6 +482,14 @@ impl LlamaConfig {
         if c.sliding_window == Some(0) {
             return Err("sliding_window must be positive (or null)".into());
         }
+        if let Some(t) = &c.layer_types {
+            if t.len() != c.num_hidden_layers {
+                return Err(format!("layer_types lists {} layers; num_hidden_layers is {}", t.len(), c.num_hidden_layers));
+            }
+            if c.sliding_window.is_none() && t.contains(&LayerType::SlidingAttention) {
+                return Err("layer_types has sliding_attention layers but sliding_window is null".into());
+            }
+        }
         if let Some(RopeScaling::Factors { factors }) = &c.rope_scaling {
             if factors.len() != c.head_dim / 2 {
                 return Err(format!("rope_freqs has {} factors; head_dim/2 = {} expected", factors.len(), c.head_dim / 2));
@@ -297,11 +508,15 @@ impl LlamaConfig {
         Ok(())
     }
 
+    /// The sliding layers' RoPE inverse frequencies where they have their own base
+    /// ([`LlamaConfig::local_rope_theta`]; unscaled).
+    pub fn local_inv_freq(&self) -> Option<Vec<f32>> {
+        self.local_rope_theta.map(|base| base_inv_freq(base, self.head_dim))
+    }
+
     /// RoPE inverse frequencies, computed in f32 like Hugging Face does, with scaling applied.
     pub fn inv_freq(&self) -> Vec<f32> {
-        let dim = self.head_dim;
-        let base = self.rope_theta as f32;
-        let mut inv: Vec<f32> = (0..dim).step_by(2).map(|i| 1.0 / base.powf(i as f32 / dim as f32)).collect();
+        let mut inv = base_inv_freq(self.rope_theta, self.head_dim);
         match &self.rope_scaling {
             None => {}
             Some(RopeScaling::Linear { factor }) => inv.iter_mut().for_each(|f| *f /= *factor as f32),
@@ -331,7 +546,7 @@ impl LlamaConfig {
     pub fn from_gguf(g: &Gguf) -> Result<LlamaConfig, String> {
         let arch = g.get("general.architecture").and_then(|v| v.as_str()).ok_or("no general.architecture in the metadata")?;
         let architecture =
-            Architecture::from_name(arch, &Architecture::GGUF).ok_or_else(|| format!("architecture `{arch}` is not supported ({} are)", Architecture::list(&Architecture::GGUF, "and")))?;
+            Architecture::from_name(arch, &Architecture::GGUF, true).ok_or_else(|| format!("architecture `{arch}` is not supported ({} are)", Architecture::list(&Architecture::GGUF, "and", true)))?;
         let num = |key: &str| -> Result<u64, String> {
             let full = format!("{arch}.{key}");
             g.get(&full).and_then(|v| v.as_u64()).ok_or_else(|| format!("metadata `{full}` is missing or not an integer"))
@@ -362,12 +577,32 @@ impl LlamaConfig {
                 Some(other) => return Err(format!("rope scaling `{other}` is not supported")),
             }
         };
+        let layers = num("block_count")? as usize;
+        // Gemma 2 and 3 in GGUF: every second (sixth) layer global, the rest within the window
+        // (llama.cpp's fixed patterns); scores scaled by the head width, or for the 27B models
+        // (46 and 62 layers, as llama.cpp tells them) by hidden / heads.
+        let gemma_pattern = match architecture {
+            Architecture::Gemma2 => Some(2),
+            Architecture::Gemma3 => Some(6),
+            _ => None,
+        };
+        if gemma_pattern.is_some() && opt_num("attention.sliding_window").is_none() {
+            return Err(format!("metadata `{arch}.attention.sliding_window` is missing (a {} GGUF names its window)", architecture.title()));
+        }
+        let query_pre_attn_scalar = gemma_pattern.map(|_| {
+            let wide = matches!((architecture, layers), (Architecture::Gemma2, 46) | (Architecture::Gemma3, 62));
+            if wide {
+                (hidden / heads.max(1)) as f64
+            } else {
+                head_dim as f64
+            }
+        });
         let c = LlamaConfig {
             architecture,
             vocab_size: vocab,
             hidden_size: hidden,
             intermediate_size: num("feed_forward_length")? as usize,
-            num_hidden_layers: num("block_count")? as usize,
+            num_hidden_layers: layers,
             num_attention_heads: heads,
             num_key_value_heads: opt_num("attention.head_count_kv").map(|v| v as usize).unwrap_or(heads),
             head_dim,
@@ -377,7 +612,15 @@ impl LlamaConfig {
             tie_word_embeddings: g.tensor("output.weight").is_none(),
             rope_scaling,
             // llama.cpp records Phi-3's window; Llama and Qwen2 GGUFs attend fully.
-            sliding_window: if architecture == Architecture::Phi3 { opt_num("attention.sliding_window").map(|w| w as usize) } else { None },
+            // llama.cpp records Phi-3's and Gemma 2/3's windows; Llama and Qwen2 GGUFs attend
+            // fully.
+            sliding_window: if matches!(architecture, Architecture::Phi3 | Architecture::Gemma2 | Architecture::Gemma3) { opt_num("attention.sliding_window").map(|w| w as usize) } else { None },
+            layer_types: gemma_pattern.map(|pattern| (0..layers).map(|i| if (i + 1) % pattern == 0 { LayerType::FullAttention } else { LayerType::SlidingAttention }).collect()),
+            // llama.cpp's fixed base for Gemma 3's sliding layers.
+            local_rope_theta: (architecture == Architecture::Gemma3).then_some(10000.0),
+            query_pre_attn_scalar,
+            attn_logit_softcapping: if architecture == Architecture::Gemma2 { Some(opt_f("attn_logit_softcapping").unwrap_or(50.0)) } else { None },
+            final_logit_softcapping: if architecture == Architecture::Gemma2 { Some(opt_f("final_logit_softcapping").unwrap_or(30.0)) } else { None },
         };
         c.validate()?;
         Ok(c)
@@ -413,8 +656,8 @@ impl LlamaConfig {
         }
         let hf: Hf = serde_json::from_str(text).map_err(|e| format!("not a Llama config: {e}"))?;
         let architecture = match hf.model_type.as_deref() {
-            Some(name) => Architecture::from_name(name, &Architecture::HF).ok_or_else(|| format!("model_type `{name}` is not supported ({} are)", Architecture::list(&Architecture::HF, "and")))?,
-            None => return Err(format!("no model_type (expected {})", Architecture::list(&Architecture::HF, "or"))),
+            Some(name) => Architecture::from_model_type(name).ok_or_else(|| format!("model_type `{name}` is not supported ({} are)", Architecture::model_types("and")))?,
+            None => return Err(format!("no model_type (expected {})", Architecture::model_types("or"))),
         };
         if hf.attention_bias == Some(true) || hf.mlp_bias == Some(true) {
             return Err("attention_bias / mlp_bias are not supported".into());
@@ -426,24 +669,36 @@ impl LlamaConfig {
         if let Some(n) = hf.num_local_experts.filter(|&n| n > 0) {
             return Err(format!("num_local_experts is {n}: mixture-of-experts models are not supported"));
         }
-        if let Some(act) = hf.hidden_act.as_deref().filter(|a| *a != "silu") {
-            return Err(format!("hidden_act `{act}` is not supported (SwiGLU's `silu` is)"));
+        // The fields each class reads its activation from, and what it must be (Gemma's
+        // legacy `gelu` means the tanh approximation, as transformers reads it).
+        let raw: serde_json::Value = serde_json::from_str(text).map_err(|e| format!("not a Llama config: {e}"))?;
+        let (act_field, act, wanted) = match architecture {
+            Architecture::Gemma2 | Architecture::Gemma3 => ("hidden_activation", raw.get("hidden_activation").and_then(|a| a.as_str()).unwrap_or("gelu_pytorch_tanh"), "gelu_pytorch_tanh"),
+            Architecture::Gemma => ("hidden_act", hf.hidden_act.as_deref().map(|a| if a == "gelu" { "gelu_pytorch_tanh" } else { a }).unwrap_or("gelu_pytorch_tanh"), "gelu_pytorch_tanh"),
+            _ => ("hidden_act", hf.hidden_act.as_deref().unwrap_or("silu"), "silu"),
+        };
+        if act != wanted {
+            return Err(format!("{act_field} `{act}` is not supported ({} `{wanted}` is)", architecture.title()));
         }
         if hf.use_sliding_window == Some(true) {
             return Err("use_sliding_window is not supported (full attention in every layer is)".into());
         }
+        if raw.get("use_bidirectional_attention").and_then(|b| b.as_bool()) == Some(true) {
+            return Err("use_bidirectional_attention is not supported (a causal language model is)".into());
+        }
+        let gemma = GemmaFields::read(architecture, &raw, hf.num_hidden_layers)?;
         // transformers 5 saves RoPE's settings, theta included, as `rope_parameters`; older
         // configs as `rope_theta` and `rope_scaling`. As in transformers, `rope_scaling` wins
         // when both are there, and a theta inside the settings over the top-level one.
         let present = |v: Option<serde_json::Value>| v.filter(|v| !v.is_null());
-        let (rope, field) = match (present(hf.rope_scaling), present(hf.rope_parameters)) {
+        let (rope, field) = match (present(hf.rope_scaling), present(gemma.global_rope.clone().or(hf.rope_parameters))) {
             (Some(v), _) => (Some(v), "rope_scaling"),
             (None, Some(v)) => (Some(v), "rope_parameters"),
             (None, None) => (None, "rope_scaling"),
         };
         let rope_theta = match rope.as_ref().and_then(|v| v.get("rope_theta")) {
             Some(t) => t.as_f64().ok_or_else(|| format!("{field}.rope_theta is not a number"))?,
-            None => hf.rope_theta.unwrap_or(10000.0),
+            None => hf.rope_theta.unwrap_or(if architecture == Architecture::Gemma3 { 1_000_000.0 } else { 10000.0 }),
         };
         let partial = rope.as_ref().and_then(|v| v.get("partial_rotary_factor")).and_then(|x| x.as_f64()).or(hf.partial_rotary_factor).unwrap_or(1.0);
         if partial != 1.0 {
@@ -505,11 +760,21 @@ impl LlamaConfig {
             rope_theta,
             rms_norm_eps: hf.rms_norm_eps.unwrap_or(1e-6),
             max_position_embeddings: hf.max_position_embeddings.unwrap_or(2048),
-            tie_word_embeddings: hf.tie_word_embeddings.unwrap_or(false),
+            // Gemma's classes tie them unless told otherwise.
+            tie_word_embeddings: hf.tie_word_embeddings.unwrap_or(architecture.gemma()),
             rope_scaling,
             // Mistral and Phi-3 apply their window; Qwen2 writes one it does not use (refused
-            // above when it does).
-            sliding_window: if matches!(architecture, Architecture::Mistral | Architecture::Phi3) { hf.sliding_window } else { None },
+            // above when it does); Gemma 2 and 3 in some of their layers.
+            sliding_window: match architecture {
+                Architecture::Mistral | Architecture::Phi3 => hf.sliding_window,
+                Architecture::Gemma2 | Architecture::Gemma3 => Some(hf.sliding_window.unwrap_or(4096)),
+                _ => None,
+            },
+            layer_types: gemma.layer_types,
+            local_rope_theta: gemma.local_rope_theta,
+            query_pre_attn_scalar: gemma.query_pre_attn_scalar,
+            attn_logit_softcapping: gemma.attn_logit_softcapping,
+            final_logit_softcapping: gemma.final_logit_softcapping,
         };
         c.validate()?;
         Ok(c)
@@ -586,6 +851,25 @@ impl LlamaConfig {
                 // Phi3Config reads LongRoPE's original context from the top level.
                 if let Some(RopeScaling::LongRope(l)) = &self.rope_scaling {
                     o.insert("original_max_position_embeddings".into(), l.original_max_position_embeddings.into());
+                }
+            }
+            Architecture::Gemma | Architecture::Gemma2 | Architecture::Gemma3 => {
+                o.remove("mlp_bias");
+                o.insert("hidden_act".into(), "gelu_pytorch_tanh".into());
+                // Gemma's default pad id (0) is a real token in other vocabularies.
+                o.insert("pad_token_id".into(), eos.into());
+                if self.architecture != Architecture::Gemma {
+                    o.insert("hidden_activation".into(), "gelu_pytorch_tanh".into());
+                    o.insert("sliding_window".into(), self.sliding_window.into());
+                    o.insert("layer_types".into(), serde_json::to_value(&self.layer_types).expect("json"));
+                    // An integer, as transformers' strict config class insists.
+                    let scalar = self.query_pre_attn_scalar.map(|q| if q.fract() == 0.0 { serde_json::json!(q as i64) } else { serde_json::json!(q) });
+                    o.insert("query_pre_attn_scalar".into(), scalar.into());
+                    o.insert("attn_logit_softcapping".into(), self.attn_logit_softcapping.into());
+                    o.insert("final_logit_softcapping".into(), self.final_logit_softcapping.into());
+                }
+                if let Some(theta) = self.local_rope_theta {
+                    o.insert("rope_local_base_freq".into(), theta.into());
                 }
             }
         }

@@ -373,7 +373,7 @@ fn leaves<B: AutodiffBackend>(m: &Llama<B>, tr: &Trainable<B>) -> Vec<Leaf<B>> {
                 }
                 out.push(Leaf::One(b.mlp_norm.weight.val()));
                 out.extend([&b.bqk, &b.bv].into_iter().flatten().map(|bias| Leaf::One(bias.val())));
-                out.extend([&b.q_norm, &b.k_norm].into_iter().flatten().map(|n| Leaf::One(n.weight.val())));
+                out.extend([&b.q_norm, &b.k_norm, &b.post_attn_norm, &b.post_mlp_norm].into_iter().flatten().map(|n| Leaf::One(n.weight.val())));
             }
             out.push(Leaf::One(m.norm.weight.val()));
             out
@@ -402,7 +402,7 @@ fn set_values<B: AutodiffBackend>(m: &mut Llama<B>, tr: &mut Trainable<B>, value
                 for bias in [&mut b.bqk, &mut b.bv].into_iter().flatten() {
                     *bias = one(next());
                 }
-                for n in [&mut b.q_norm, &mut b.k_norm].into_iter().flatten() {
+                for n in [&mut b.q_norm, &mut b.k_norm, &mut b.post_attn_norm, &mut b.post_mlp_norm].into_iter().flatten() {
                     n.weight = one(next());
                 }
             }

@@ -183,10 +183,11 @@ fn gradient_matches_finite_differences() {
     }
 }
 
-/// LoRA training and its Hugging Face export, for a Llama, a Qwen2, a Phi-3 and a Qwen3.
+/// LoRA training and its Hugging Face export, for a Llama, a Qwen2, a Phi-3, a Qwen3, and a
+/// Gemma 2 and 3.
 #[test]
 fn training_prefers_the_chosen_answers_and_the_export_loads() {
-    for arch in ARCHITECTURES {
+    for arch in ARCHITECTURES.into_iter().chain([Architecture::Gemma2, Architecture::Gemma3]) {
         trains_and_exports(arch);
     }
 }
@@ -307,6 +308,24 @@ fn full_fine_tuning_trains_qwen3_head_norms() {
     artifact::write_hf(&tuned, &llm.lm.config, &llm.tokenizer, &dir.path().join("tiny.gguf"), "test", &out, false).unwrap();
     let w = super::weights::from_safetensors(&[out.join("model.safetensors")]).unwrap();
     assert_eq!(w["model.layers.1.self_attn.k_norm.weight"].data, norm(&tuned));
+}
+
+/// Full fine-tuning trains Gemma 2's norms after attention and the MLP, and the export
+/// stores them as Gemma does (less 1).
+#[test]
+fn full_fine_tuning_trains_gemma2_output_norms() {
+    let dir = tempfile::tempdir().unwrap();
+    let (llm, tuned) = fully_tuned(Architecture::Gemma2, dir.path());
+    fn norm<B: Backend>(m: &Llama<B>) -> Vec<f32> {
+        m.blocks[1].post_mlp_norm.as_ref().expect("a Gemma 2 has output norms").weight.val().into_data().convert::<f32>().to_vec().unwrap()
+    }
+    let moved = norm(&tuned).iter().zip(norm(llm.lm.module())).fold(0f32, |m, (x, y)| m.max((x - y).abs()));
+    assert!(moved > 1e-4, "layer 1's MLP output norm moved by {moved}");
+    let out = dir.path().join("tuned");
+    artifact::write_hf(&tuned, &llm.lm.config, &llm.tokenizer, &dir.path().join("tiny.gguf"), "test", &out, false).unwrap();
+    let w = super::weights::from_safetensors(&[out.join("model.safetensors")]).unwrap();
+    let stored: Vec<f32> = norm(&tuned).iter().map(|x| x - 1.0).collect();
+    assert_eq!(w["model.layers.1.post_feedforward_layernorm.weight"].data, stored);
 }
 
 #[test]
@@ -478,32 +497,47 @@ fn a_template_that_does_not_continue_the_prompt_is_an_error_naming_the_pair() {
 #[test]
 fn host_kernels_match_burn_autodiff() {
     for arch in ARCHITECTURES {
-        host_kernels_match_burn_autodiff_on(arch, false);
+        host_kernels_match_burn_autodiff_on(arch, "as loaded", |_| {});
     }
-    host_kernels_match_burn_autodiff_on(Architecture::Phi3, true);
+    // LongRoPE: other frequencies, and cos/sin scaled (by 1.5 here), forward and backward.
+    host_kernels_match_burn_autodiff_on(Architecture::Phi3, "LongRoPE", |c| {
+        let l = super::config::LongRope { short_factor: vec![1.0, 1.5, 3.0, 6.0], long_factor: vec![2.0; 4], original_max_position_embeddings: 16, factor: Some(32.0), attention_factor: None };
+        c.rope_scaling = Some(super::config::RopeScaling::LongRope(l));
+        assert_eq!(c.rope_scale(), 1.5);
+    });
+    // A 5-token sliding window, much shorter than the pairs.
+    host_kernels_match_burn_autodiff_on(Architecture::Llama, "a 5-token window", |c| c.sliding_window = Some(5));
+    // Gemma 2: GeGLU, scaled embeddings, output norms, a window in layer 0, another score
+    // scale, and soft caps tight enough to matter.
+    host_kernels_match_burn_autodiff_on(Architecture::Gemma2, "as loaded", |c| {
+        (c.sliding_window, c.query_pre_attn_scalar, c.attn_logit_softcapping, c.final_logit_softcapping) = (Some(5), Some(12.0), Some(2.0), Some(3.0));
+    });
+    // Gemma 3: head norms, and the window's layer on RoPE of its own.
+    host_kernels_match_burn_autodiff_on(Architecture::Gemma3, "as loaded", |c| {
+        (c.sliding_window, c.rope_theta, c.local_rope_theta) = (Some(5), 1e6, Some(100.0));
+    });
 }
 
-fn host_kernels_match_burn_autodiff_on(arch: Architecture, longrope: bool) {
+fn host_kernels_match_burn_autodiff_on(arch: Architecture, what: &str, edit: impl Fn(&mut super::config::LlamaConfig)) {
     use super::host_dpo::{HostDpo, HostLora};
     let dir = tempfile::tempdir().unwrap();
     let llm = tiny_of(arch, dir.path(), 12);
     let pairs = tokens(&llm);
     let lm = &llm.lm;
     let device = Default::default();
-    let model = lm.module().clone().no_grad();
-    // LongRoPE: other frequencies, and cos/sin scaled (by 1.5 here), forward and backward.
+    let mut model = lm.module().clone().no_grad();
     let mut config = lm.config.clone();
-    if longrope {
-        let l = super::config::LongRope { short_factor: vec![1.0, 1.5, 3.0, 6.0], long_factor: vec![2.0; 4], original_max_position_embeddings: 16, factor: Some(32.0), attention_factor: None };
-        config.rope_scaling = Some(super::config::RopeScaling::LongRope(l));
-        assert_eq!(config.rope_scale(), 1.5);
+    edit(&mut config);
+    model.config = config.clone();
+    if let Some(w) = config.sliding_window {
+        assert!(pairs.iter().all(|p| p.prompt.len() > 2 * w));
     }
     let (config, inv_freq) = (&config, &config.inv_freq());
     let host = HostDpo::new(&model.clone().valid(), config).expect("the CPU backend has host kernels");
     let picked: Vec<&PairTokens> = [0, 1, 3].iter().map(|&i| &pairs[i]).collect();
     let close = |a: &[f64], b: &[f64], tol: f64, what: &str| {
         for (x, y) in a.iter().zip(b) {
-            assert!((x - y).abs() <= tol * (1.0 + y.abs()), "{arch:?} (LongRoPE {longrope}) {what}: host {a:?} vs Burn {b:?}");
+            assert!((x - y).abs() <= tol * (1.0 + y.abs()), "{arch:?} ({what}) {what}: host {a:?} vs Burn {b:?}");
         }
     };
     let to64 = |t: Tensor<CpuTrain, 1>| t.inner().into_data().to_vec::<f32>().unwrap().into_iter().map(f64::from).collect::<Vec<_>>();
@@ -543,7 +577,7 @@ fn host_kernels_match_burn_autodiff_on(arch: Architecture, longrope: bool) {
         let scale = g.iter().fold(0f32, |m, x| m.max(x.abs()));
         assert!(scale > 0.0, "leaf {i} has no gradient");
         let diff = h.iter().zip(&g).fold(0f32, |m, (x, y)| m.max((x - y).abs()));
-        assert!(diff <= 1e-4 * scale + 1e-7, "{arch:?} (LongRoPE {longrope}) leaf {i}: host and Burn gradients differ by {diff} (largest {scale})");
+        assert!(diff <= 1e-4 * scale + 1e-7, "{arch:?} ({what}) leaf {i}: host and Burn gradients differ by {diff} (largest {scale})");
     }
 }
 

@@ -31,7 +31,7 @@ use rayon::prelude::*;
 use super::config::LlamaConfig;
 use super::rows_matmul::{rows_matmul, PackedMatrix};
 use super::weights::{self, fuse_transposed, HostTensor, StoredRows};
-use crate::models::cpu::{fast_exp, flex_tensor, softmax, with_avx2};
+use crate::models::cpu::{fast_exp, flex_tensor, gelu_value, softmax, with_avx2};
 
 /// A decoder layer's weights. Projections that read the same input are one matrix (q, k and
 /// v; gate and up), so a decode step hands each to the threads once, not two or three times.
@@ -48,6 +48,13 @@ struct Layer {
     /// [hidden, 2 · intermediate]: gate, then up columns.
     gate_up: PackedMatrix,
     down: PackedMatrix,
+    /// RMSNorm weights of the attention's and the MLP's outputs (Gemma 2 and 3), or none.
+    post_attn_norm: Option<Vec<f32>>,
+    post_mlp_norm: Option<Vec<f32>>,
+    /// The sliding window this layer attends within, if it does.
+    window: Option<usize>,
+    /// Whether RoPE here uses the sliding layers' own frequencies (Gemma 3).
+    local_rope: bool,
 }
 
 /// The model's weights as host buffers, packed for `rows_matmul`.
@@ -66,6 +73,17 @@ pub struct HostLlama {
     eps: f32,
     /// What RoPE's cos and sin are multiplied by ([`LlamaConfig::rope_scale`]).
     rope_scale: f32,
+    /// The sliding layers' own RoPE frequencies (Gemma 3), or none.
+    local_inv_freq: Option<Vec<f32>>,
+    /// What the embedding is multiplied by (Gemma), or none.
+    embed_scale: Option<f32>,
+    /// What attention scores are multiplied by ([`LlamaConfig::attention_scale`]).
+    attn_scale: f32,
+    /// Soft caps of attention scores and of the logits (Gemma 2), or none.
+    attn_softcap: Option<f32>,
+    final_softcap: Option<f32>,
+    /// GeGLU (Gemma) rather than SwiGLU.
+    gelu: bool,
 }
 
 /// Keys and values per layer and row and kv head ("lane"). Keys are stored in tiles of 16
@@ -298,13 +316,19 @@ impl HostLlama {
                 None
             };
             let qk_norm = if c.architecture.qk_norm() { Some((get(&name("self_attn.q_norm"), &[hd])?.data, get(&name("self_attn.k_norm"), &[hd])?.data)) } else { None };
+            let (post_attn_norm, post_mlp_norm) =
+                if c.architecture.sandwich_norms() { (Some(get(&name("post_attention_layernorm"), &[d])?.data), Some(get(&name("post_feedforward_layernorm"), &[d])?.data)) } else { (None, None) };
             layers.push(Layer {
                 qk_norm,
+                post_attn_norm,
+                post_mlp_norm,
+                window: c.window(i),
+                local_rope: c.local_rope(i),
                 attn_norm: get(&name("input_layernorm"), &[d])?.data,
                 wqkv: mat(&parts(&[("self_attn.q_proj", nh * hd), ("self_attn.k_proj", nkv * hd), ("self_attn.v_proj", nkv * hd)]), d)?,
                 bqkv,
                 wo: mat(&parts(&[("self_attn.o_proj", d)]), nh * hd)?,
-                mlp_norm: get(&name("post_attention_layernorm"), &[d])?.data,
+                mlp_norm: get(&name(c.architecture.mlp_norm_name()), &[d])?.data,
                 gate_up: mat(&parts(&[("mlp.gate_proj", ff), ("mlp.up_proj", ff)]), d)?,
                 down: mat(&parts(&[("mlp.down_proj", d)]), ff)?,
             });
@@ -324,6 +348,12 @@ impl HostLlama {
             head_dim: hd,
             eps: c.rms_norm_eps as f32,
             rope_scale: c.rope_scale(),
+            local_inv_freq: c.local_inv_freq(),
+            embed_scale: c.embed_scale(),
+            attn_scale: c.attention_scale(),
+            attn_softcap: c.attn_logit_softcapping.map(|x| x as f32),
+            final_softcap: c.final_logit_softcapping.map(|x| x as f32),
+            gelu: c.architecture.gelu(),
         })
     }
 
@@ -350,8 +380,12 @@ impl HostLlama {
         let mut x = vec![0f32; n * d];
         for (row, &id) in x.chunks_exact_mut(d).zip(step.ids) {
             embed.column(id as usize, row);
+            if let Some(s) = self.embed_scale {
+                row.iter_mut().for_each(|v| *v *= s);
+            }
         }
         let rope = rope_table(step.positions, inv_freq, self.rope_scale);
+        let local_rope = self.local_inv_freq.as_ref().map(|f| rope_table(step.positions, f, self.rope_scale));
         cache.reserve(s);
         // Buffers every layer overwrites, allocated once per step (fresh multi-megabyte
         // buffers per layer came back from the kernel as zeroed pages: 6% of a prefill).
@@ -363,10 +397,15 @@ impl HostLlama {
             ctx: vec![0f32; n * nh * hd],
             gate_up: vec![0f32; n * 2 * ff],
             act: vec![0f32; n * ff],
+            out: if self.layers.iter().any(|l| l.post_attn_norm.is_some()) { vec![0f32; n * d] } else { Vec::new() },
         };
         for (li, layer) in self.layers.iter().enumerate() {
-            self.attention_block(layer, &x, &mut sc, step, &rope, &mut cache.layers[li], cache.len, cache.cap);
-            rows_matmul(&sc.ctx, &layer.wo, &mut x, n, true);
+            let rope = match &local_rope {
+                Some(local) if layer.local_rope => local,
+                _ => &rope,
+            };
+            self.attention_block(layer, &x, &mut sc, step, rope, &mut cache.layers[li], cache.len, cache.cap);
+            self.join(&sc.ctx, &layer.wo, &layer.post_attn_norm, &mut x, &mut sc.out, &mut sc.normed, n);
             self.mlp_block(layer, &mut x, &mut sc, n);
         }
         cache.len += s;
@@ -378,11 +417,29 @@ impl HostLlama {
         out
     }
 
-    /// Logits [rows, vocab] for final hidden states [rows, hidden].
+    /// Logits [rows, vocab] for final hidden states [rows, hidden] (soft-capped where the
+    /// model does).
     pub fn logits(&self, hidden: &[f32], rows: usize) -> Vec<f32> {
         let mut out = vec![0f32; rows * self.head.n];
         rows_matmul(hidden, &self.head, &mut out, rows, false);
+        if let Some(c) = self.final_softcap {
+            out.par_chunks_mut(4096).for_each(|chunk| chunk.iter_mut().for_each(|v| *v = softcap(*v, c)));
+        }
         out
+    }
+
+    /// x += input · w, the product RMS-normalised first when the branch has a norm of its own
+    /// (`out` and `normed` are scratch of x's size then).
+    #[allow(clippy::too_many_arguments)]
+    fn join(&self, input: &[f32], w: &PackedMatrix, norm: &Option<Vec<f32>>, x: &mut [f32], out: &mut [f32], normed: &mut [f32], n: usize) {
+        let Some(norm) = norm else {
+            rows_matmul(input, w, x, n, true);
+            return;
+        };
+        let d = self.hidden;
+        rows_matmul(input, w, out, n, false);
+        norm_rows(out, norm, self.eps, d, normed);
+        x.iter_mut().zip(normed.iter()).for_each(|(a, b)| *a += b);
     }
 
     /// Attention: `sc.ctx` gets the context [tokens, heads · head_dim] of the layer input `x`;
@@ -444,7 +501,7 @@ impl HostLlama {
         let (kc, vc) = (&*kc, &*vc);
         assert!(step.decode || past == 0, "a prefill step starts from an empty cache");
         let groups = nh / nkv;
-        let scale = 1.0 / (hd as f32).sqrt();
+        let (scale, softcapping, window) = (self.attn_scale, self.attn_softcap, l.window);
         // One task per row and run of query heads that share a kv head (all of the kv head's
         // queries when there are enough tasks to keep every core busy, so a decode step reads
         // each cached key and value once for them all): the heads' [tokens, hd] contexts. Each
@@ -472,7 +529,7 @@ impl HostLlama {
                     let (k, v) = (&qkv[start * qkvw + k_at + kh * hd..], &qkv[start * qkvw + v_at + kh * hd..]);
                     for (j, ctx) in ctx.chunks_exact_mut(count * hd).enumerate() {
                         let q = &qkv[start * qkvw + (h0 + j) * hd..];
-                        attend_causal(q, k, qkvw, v, qkvw, hd, count, scale, ctx);
+                        attend_causal(q, k, qkvw, v, qkvw, hd, count, Scoring { scale, cap: softcapping, window }, ctx);
                     }
                     return ctx;
                 }
@@ -480,12 +537,16 @@ impl HostLlama {
                 let mut scores = vec![0f32; unit * (past + s)];
                 let mut out = vec![0f32; unit * hd];
                 for i in 0..count {
-                    // Slots from the row's padding up to the query's own.
+                    // Slots from the row's padding (or the window's start) up to the query's own.
                     let (hi, t) = (past + first + i, start + i);
+                    let lo = window.map_or(lo, |w| lo.max((hi + 1).saturating_sub(w)));
                     let seen = hi + 1 - lo;
                     let q = &qkv[t * qkvw + h0 * hd..t * qkvw + (h0 + unit) * hd];
                     let p = &mut scores[..unit * seen];
                     key_scores(q, hd, keys, lo, scale, p);
+                    if let Some(c) = softcapping {
+                        p.iter_mut().for_each(|v| *v = softcap(*v, c));
+                    }
                     p.chunks_exact_mut(seen).for_each(softmax);
                     out.fill(0.0);
                     weighted_sum(p, hd, &values[lo * hd..(hi + 1) * hd], &mut out);
@@ -511,19 +572,21 @@ impl HostLlama {
         }
     }
 
-    /// x += down(silu(gate(norm x)) · up(norm x)), in `sc`'s buffers.
+    /// x += down(act(gate(norm x)) · up(norm x)) (normalised, where the layer has a norm
+    /// there), in `sc`'s buffers; act is SiLU, or for Gemma the tanh GELU.
     fn mlp_block(&self, l: &Layer, x: &mut [f32], sc: &mut Scratch, n: usize) {
         let d = self.hidden;
         norm_rows(x, &l.mlp_norm, self.eps, d, &mut sc.normed);
         let ff = l.down.k;
         rows_matmul(&sc.normed, &l.gate_up, &mut sc.gate_up, n, false);
-        let act = |(a, gu): (&mut [f32], &[f32])| silu_mul(&gu[..ff], &gu[ff..], a);
+        let gelu = self.gelu;
+        let act = |(a, gu): (&mut [f32], &[f32])| if gelu { gelu_mul(&gu[..ff], &gu[ff..], a) } else { silu_mul(&gu[..ff], &gu[ff..], a) };
         if n >= PARALLEL_ROWS {
             sc.act.par_chunks_mut(ff).zip(sc.gate_up.par_chunks(2 * ff)).for_each(act);
         } else {
             sc.act.chunks_mut(ff).zip(sc.gate_up.chunks(2 * ff)).for_each(act);
         }
-        rows_matmul(&sc.act, &l.down, x, n, true);
+        self.join(&sc.act, &l.down, &l.post_mlp_norm, x, &mut sc.out, &mut sc.normed, n);
     }
 }
 
@@ -540,6 +603,8 @@ struct Scratch {
     gate_up: Vec<f32>,
     /// silu(gate) · up, the down projection's input.
     act: Vec<f32>,
+    /// A branch's output before its norm (models with norms there; empty otherwise).
+    out: Vec<f32>,
 }
 
 /// (cos, sin) of position × frequency, each times `scale`, [tokens, head_dim / 2].
@@ -608,6 +673,18 @@ with_avx2!(pub(super) silu_mul, (g: &[f32], u: &[f32], out: &mut [f32]), {
         *o = a / (1.0 + fast_exp(-a)) * b;
     }
 });
+
+with_avx2!(pub(super) gelu_mul, (g: &[f32], u: &[f32], out: &mut [f32]), {
+    for ((o, &a), &b) in out.iter_mut().zip(g).zip(u) {
+        *o = gelu_value(a, true) * b;
+    }
+});
+
+/// c·tanh(x / c): Gemma 2's soft cap of attention scores and logits.
+#[inline]
+pub(super) fn softcap(x: f32, c: f32) -> f32 {
+    c * (x / c).tanh()
+}
 
 /// Slots per tile of the key cache (two AVX registers).
 const TILE: usize = 16;
@@ -699,12 +776,23 @@ with_avx2!(weighted_sum, (p: &[f32], hd: usize, values: &[f32], out: &mut [f32])
     }
 });
 
+/// How attention scores are made: scaled, soft-capped (Gemma 2), and which keys a query sees
+/// (with a window, only the `window` up to its own).
+#[derive(Clone, Copy)]
+struct Scoring {
+    scale: f32,
+    cap: Option<f32>,
+    window: Option<usize>,
+}
+
 /// Prefill attention for one row and query head with two matmuls: the `n` queries see the
-/// keys and values of the tokens up to their own. Queries and keys are rows `qstride` apart
-/// (both in the q/k projection buffer), values rows `vstride` apart. S = scale·Q·Kᵀ, each row
-/// softmaxed over its visible keys (zero after), then ctx = P·V.
+/// keys and values of the tokens up to their own (within the window, if any). Queries and
+/// keys are rows `qstride` apart (both in the q/k projection buffer), values rows `vstride`
+/// apart. S = scale·Q·Kᵀ, each row softmaxed over its visible keys (zero elsewhere), then
+/// ctx = P·V.
 #[allow(clippy::too_many_arguments)]
-fn attend_causal(q: &[f32], k: &[f32], qstride: usize, v: &[f32], vstride: usize, hd: usize, n: usize, scale: f32, ctx: &mut [f32]) {
+fn attend_causal(q: &[f32], k: &[f32], qstride: usize, v: &[f32], vstride: usize, hd: usize, n: usize, scoring: Scoring, ctx: &mut [f32]) {
+    let Scoring { scale, cap, window } = scoring;
     let last = (n - 1) * qstride + hd;
     assert!(q.len() >= last && k.len() >= last && v.len() >= (n - 1) * vstride + hd && ctx.len() >= n * hd);
     let mut scores = vec![0f32; n * n];
@@ -714,8 +802,13 @@ fn attend_causal(q: &[f32], k: &[f32], qstride: usize, v: &[f32], vstride: usize
         gemm::gemm(n, n, hd, scores.as_mut_ptr(), 1, n as isize, false, q.as_ptr(), 1, qstride as isize, k.as_ptr(), qstride as isize, 1, 0.0, scale, false, false, false, gemm::Parallelism::None);
     }
     for (i, row) in scores.chunks_exact_mut(n).enumerate() {
+        let lo = window.map_or(0, |w| (i + 1).saturating_sub(w));
         row[i + 1..].fill(0.0);
-        softmax(&mut row[..=i]);
+        row[..lo].fill(0.0);
+        if let Some(c) = cap {
+            row[lo..=i].iter_mut().for_each(|v| *v = softcap(*v, c));
+        }
+        softmax(&mut row[lo..=i]);
     }
     // SAFETY: P is n × n row-major; V is n rows of hd values vstride apart (asserted); ctx is
     // n × hd.

@@ -42,6 +42,13 @@ struct Layer {
     gate: FlexTensor,
     up: FlexTensor,
     down: FlexTensor,
+    /// The sliding window this layer attends within, if it does.
+    window: Option<usize>,
+    /// Norms of the attention's and the MLP's outputs (Gemma 2 and 3), or none.
+    post_attn_norm: Option<FlexTensor>,
+    post_mlp_norm: Option<FlexTensor>,
+    /// Whether RoPE here uses the sliding layers' own frequencies (Gemma 3).
+    local_rope: bool,
 }
 
 /// The model's weights as host buffers (shared with the Burn module, not copied), in the
@@ -60,6 +67,32 @@ pub struct HostDpo {
     eps: f32,
     /// What RoPE's cos and sin are multiplied by (`LlamaConfig::rope_scale`).
     rope_scale: f32,
+    /// The sliding layers' own RoPE frequencies (Gemma 3), or none.
+    local_inv_freq: Option<Vec<f32>>,
+    /// What the embedding is multiplied by (Gemma), or none.
+    embed_scale: Option<f32>,
+    /// What attention scores are multiplied by, and their soft cap (Gemma 2).
+    attn_scale: f32,
+    attn_softcap: Option<f32>,
+    /// The logits' soft cap (Gemma 2), or none.
+    final_softcap: Option<f32>,
+    /// GeGLU (Gemma) rather than SwiGLU.
+    gelu: bool,
+}
+
+/// RoPE's (cos, sin) per token: every layer's, and the sliding layers' own where they differ.
+struct Ropes {
+    global: Vec<(f32, f32)>,
+    local: Option<Vec<(f32, f32)>>,
+}
+
+impl Ropes {
+    fn of(&self, l: &Layer) -> &[(f32, f32)] {
+        match &self.local {
+            Some(local) if l.local_rope => local,
+            _ => &self.global,
+        }
+    }
 }
 
 /// One layer's adapters: per [`Target::ALL`] slot, (A `[in, r]`, B `[r, out]`) if adapted.
@@ -243,10 +276,14 @@ struct Saved {
     qk: Vec<f32>,
     v: Vec<f32>,
     ctx: Vec<f32>,
+    /// The attention's output before its norm (Gemma 2 and 3; empty otherwise).
+    o_pre: Vec<f32>,
     x_mid: Vec<f32>,
     h2: Vec<f32>,
     gate: Vec<f32>,
     up: Vec<f32>,
+    /// The MLP's output before its norm (Gemma 2 and 3; empty otherwise).
+    down_pre: Vec<f32>,
     /// x·A per adapted target, [tokens, rank].
     xa: [Vec<f32>; 7],
 }
@@ -314,6 +351,18 @@ with_avx2!(silu_mul_back, (g: &[f32], u: &[f32], dm: &mut [f32], du: &mut [f32])
         let s = 1.0 / (1.0 + fast_exp(-a));
         *o = *d * a * s;
         *d = *d * b * s * (1.0 + a * (1.0 - s));
+    }
+});
+
+with_avx2!(gelu_mul_back, (g: &[f32], u: &[f32], dm: &mut [f32], du: &mut [f32]), {
+    // m = gelu(g)·u with the tanh GELU 0.5·g·(1 + t), t = tanh(k·(g + 0.044715·g³)):
+    // du = dm·gelu(g); dg = dm·u·(0.5·(1 + t) + 0.5·g·(1 − t²)·k·(1 + 3·0.044715·g²)),
+    // written over dm.
+    const K: f32 = 0.797_884_6;
+    for (((d, o), &a), &b) in dm.iter_mut().zip(du.iter_mut()).zip(g).zip(u) {
+        let t = 1.0 - 2.0 / (fast_exp(2.0 * K * (a + 0.044_715 * a * a * a)) + 1.0);
+        *o = *d * 0.5 * a * (1.0 + t);
+        *d = *d * b * (0.5 * (1.0 + t) + 0.5 * a * (1.0 - t * t) * K * (1.0 + 3.0 * 0.044_715 * a * a));
     }
 });
 
@@ -388,8 +437,19 @@ impl HostDpo {
             }
         };
         let mut layers = Vec::with_capacity(model.blocks.len());
-        for b in &model.blocks {
+        // A norm of an output: Some(None) when the layer has none, None when it is unusable.
+        let post = |n: &Option<super::llama::RmsNorm<B>>| -> Option<Option<FlexTensor>> {
+            match n {
+                None => Some(None),
+                Some(n) => vec(n.weight.val()).map(Some),
+            }
+        };
+        for (i, b) in model.blocks.iter().enumerate() {
             layers.push(Layer {
+                window: c.window(i),
+                local_rope: c.local_rope(i),
+                post_attn_norm: post(&b.post_attn_norm)?,
+                post_mlp_norm: post(&b.post_mlp_norm)?,
                 qk_norm: head_norms(b)?,
                 attn_norm: vec(b.attn_norm.weight.val())?,
                 wqk: mat(b.wqk.val(), d, (nh + nkv) * hd)?,
@@ -416,14 +476,25 @@ impl HostDpo {
             vocab,
             eps: c.rms_norm_eps as f32,
             rope_scale: c.rope_scale(),
+            local_inv_freq: c.local_inv_freq(),
+            embed_scale: c.embed_scale(),
+            attn_scale: c.attention_scale(),
+            attn_softcap: c.attn_logit_softcapping.map(|x| x as f32),
+            final_softcap: c.final_logit_softcapping.map(|x| x as f32),
+            gelu: c.architecture.gelu(),
         })
+    }
+
+    /// RoPE's angles at the layout's positions.
+    fn ropes(&self, lay: &Layout, inv_freq: &[f32]) -> Ropes {
+        Ropes { global: rope_table(&lay.positions, inv_freq, self.rope_scale), local: self.local_inv_freq.as_ref().map(|f| rope_table(&lay.positions, f, self.rope_scale)) }
     }
 
     /// Summed completion log-probs (chosen rows then rejected rows) and summed mean logits of
     /// the pairs, by the model with `lora` applied (None: the base model).
     pub fn pair_logps(&self, pairs: &[&PairTokens], inv_freq: &[f32], lora: Option<&HostLora>) -> (Vec<f64>, Vec<f64>) {
         let lay = Layout::pairs(pairs);
-        let rope = rope_table(&lay.positions, inv_freq, self.rope_scale);
+        let rope = self.ropes(&lay, inv_freq);
         let (x, _) = self.forward(&lay, &rope, lora, false);
         let (logits, lse) = self.head_forward(&x, &lay);
         self.score(&logits, &lse, &lay)
@@ -435,21 +506,25 @@ impl HostDpo {
     pub fn pair_grads(&self, pairs: &[&PairTokens], inv_freq: &[f32], lora: &HostLora, dloss: &mut dyn FnMut(&[f64]) -> Vec<f64>) -> PairGrads {
         let lay = Layout::pairs(pairs);
         let n = lay.n();
-        let rope = rope_table(&lay.positions, inv_freq, self.rope_scale);
+        let rope = self.ropes(&lay, inv_freq);
         let (x, mut saved) = self.forward(&lay, &rope, Some(lora), true);
         let (mut logits, lse) = self.head_forward(&x, &lay);
         let (logps, logit_sums) = self.score(&logits, &lse, &lay);
         let g = dloss(&logps);
         assert_eq!(g.len(), lay.rows, "one loss derivative per row");
-        // dlogits = g·(onehot(label) − softmax), in place.
+        // dlogits = g·(onehot(label) − softmax), in place; through a soft cap c·tanh(l/c)
+        // (Gemma 2) times its slope 1 − (capped / c)².
         let v = self.vocab;
+        let cap = self.final_softcap;
         let fill = |(e, row): (usize, &mut [f32])| {
             let (_, label, r) = lay.scored[e];
             let (gr, m) = (g[r] as f32, lse[e]);
+            let slope = |l: f32| cap.map_or(1.0, |c| 1.0 - (l / c) * (l / c));
+            let at_label = gr * slope(row[label as usize]);
             for l in row.iter_mut() {
-                *l = -gr * fast_exp(*l - m);
+                *l = -gr * fast_exp(*l - m) * slope(*l);
             }
-            row[label as usize] += gr;
+            row[label as usize] += at_label;
         };
         logits.par_chunks_mut(v).enumerate().for_each(fill);
         let ns = lay.scored.len();
@@ -466,7 +541,7 @@ impl HostDpo {
         let mut per_layer = Vec::with_capacity(self.layers.len());
         for (i, l) in self.layers.iter().enumerate().rev() {
             let s = saved.pop().expect("one per layer");
-            per_layer.push(self.layer_backward(l, (&lora.layers[i], lora.rank, lora.scale), &s, &mut dx, &lay, &rope));
+            per_layer.push(self.layer_backward(l, (&lora.layers[i], lora.rank, lora.scale), &s, &mut dx, &lay, rope.of(l)));
         }
         per_layer.reverse();
         let grads = per_layer.into_iter().flat_map(|t| t.into_iter().flatten().flat_map(|(a, b)| [a, b])).collect();
@@ -475,11 +550,11 @@ impl HostDpo {
 
     /// Embeds the layout's tokens and runs them through every layer, adapted by `lora`; returns
     /// the last layer's output and, when `keep`, what each layer keeps for the backward pass.
-    fn forward(&self, lay: &Layout, rope: &[(f32, f32)], lora: Option<&HostLora>, keep: bool) -> (Vec<f32>, Vec<Saved>) {
+    fn forward(&self, lay: &Layout, rope: &Ropes, lora: Option<&HostLora>, keep: bool) -> (Vec<f32>, Vec<Saved>) {
         let mut x = self.embed(lay);
         let mut saved = Vec::with_capacity(if keep { self.layers.len() } else { 0 });
         for (i, l) in self.layers.iter().enumerate() {
-            saved.extend(self.layer_forward(l, lora.map(|a| (&a.layers[i], a.rank, a.scale)), &mut x, lay, rope, keep));
+            saved.extend(self.layer_forward(l, lora.map(|a| (&a.layers[i], a.rank, a.scale)), &mut x, lay, rope.of(l), keep));
         }
         (x, saved)
     }
@@ -489,6 +564,9 @@ impl HostDpo {
         let mut x = vec![0f32; lay.n() * d];
         for (row, &id) in x.chunks_exact_mut(d).zip(&lay.ids) {
             row.copy_from_slice(&e[id as usize * d..(id as usize + 1) * d]);
+            if let Some(s) = self.embed_scale {
+                row.iter_mut().for_each(|v| *v *= s);
+            }
         }
         x
     }
@@ -504,6 +582,9 @@ impl HostDpo {
         norm_rows(&picked, w(&self.norm), self.eps, d, &mut hs);
         let mut logits = vec![0f32; ns * v];
         mm(ns, v, d, &mut logits, v, false, Op::rows(&hs, d), Op::rows(w(&self.head), v), 1.0, true);
+        if let Some(c) = self.final_softcap {
+            logits.par_chunks_mut(4096).for_each(|chunk| chunk.iter_mut().for_each(|l| *l = host::softcap(*l, c)));
+        }
         let lse = logits.par_chunks(v).map(log_sum_exp).collect();
         (logits, lse)
     }
@@ -565,10 +646,18 @@ impl HostDpo {
             rows_mut(&mut qk, qkw, |_, row| host::norm_heads(row, qn, kn, nh, eps));
         }
         rope_rows(&mut qk, qkw, hd, rope, rotate);
-        let ctx = self.attention_forward(&qk, &v, lay);
-        mm(n, d, qw, x, d, true, Op::rows(&ctx, qw), Op::rows(w(&l.wo), d), 1.0, true);
-        if let Some(p) = &ad[O] {
-            xa[O] = lora_forward(&ctx, qw, n, p, rank, x, d, 0, d, scale);
+        let ctx = self.attention_forward(&qk, &v, lay, l.window);
+        // The output projection: added to x, or normalised first (Gemma 2 and 3).
+        let mut o_pre = if l.post_attn_norm.is_some() { vec![0f32; n * d] } else { Vec::new() };
+        {
+            let (out, acc) = if l.post_attn_norm.is_some() { (&mut o_pre[..], false) } else { (&mut x[..], true) };
+            mm(n, d, qw, out, d, acc, Op::rows(&ctx, qw), Op::rows(w(&l.wo), d), 1.0, true);
+            if let Some(p) = &ad[O] {
+                xa[O] = lora_forward(&ctx, qw, n, p, rank, out, d, 0, d, scale);
+            }
+        }
+        if let Some(norm) = &l.post_attn_norm {
+            self.add_normed(x, &o_pre, w(norm));
         }
         let x_mid = keep.then(|| x.to_vec());
         let mut h2 = vec![0f32; n * d];
@@ -583,12 +672,40 @@ impl HostDpo {
         if let Some(p) = &ad[UP] {
             xa[UP] = lora_forward(&h2, d, n, p, rank, &mut up, ff, 0, ff, scale);
         }
-        let m = silu_mul(&gate, &up, ff);
-        mm(n, d, ff, x, d, true, Op::rows(&m, ff), Op::rows(w(&l.down), d), 1.0, true);
-        if let Some(p) = &ad[DOWN] {
-            xa[DOWN] = lora_forward(&m, ff, n, p, rank, x, d, 0, d, scale);
+        let m = act_mul(&gate, &up, ff, self.gelu);
+        let mut down_pre = if l.post_mlp_norm.is_some() { vec![0f32; n * d] } else { Vec::new() };
+        {
+            let (out, acc) = if l.post_mlp_norm.is_some() { (&mut down_pre[..], false) } else { (&mut x[..], true) };
+            mm(n, d, ff, out, d, acc, Op::rows(&m, ff), Op::rows(w(&l.down), d), 1.0, true);
+            if let Some(p) = &ad[DOWN] {
+                xa[DOWN] = lora_forward(&m, ff, n, p, rank, out, d, 0, d, scale);
+            }
         }
-        keep.then(|| Saved { x_in: x_in.expect("kept"), h1, qk_pre, qk, v, ctx, x_mid: x_mid.expect("kept"), h2, gate, up, xa })
+        if let Some(norm) = &l.post_mlp_norm {
+            self.add_normed(x, &down_pre, w(norm));
+        }
+        keep.then(|| Saved { x_in: x_in.expect("kept"), h1, qk_pre, qk, v, ctx, o_pre, x_mid: x_mid.expect("kept"), h2, gate, up, down_pre, xa })
+    }
+
+    /// x += RMSNorm(y) with scale `norm` (a branch's normalised output).
+    fn add_normed(&self, x: &mut [f32], y: &[f32], norm: &[f32]) {
+        let d = self.d;
+        let mut normed = vec![0f32; y.len()];
+        norm_rows(y, norm, self.eps, d, &mut normed);
+        rows_mut(x, d, |t, row| row.iter_mut().zip(&normed[t * d..(t + 1) * d]).for_each(|(a, b)| *a += b));
+    }
+
+    /// The gradient at a branch's output before its norm (Gemma 2 and 3), from the residual's
+    /// dx; dx itself where the branch has no norm.
+    fn branch_grad<'a>(&self, dx: &'a [f32], pre: &[f32], norm: &Option<FlexTensor>) -> std::borrow::Cow<'a, [f32]> {
+        match norm {
+            None => std::borrow::Cow::Borrowed(dx),
+            Some(norm) => {
+                let mut dy = vec![0f32; dx.len()];
+                norm_back_rows(pre, w(norm), self.eps, dx, &mut dy, self.d);
+                std::borrow::Cow::Owned(dy)
+            }
+        }
     }
 
     /// The backward of [`HostDpo::layer_forward`]: turns dx (the gradient at the layer's output)
@@ -600,19 +717,21 @@ impl HostDpo {
         let qkw = qw + kvw;
         let (ad, rank, scale) = lora;
         let mut grads: LayerLora = Default::default();
-        // MLP: x_out = x_mid + (silu(gate)·up)·W_down.
-        let m = silu_mul(&s.gate, &s.up, ff);
+        // MLP: x_out = x_mid + (act(gate)·up)·W_down (normalised, Gemma 2 and 3).
+        let m = act_mul(&s.gate, &s.up, ff, self.gelu);
+        let dy = self.branch_grad(dx, &s.down_pre, &l.post_mlp_norm);
         let mut dm = vec![0f32; n * ff];
-        mm(n, ff, d, &mut dm, ff, false, Op::rows(dx, d), Op::rows(w(&l.down), d).t(), 1.0, true);
+        mm(n, ff, d, &mut dm, ff, false, Op::rows(&dy, d), Op::rows(w(&l.down), d).t(), 1.0, true);
         if let Some(p) = &ad[DOWN] {
-            grads[DOWN] = Some(lora_backward(&m, ff, n, &s.xa[DOWN], p, rank, dx, d, 0, d, scale, &mut dm));
+            grads[DOWN] = Some(lora_backward(&m, ff, n, &s.xa[DOWN], p, rank, &dy, d, 0, d, scale, &mut dm));
         }
-        drop(m);
+        drop((m, dy));
         let mut du = vec![0f32; n * ff];
+        let back = if self.gelu { gelu_mul_back } else { silu_mul_back };
         if n >= PARALLEL_ROWS {
-            dm.par_chunks_mut(4096).zip(du.par_chunks_mut(4096)).zip(s.gate.par_chunks(4096).zip(s.up.par_chunks(4096))).for_each(|((dm, du), (g, u))| silu_mul_back(g, u, dm, du));
+            dm.par_chunks_mut(4096).zip(du.par_chunks_mut(4096)).zip(s.gate.par_chunks(4096).zip(s.up.par_chunks(4096))).for_each(|((dm, du), (g, u))| back(g, u, dm, du));
         } else {
-            silu_mul_back(&s.gate, &s.up, &mut dm, &mut du);
+            back(&s.gate, &s.up, &mut dm, &mut du);
         }
         let dg = dm;
         let mut dh2 = vec![0f32; n * d];
@@ -626,13 +745,15 @@ impl HostDpo {
         }
         drop((dg, du));
         norm_back_rows(&s.x_mid, w(&l.mlp_norm), self.eps, &dh2, dx, d);
-        // Attention: x_mid = x_in + attention(norm x_in)·W_o.
+        // Attention: x_mid = x_in + attention(norm x_in)·W_o (normalised, Gemma 2 and 3).
+        let dy = self.branch_grad(dx, &s.o_pre, &l.post_attn_norm);
         let mut dctx = vec![0f32; n * qw];
-        mm(n, qw, d, &mut dctx, qw, false, Op::rows(dx, d), Op::rows(w(&l.wo), d).t(), 1.0, true);
+        mm(n, qw, d, &mut dctx, qw, false, Op::rows(&dy, d), Op::rows(w(&l.wo), d).t(), 1.0, true);
         if let Some(p) = &ad[O] {
-            grads[O] = Some(lora_backward(&s.ctx, qw, n, &s.xa[O], p, rank, dx, d, 0, d, scale, &mut dctx));
+            grads[O] = Some(lora_backward(&s.ctx, qw, n, &s.xa[O], p, rank, &dy, d, 0, d, scale, &mut dctx));
         }
-        let (mut dqk, dv) = self.attention_backward(&s.qk, &s.v, &s.ctx, &dctx, lay);
+        drop(dy);
+        let (mut dqk, dv) = self.attention_backward(&s.qk, &s.v, &s.ctx, &dctx, lay, l.window);
         drop(dctx);
         rope_rows(&mut dqk, qkw, hd, rope, rotate_back);
         if let Some((qn, kn)) = &l.qk_norm {
@@ -664,11 +785,11 @@ impl HostDpo {
     }
 
     /// Causal attention of every segment: the context [tokens, heads · head_dim].
-    fn attention_forward(&self, qk: &[f32], v: &[f32], lay: &Layout) -> Vec<f32> {
+    fn attention_forward(&self, qk: &[f32], v: &[f32], lay: &Layout, window: Option<usize>) -> Vec<f32> {
         let (nh, nkv, hd) = (self.heads, self.kv_heads, self.hd);
         let (qw, g) = (nh * hd, nh / nkv);
         let qkw = qw + nkv * hd;
-        let scale = 1.0 / (hd as f32).sqrt();
+        let scoring = Scoring { scale: self.attn_scale, cap: self.attn_softcap, window };
         let tasks: Vec<Vec<f32>> = (0..lay.segments.len() * nkv)
             .into_par_iter()
             .map(|task| {
@@ -679,7 +800,7 @@ impl HostDpo {
                 let mut p = vec![0f32; len * sn];
                 for (j, c) in ctx.chunks_exact_mut(len * hd).enumerate() {
                     let q = Op { data: &qk[seg.start * qkw + (kh * g + j) * hd..], rs: qkw, cs: 1 };
-                    probabilities(q, &keys, seg, hd, scale, &mut p);
+                    probabilities(q, &keys, seg, hd, scoring, &mut p, None);
                     mm(len, hd, sn, c, hd, false, Op::rows(&p, sn), Op::rows(&values, hd), 1.0, false);
                 }
                 ctx
@@ -694,11 +815,12 @@ impl HostDpo {
 
     /// The backward of [`HostDpo::attention_forward`]: gradients of the (rotated) queries and
     /// keys [tokens, (heads + kv_heads) · head_dim] and of the values, from the context's.
-    fn attention_backward(&self, qk: &[f32], v: &[f32], ctx: &[f32], dctx: &[f32], lay: &Layout) -> (Vec<f32>, Vec<f32>) {
+    fn attention_backward(&self, qk: &[f32], v: &[f32], ctx: &[f32], dctx: &[f32], lay: &Layout, window: Option<usize>) -> (Vec<f32>, Vec<f32>) {
         let (nh, nkv, hd) = (self.heads, self.kv_heads, self.hd);
         let (qw, kvw, g) = (nh * hd, nkv * hd, nh / nkv);
         let qkw = qw + kvw;
-        let scale = 1.0 / (hd as f32).sqrt();
+        let scoring = Scoring { scale: self.attn_scale, cap: self.attn_softcap, window };
+        let scale = scoring.scale;
         // Per task: the group's query gradients [g, len, hd] and the keys' and values'
         // [keys, hd] (a prompt's keys get gradient from three segments: summed afterwards).
         let tasks: Vec<(Vec<f32>, Vec<f32>, Vec<f32>)> = (0..lay.segments.len() * nkv)
@@ -711,11 +833,13 @@ impl HostDpo {
                 let (mut dk, mut dvs) = (vec![0f32; sn * hd], vec![0f32; sn * hd]);
                 let mut p = vec![0f32; len * sn];
                 let mut dp = vec![0f32; len * sn];
+                // The soft cap's slope at each score (Gemma 2).
+                let mut slope = if scoring.cap.is_some() { vec![0f32; len * sn] } else { Vec::new() };
                 for (j, dqh) in dq.chunks_exact_mut(len * hd).enumerate() {
                     let h = kh * g + j;
                     let q = Op { data: &qk[seg.start * qkw + h * hd..], rs: qkw, cs: 1 };
                     let dc = Op { data: &dctx[seg.start * qw + h * hd..], rs: qw, cs: 1 };
-                    probabilities(q, &keys, seg, hd, scale, &mut p);
+                    probabilities(q, &keys, seg, hd, scoring, &mut p, scoring.cap.is_some().then_some(&mut slope[..]));
                     // dV += Pᵀ·dC; dP = dC·Vᵀ.
                     mm(sn, hd, len, &mut dvs, hd, true, Op::rows(&p, sn).t(), dc, 1.0, false);
                     mm(len, sn, hd, &mut dp, sn, false, dc, Op::rows(&values, hd).t(), 1.0, false);
@@ -727,6 +851,10 @@ impl HostDpo {
                         for (x, &pv) in dr.iter_mut().zip(pr) {
                             *x = pv * (*x - dot);
                         }
+                    }
+                    // Through the soft cap, into the raw scores.
+                    if scoring.cap.is_some() {
+                        dp.iter_mut().zip(&slope).for_each(|(x, s)| *x *= s);
                     }
                     // dQ = scale·dS·K; dK += scale·dSᵀ·Q.
                     mm(len, hd, sn, dqh, hd, false, Op::rows(&dp, sn), Op::rows(&keys, hd), scale, false);
@@ -792,25 +920,47 @@ fn key_tokens(seg: Segment) -> impl Iterator<Item = usize> {
     prefix.chain(seg.start..seg.start + seg.len)
 }
 
+/// How attention scores are made: scaled, soft-capped (Gemma 2), and which keys a query sees
+/// (with a window, the `window` keys up to its own).
+#[derive(Clone, Copy)]
+struct Scoring {
+    scale: f32,
+    cap: Option<f32>,
+    window: Option<usize>,
+}
+
 /// Softmax attention probabilities [len, keys] of one head's queries: query i sees the prefix
-/// and its segment's tokens up to itself (zero after).
-fn probabilities(q: Op, keys: &[f32], seg: Segment, hd: usize, scale: f32, p: &mut [f32]) {
+/// and its segment's tokens up to itself, or with a window the `window` keys up to itself
+/// (zero elsewhere: a key's slot is its position, the prompt's then the answer's). With a soft
+/// cap, `slope` (when given) gets its derivative at each visible score.
+fn probabilities(q: Op, keys: &[f32], seg: Segment, hd: usize, scoring: Scoring, p: &mut [f32], mut slope: Option<&mut [f32]>) {
     let (len, sn) = (seg.len, seg.keys());
-    mm(len, sn, hd, p, sn, false, q, Op::rows(keys, hd).t(), scale, false);
+    mm(len, sn, hd, p, sn, false, q, Op::rows(keys, hd).t(), scoring.scale, false);
     let before = sn - len;
     for (i, row) in p.chunks_exact_mut(sn).enumerate() {
-        row[before + i + 1..].fill(0.0);
-        softmax(&mut row[..=before + i]);
+        let (lo, hi) = (scoring.window.map_or(0, |w| (before + i + 1).saturating_sub(w)), before + i);
+        row[hi + 1..].fill(0.0);
+        row[..lo].fill(0.0);
+        if let Some(c) = scoring.cap {
+            for (j, x) in row[lo..=hi].iter_mut().enumerate() {
+                *x = host::softcap(*x, c);
+                if let Some(slope) = slope.as_deref_mut() {
+                    slope[i * sn + lo + j] = 1.0 - (*x / c) * (*x / c);
+                }
+            }
+        }
+        softmax(&mut row[lo..=hi]);
     }
 }
 
-/// silu(gate)·up, [tokens, ff].
-fn silu_mul(gate: &[f32], up: &[f32], ff: usize) -> Vec<f32> {
+/// act(gate)·up, [tokens, ff]: SiLU, or the tanh GELU when `gelu` (Gemma).
+fn act_mul(gate: &[f32], up: &[f32], ff: usize, gelu: bool) -> Vec<f32> {
+    let f = if gelu { host::gelu_mul } else { host::silu_mul };
     let mut m = vec![0f32; gate.len()];
     if gate.len() >= PARALLEL_ROWS * ff {
-        m.par_chunks_mut(4096).zip(gate.par_chunks(4096).zip(up.par_chunks(4096))).for_each(|(o, (g, u))| host::silu_mul(g, u, o));
+        m.par_chunks_mut(4096).zip(gate.par_chunks(4096).zip(up.par_chunks(4096))).for_each(|(o, (g, u))| f(g, u, o));
     } else {
-        host::silu_mul(gate, up, &mut m);
+        f(gate, up, &mut m);
     }
     m
 }

@@ -10,7 +10,7 @@
 
 use burn::module::Param;
 use burn::prelude::*;
-use burn::tensor::activation::silu;
+use burn::tensor::activation::{gelu_approximate, silu};
 use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::TensorData;
@@ -53,6 +53,9 @@ pub struct Block<B: Backend> {
     /// [heads · head_dim, hidden].
     pub wo: Param<Tensor<B, 2>>,
     pub mlp_norm: RmsNorm<B>,
+    /// RMSNorms of the attention's and the MLP's outputs (Gemma 2 and 3), or none.
+    pub post_attn_norm: Option<RmsNorm<B>>,
+    pub post_mlp_norm: Option<RmsNorm<B>>,
     /// [hidden, intermediate].
     pub w_gate: Param<Tensor<B, 2>>,
     /// [hidden, intermediate].
@@ -75,6 +78,9 @@ pub struct Llama<B: Backend> {
     pub heads: usize,
     pub kv_heads: usize,
     pub head_dim: usize,
+    /// The shape, for what varies by architecture and layer (windows, soft-capping, ...).
+    #[module(skip)]
+    pub config: LlamaConfig,
 }
 
 /// Keys and values of the tokens seen so far, per layer: `[batch, kv_heads, slots, head_dim]`.
@@ -135,16 +141,23 @@ pub struct Step<B: Backend> {
     /// position, repeated for every q and k head so RoPE is plain same-shape arithmetic.
     pub cos: Tensor<B, 4>,
     pub sin: Tensor<B, 4>,
+    /// The same from the sliding layers' own frequencies (Gemma 3), or None.
+    pub local: Option<(Tensor<B, 4>, Tensor<B, 4>)>,
     /// [batch, 1, groups · len, slots]: true where a query may not see a slot; None when every
     /// new token may see every slot (one new token per row, no padding).
     pub mask: Option<Tensor<B, 4, Bool>>,
+    /// `mask` with the slots outside the sliding window masked too, for the layers that have
+    /// one; None when no query has slots outside it.
+    pub window_mask: Option<Tensor<B, 4, Bool>>,
 }
 
 impl<B: Backend> Step<B> {
     /// Builds a step. `ids` holds `batch` rows of `len` tokens; `positions` each token's RoPE
     /// position; `visible(row, i, slot)` says whether new token `i` of `row` may attend to
-    /// cache slot `slot` (slots count the cache first, then the new tokens). A query that may
-    /// see nothing (a padding position) is let see its own slot, so it stays finite.
+    /// cache slot `slot` (slots count the cache first, then the new tokens: token i is slot
+    /// `slots − len + i`, and slots are as far apart as positions). A query that may see
+    /// nothing (a padding position) is let see its own slot, so it stays finite.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         config: &LlamaConfig,
         inv_freq: &[f32],
@@ -163,33 +176,39 @@ impl<B: Backend> Step<B> {
         let (nh, nkv) = (config.num_attention_heads, config.num_key_value_heads);
         let qk_heads = nh + nkv;
         let scale = config.rope_scale();
-        let mut cos = vec![0f32; batch * qk_heads * len * hd];
-        let mut sin = vec![0f32; batch * qk_heads * len * hd];
-        for r in 0..batch {
-            for i in 0..len {
-                let p = positions[r * len + i] as f32;
-                let at = ((r * qk_heads) * len + i) * hd;
-                for (j, f) in inv_freq.iter().enumerate() {
-                    let (s, c) = (p * f).sin_cos();
-                    let (s, c) = (s * scale, c * scale);
-                    cos[at + j] = c;
-                    cos[at + j + half] = c;
-                    sin[at + j] = s;
-                    sin[at + j + half] = s;
-                }
-                for h in 1..qk_heads {
-                    let to = ((r * qk_heads + h) * len + i) * hd;
-                    cos.copy_within(at..at + hd, to);
-                    sin.copy_within(at..at + hd, to);
+        let angles = |inv_freq: &[f32]| {
+            let mut cos = vec![0f32; batch * qk_heads * len * hd];
+            let mut sin = vec![0f32; batch * qk_heads * len * hd];
+            for r in 0..batch {
+                for i in 0..len {
+                    let p = positions[r * len + i] as f32;
+                    let at = ((r * qk_heads) * len + i) * hd;
+                    for (j, f) in inv_freq.iter().enumerate() {
+                        let (s, c) = (p * f).sin_cos();
+                        let (s, c) = (s * scale, c * scale);
+                        cos[at + j] = c;
+                        cos[at + j + half] = c;
+                        sin[at + j] = s;
+                        sin[at + j + half] = s;
+                    }
+                    for h in 1..qk_heads {
+                        let to = ((r * qk_heads + h) * len + i) * hd;
+                        cos.copy_within(at..at + hd, to);
+                        sin.copy_within(at..at + hd, to);
+                    }
                 }
             }
-        }
+            let t = |v: Vec<f32>| Tensor::from_data(TensorData::new(v, [batch, qk_heads, len, hd]), device);
+            (t(cos), t(sin))
+        };
+        let (cos, sin) = angles(inv_freq);
+        let local = config.local_inv_freq().map(|f| angles(&f));
         let groups = nh / nkv;
-        let mask = visible.map(|visible| {
+        let build = |hidden: &dyn Fn(usize, usize, usize) -> bool| {
             let mut m = vec![false; batch * groups * len * slots];
             for r in 0..batch {
                 for i in 0..len {
-                    let mut row: Vec<bool> = (0..slots).map(|s| !visible(r, i, s)).collect();
+                    let mut row: Vec<bool> = (0..slots).map(|s| hidden(r, i, s)).collect();
                     if row.iter().all(|&masked| masked) {
                         row[slots - len + i] = false;
                     }
@@ -200,16 +219,12 @@ impl<B: Backend> Step<B> {
                 }
             }
             Tensor::from_data(TensorData::new(m, [batch, 1, groups * len, slots]), device)
-        });
+        };
+        let mask = visible.map(|visible| build(&|r, i, s| !visible(r, i, s)));
+        // A query (slot slots − len + i) sees the `w` slots up to its own.
+        let window_mask = config.sliding_window.filter(|&w| slots > w).map(|w| build(&|r, i, s| visible.is_some_and(|v| !v(r, i, s)) || slots - len + i >= s + w));
         let ids: Vec<i64> = ids.iter().map(|&i| i as i64).collect();
-        Step {
-            batch,
-            len,
-            ids: Tensor::from_data(TensorData::new(ids, [batch * len]), device),
-            cos: Tensor::from_data(TensorData::new(cos, [batch, qk_heads, len, hd]), device),
-            sin: Tensor::from_data(TensorData::new(sin, [batch, qk_heads, len, hd]), device),
-            mask,
-        }
+        Step { batch, len, ids: Tensor::from_data(TensorData::new(ids, [batch * len]), device), cos, sin, local, mask, window_mask }
     }
 }
 
@@ -246,6 +261,7 @@ impl<B: Backend> Llama<B> {
             heads: c.num_attention_heads,
             kv_heads: c.num_key_value_heads,
             head_dim: c.head_dim,
+            config: c.clone(),
         }
     }
 
@@ -258,29 +274,38 @@ impl<B: Backend> Llama<B> {
     /// [`Llama::forward`] with LoRA adapters applied to the projections (training).
     pub fn forward_adapted(&self, step: &Step<B>, cache: &mut KvCache<B>, adapters: Option<&Adapters<B>>) -> Tensor<B, 2> {
         let mut x = self.embed.val().select(0, step.ids.clone());
+        if let Some(s) = self.config.embed_scale() {
+            x = x.mul_scalar(s);
+        }
         let none = BlockAdapters::default();
         let scale = adapters.map_or(0.0, |a| a.scale);
         for (i, (block, layer)) in self.blocks.iter().zip(cache.layers.iter_mut()).enumerate() {
             let ad = adapters.and_then(|a| a.blocks.get(i)).unwrap_or(&none);
-            x = self.block(block, x, step, layer, ad, scale);
+            x = self.block(i, block, x, step, layer, ad, scale);
         }
         self.norm.forward(x)
     }
 
-    /// Logits [rows, vocab] for hidden states [rows, hidden].
+    /// Logits [rows, vocab] for hidden states [rows, hidden] (soft-capped where the model
+    /// does).
     pub fn logits(&self, hidden: Tensor<B, 2>) -> Tensor<B, 2> {
-        hidden.matmul(self.head.val())
+        let logits = hidden.matmul(self.head.val());
+        match self.config.final_logit_softcapping {
+            Some(c) => logits.div_scalar(c).tanh().mul_scalar(c),
+            None => logits,
+        }
     }
 
-    /// RoPE on q and k heads together, [b, heads + kv_heads, s, hd].
-    fn rope(&self, x: Tensor<B, 4>, step: &Step<B>) -> Tensor<B, 4> {
+    /// RoPE on q and k heads together, [b, heads + kv_heads, s, hd], with the angles of
+    /// `(cos, sin)`.
+    fn rope(&self, x: Tensor<B, 4>, (cos, sin): &(Tensor<B, 4>, Tensor<B, 4>)) -> Tensor<B, 4> {
         let [b, h, s, hd] = x.dims();
         let rotated = x.clone().reshape([b * h * s, hd]).matmul(self.rot.clone()).reshape([b, h, s, hd]);
-        x * step.cos.clone() + rotated * step.sin.clone()
+        x * cos.clone() + rotated * sin.clone()
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn block(&self, blk: &Block<B>, x: Tensor<B, 2>, step: &Step<B>, layer: &mut Option<(Tensor<B, 4>, Tensor<B, 4>)>, ad: &BlockAdapters<B>, scale: f32) -> Tensor<B, 2> {
+    fn block(&self, index: usize, blk: &Block<B>, x: Tensor<B, 2>, step: &Step<B>, layer: &mut Option<(Tensor<B, 4>, Tensor<B, 4>)>, ad: &BlockAdapters<B>, scale: f32) -> Tensor<B, 2> {
         let (b, s) = (step.batch, step.len);
         let (nh, nkv, hd) = (self.heads, self.kv_heads, self.head_dim);
         let g = nh / nkv;
@@ -301,7 +326,11 @@ impl<B: Backend> Llama<B> {
         if let (Some(qn), Some(kn)) = (&blk.q_norm, &blk.k_norm) {
             qk = head_norms(qk, qn, kn, nh, nkv, hd);
         }
-        let qk = self.rope(head_major(qk, b, s, nh + nkv, hd), step); // [b, nh + nkv, s, hd]
+        let angles = match &step.local {
+            Some(local) if self.config.local_rope(index) => local.clone(),
+            _ => (step.cos.clone(), step.sin.clone()),
+        };
+        let qk = self.rope(head_major(qk, b, s, nh + nkv, hd), &angles); // [b, nh + nkv, s, hd]
         let mut v = project(&h, &blk.wv, ad.v.as_ref(), scale);
         if let Some(bias) = &blk.bv {
             v = v + bias.val().unsqueeze::<2>();
@@ -316,10 +345,26 @@ impl<B: Backend> Llama<B> {
         *layer = Some((k.clone(), v.clone()));
         // Heads h = kv·g + i share kv head kv: group the query heads instead of repeating k/v.
         let q = q.reshape([b, nkv, g * s, hd]);
-        let att = attention(q, k, v, step.mask.clone(), None, AttentionModuleOptions::default()); // [b, nkv, g·s, hd]
-        let x = x + project(&token_major(att.reshape([b, nh, s, hd])), &blk.wo, ad.o.as_ref(), scale);
+        let mask = match (&step.window_mask, self.config.window(index)) {
+            (Some(m), Some(_)) => Some(m.clone()),
+            _ => step.mask.clone(),
+        };
+        let options = AttentionModuleOptions { scale: self.config.query_pre_attn_scalar.map(|q| q.powf(-0.5)), softcap: self.config.attn_logit_softcapping, is_causal: false };
+        let att = attention(q, k, v, mask, None, options); // [b, nkv, g·s, hd]
+        let out = project(&token_major(att.reshape([b, nh, s, hd])), &blk.wo, ad.o.as_ref(), scale);
+        let x = x + post_norm(&blk.post_attn_norm, out);
         let h = blk.mlp_norm.forward(x.clone());
-        let hidden = silu(project(&h, &blk.w_gate, ad.gate.as_ref(), scale)) * project(&h, &blk.w_up, ad.up.as_ref(), scale);
-        x + project(&hidden, &blk.w_down, ad.down.as_ref(), scale)
+        let gate = project(&h, &blk.w_gate, ad.gate.as_ref(), scale);
+        let gate = if self.config.architecture.gelu() { gelu_approximate(gate) } else { silu(gate) };
+        let hidden = gate * project(&h, &blk.w_up, ad.up.as_ref(), scale);
+        x + post_norm(&blk.post_mlp_norm, project(&hidden, &blk.w_down, ad.down.as_ref(), scale))
+    }
+}
+
+/// A branch's output through its norm, where the model has one (Gemma 2 and 3).
+fn post_norm<B: Backend>(norm: &Option<RmsNorm<B>>, out: Tensor<B, 2>) -> Tensor<B, 2> {
+    match norm {
+        Some(n) => n.forward(out),
+        None => out,
     }
 }

@@ -28,6 +28,11 @@ fn tiny_config(tied: bool) -> LlamaConfig {
         tie_word_embeddings: tied,
         rope_scaling: None,
         sliding_window: None,
+        layer_types: None,
+        local_rope_theta: None,
+        query_pre_attn_scalar: None,
+        attn_logit_softcapping: None,
+        final_logit_softcapping: None,
     }
 }
 
@@ -95,13 +100,13 @@ fn other_architectures_are_refused_naming_what_is_supported() {
     let path = dir.path().join("m.gguf");
     write_gguf(&tiny_config(true), &random_weights(&tiny_config(true), 5), &path, GgmlType::F32);
     let mut bytes = std::fs::read(&path).unwrap();
-    // "llama" -> "gemma" in the metadata (same length, so the file stays well-formed).
+    // "llama" -> "bloom" in the metadata (same length, so the file stays well-formed).
     let at = bytes.windows(5).position(|w| w == b"llama").unwrap();
-    bytes[at..at + 5].copy_from_slice(b"gemma");
-    let odd = dir.path().join("gemma.gguf");
+    bytes[at..at + 5].copy_from_slice(b"bloom");
+    let odd = dir.path().join("bloom.gguf");
     std::fs::write(&odd, &bytes).unwrap();
     let e = artifact::write(&odd, "test", &dir.path().join("out")).err().unwrap();
-    assert!(e.contains("gemma.gguf") && e.contains("architecture `gemma` is not supported (`llama`, `qwen2`, `qwen3` and `phi3` are)"), "{e}");
+    assert!(e.contains("bloom.gguf") && e.contains("architecture `bloom` is not supported (`llama`, `qwen2`, `qwen3`, `phi3`, `gemma`, `gemma2` and `gemma3` are)"), "{e}");
     // A GGUF with the tiny model's metadata, `arch` as its architecture, `extra` metadata and
     // tensors: its config's error.
     let config_error = |arch: &str, extra: &[(&str, u32)], tensors: &[&str]| {
@@ -138,15 +143,17 @@ fn other_architectures_are_refused_naming_what_is_supported() {
         LlamaConfig::from_hf_json(&v.to_string())
     };
     assert_eq!(hf(&|_| {}).unwrap().architecture, Architecture::Qwen2);
-    assert_eq!(hf(&|v| v["model_type"] = "gemma".into()).err().unwrap(), "model_type `gemma` is not supported (`llama`, `qwen2`, `qwen3`, `mistral` and `phi3` are)");
-    assert_eq!(hf(&|v| _ = v.as_object_mut().unwrap().remove("model_type")).err().unwrap(), "no model_type (expected `llama`, `qwen2`, `qwen3`, `mistral` or `phi3`)");
+    let list = "`llama`, `qwen2`, `qwen3`, `mistral`, `phi3`, `gemma`, `gemma2` and `gemma3_text`";
+    assert_eq!(hf(&|v| v["model_type"] = "falcon".into()).err().unwrap(), format!("model_type `falcon` is not supported ({list} are)"));
+    assert_eq!(hf(&|v| _ = v.as_object_mut().unwrap().remove("model_type")).err().unwrap(), format!("no model_type (expected {})", list.replace(" and ", " or ")));
     assert!(hf(&|v| v["use_sliding_window"] = true.into()).err().unwrap().contains("use_sliding_window is not supported"));
     // Qwen2 configs carry a window they do not use unless use_sliding_window says so.
     assert_eq!(hf(&|v| v["sliding_window"] = 64.into()).unwrap().sliding_window, None);
 }
 
 /// Configs as transformers 5 saves them (RoPE's theta and scaling inside `rope_parameters`;
-/// Llama 3/3.1, Qwen2.5, Qwen3, Mistral v0.3, Phi-3.5's LongRoPE) give the RoPE frequencies
+/// Llama 3/3.1, Qwen2.5, Qwen3, Mistral v0.3, Phi-3.5's LongRoPE, Gemma 2, and Gemma 3's
+/// settings per layer type) give the RoPE frequencies
 /// and cos/sin scaling transformers computes from them, and survive dagrun's export
 /// (written in the older form, which both transformers 4 and 5 read).
 #[test]
@@ -157,13 +164,15 @@ fn transformers5_configs_give_transformers_rope() {
         inv_freq: Vec<f32>,
         /// What transformers multiplies cos and sin by.
         attention_scaling: f32,
+        /// The sliding layers' frequencies, where they have their own (Gemma 3).
+        local_inv_freq: Option<Vec<f32>>,
     }
     #[derive(serde::Deserialize)]
     struct File {
         configs: std::collections::BTreeMap<String, Saved>,
     }
     let file: File = serde_json::from_slice(&std::fs::read(fixtures().join("transformers5_configs.json")).unwrap()).unwrap();
-    assert_eq!(file.configs.len(), 6);
+    assert_eq!(file.configs.len(), 8);
     for (name, saved) in &file.configs {
         assert!(saved.config.get("rope_theta").is_none() && saved.config.get("rope_parameters").is_some(), "{name}: not in transformers 5's form");
         let c = LlamaConfig::from_hf_json(&saved.config.to_string()).unwrap_or_else(|e| panic!("{name}: {e}"));
@@ -171,6 +180,7 @@ fn transformers5_configs_give_transformers_rope() {
         let worst = ours.iter().zip(&saved.inv_freq).map(|(a, b)| ((a - b) / b).abs()).fold(0f32, f32::max);
         assert!(ours.len() == saved.inv_freq.len() && worst < 1e-6, "{name}: RoPE frequencies off by {worst:e} (relative)");
         assert!((c.rope_scale() - saved.attention_scaling).abs() < 1e-6, "{name}: cos/sin scaled by {} here, {} in transformers", c.rope_scale(), saved.attention_scaling);
+        assert_eq!(c.local_inv_freq(), saved.local_inv_freq, "{name}: the sliding layers' frequencies");
         assert_eq!(LlamaConfig::from_hf_json(&c.to_hf_json(None, None).to_string()).unwrap(), c, "{name}");
     }
     let phi35 = LlamaConfig::from_hf_json(&file.configs["phi-3.5-mini"].config.to_string()).unwrap();
@@ -187,7 +197,7 @@ fn transformers5_configs_give_transformers_rope() {
     assert_eq!(edited(&|v| v["rope_parameters"]["partial_rotary_factor"] = 0.5.into()), "partial_rotary_factor 0.5 is not supported (RoPE over whole heads is)");
     assert_eq!(edited(&|v| v["rope_parameters"] = serde_json::json!({ "full_attention": { "rope_theta": 1e4 } })), "rope_parameters per layer type is not supported (one RoPE for every layer is)");
     assert_eq!(edited(&|v| v["rope_parameters"]["rope_theta"] = "big".into()), "rope_parameters.rope_theta is not a number");
-    assert_eq!(edited(&|v| v["hidden_act"] = "gelu_pytorch_tanh".into()), "hidden_act `gelu_pytorch_tanh` is not supported (SwiGLU's `silu` is)");
+    assert_eq!(edited(&|v| v["hidden_act"] = "gelu_pytorch_tanh".into()), "hidden_act `gelu_pytorch_tanh` is not supported (Llama `silu` is)");
     assert_eq!(
         edited(&|v| v["quantization_config"] = serde_json::json!({ "quant_method": "awq", "bits": 4 })),
         "the weights are quantised (awq quantization_config), which dagrun does not read; use the unquantised checkpoint or a GGUF"
@@ -196,7 +206,7 @@ fn transformers5_configs_give_transformers_rope() {
 }
 
 /// A Mistral config keeps its sliding window through config.json (null in v0.2 and later);
-/// the window, when shorter than the context, is what limits a sequence.
+/// the window does not limit a sequence (attention is computed within it), the context does.
 #[test]
 fn mistral_configs_round_trip_with_their_sliding_window() {
     for window in [Some(4096), None] {
@@ -208,10 +218,8 @@ fn mistral_configs_round_trip_with_their_sliding_window() {
         assert_eq!(LlamaConfig::from_hf_json(&v.to_string()).unwrap(), c);
     }
     let c = LlamaConfig { architecture: Architecture::Mistral, max_position_embeddings: 32768, sliding_window: Some(4096), ..tiny_config(false) };
-    assert_eq!(c.span().tokens, 4096);
-    assert!(c.span().to_string().starts_with("the model's sliding attention window of 4096 tokens"));
-    let wide = LlamaConfig { sliding_window: Some(65536), ..c.clone() };
-    assert_eq!((wide.span().tokens, wide.span().to_string()), (32768, "the model's context of 32768".to_string()));
+    assert_eq!((c.span().tokens, c.span().to_string()), (32768, "the model's context of 32768".to_string()));
+    assert_eq!((c.window(0), c.window(1)), (Some(4096), Some(4096)));
     let zero = LlamaConfig { sliding_window: Some(0), ..c };
     assert_eq!(zero.validate().unwrap_err(), "sliding_window must be positive (or null)");
     // A Llama's serialised config (in every Llm manifest, so in digests) has no window field.
@@ -1045,6 +1053,137 @@ fn tiny_qwen3_matches_transformers() {
     assert!(max_diff(&rows_of(lm_from(&c, &w).logits_all(ids)).concat(), want) > 1e-2);
 }
 
+/// Batched prefill (left-padded rows, one past the `window`, one within it) and KV-cached
+/// decoding on well past the window give the logits of recomputing each whole sequence.
+fn assert_decode_past_window_matches(lm: &Lm<Cpu>, tokens: &[u32], window: usize) {
+    let prompts = vec![tokens[..window + 3].to_vec(), tokens[..5].to_vec()];
+    let (_, mut batch) = lm.prefill(&prompts);
+    let mut seqs = prompts.clone();
+    for step in 0..window + 2 {
+        let next: Vec<u32> = seqs.iter().map(|s| tokens[(s.len() + step) % tokens.len()]).collect();
+        let logits = rows_of(lm.decode(&mut batch, &next));
+        for (r, s) in seqs.iter_mut().enumerate() {
+            s.push(next[r]);
+            let full = rows_of(lm.logits_all(s));
+            let d = max_diff(&logits[r], full.last().unwrap());
+            assert!(d < 1e-4, "{:?} (host path {}): row {r} at {} tokens: cached decode vs recomputation {d}", lm.config.architecture, lm.on_host(), s.len());
+        }
+    }
+}
+
+// ---- Gemma, Gemma 2 and Gemma 3 against transformers ----
+
+/// The seed of the tiny Gemmas in `fixtures/llm/gemma*-tiny/`.
+const GEMMA_SEED: u64 = 47;
+
+/// The tiny Gemmas' shapes. Gemma 2: a 6-token window in layer 0, layer 1 global, scores
+/// scaled by 12^−½ (not head_dim 8's), attention and logits soft-capped hard enough (2 and 3)
+/// to matter. Gemma 3: six layers, the sixth global; the sliding layers' RoPE on base 10⁴,
+/// the global one's on 10⁶ with linear scaling 8; q/k head norms.
+fn gemma_config(architecture: Architecture) -> LlamaConfig {
+    use super::config::{LayerType, RopeScaling};
+    let base = LlamaConfig { architecture, rms_norm_eps: 1e-6, ..super::tiny::config(2, 32) };
+    match architecture {
+        Architecture::Gemma2 => LlamaConfig {
+            sliding_window: Some(6),
+            layer_types: Some(vec![LayerType::SlidingAttention, LayerType::FullAttention]),
+            query_pre_attn_scalar: Some(12.0),
+            attn_logit_softcapping: Some(2.0),
+            final_logit_softcapping: Some(3.0),
+            ..base
+        },
+        Architecture::Gemma3 => LlamaConfig {
+            num_hidden_layers: 6,
+            sliding_window: Some(6),
+            layer_types: Some((0..6).map(|i| if i == 5 { LayerType::FullAttention } else { LayerType::SlidingAttention }).collect()),
+            local_rope_theta: Some(10000.0),
+            rope_theta: 1e6,
+            rope_scaling: Some(RopeScaling::Linear { factor: 8.0 }),
+            query_pre_attn_scalar: Some(8.0),
+            ..base
+        },
+        _ => base,
+    }
+}
+
+const GEMMAS: [(Architecture, &str); 3] = [(Architecture::Gemma, "gemma"), (Architecture::Gemma2, "gemma2"), (Architecture::Gemma3, "gemma3")];
+
+/// Writes `fixtures/llm/gemma-tiny/`, `gemma2-tiny/` and `gemma3-tiny/`: dagrun's Hugging
+/// Face exports of tiny random Gemmas. Run once with `--ignored`; then
+/// `fixtures/llm/make_arch_fixtures.py` records transformers' logits for them.
+#[test]
+#[ignore]
+fn make_gemma_fixture_models() {
+    for (arch, name) in GEMMAS {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("gemma.gguf");
+        let c = gemma_config(arch);
+        super::tiny::write_gguf(&c, &random_weights(&c, GEMMA_SEED), &path, GgmlType::F32).unwrap();
+        export_fixture(&path, |_| c.clone(), &format!("{name}-tiny"), &format!("tiny random test {name} (seed 47)"));
+    }
+}
+
+/// Each Gemma gives transformers' logits from its Hugging Face directory (norm scales stored
+/// less 1) and from a GGUF (stored whole), on the host path and through the Burn module, with
+/// prompts well past the window; and each of its differences from Llama matters.
+#[test]
+fn tiny_gemmas_match_transformers() {
+    for (arch, name) in GEMMAS {
+        let dir = tempfile::tempdir().unwrap();
+        let gguf = dir.path().join(format!("{name}.gguf"));
+        let c = gemma_config(arch);
+        let w = random_weights(&c, GEMMA_SEED);
+        super::tiny::write_gguf(&c, &w, &gguf, GgmlType::F32).unwrap();
+        let hf = fixtures().join(format!("{name}-tiny"));
+        assert_eq!(LlamaConfig::from_hf_json(&std::fs::read_to_string(hf.join("config.json")).unwrap()).unwrap(), c);
+        // llama.cpp scales Gemma 2's scores by the head width (bar the 27B): the GGUF is
+        // checked against the same weights under that config below.
+        let sources: Vec<&Path> = if arch == Architecture::Gemma2 { vec![&hf] } else { vec![&hf, &gguf] };
+        let fx = assert_matches_transformers(&format!("{name}_logits.json"), arch, &sources);
+        assert!(fx.prompts.iter().any(|(ids, _)| ids.len() > 3 * 6), "{name}: a prompt well past the window");
+        let (ids, want) = fx.prompts.iter().max_by_key(|(ids, _)| ids.len()).unwrap();
+        for purpose in [Purpose::Generate, Purpose::Train] {
+            let lm = artifact::load::<Cpu>(&hf, &Default::default(), purpose).unwrap().lm;
+            assert_decode_past_window_matches(&if purpose == Purpose::Train { lm.without_host() } else { lm }, ids, 6);
+        }
+        if arch == Architecture::Gemma2 {
+            let from_gguf = artifact::load::<Cpu>(&gguf, &Default::default(), Purpose::Generate).unwrap().lm;
+            let llama_cpp = LlamaConfig { query_pre_attn_scalar: Some(8.0), rms_norm_eps: 1e-6f32 as f64, ..c.clone() };
+            assert_eq!(from_gguf.config, llama_cpp);
+            let d = max_diff(&rows_of(from_gguf.logits_all(ids)).concat(), &rows_of(lm_from(&llama_cpp, &w).logits_all(ids)).concat());
+            assert!(d < 1e-5, "gemma2 GGUF: {d}");
+        }
+        // Without each of Gemma's features the logits are another model's.
+        let mut variants = vec![("as a Llama", LlamaConfig { architecture: Architecture::Llama, ..c.clone() })];
+        if arch != Architecture::Gemma {
+            variants.push(("without the window", LlamaConfig { sliding_window: None, layer_types: None, ..c.clone() }));
+        }
+        if arch == Architecture::Gemma2 {
+            variants.push(("with head_dim's scale", LlamaConfig { query_pre_attn_scalar: None, ..c.clone() }));
+            variants.push(("without the score cap", LlamaConfig { attn_logit_softcapping: None, ..c.clone() }));
+            variants.push(("without the logit cap", LlamaConfig { final_logit_softcapping: None, ..c.clone() }));
+        }
+        if arch == Architecture::Gemma3 {
+            variants.push(("with one RoPE", LlamaConfig { local_rope_theta: None, ..c.clone() }));
+        }
+        for (what, variant) in variants {
+            let mut vw = w.clone();
+            if variant.architecture == Architecture::Llama {
+                // A Llama has one norm before the MLP, under Llama's name.
+                for i in 0..c.num_hidden_layers {
+                    if let Some(pre) = w.get(&format!("model.layers.{i}.pre_feedforward_layernorm.weight")) {
+                        vw.insert(format!("model.layers.{i}.post_attention_layernorm.weight"), pre.clone());
+                    }
+                }
+            }
+            for lm in [lm_from(&variant, &vw), lm_from(&variant, &vw).without_host()] {
+                let d = max_diff(&rows_of(lm.logits_all(ids)).concat(), want);
+                assert!(d > 1e-2, "{name} {what}: logits within {d} of transformers'");
+            }
+        }
+    }
+}
+
 // ---- Mistral (Llama's decoder, a sliding window) against transformers ----
 
 /// The seed and sliding window of the tiny Mistral in `fixtures/llm/mistral-tiny/`.
@@ -1064,44 +1203,32 @@ fn make_mistral_fixture_model() {
     export_fixture(&path, mistral, "mistral-tiny", "tiny random test mistral (seed 37)");
 }
 
-/// A Mistral directory gives transformers' logits while a sequence stays within its window,
-/// on the host path and through the Burn module; past the window transformers' logits differ
-/// from full attention, so generation there is refused, naming the window.
+/// A Mistral directory gives transformers' logits within its window and past it (each token
+/// attending to the 12 up to its own), on the host path and through the Burn module; KV-cached
+/// generation past the window equals recomputation; and full attention would differ there.
 #[test]
-fn tiny_mistral_matches_transformers_within_its_window() {
+fn tiny_mistral_matches_transformers_within_and_past_its_window() {
     let fx: ArchFixture = serde_json::from_slice(&std::fs::read(fixtures().join("mistral_logits.json")).unwrap()).unwrap();
     let dir = fixtures().join("mistral-tiny");
-    let v = fx.vocab;
+    assert!(fx.prompts.iter().any(|(ids, _)| ids.len() > 2 * MISTRAL_WINDOW), "the fixture has a prompt well past the window");
     for purpose in [Purpose::Generate, Purpose::Train] {
         let llm = artifact::load::<Cpu>(&dir, &Default::default(), purpose).unwrap();
         let lm = llm.lm;
         assert_eq!((lm.config.architecture, lm.config.sliding_window), (Architecture::Mistral, Some(MISTRAL_WINDOW)));
         let lm = if purpose == Purpose::Train { lm.without_host() } else { lm };
-        let mut past_window = 0f32;
         for (ids, want) in &fx.prompts {
-            let got: Vec<f32> = rows_of(lm.logits_all(ids)).concat();
-            let within = ids.len().min(MISTRAL_WINDOW) * v;
-            let d = max_diff(&got[..within], &want[..within]);
-            eprintln!("{purpose:?}, {} tokens: max |logit - transformers| within the window = {d:.1e}", ids.len());
-            assert!(d < 1e-4, "{purpose:?}: max |logit - transformers| within the window = {d}");
-            if ids.len() > MISTRAL_WINDOW {
-                past_window = past_window.max(max_diff(&got[within..], &want[within..]));
-            }
+            let d = max_diff(&rows_of(lm.logits_all(ids)).concat(), want);
+            eprintln!("{purpose:?}, {} tokens: max |logit - transformers| = {d:.1e}", ids.len());
+            assert!(d < 1e-4, "{purpose:?}, {} tokens: max |logit - transformers| = {d}", ids.len());
         }
-        assert!(past_window > 1e-2, "the fixture has a prompt past the window, where attention differs: {past_window}");
+        let long = &fx.prompts.iter().max_by_key(|(ids, _)| ids.len()).unwrap().0;
+        assert_decode_past_window_matches(&lm, long, MISTRAL_WINDOW);
     }
-    let llm = artifact::load::<Cpu>(&dir, &Default::default(), Purpose::Generate).unwrap();
-    let settings = |n| super::generate::Settings { sampling: super::sample::Sampling { temperature: 0.0, top_p: 1.0, top_k: 0 }, max_new_tokens: n, stop: vec![], batch_size: 1 };
-    let request = [super::generate::Request { prompt: fx.prompts[0].0[..8].to_vec(), seeds: vec![0] }];
-    let mut generated = 0;
-    let mut count = |b: Vec<_>| {
-        generated += b.len();
-        Ok(())
-    };
-    super::generate::generate(&llm.lm, &llm.tokenizer, &request, &settings(4), &mut count, &|_| {}, &|| false).unwrap();
-    assert_eq!(generated, 1);
-    let e = super::generate::generate(&llm.lm, &llm.tokenizer, &request, &settings(5), &mut |_| Ok(()), &|_| {}, &|| false).unwrap_err();
-    assert!(e.starts_with("prompt 0 has 8 tokens; with max_new_tokens 5 that passes the model's sliding attention window of 12 tokens (dagrun computes full attention"), "{e}");
+    // Attending to every token would not match past the window.
+    let full = LlamaConfig { sliding_window: None, ..LlamaConfig::from_hf_json(&std::fs::read_to_string(dir.join("config.json")).unwrap()).unwrap() };
+    let w = weights::from_safetensors(&[dir.join("model.safetensors")]).unwrap();
+    let (ids, want) = fx.prompts.iter().max_by_key(|(ids, _)| ids.len()).unwrap();
+    assert!(max_diff(&rows_of(lm_from(&full, &w).logits_all(ids)).concat(), want) > 1e-2);
 }
 
 /// A GGUF vocabulary whose arrays disagree, that lacks a SentencePiece vocabulary's scores, or

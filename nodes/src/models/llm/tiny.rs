@@ -30,6 +30,11 @@ pub fn config(layers: usize, hidden: usize) -> LlamaConfig {
         tie_word_embeddings: true,
         rope_scaling: None,
         sliding_window: None,
+        layer_types: None,
+        local_rope_theta: None,
+        query_pre_attn_scalar: None,
+        attn_logit_softcapping: None,
+        final_logit_softcapping: None,
     }
 }
 
@@ -52,6 +57,10 @@ pub fn random_weights(c: &LlamaConfig, seed: u64) -> Weights {
         let l = |s: &str| format!("model.layers.{i}.{s}");
         add(l("input_layernorm.weight"), vec![d], 0.2, 1.0);
         add(l("post_attention_layernorm.weight"), vec![d], 0.2, 1.0);
+        if c.architecture.sandwich_norms() {
+            add(l("pre_feedforward_layernorm.weight"), vec![d], 0.2, 1.0);
+            add(l("post_feedforward_layernorm.weight"), vec![d], 0.2, 1.0);
+        }
         add(l("self_attn.q_proj.weight"), vec![c.num_attention_heads * hd, d], 0.4, 0.0);
         add(l("self_attn.k_proj.weight"), vec![c.num_key_value_heads * hd, d], 0.4, 0.0);
         add(l("self_attn.v_proj.weight"), vec![c.num_key_value_heads * hd, d], 0.4, 0.0);
@@ -129,7 +138,7 @@ pub fn write_gguf_with_vocab(c: &LlamaConfig, w: &Weights, path: &Path, vocab: &
 fn write_with_vocab(c: &LlamaConfig, w: &Weights, path: &Path, type_of: impl Fn(&str) -> GgmlType, vocab: Vec<(String, Value)>) -> std::io::Result<()> {
     let mut rng = ChaCha8Rng::seed_from_u64(c.hidden_size as u64);
     let mut g = GgufWriter::new();
-    let arch = c.architecture.name();
+    let arch = c.architecture.gguf_name();
     let key = |k: &str| format!("{arch}.{k}");
     g.meta("general.architecture", Value::Str(arch.into()))
         .meta("general.name", Value::Str(format!("tiny test {arch}")))
@@ -143,6 +152,17 @@ fn write_with_vocab(c: &LlamaConfig, w: &Weights, path: &Path, type_of: impl Fn(
         .meta(&key("context_length"), Value::U32(c.max_position_embeddings as u32));
     if let Some(window) = c.sliding_window {
         g.meta(&key("attention.sliding_window"), Value::U32(window as u32));
+    }
+    if let Some(super::config::RopeScaling::Linear { factor }) = c.rope_scaling {
+        g.meta(&key("rope.scaling.type"), Value::Str("linear".into())).meta(&key("rope.scaling.factor"), Value::F32(factor as f32));
+    }
+    if c.head_dim != c.hidden_size / c.num_attention_heads {
+        g.meta(&key("attention.key_length"), Value::U32(c.head_dim as u32)).meta(&key("attention.value_length"), Value::U32(c.head_dim as u32));
+    }
+    for (k, v) in [("attn_logit_softcapping", c.attn_logit_softcapping), ("final_logit_softcapping", c.final_logit_softcapping)] {
+        if let Some(v) = v {
+            g.meta(&key(k), Value::F32(v as f32));
+        }
     }
     for (k, v) in vocab {
         g.meta(&k, v);
@@ -171,7 +191,11 @@ fn write_with_vocab(c: &LlamaConfig, w: &Weights, path: &Path, type_of: impl Fn(
     for i in 0..c.num_hidden_layers {
         let hf = |s: &str| format!("model.layers.{i}.{s}");
         put(&format!("blk.{i}.attn_norm.weight"), &hf("input_layernorm.weight"), None);
-        put(&format!("blk.{i}.ffn_norm.weight"), &hf("post_attention_layernorm.weight"), None);
+        put(&format!("blk.{i}.ffn_norm.weight"), &hf(&format!("{}.weight", c.architecture.mlp_norm_name())), None);
+        if c.architecture.sandwich_norms() {
+            put(&format!("blk.{i}.post_attention_norm.weight"), &hf("post_attention_layernorm.weight"), None);
+            put(&format!("blk.{i}.post_ffw_norm.weight"), &hf("post_feedforward_layernorm.weight"), None);
+        }
         if c.architecture.fused() {
             put(&format!("blk.{i}.attn_qkv.weight"), &hf("self_attn.qkv_proj.weight"), None);
             put(&format!("blk.{i}.ffn_up.weight"), &hf("mlp.gate_up_proj.weight"), None);
@@ -203,8 +227,12 @@ pub fn write_tiny_gguf(path: &Path, seed: u64) -> std::io::Result<()> {
 }
 
 /// [`write_tiny_gguf`] for a model of `architecture` (Qwen2: with q/k/v biases; Phi-3: with
-/// fused matrices, and no window; Qwen3: with q/k head norms).
+/// fused matrices, and no window; Qwen3: with q/k head norms; Gemma 2 and 3: an 8-token
+/// window).
 pub fn write_tiny_gguf_of(architecture: Architecture, path: &Path, seed: u64) -> std::io::Result<()> {
-    let c = LlamaConfig { architecture, ..config(2, 32) };
+    // Gemma 2 and 3 GGUFs name their window (layer 0 attends within it, and for Gemma 2 layer
+    // 1 fully).
+    let sliding_window = matches!(architecture, Architecture::Gemma2 | Architecture::Gemma3).then_some(8);
+    let c = LlamaConfig { architecture, sliding_window, ..config(2, 32) };
     write_gguf(&c, &random_weights(&c, seed), path, GgmlType::F32)
 }

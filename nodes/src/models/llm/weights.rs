@@ -48,9 +48,12 @@ fn gguf_names(g: &Gguf, c: &LlamaConfig) -> Vec<GgufName> {
             let bias = |s: &str| format!("blk.{i}.{s}.bias");
             names.extend([(bias("attn_q"), l("self_attn.q_proj.bias"), None), (bias("attn_k"), l("self_attn.k_proj.bias"), None), (bias("attn_v"), l("self_attn.v_proj.bias"), None)]);
         }
+        if c.architecture.sandwich_norms() {
+            names.extend([(b("post_attention_norm"), l("post_attention_layernorm.weight"), None), (b("post_ffw_norm"), l("post_feedforward_layernorm.weight"), None)]);
+        }
         names.extend([
             (b("attn_norm"), l("input_layernorm.weight"), None),
-            (b("ffn_norm"), l("post_attention_layernorm.weight"), None),
+            (b("ffn_norm"), l(&format!("{}.weight", c.architecture.mlp_norm_name())), None),
             (b("attn_output"), l("self_attn.o_proj.weight"), None),
             (b("ffn_down"), l("mlp.down_proj.weight"), None),
         ]);
@@ -135,6 +138,34 @@ pub fn unfused<'a>(c: &LlamaConfig, mut stored: impl FnMut(&str) -> Result<HostT
         }
         part
     }
+}
+
+/// Reads weights by their Llama names from a reader of a Hugging Face checkpoint's tensors:
+/// [`unfused`], and Gemma's norm scales (stored as their difference from 1) made scales.
+pub fn from_hf_checkpoint<'a>(c: &LlamaConfig, stored: impl FnMut(&str) -> Result<HostTensor, String> + 'a) -> impl FnMut(&str) -> Result<HostTensor, String> + 'a {
+    let mut read = unfused(c, stored);
+    let offset = c.architecture.norm_offset();
+    move |name| {
+        let mut t = read(name)?;
+        if offset != 0.0 && name.ends_with("norm.weight") {
+            t.data.iter_mut().for_each(|x| *x += offset);
+        }
+        Ok(t)
+    }
+}
+
+/// Weights by Llama names as a Hugging Face checkpoint stores them (the inverse of
+/// [`from_hf_checkpoint`]): [`fused`], and Gemma's norm scales less 1.
+pub fn to_hf_checkpoint(c: &LlamaConfig, mut w: Weights) -> Weights {
+    let offset = c.architecture.norm_offset();
+    if offset != 0.0 {
+        for (name, t) in w.iter_mut() {
+            if name.ends_with("norm.weight") {
+                t.data.iter_mut().for_each(|x| *x -= offset);
+            }
+        }
+    }
+    fused(c, w)
 }
 
 /// Weights by Llama names put the way the architecture stores them (Phi-3: q/k/v and gate/up
@@ -329,7 +360,14 @@ pub fn build_from<B: Backend>(c: &LlamaConfig, has_lm_head: bool, weight: &mut d
             (None, None)
         };
         let (q_norm, k_norm) = if c.architecture.qk_norm() { (Some(norm(get(&l("self_attn.q_norm.weight"), &[hd])?)), Some(norm(get(&l("self_attn.k_norm.weight"), &[hd])?))) } else { (None, None) };
+        let (post_attn_norm, post_mlp_norm) = if c.architecture.sandwich_norms() {
+            (Some(norm(get(&l("post_attention_layernorm.weight"), &[d])?)), Some(norm(get(&l("post_feedforward_layernorm.weight"), &[d])?)))
+        } else {
+            (None, None)
+        };
         blocks.push(Block {
+            post_attn_norm,
+            post_mlp_norm,
             q_norm,
             k_norm,
             attn_norm: norm(get(&l("input_layernorm.weight"), &[d])?),
@@ -338,7 +376,7 @@ pub fn build_from<B: Backend>(c: &LlamaConfig, has_lm_head: bool, weight: &mut d
             wv: t2(transpose(&vv), [d, nkv * hd]),
             bv,
             wo: t2(transpose(&get(&l("self_attn.o_proj.weight"), &[d, nh * hd])?), [nh * hd, d]),
-            mlp_norm: norm(get(&l("post_attention_layernorm.weight"), &[d])?),
+            mlp_norm: norm(get(&l(&format!("{}.weight", c.architecture.mlp_norm_name())), &[d])?),
             w_gate: t2(transpose(&gate), [d, ff]),
             w_up: t2(transpose(&up), [d, ff]),
             w_down: t2(transpose(&get(&l("mlp.down_proj.weight"), &[d, ff])?), [ff, d]),
@@ -403,7 +441,12 @@ pub fn to_hf<B: Backend>(m: &Llama<B>, c: &LlamaConfig) -> Weights {
                 w.insert(l(name), one(n.weight.val()));
             }
         }
-        w.insert(l("post_attention_layernorm.weight"), one(b.mlp_norm.weight.val()));
+        w.insert(l(&format!("{}.weight", c.architecture.mlp_norm_name())), one(b.mlp_norm.weight.val()));
+        for (name, n) in [("post_attention_layernorm.weight", &b.post_attn_norm), ("post_feedforward_layernorm.weight", &b.post_mlp_norm)] {
+            if let Some(n) = n {
+                w.insert(l(name), one(n.weight.val()));
+            }
+        }
     }
     w
 }
