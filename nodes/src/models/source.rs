@@ -287,7 +287,7 @@ mod tests {
             std::fs::write(dir.path().join("config.json"), v.to_string()).unwrap();
             family_of_dir(dir.path())
         };
-        for t in ["llama", "mistral", "gemma2", "gemma3_text"] {
+        for t in ["llama", "mistral", "gemma2", "gemma3_text", "gemma3"] {
             assert_eq!(with(Some(t)), Ok(ModelFamily::Llama), "{t}");
         }
         assert_eq!(with(Some("bert")), Ok(ModelFamily::Bert));

@@ -22,7 +22,7 @@ pub const GGUF_FILE: &str = "model.gguf";
 pub const MANIFEST: &str = "llm.json";
 
 /// Hugging Face files copied when present (weights are added from the index).
-const HF_FILES: &[&str] = &["config.json", "tokenizer.json", "tokenizer_config.json", "generation_config.json", "special_tokens_map.json", "chat_template.jinja"];
+const HF_FILES: &[&str] = &["config.json", "tokenizer.json", "tokenizer_config.json", "generation_config.json", "special_tokens_map.json", "chat_template.jinja", "chat_template.json"];
 
 /// The files of a model source that decide its content: what goes into the artifact (and into
 /// the node's key when the source is a local path).
@@ -164,8 +164,10 @@ pub fn load_lm<B: Backend>(dir: &Path, device: &B::Device, purpose: Purpose) -> 
             let text = std::fs::read_to_string(&cfg).map_err(|e| format!("{}: {e}", cfg.display()))?;
             let c = LlamaConfig::from_hf_json(&text).map_err(|e| format!("{}: {e}", cfg.display()))?;
             let files = Safetensors::open(&weights::safetensors_files(dir)?)?;
-            let has_lm_head = files.contains("lm_head.weight");
-            let mut reader = weights::from_hf_checkpoint(&c, |name| files.get(name));
+            // A multimodal checkpoint keeps its language model's weights under a prefix.
+            let named = |name: &str| weights::language_model_name(name, |n| files.contains(n));
+            let has_lm_head = files.contains(&named("lm_head.weight"));
+            let mut reader = weights::from_hf_checkpoint(&c, |name| files.get(&named(name)));
             assemble(c, has_lm_head, &mut reader, None, purpose, device)
         }
     }
@@ -209,7 +211,7 @@ pub fn write_hf<B: Backend>(model: &super::llama::Llama<B>, config: &LlamaConfig
     std::fs::write(out.join("config.json"), serde_json::to_string_pretty(&cfg).expect("json") + "\n").map_err(|e| e.to_string())?;
     weights::write_safetensors_as(&weights::to_hf_checkpoint(config, weights::to_hf(model, config)), &out.join("model.safetensors"), Some([("format".to_string(), "pt".to_string())].into()), bf16)?;
     if source.is_dir() && source.join("tokenizer.json").is_file() {
-        for f in ["tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja", "generation_config.json"] {
+        for f in ["tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "chat_template.jinja", "chat_template.json", "generation_config.json"] {
             if source.join(f).is_file() {
                 copy(&source.join(f), &out.join(f))?;
             }

@@ -63,6 +63,35 @@ impl LongRope {
     }
 }
 
+/// The `model_type` of Gemma 3 with its vision tower (4B and up as published), whose
+/// `text_config` describes the language model dagrun runs.
+const GEMMA3_MULTIMODAL: &str = "gemma3";
+
+/// A multimodal Gemma 3 config's language model as a `gemma3_text` config, with
+/// `Gemma3TextConfig`'s defaults for what the published files leave out (Gemma 3 4B's
+/// `text_config` gives only its width, depth, window and RoPE scaling).
+fn gemma3_language_model(raw: &serde_json::Value) -> Result<serde_json::Value, String> {
+    let mut text = raw.get("text_config").filter(|t| t.is_object()).cloned().ok_or("model_type `gemma3` (Gemma 3 with its vision tower) has no text_config describing its language model")?;
+    let o = text.as_object_mut().expect("an object");
+    for (key, value) in [
+        ("vocab_size", serde_json::json!(262_208)),
+        ("hidden_size", 2304.into()),
+        ("intermediate_size", 9216.into()),
+        ("num_hidden_layers", 26.into()),
+        ("num_attention_heads", 8.into()),
+        ("num_key_value_heads", 4.into()),
+        ("head_dim", 256.into()),
+        ("max_position_embeddings", 131_072.into()),
+    ] {
+        o.entry(key).or_insert(value);
+    }
+    if let Some(tie) = raw.get("tie_word_embeddings") {
+        o.entry("tie_word_embeddings").or_insert(tie.clone());
+    }
+    o.insert("model_type".into(), "gemma3_text".into());
+    Ok(text)
+}
+
 /// 1 / base^(2i / dim) for each of RoPE's dim / 2 frequencies, in f32 as transformers computes
 /// them.
 fn base_inv_freq(base: f64, dim: usize) -> Vec<f32> {
@@ -149,8 +178,12 @@ impl Architecture {
     const HF: [Architecture; 8] =
         [Architecture::Llama, Architecture::Qwen2, Architecture::Qwen3, Architecture::Mistral, Architecture::Phi3, Architecture::Gemma, Architecture::Gemma2, Architecture::Gemma3];
 
-    /// The architecture a config.json's `model_type` names, if dagrun runs it.
+    /// The architecture a config.json's `model_type` names, if dagrun runs it (`gemma3`, Gemma 3
+    /// with its vision tower, for its language model).
     pub fn from_model_type(name: &str) -> Option<Architecture> {
+        if name == GEMMA3_MULTIMODAL {
+            return Some(Architecture::Gemma3);
+        }
         Architecture::from_name(name, &Architecture::HF, false)
     }
 
@@ -628,6 +661,11 @@ impl LlamaConfig {
 
     /// Reads a Hugging Face `config.json` (model_type `llama`, `qwen2` or `mistral`).
     pub fn from_hf_json(text: &str) -> Result<LlamaConfig, String> {
+        if let Ok(raw) = serde_json::from_str::<serde_json::Value>(text) {
+            if raw.get("model_type").and_then(|t| t.as_str()) == Some(GEMMA3_MULTIMODAL) {
+                return LlamaConfig::from_hf_json(&gemma3_language_model(&raw)?.to_string()).map_err(|e| format!("text_config: {e}"));
+            }
+        }
         #[derive(Deserialize)]
         struct Hf {
             model_type: Option<String>,

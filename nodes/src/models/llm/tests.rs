@@ -1053,6 +1053,61 @@ fn tiny_qwen3_matches_transformers() {
     assert!(max_diff(&rows_of(lm_from(&c, &w).logits_all(ids)).concat(), want) > 1e-2);
 }
 
+/// A multimodal Gemma 3 (`model_type: gemma3`, as 4B and up are published) loads as its
+/// language model: `fixtures/llm/gemma3-mm-tiny/`, gemma3-tiny's weights inside a
+/// Gemma3ForConditionalGeneration saved by transformers (under `language_model.model.`), gives
+/// gemma3-tiny's logits, as does the same checkpoint under transformers 5's in-memory names
+/// (`model.language_model.`); the vision tower is not read.
+#[test]
+fn multimodal_gemma3_checkpoints_load_their_language_model() {
+    let fx: ArchFixture = serde_json::from_slice(&std::fs::read(fixtures().join("gemma3_logits.json")).unwrap()).unwrap();
+    let mm = fixtures().join("gemma3-mm-tiny");
+    let stored = weights::from_safetensors(&[mm.join("model.safetensors")]).unwrap();
+    assert!(stored.contains_key("language_model.model.layers.0.self_attn.q_norm.weight") && stored.keys().any(|k| k.starts_with("vision_tower.")));
+    let renamed = tempfile::tempdir().unwrap();
+    for f in ["config.json", "tokenizer.json", "tokenizer_config.json"] {
+        std::fs::copy(mm.join(f), renamed.path().join(f)).unwrap();
+    }
+    let moved: Weights = stored.iter().map(|(k, t)| (k.replace("language_model.model.", "model.language_model."), t.clone())).collect();
+    weights::write_safetensors(&moved, &renamed.path().join("model.safetensors"), None).unwrap();
+    for dir in [mm.as_path(), renamed.path()] {
+        for purpose in [Purpose::Generate, Purpose::Train] {
+            let llm = artifact::load::<Cpu>(dir, &Default::default(), purpose).unwrap();
+            assert_eq!(llm.lm.config, gemma_config(Architecture::Gemma3));
+            let lm = if purpose == Purpose::Train { llm.lm.without_host() } else { llm.lm };
+            for (ids, want) in &fx.prompts {
+                let d = max_diff(&rows_of(lm.logits_all(ids)).concat(), want);
+                assert!(d < 1e-4, "{} ({purpose:?}): {d}", dir.display());
+            }
+        }
+    }
+}
+
+/// A published multimodal Gemma 3 config (4B's: its text_config gives only width, depth,
+/// window and RoPE scaling) is read with Gemma3TextConfig's defaults; one without a
+/// text_config is refused saying so.
+#[test]
+fn sparse_gemma3_configs_take_transformers_defaults() {
+    use super::config::{LayerType, RopeScaling};
+    let published = serde_json::json!({
+        "architectures": ["Gemma3ForConditionalGeneration"],
+        "model_type": "gemma3",
+        "text_config": { "hidden_size": 2560, "intermediate_size": 10240, "model_type": "gemma3_text", "num_hidden_layers": 34, "rope_scaling": { "factor": 8.0, "rope_type": "linear" }, "sliding_window": 1024 },
+        "vision_config": { "hidden_size": 1152, "model_type": "siglip_vision_model" }
+    });
+    let c = LlamaConfig::from_hf_json(&published.to_string()).unwrap();
+    assert_eq!((c.architecture, c.vocab_size, c.hidden_size, c.num_hidden_layers), (Architecture::Gemma3, 262_208, 2560, 34));
+    assert_eq!((c.num_attention_heads, c.num_key_value_heads, c.head_dim, c.query_pre_attn_scalar), (8, 4, 256, Some(256.0)));
+    assert_eq!((c.rope_theta, c.local_rope_theta, c.rope_scaling.clone()), (1e6, Some(10000.0), Some(RopeScaling::Linear { factor: 8.0 })));
+    assert_eq!((c.sliding_window, c.max_position_embeddings, c.tie_word_embeddings), (Some(1024), 131_072, true));
+    let full: Vec<usize> = (0..34).filter(|&i| c.layer_types.as_ref().unwrap()[i] == LayerType::FullAttention).collect();
+    assert_eq!(full, vec![5, 11, 17, 23, 29]);
+    let e = LlamaConfig::from_hf_json(&serde_json::json!({ "model_type": "gemma3" }).to_string()).unwrap_err();
+    assert_eq!(e, "model_type `gemma3` (Gemma 3 with its vision tower) has no text_config describing its language model");
+    let e = LlamaConfig::from_hf_json(&serde_json::json!({ "model_type": "gemma3", "text_config": { "hidden_activation": "relu" } }).to_string()).unwrap_err();
+    assert_eq!(e, "text_config: hidden_activation `relu` is not supported (Gemma 3 `gelu_pytorch_tanh` is)");
+}
+
 /// Batched prefill (left-padded rows, one past the `window`, one within it) and KV-cached
 /// decoding on well past the window give the logits of recomputing each whole sequence.
 fn assert_decode_past_window_matches(lm: &Lm<Cpu>, tokens: &[u32], window: usize) {

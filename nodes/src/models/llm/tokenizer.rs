@@ -155,6 +155,11 @@ impl LlmTokenizer {
         if chat_template.is_none() {
             chat_template = std::fs::read_to_string(dir.join("chat_template.jinja")).ok();
         }
+        // Multimodal checkpoints (Gemma 3 4B and up) may keep it in the processor's file.
+        if chat_template.is_none() {
+            let file = std::fs::read_to_string(dir.join("chat_template.json")).ok().and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok());
+            chat_template = file.and_then(|v| v.get("chat_template")?.as_str().map(str::to_string));
+        }
         // generation_config.json may name several EOS ids (Llama 3: <|end_of_text|>, <|eom_id|>, <|eot_id|>).
         let mut eos: Vec<u32> = eos_token.as_deref().and_then(|t| inner.token_to_id(t)).into_iter().collect();
         if let Ok(t) = std::fs::read_to_string(dir.join("generation_config.json")) {

@@ -140,6 +140,18 @@ pub fn unfused<'a>(c: &LlamaConfig, mut stored: impl FnMut(&str) -> Result<HostT
     }
 }
 
+/// Where a checkpoint stores the weight dagrun calls `name`: there, or for a language model
+/// inside a multimodal checkpoint (Gemma 3 4B and up) under its prefix, as published
+/// (`language_model.model.`, `language_model.lm_head.`) or as transformers 5 names it in
+/// memory (`model.language_model.`), whichever `stored` has.
+pub fn language_model_name(name: &str, stored: impl Fn(&str) -> bool) -> String {
+    if stored(name) {
+        return name.to_string();
+    }
+    let candidates = [("model.", "language_model.model."), ("model.", "model.language_model."), ("lm_head.", "language_model.lm_head.")];
+    candidates.iter().filter_map(|(ours, theirs)| name.strip_prefix(ours).map(|rest| format!("{theirs}{rest}"))).find(|n| stored(n)).unwrap_or_else(|| name.to_string())
+}
+
 /// Reads weights by their Llama names from a reader of a Hugging Face checkpoint's tensors:
 /// [`unfused`], and Gemma's norm scales (stored as their difference from 1) made scales.
 pub fn from_hf_checkpoint<'a>(c: &LlamaConfig, stored: impl FnMut(&str) -> Result<HostTensor, String> + 'a) -> impl FnMut(&str) -> Result<HostTensor, String> + 'a {
