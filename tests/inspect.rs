@@ -123,8 +123,12 @@ fn kinds_lists_ports_and_params() {
     let k = w.expect(&["kinds", "test-sum"], 0).stdout;
     assert!(k.contains("input  extra: Numbers (optional)"), "{k}");
     assert!(k.contains("output total: Blob"), "{k}");
+    assert!(k.starts_with("test-sum (version 1): "), "{k}");
     let r = w.expect(&["kinds", "test-summ"], 2);
     assert!(r.stderr.contains("did you mean `test-sum`?"), "{}", r.stderr);
+    // A kind keyed at another version for some params says which.
+    let load = w.expect(&["kinds", "load"], 0).stdout;
+    assert!(load.starts_with("load (version 1; 2 with `model:`): "), "{load}");
 }
 
 #[test]

@@ -193,6 +193,11 @@ pub trait Kind: Send + Sync + 'static {
     fn version_for(&self, _params: &Self::Params) -> u32 {
         self.version()
     }
+    /// For a kind whose [`Kind::version_for`] differs from [`Kind::version`] for some params:
+    /// which, as `dagrun kinds` shows it ("2 with `model:`").
+    fn other_versions(&self) -> Option<&'static str> {
+        None
+    }
     /// One line on what the kind does.
     fn summary(&self) -> &'static str;
     /// Ports for these params; also the place for checks serde cannot express.
@@ -233,6 +238,8 @@ pub trait DynKind: Send + Sync {
     fn version(&self) -> u32;
     /// The version that goes into the key of a node with these params.
     fn version_for(&self, params: &serde_json::Value) -> u32;
+    /// Which params take another version (see [`Kind::other_versions`]).
+    fn other_versions(&self) -> Option<&'static str>;
     fn summary(&self) -> &'static str;
     fn seeded(&self, params: &serde_json::Value) -> bool;
     fn files(&self, params: &serde_json::Value) -> Vec<std::path::PathBuf>;
@@ -273,6 +280,9 @@ impl<K: Kind> DynKind for K {
     }
     fn version_for(&self, params: &serde_json::Value) -> u32 {
         parse::<K>(params).map(|p| Kind::version_for(self, &p)).unwrap_or_else(|_| Kind::version(self))
+    }
+    fn other_versions(&self) -> Option<&'static str> {
+        Kind::other_versions(self)
     }
     fn summary(&self) -> &'static str {
         Kind::summary(self)

@@ -27,7 +27,8 @@ pub fn kinds(a: KindsArgs) -> CliResult {
     }
     for name in names {
         let kind = registry.get(name).expect("listed");
-        println!("{name} (version {}): {}", kind.version(), kind.summary());
+        let others = kind.other_versions().map(|o| format!("; {o}")).unwrap_or_default();
+        println!("{name} (version {}{others}): {}", kind.version(), kind.summary());
         let schema = kind.params_schema();
         // Ports of the default params, when the defaults are valid.
         match kind.canonical_params(&Value::Object(Default::default())).and_then(|p| kind.signature(&p)) {

@@ -198,6 +198,9 @@ impl Kind for Load {
             1
         }
     }
+    fn other_versions(&self) -> Option<&'static str> {
+        Some("2 with `model:`")
+    }
     fn summary(&self) -> &'static str {
         "loads a dataset (movielens-1m, movielens-100k, amazon-books, synthetic) and preprocesses it the KAR way"
     }
