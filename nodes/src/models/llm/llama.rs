@@ -349,7 +349,10 @@ impl<B: Backend> Llama<B> {
             (Some(m), Some(_)) => Some(m.clone()),
             _ => step.mask.clone(),
         };
-        let options = AttentionModuleOptions { scale: self.config.query_pre_attn_scalar.map(|q| q.powf(-0.5)), softcap: self.config.attn_logit_softcapping, is_causal: false };
+        // A scale equal to the default is left to the backend, whose fused kernels (CUDA) take
+        // only the default (Gemma 3's query_pre_attn_scalar is its head width).
+        let score_scale = self.config.query_pre_attn_scalar.filter(|&q| q != hd as f64).map(|q| q.powf(-0.5));
+        let options = AttentionModuleOptions { scale: score_scale, softcap: self.config.attn_logit_softcapping, is_causal: false };
         let att = attention(q, k, v, mask, None, options); // [b, nkv, g·s, hd]
         let out = project(&token_major(att.reshape([b, nh, s, hd])), &blk.wo, ad.o.as_ref(), scale);
         let x = x + post_norm(&blk.post_attn_norm, out);
