@@ -33,13 +33,33 @@ const QWEN2_SPLIT: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}
 /// Qwen3.5's: Qwen2's with combining marks kept with the letters they mark.
 const QWEN35_SPLIT: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?[\p{L}\p{M}]+|\p{N}| ?[^\s\p{L}\p{M}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
 
+/// GPT-2's split, which the byte-level step makes when no other is given.
+const GPT2_SPLIT: &str = r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)";
+/// CJK ideographs and Hangul, one piece per run (DeepSeek's).
+const CJK_RUNS: &str = "[\u{4E00}-\u{9FA5}\u{800}-\u{4E00}\u{AC00}-\u{D7FF}]+";
+/// DeepSeek LLM's splits: newlines alone, runs of letters of the cased alphabets and of ASCII
+/// and CJK punctuation (each with one leading space), trailing spaces, CJK runs, digit runs.
+const DEEPSEEK_LLM_SPLITS: &[&str] = &[
+    "[\\r\\n]",
+    "\\s?[A-Za-z\u{B5}\u{C0}-\u{D6}\u{D8}-\u{F6}\u{F8}-\u{1BA}\u{1BC}-\u{1BF}\u{1C4}-\u{293}\u{295}-\u{2AF}\u{370}-\u{373}\u{376}\u{377}\u{37B}-\u{37D}\u{37F}\u{386}\u{388}-\u{38A}\u{38C}\u{38E}-\u{3A1}\u{3A3}-\u{3F5}\u{3F7}-\u{481}\u{48A}-\u{52F}\u{531}-\u{556}\u{10A0}-\u{10C5}\u{13A0}-\u{13F5}\u{13F8}-\u{13FD}\u{1C90}-\u{1CBA}\u{1CBD}-\u{1CBF}\u{1D00}-\u{1D2B}\u{1D6B}-\u{1D77}\u{1D79}-\u{1D9A}\u{1E00}-\u{1F15}\u{1F18}-\u{1F1D}\u{1F20}-\u{1F45}\u{1F48}-\u{1F4D}\u{1F50}-\u{1F57}\u{1F59}\u{1F5B}\u{1F5D}\u{1F5F}-\u{1F7D}\u{1F80}-\u{1FB4}\u{1FB6}-\u{1FBC}\u{1FBE}\u{1FC2}-\u{1FC4}\u{1FC6}-\u{1FCC}\u{1FD0}-\u{1FD3}\u{1FD6}-\u{1FDB}\u{1FE0}-\u{1FEC}\u{1FF2}-\u{1FF4}\u{1FF6}-\u{1FFC}\u{2102}\u{2107}\u{210A}-\u{2113}\u{2115}\u{2119}-\u{211D}\u{2124}\u{2126}\u{2128}\u{212A}-\u{212D}\u{212F}-\u{2134}\u{2139}\u{213C}-\u{213F}\u{2145}-\u{2149}\u{214E}\u{2183}\u{2184}\u{2C00}-\u{2C7B}\u{2C7E}-\u{2CE4}\u{2CEB}-\u{2CEE}\u{2CF2}\u{2CF3}\u{A640}-\u{A66D}\u{A680}-\u{A69B}\u{A722}-\u{A76F}\u{A771}-\u{A787}\u{A78B}-\u{A78E}\u{AB70}-\u{ABBF}\u{FB00}-\u{FB06}\u{FB13}-\u{FB17}\u{FF21}-\u{FF3A}\u{FF41}-\u{FF5A}\u{10400}-\u{1044F}\u{104B0}-\u{104D3}\u{104D8}-\u{104FB}\u{10C80}-\u{10CB2}\u{10CC0}-\u{10CF2}\u{118A0}-\u{118DF}\u{1E900}-\u{1E943}]+",
+    "\\s?[!-/:-~\u{FF01}-\u{FF0F}\u{FF1A}-\u{FF5E}\u{2018}-\u{201F}\u{3000}-\u{3002}]+",
+    "\\s+$",
+    CJK_RUNS,
+    "\\p{N}+",
+];
+/// DeepSeek Coder's: newlines alone, letter and punctuation runs (each with one leading
+/// space), CJK runs, single digits.
+const DEEPSEEK_CODER_SPLITS: &[&str] = &[r"[\r\n]", r"\s?\p{L}+", r"\s?\p{P}+", CJK_RUNS, r"\p{N}"];
+/// Falcon's: punctuation runs, GPT-2's split, then digits three at a time.
+const FALCON_SPLITS: &[&str] = &[r"[\p{P}\$\+<=>\^~\|`]+", GPT2_SPLIT, r"[0-9][0-9][0-9]"];
+
 /// How a GGUF vocabulary's text is cut before BPE, by its `tokenizer.ggml.pre` name: what the
 /// model's own Hugging Face `tokenizer.json` does (checked against Hugging Face's ids for
 /// llama.cpp's vocabulary files, see `vocab_tests.rs`).
 struct GgufPre {
-    /// A regex split ahead of the byte-level step (which then splits no further), or none
-    /// (GPT-2's own byte-level regex).
-    split: Option<&'static str>,
+    /// Regex splits, one after the other, ahead of the byte-level step (which then splits no
+    /// further), or none (GPT-2's own byte-level regex).
+    splits: &'static [&'static str],
     /// Each digit its own piece before the byte-level step (StarCoder's `Digits`).
     digits: bool,
     /// Unicode NFC before anything else.
@@ -50,18 +70,21 @@ struct GgufPre {
 
 impl GgufPre {
     fn of(pre: &str) -> Result<GgufPre, String> {
-        let p = |split, digits, nfc, ignore_merges| Ok(GgufPre { split, digits, nfc, ignore_merges });
+        let p = |splits, digits, nfc, ignore_merges| Ok(GgufPre { splits, digits, nfc, ignore_merges });
         match pre {
-            "llama3" | "llama-v3" | "llama-bpe" => p(Some(LLAMA3_SPLIT), false, false, true),
+            "llama3" | "llama-v3" | "llama-bpe" => p(&[LLAMA3_SPLIT], false, false, true),
             // Llama 3's split, as before; not checked against their own tokenizers.
-            "falcon3" | "dbrx" | "smaug-bpe" => p(Some(LLAMA3_SPLIT), false, false, false),
-            "qwen2" => p(Some(QWEN2_SPLIT), false, true, false),
-            "qwen35" => p(Some(QWEN35_SPLIT), false, false, false),
-            "starcoder" | "refact" => p(None, true, false, false),
-            "mpt" | "gpt-neox" => p(None, false, true, false),
-            "default" | "gpt2" | "gpt-2" | "smollm" | "olmo" | "phi-2" | "jina-es" => p(None, false, false, false),
+            "falcon3" | "dbrx" | "smaug-bpe" => p(&[LLAMA3_SPLIT], false, false, false),
+            "qwen2" => p(&[QWEN2_SPLIT], false, true, false),
+            "qwen35" => p(&[QWEN35_SPLIT], false, false, false),
+            "starcoder" | "refact" => p(&[], true, false, false),
+            "mpt" | "gpt-neox" => p(&[], false, true, false),
+            "deepseek-llm" => p(DEEPSEEK_LLM_SPLITS, false, false, false),
+            "deepseek-coder" => p(DEEPSEEK_CODER_SPLITS, false, false, false),
+            "falcon" => p(FALCON_SPLITS, false, false, false),
+            "default" | "gpt2" | "gpt-2" | "smollm" | "olmo" | "phi-2" | "jina-es" => p(&[], false, false, false),
             other => Err(format!(
-                "GGUF pre-tokenizer `{other}` is not supported (llama-bpe, qwen2, qwen35, gpt-2, smollm, starcoder, refact, mpt and a few more are); use the model's Hugging Face directory (tokenizer.json) instead"
+                "GGUF pre-tokenizer `{other}` is not supported (llama-bpe, qwen2, qwen35, gpt-2, smollm, starcoder, refact, mpt, deepseek-llm, deepseek-coder, falcon and a few more are); use the model's Hugging Face directory (tokenizer.json) instead"
             )),
         }
     }
@@ -71,13 +94,13 @@ impl GgufPre {
             t.with_normalizer(Some(NFC));
         }
         let mut steps: Vec<PreTokenizerWrapper> = Vec::new();
-        if let Some(re) = self.split {
-            steps.push(Split::new(SplitPattern::Regex(re.into()), SplitDelimiterBehavior::Isolated, false).map_err(err)?.into());
+        for re in self.splits {
+            steps.push(Split::new(SplitPattern::Regex(re.to_string()), SplitDelimiterBehavior::Isolated, false).map_err(err)?.into());
         }
         if self.digits {
             steps.push(Digits::new(true).into());
         }
-        steps.push(ByteLevel::new(false, true, self.split.is_none()).into());
+        steps.push(ByteLevel::new(false, true, self.splits.is_empty()).into());
         t.with_pre_tokenizer(Some(Sequence::new(steps)));
         Ok(())
     }
