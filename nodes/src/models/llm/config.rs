@@ -1,7 +1,9 @@
 //! The Llama architecture's hyperparameters, read from GGUF metadata or a Hugging Face
 //! `config.json`; Qwen2 is the same architecture with q/k/v biases, Mistral the same with an
 //! optional sliding attention window, Phi-3 the same with q/k/v and gate/up each stored as one
-//! matrix, Qwen3 the same with an RMSNorm on every q and k head.
+//! matrix, Qwen3 the same with an RMSNorm on every q and k head, and the Gemmas the same with
+//! GeGLU, a scaled embedding and (Gemma 2 and 3) output norms, windows in some layers and
+//! soft caps (Gemma 2) or head norms and a local RoPE (Gemma 3).
 
 use serde::{Deserialize, Serialize};
 

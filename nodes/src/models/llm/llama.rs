@@ -1,6 +1,7 @@
 //! The Llama architecture in Burn: RMSNorm, rotary positions (Hugging Face's rotate-half
 //! convention), grouped-query attention with a KV cache, SwiGLU, tied or separate output, and
-//! Qwen2's q/k/v biases and Qwen3's q/k head norms where a model has them.
+//! where a model has them Qwen2's q/k/v biases, Qwen3's q/k head norms, sliding windows, and
+//! Gemma's GeGLU, scaled embedding, output norms, score scale, soft caps and local RoPE.
 //!
 //! Activations are kept as `[tokens, width]` matrices so every projection is one plain matmul;
 //! attention runs head-major (`[batch, heads, tokens, head_dim]`) through Burn's fused attention
