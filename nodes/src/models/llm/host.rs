@@ -70,20 +70,82 @@ pub struct HostLlama {
     heads: usize,
     kv_heads: usize,
     head_dim: usize,
-    eps: f32,
+    math: Arithmetic,
+}
+
+/// How a model computes, beyond its weights and shape, as both CPU paths (generation here,
+/// DPO in `host_dpo`) read it from the config.
+pub(super) struct Arithmetic {
+    pub eps: f32,
     /// What RoPE's cos and sin are multiplied by ([`LlamaConfig::rope_scale`]).
-    rope_scale: f32,
+    pub rope_scale: f32,
     /// The sliding layers' own RoPE frequencies (Gemma 3), or none.
-    local_inv_freq: Option<Vec<f32>>,
+    pub local_inv_freq: Option<Vec<f32>>,
     /// What the embedding is multiplied by (Gemma), or none.
-    embed_scale: Option<f32>,
+    pub embed_scale: Option<f32>,
     /// What attention scores are multiplied by ([`LlamaConfig::attention_scale`]).
-    attn_scale: f32,
+    pub attn_scale: f32,
     /// Soft caps of attention scores and of the logits (Gemma 2), or none.
-    attn_softcap: Option<f32>,
-    final_softcap: Option<f32>,
+    pub attn_softcap: Option<f32>,
+    pub final_softcap: Option<f32>,
     /// GeGLU (Gemma) rather than SwiGLU.
-    gelu: bool,
+    pub gelu: bool,
+}
+
+impl Arithmetic {
+    pub fn of(c: &LlamaConfig) -> Self {
+        Arithmetic {
+            eps: c.rms_norm_eps as f32,
+            rope_scale: c.rope_scale(),
+            local_inv_freq: c.local_inv_freq(),
+            embed_scale: c.embed_scale(),
+            attn_scale: c.attention_scale(),
+            attn_softcap: c.attn_logit_softcapping.map(|x| x as f32),
+            final_softcap: c.final_logit_softcapping.map(|x| x as f32),
+            gelu: c.architecture.gelu(),
+        }
+    }
+
+    /// RoPE's angles at `positions`, from `inv_freq` and the sliding layers' own.
+    pub fn ropes(&self, positions: &[usize], inv_freq: &[f32]) -> Ropes {
+        Ropes { global: rope_table(positions, inv_freq, self.rope_scale), local: self.local_inv_freq.as_ref().map(|f| rope_table(positions, f, self.rope_scale)) }
+    }
+
+    /// Scores as a layer with `window` makes them.
+    pub fn scoring(&self, window: Option<usize>) -> Scoring {
+        Scoring { scale: self.attn_scale, cap: self.attn_softcap, window }
+    }
+
+    /// An embedding row as the model uses it (scaled, for Gemma).
+    pub fn scale_embedding(&self, row: &mut [f32]) {
+        if let Some(s) = self.embed_scale {
+            row.iter_mut().for_each(|v| *v *= s);
+        }
+    }
+
+    /// Logits soft-capped where the model caps them (Gemma 2).
+    pub fn cap_logits(&self, logits: &mut [f32]) {
+        if let Some(c) = self.final_softcap {
+            logits.par_chunks_mut(4096).for_each(|chunk| chunk.iter_mut().for_each(|l| *l = softcap(*l, c)));
+        }
+    }
+}
+
+/// RoPE's (cos, sin) per token ([`rope_table`]): every layer's, and the sliding layers' own
+/// where they have them (Gemma 3).
+pub(super) struct Ropes {
+    global: Vec<(f32, f32)>,
+    local: Option<Vec<(f32, f32)>>,
+}
+
+impl Ropes {
+    /// The angles of a layer that does (`local`) or does not take the sliding layers' RoPE.
+    pub fn of(&self, local: bool) -> &[(f32, f32)] {
+        match &self.local {
+            Some(l) if local => l,
+            _ => &self.global,
+        }
+    }
 }
 
 /// Keys and values per layer and row and kv head ("lane"). Keys are stored in tiles of 16
@@ -337,24 +399,7 @@ impl HostLlama {
         let head_name = weights::head_name(c, has_lm_head);
         let embed = mat(&[(embed_name.to_string(), v)], d)?;
         let (head, embed) = if head_name == embed_name { (embed, None) } else { (mat(&[(head_name.to_string(), v)], d)?, Some(embed)) };
-        Ok(HostLlama {
-            embed,
-            layers,
-            norm: get("model.norm.weight", &[d])?.data,
-            head,
-            hidden: d,
-            heads: nh,
-            kv_heads: nkv,
-            head_dim: hd,
-            eps: c.rms_norm_eps as f32,
-            rope_scale: c.rope_scale(),
-            local_inv_freq: c.local_inv_freq(),
-            embed_scale: c.embed_scale(),
-            attn_scale: c.attention_scale(),
-            attn_softcap: c.attn_logit_softcapping.map(|x| x as f32),
-            final_softcap: c.final_logit_softcapping.map(|x| x as f32),
-            gelu: c.architecture.gelu(),
-        })
+        Ok(HostLlama { embed, layers, norm: get("model.norm.weight", &[d])?.data, head, hidden: d, heads: nh, kv_heads: nkv, head_dim: hd, math: Arithmetic::of(c) })
     }
 
     /// Bytes the packed weight matrices take.
@@ -380,12 +425,9 @@ impl HostLlama {
         let mut x = vec![0f32; n * d];
         for (row, &id) in x.chunks_exact_mut(d).zip(step.ids) {
             embed.column(id as usize, row);
-            if let Some(s) = self.embed_scale {
-                row.iter_mut().for_each(|v| *v *= s);
-            }
+            self.math.scale_embedding(row);
         }
-        let rope = rope_table(step.positions, inv_freq, self.rope_scale);
-        let local_rope = self.local_inv_freq.as_ref().map(|f| rope_table(step.positions, f, self.rope_scale));
+        let ropes = self.math.ropes(step.positions, inv_freq);
         cache.reserve(s);
         // Buffers every layer overwrites, allocated once per step (fresh multi-megabyte
         // buffers per layer came back from the kernel as zeroed pages: 6% of a prefill).
@@ -400,11 +442,7 @@ impl HostLlama {
             out: if self.layers.iter().any(|l| l.post_attn_norm.is_some()) { vec![0f32; n * d] } else { Vec::new() },
         };
         for (li, layer) in self.layers.iter().enumerate() {
-            let rope = match &local_rope {
-                Some(local) if layer.local_rope => local,
-                _ => &rope,
-            };
-            self.attention_block(layer, &x, &mut sc, step, rope, &mut cache.layers[li], cache.len, cache.cap);
+            self.attention_block(layer, &x, &mut sc, step, ropes.of(layer.local_rope), &mut cache.layers[li], cache.len, cache.cap);
             self.join(&sc.ctx, &layer.wo, &layer.post_attn_norm, &mut x, &mut sc.out, &mut sc.normed, n);
             self.mlp_block(layer, &mut x, &mut sc, n);
         }
@@ -412,7 +450,7 @@ impl HostLlama {
         let norm = &self.norm;
         let mut out = vec![0f32; keep.len() * d];
         for (o, &t) in out.chunks_exact_mut(d).zip(keep) {
-            rms_norm(&x[t * d..(t + 1) * d], norm, self.eps, o);
+            rms_norm(&x[t * d..(t + 1) * d], norm, self.math.eps, o);
         }
         out
     }
@@ -422,9 +460,7 @@ impl HostLlama {
     pub fn logits(&self, hidden: &[f32], rows: usize) -> Vec<f32> {
         let mut out = vec![0f32; rows * self.head.n];
         rows_matmul(hidden, &self.head, &mut out, rows, false);
-        if let Some(c) = self.final_softcap {
-            out.par_chunks_mut(4096).for_each(|chunk| chunk.iter_mut().for_each(|v| *v = softcap(*v, c)));
-        }
+        self.math.cap_logits(&mut out);
         out
     }
 
@@ -438,7 +474,7 @@ impl HostLlama {
         };
         let d = self.hidden;
         rows_matmul(input, w, out, n, false);
-        norm_rows(out, norm, self.eps, d, normed);
+        norm_rows(out, norm, self.math.eps, d, normed);
         x.iter_mut().zip(normed.iter()).for_each(|(a, b)| *a += b);
     }
 
@@ -449,7 +485,7 @@ impl HostLlama {
         let (b, s, d) = (step.starts.len() - 1, step.len, self.hidden);
         let (nh, nkv, hd) = (self.heads, self.kv_heads, self.head_dim);
         let n = step.ids.len();
-        norm_rows(x, &l.attn_norm, self.eps, d, &mut sc.normed);
+        norm_rows(x, &l.attn_norm, self.math.eps, d, &mut sc.normed);
         // A token's row of qkv: its q heads, k heads, then v heads.
         let qkvw = (nh + 2 * nkv) * hd;
         let (k_at, v_at) = (nh * hd, (nh + nkv) * hd);
@@ -463,7 +499,7 @@ impl HostLlama {
         // RoPE on every q and k head of every token, in place (Qwen3: each head RMS-normalised
         // first).
         let half = hd / 2;
-        let eps = self.eps;
+        let eps = self.math.eps;
         let rope_row = |(t, row): (usize, &mut [f32])| {
             let cs = &rope[t * half..(t + 1) * half];
             if let Some((qn, kn)) = &l.qk_norm {
@@ -501,7 +537,8 @@ impl HostLlama {
         let (kc, vc) = (&*kc, &*vc);
         assert!(step.decode || past == 0, "a prefill step starts from an empty cache");
         let groups = nh / nkv;
-        let (scale, softcapping, window) = (self.attn_scale, self.attn_softcap, l.window);
+        let scoring = self.math.scoring(l.window);
+        let (scale, softcapping, window) = (scoring.scale, scoring.cap, scoring.window);
         // One task per row and run of query heads that share a kv head (all of the kv head's
         // queries when there are enough tasks to keep every core busy, so a decode step reads
         // each cached key and value once for them all): the heads' [tokens, hd] contexts. Each
@@ -529,7 +566,7 @@ impl HostLlama {
                     let (k, v) = (&qkv[start * qkvw + k_at + kh * hd..], &qkv[start * qkvw + v_at + kh * hd..]);
                     for (j, ctx) in ctx.chunks_exact_mut(count * hd).enumerate() {
                         let q = &qkv[start * qkvw + (h0 + j) * hd..];
-                        attend_causal(q, k, qkvw, v, qkvw, hd, count, Scoring { scale, cap: softcapping, window }, ctx);
+                        attend_causal(q, k, qkvw, v, qkvw, hd, count, scoring, ctx);
                     }
                     return ctx;
                 }
@@ -576,10 +613,10 @@ impl HostLlama {
     /// there), in `sc`'s buffers; act is SiLU, or for Gemma the tanh GELU.
     fn mlp_block(&self, l: &Layer, x: &mut [f32], sc: &mut Scratch, n: usize) {
         let d = self.hidden;
-        norm_rows(x, &l.mlp_norm, self.eps, d, &mut sc.normed);
+        norm_rows(x, &l.mlp_norm, self.math.eps, d, &mut sc.normed);
         let ff = l.down.k;
         rows_matmul(&sc.normed, &l.gate_up, &mut sc.gate_up, n, false);
-        let gelu = self.gelu;
+        let gelu = self.math.gelu;
         let act = |(a, gu): (&mut [f32], &[f32])| if gelu { gelu_mul(&gu[..ff], &gu[ff..], a) } else { silu_mul(&gu[..ff], &gu[ff..], a) };
         if n >= PARALLEL_ROWS {
             sc.act.par_chunks_mut(ff).zip(sc.gate_up.par_chunks(2 * ff)).for_each(act);
@@ -779,10 +816,10 @@ with_avx2!(weighted_sum, (p: &[f32], hd: usize, values: &[f32], out: &mut [f32])
 /// How attention scores are made: scaled, soft-capped (Gemma 2), and which keys a query sees
 /// (with a window, only the `window` up to its own).
 #[derive(Clone, Copy)]
-struct Scoring {
-    scale: f32,
-    cap: Option<f32>,
-    window: Option<usize>,
+pub(super) struct Scoring {
+    pub scale: f32,
+    pub cap: Option<f32>,
+    pub window: Option<usize>,
 }
 
 /// Prefill attention for one row and query head with two matmuls: the `n` queries see the

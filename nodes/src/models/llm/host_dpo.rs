@@ -23,7 +23,7 @@ use rayon::prelude::*;
 
 use super::config::LlamaConfig;
 use super::dpo::PairTokens;
-use super::host::{self, buffer, norm_rows, rope_table, rotate, PARALLEL_ROWS};
+use super::host::{self, buffer, norm_rows, rotate, Arithmetic, Ropes, Scoring, PARALLEL_ROWS};
 use super::llama::Llama;
 use super::lora::{Adapters, Target};
 use crate::models::cpu::{fast_exp, on_flex, parallelism, softmax, with_avx2};
@@ -64,35 +64,7 @@ pub struct HostDpo {
     hd: usize,
     ff: usize,
     vocab: usize,
-    eps: f32,
-    /// What RoPE's cos and sin are multiplied by (`LlamaConfig::rope_scale`).
-    rope_scale: f32,
-    /// The sliding layers' own RoPE frequencies (Gemma 3), or none.
-    local_inv_freq: Option<Vec<f32>>,
-    /// What the embedding is multiplied by (Gemma), or none.
-    embed_scale: Option<f32>,
-    /// What attention scores are multiplied by, and their soft cap (Gemma 2).
-    attn_scale: f32,
-    attn_softcap: Option<f32>,
-    /// The logits' soft cap (Gemma 2), or none.
-    final_softcap: Option<f32>,
-    /// GeGLU (Gemma) rather than SwiGLU.
-    gelu: bool,
-}
-
-/// RoPE's (cos, sin) per token: every layer's, and the sliding layers' own where they differ.
-struct Ropes {
-    global: Vec<(f32, f32)>,
-    local: Option<Vec<(f32, f32)>>,
-}
-
-impl Ropes {
-    fn of(&self, l: &Layer) -> &[(f32, f32)] {
-        match &self.local {
-            Some(local) if l.local_rope => local,
-            _ => &self.global,
-        }
-    }
+    math: Arithmetic,
 }
 
 /// One layer's adapters: per [`Target::ALL`] slot, (A `[in, r]`, B `[r, out]`) if adapted.
@@ -474,27 +446,15 @@ impl HostDpo {
             hd,
             ff,
             vocab,
-            eps: c.rms_norm_eps as f32,
-            rope_scale: c.rope_scale(),
-            local_inv_freq: c.local_inv_freq(),
-            embed_scale: c.embed_scale(),
-            attn_scale: c.attention_scale(),
-            attn_softcap: c.attn_logit_softcapping.map(|x| x as f32),
-            final_softcap: c.final_logit_softcapping.map(|x| x as f32),
-            gelu: c.architecture.gelu(),
+            math: Arithmetic::of(c),
         })
-    }
-
-    /// RoPE's angles at the layout's positions.
-    fn ropes(&self, lay: &Layout, inv_freq: &[f32]) -> Ropes {
-        Ropes { global: rope_table(&lay.positions, inv_freq, self.rope_scale), local: self.local_inv_freq.as_ref().map(|f| rope_table(&lay.positions, f, self.rope_scale)) }
     }
 
     /// Summed completion log-probs (chosen rows then rejected rows) and summed mean logits of
     /// the pairs, by the model with `lora` applied (None: the base model).
     pub fn pair_logps(&self, pairs: &[&PairTokens], inv_freq: &[f32], lora: Option<&HostLora>) -> (Vec<f64>, Vec<f64>) {
         let lay = Layout::pairs(pairs);
-        let rope = self.ropes(&lay, inv_freq);
+        let rope = self.math.ropes(&lay.positions, inv_freq);
         let (x, _) = self.forward(&lay, &rope, lora, false);
         let (logits, lse) = self.head_forward(&x, &lay);
         self.score(&logits, &lse, &lay)
@@ -506,7 +466,7 @@ impl HostDpo {
     pub fn pair_grads(&self, pairs: &[&PairTokens], inv_freq: &[f32], lora: &HostLora, dloss: &mut dyn FnMut(&[f64]) -> Vec<f64>) -> PairGrads {
         let lay = Layout::pairs(pairs);
         let n = lay.n();
-        let rope = self.ropes(&lay, inv_freq);
+        let rope = self.math.ropes(&lay.positions, inv_freq);
         let (x, mut saved) = self.forward(&lay, &rope, Some(lora), true);
         let (mut logits, lse) = self.head_forward(&x, &lay);
         let (logps, logit_sums) = self.score(&logits, &lse, &lay);
@@ -515,7 +475,7 @@ impl HostDpo {
         // dlogits = g·(onehot(label) − softmax), in place; through a soft cap c·tanh(l/c)
         // (Gemma 2) times its slope 1 − (capped / c)².
         let v = self.vocab;
-        let cap = self.final_softcap;
+        let cap = self.math.final_softcap;
         let fill = |(e, row): (usize, &mut [f32])| {
             let (_, label, r) = lay.scored[e];
             let (gr, m) = (g[r] as f32, lse[e]);
@@ -536,12 +496,12 @@ impl HostDpo {
         let mut dx = vec![0f32; n * d];
         let norm = w(&self.norm);
         for (e, &(at, _, _)) in lay.scored.iter().enumerate() {
-            rms_norm_back(&x[at * d..(at + 1) * d], norm, self.eps, &dhs[e * d..(e + 1) * d], &mut dx[at * d..(at + 1) * d]);
+            rms_norm_back(&x[at * d..(at + 1) * d], norm, self.math.eps, &dhs[e * d..(e + 1) * d], &mut dx[at * d..(at + 1) * d]);
         }
         let mut per_layer = Vec::with_capacity(self.layers.len());
         for (i, l) in self.layers.iter().enumerate().rev() {
             let s = saved.pop().expect("one per layer");
-            per_layer.push(self.layer_backward(l, (&lora.layers[i], lora.rank, lora.scale), &s, &mut dx, &lay, rope.of(l)));
+            per_layer.push(self.layer_backward(l, (&lora.layers[i], lora.rank, lora.scale), &s, &mut dx, &lay, rope.of(l.local_rope)));
         }
         per_layer.reverse();
         let grads = per_layer.into_iter().flat_map(|t| t.into_iter().flatten().flat_map(|(a, b)| [a, b])).collect();
@@ -554,7 +514,7 @@ impl HostDpo {
         let mut x = self.embed(lay);
         let mut saved = Vec::with_capacity(if keep { self.layers.len() } else { 0 });
         for (i, l) in self.layers.iter().enumerate() {
-            saved.extend(self.layer_forward(l, lora.map(|a| (&a.layers[i], a.rank, a.scale)), &mut x, lay, rope.of(l), keep));
+            saved.extend(self.layer_forward(l, lora.map(|a| (&a.layers[i], a.rank, a.scale)), &mut x, lay, rope.of(l.local_rope), keep));
         }
         (x, saved)
     }
@@ -564,9 +524,7 @@ impl HostDpo {
         let mut x = vec![0f32; lay.n() * d];
         for (row, &id) in x.chunks_exact_mut(d).zip(&lay.ids) {
             row.copy_from_slice(&e[id as usize * d..(id as usize + 1) * d]);
-            if let Some(s) = self.embed_scale {
-                row.iter_mut().for_each(|v| *v *= s);
-            }
+            self.math.scale_embedding(row);
         }
         x
     }
@@ -579,12 +537,10 @@ impl HostDpo {
             row.copy_from_slice(&x[at * d..(at + 1) * d]);
         }
         let mut hs = vec![0f32; ns * d];
-        norm_rows(&picked, w(&self.norm), self.eps, d, &mut hs);
+        norm_rows(&picked, w(&self.norm), self.math.eps, d, &mut hs);
         let mut logits = vec![0f32; ns * v];
         mm(ns, v, d, &mut logits, v, false, Op::rows(&hs, d), Op::rows(w(&self.head), v), 1.0, true);
-        if let Some(c) = self.final_softcap {
-            logits.par_chunks_mut(4096).for_each(|chunk| chunk.iter_mut().for_each(|l| *l = host::softcap(*l, c)));
-        }
+        self.math.cap_logits(&mut logits);
         let lse = logits.par_chunks(v).map(log_sum_exp).collect();
         (logits, lse)
     }
@@ -618,7 +574,7 @@ impl HostDpo {
         let mut xa: [Vec<f32>; 7] = Default::default();
         let x_in = keep.then(|| x.to_vec());
         let mut h1 = vec![0f32; n * d];
-        norm_rows(x, w(&l.attn_norm), self.eps, d, &mut h1);
+        norm_rows(x, w(&l.attn_norm), self.math.eps, d, &mut h1);
         let mut qk = vec![0f32; n * qkw];
         mm(n, qkw, d, &mut qk, qkw, false, Op::rows(&h1, d), Op::rows(w(&l.wqk), qkw), 1.0, true);
         let mut v = vec![0f32; n * kvw];
@@ -642,7 +598,7 @@ impl HostDpo {
             if keep {
                 qk_pre = qk.clone();
             }
-            let (qn, kn, eps) = (w(qn), w(kn), self.eps);
+            let (qn, kn, eps) = (w(qn), w(kn), self.math.eps);
             rows_mut(&mut qk, qkw, |_, row| host::norm_heads(row, qn, kn, nh, eps));
         }
         rope_rows(&mut qk, qkw, hd, rope, rotate);
@@ -661,7 +617,7 @@ impl HostDpo {
         }
         let x_mid = keep.then(|| x.to_vec());
         let mut h2 = vec![0f32; n * d];
-        norm_rows(x, w(&l.mlp_norm), self.eps, d, &mut h2);
+        norm_rows(x, w(&l.mlp_norm), self.math.eps, d, &mut h2);
         let mut gate = vec![0f32; n * ff];
         let mut up = vec![0f32; n * ff];
         mm(n, ff, d, &mut gate, ff, false, Op::rows(&h2, d), Op::rows(w(&l.gate), ff), 1.0, true);
@@ -672,7 +628,7 @@ impl HostDpo {
         if let Some(p) = &ad[UP] {
             xa[UP] = lora_forward(&h2, d, n, p, rank, &mut up, ff, 0, ff, scale);
         }
-        let m = act_mul(&gate, &up, ff, self.gelu);
+        let m = act_mul(&gate, &up, ff, self.math.gelu);
         let mut down_pre = if l.post_mlp_norm.is_some() { vec![0f32; n * d] } else { Vec::new() };
         {
             let (out, acc) = if l.post_mlp_norm.is_some() { (&mut down_pre[..], false) } else { (&mut x[..], true) };
@@ -691,7 +647,7 @@ impl HostDpo {
     fn add_normed(&self, x: &mut [f32], y: &[f32], norm: &[f32]) {
         let d = self.d;
         let mut normed = vec![0f32; y.len()];
-        norm_rows(y, norm, self.eps, d, &mut normed);
+        norm_rows(y, norm, self.math.eps, d, &mut normed);
         rows_mut(x, d, |t, row| row.iter_mut().zip(&normed[t * d..(t + 1) * d]).for_each(|(a, b)| *a += b));
     }
 
@@ -702,7 +658,7 @@ impl HostDpo {
             None => std::borrow::Cow::Borrowed(dx),
             Some(norm) => {
                 let mut dy = vec![0f32; dx.len()];
-                norm_back_rows(pre, w(norm), self.eps, dx, &mut dy, self.d);
+                norm_back_rows(pre, w(norm), self.math.eps, dx, &mut dy, self.d);
                 std::borrow::Cow::Owned(dy)
             }
         }
@@ -718,7 +674,7 @@ impl HostDpo {
         let (ad, rank, scale) = lora;
         let mut grads: LayerLora = Default::default();
         // MLP: x_out = x_mid + (act(gate)·up)·W_down (normalised, Gemma 2 and 3).
-        let m = act_mul(&s.gate, &s.up, ff, self.gelu);
+        let m = act_mul(&s.gate, &s.up, ff, self.math.gelu);
         let dy = self.branch_grad(dx, &s.down_pre, &l.post_mlp_norm);
         let mut dm = vec![0f32; n * ff];
         mm(n, ff, d, &mut dm, ff, false, Op::rows(&dy, d), Op::rows(w(&l.down), d).t(), 1.0, true);
@@ -727,7 +683,7 @@ impl HostDpo {
         }
         drop((m, dy));
         let mut du = vec![0f32; n * ff];
-        let back = if self.gelu { gelu_mul_back } else { silu_mul_back };
+        let back = if self.math.gelu { gelu_mul_back } else { silu_mul_back };
         if n >= PARALLEL_ROWS {
             dm.par_chunks_mut(4096).zip(du.par_chunks_mut(4096)).zip(s.gate.par_chunks(4096).zip(s.up.par_chunks(4096))).for_each(|((dm, du), (g, u))| back(g, u, dm, du));
         } else {
@@ -744,7 +700,7 @@ impl HostDpo {
             grads[UP] = Some(lora_backward(&s.h2, d, n, &s.xa[UP], p, rank, &du, ff, 0, ff, scale, &mut dh2));
         }
         drop((dg, du));
-        norm_back_rows(&s.x_mid, w(&l.mlp_norm), self.eps, &dh2, dx, d);
+        norm_back_rows(&s.x_mid, w(&l.mlp_norm), self.math.eps, &dh2, dx, d);
         // Attention: x_mid = x_in + attention(norm x_in)·W_o (normalised, Gemma 2 and 3).
         let dy = self.branch_grad(dx, &s.o_pre, &l.post_attn_norm);
         let mut dctx = vec![0f32; n * qw];
@@ -758,7 +714,7 @@ impl HostDpo {
         rope_rows(&mut dqk, qkw, hd, rope, rotate_back);
         if let Some((qn, kn)) = &l.qk_norm {
             // Through Qwen3's head norms: dqk becomes the gradient at their inputs.
-            let (qn, kn, eps, pre) = (w(qn), w(kn), self.eps, &s.qk_pre);
+            let (qn, kn, eps, pre) = (w(qn), w(kn), self.math.eps, &s.qk_pre);
             rows_mut(&mut dqk, qkw, |t, row| {
                 let mut d_pre = vec![0f32; hd];
                 for (h, (dy, x)) in row.chunks_exact_mut(hd).zip(pre[t * qkw..(t + 1) * qkw].chunks_exact(hd)).enumerate() {
@@ -780,7 +736,7 @@ impl HostDpo {
         if let Some(p) = &ad[V] {
             grads[V] = Some(lora_backward(&s.h1, d, n, &s.xa[V], p, rank, &dv, kvw, 0, kvw, scale, &mut dh1));
         }
-        norm_back_rows(&s.x_in, w(&l.attn_norm), self.eps, &dh1, dx, d);
+        norm_back_rows(&s.x_in, w(&l.attn_norm), self.math.eps, &dh1, dx, d);
         grads
     }
 
@@ -789,7 +745,7 @@ impl HostDpo {
         let (nh, nkv, hd) = (self.heads, self.kv_heads, self.hd);
         let (qw, g) = (nh * hd, nh / nkv);
         let qkw = qw + nkv * hd;
-        let scoring = Scoring { scale: self.attn_scale, cap: self.attn_softcap, window };
+        let scoring = self.math.scoring(window);
         let tasks: Vec<Vec<f32>> = (0..lay.segments.len() * nkv)
             .into_par_iter()
             .map(|task| {
@@ -819,7 +775,7 @@ impl HostDpo {
         let (nh, nkv, hd) = (self.heads, self.kv_heads, self.hd);
         let (qw, kvw, g) = (nh * hd, nkv * hd, nh / nkv);
         let qkw = qw + kvw;
-        let scoring = Scoring { scale: self.attn_scale, cap: self.attn_softcap, window };
+        let scoring = self.math.scoring(window);
         let scale = scoring.scale;
         // Per task: the group's query gradients [g, len, hd] and the keys' and values'
         // [keys, hd] (a prompt's keys get gradient from three segments: summed afterwards).
@@ -918,15 +874,6 @@ fn rope_rows(x: &mut [f32], width: usize, hd: usize, rope: &[(f32, f32)], f: fn(
 fn key_tokens(seg: Segment) -> impl Iterator<Item = usize> {
     let prefix = seg.prefix.map_or(0..0, |(s, l)| s..s + l);
     prefix.chain(seg.start..seg.start + seg.len)
-}
-
-/// How attention scores are made: scaled, soft-capped (Gemma 2), and which keys a query sees
-/// (with a window, the `window` keys up to its own).
-#[derive(Clone, Copy)]
-struct Scoring {
-    scale: f32,
-    cap: Option<f32>,
-    window: Option<usize>,
 }
 
 /// Softmax attention probabilities [len, keys] of one head's queries: query i sees the prefix
