@@ -77,14 +77,14 @@ impl GgufPre {
             "falcon3" | "dbrx" | "smaug-bpe" => p(&[LLAMA3_SPLIT], false, false, false),
             "qwen2" => p(&[QWEN2_SPLIT], false, true, false),
             "qwen35" => p(&[QWEN35_SPLIT], false, false, false),
-            "starcoder" | "refact" => p(&[], true, false, false),
+            "starcoder" | "refact" | "command-r" => p(&[], true, false, false),
             "mpt" | "gpt-neox" => p(&[], false, true, false),
             "deepseek-llm" => p(DEEPSEEK_LLM_SPLITS, false, false, false),
             "deepseek-coder" => p(DEEPSEEK_CODER_SPLITS, false, false, false),
             "falcon" => p(FALCON_SPLITS, false, false, false),
             "default" | "gpt2" | "gpt-2" | "smollm" | "olmo" | "phi-2" | "jina-es" => p(&[], false, false, false),
             other => Err(format!(
-                "GGUF pre-tokenizer `{other}` is not supported (llama-bpe, qwen2, qwen35, gpt-2, smollm, starcoder, refact, mpt, deepseek-llm, deepseek-coder, falcon and a few more are); use the model's Hugging Face directory (tokenizer.json) instead"
+                "GGUF pre-tokenizer `{other}` is not supported (llama-bpe, qwen2, qwen35, gpt-2, smollm, starcoder, refact, mpt, deepseek-llm, deepseek-coder, falcon, command-r and a few more are); use the model's Hugging Face directory (tokenizer.json) instead"
             )),
         }
     }
@@ -265,9 +265,14 @@ fn byte_level_bpe(tokens: &[String], types: &[i64], merges: &[String], pre: Gguf
         }
     };
     // A text listed twice (padding entries of some vocabularies) is its first id, as in
-    // Hugging Face's vocabulary.
+    // Hugging Face's vocabulary; a respelled token yields to one written so (Command-R lists
+    // U+200D both raw and spelled, and its spelled id is the one BPE gives).
     let mut vocab: ahash::AHashMap<String, u32> = ahash::AHashMap::with_capacity(tokens.len());
-    for (i, t) in tokens.iter().enumerate() {
+    let spelled = |t: &String| t.chars().all(|c| alphabet.contains(&c));
+    for (i, t) in tokens.iter().enumerate().filter(|(_, t)| spelled(t)) {
+        vocab.entry(t.clone()).or_insert(i as u32);
+    }
+    for (i, t) in tokens.iter().enumerate().filter(|(_, t)| !spelled(t)) {
         vocab.entry(spell(t)).or_insert(i as u32);
     }
     let repeated = vocab.len() < tokens.len();

@@ -64,8 +64,8 @@ fn cases(dir: &Path, name: &str) -> Vec<(String, Vec<u32>)> {
 /// Vocabularies whose GGUF tokenizer we build, with llama.cpp's pre-tokenizer name (or
 /// SentencePiece): Llama 3 (the paper's Llama-3.1-8B), Qwen2 and Qwen3.5, GPT-2 (SmolLM2's
 /// kind), StarCoder and Refact, MPT (GPT-NeoX's vocabulary), DeepSeek LLM and DeepSeek Coder,
-/// Falcon, and SentencePiece BPE (Llama 2, Mistral, Phi-3).
-const SUPPORTED: &[&str] = &["llama-bpe", "qwen2", "qwen35", "gpt-2", "starcoder", "refact", "mpt", "deepseek-llm", "deepseek-coder", "falcon", "llama-spm", "phi-3"];
+/// Falcon, Command-R, and SentencePiece BPE (Llama 2, Mistral, Phi-3).
+const SUPPORTED: &[&str] = &["llama-bpe", "qwen2", "qwen35", "gpt-2", "starcoder", "refact", "mpt", "deepseek-llm", "deepseek-coder", "falcon", "command-r", "llama-spm", "phi-3"];
 
 #[test]
 fn gguf_tokenizers_give_hugging_face_ids_for_llama_cpp_vocabularies() {
@@ -132,12 +132,28 @@ fn a_corrected_vocabulary_makes_a_new_llm_artifact() {
     }
 }
 
+/// Vocabularies of a kind dagrun does not build (BERT's WordPiece, Gemma 4's), and a byte-level
+/// vocabulary with a pre-tokenizer it does not know (GPT-2's vocabulary relabelled
+/// `chatglm-bpe`), are refused by name, pointing to the Hugging Face directory.
 #[test]
 fn gguf_vocabularies_we_cannot_tokenize_exactly_are_refused_by_name() {
+    use super::gguf::{GgufWriter, Value};
     let dir = vocabs();
-    for (name, what) in [("command-r", "pre-tokenizer `command-r`"), ("bert-bge", "tokenizer `bert`")] {
-        let e = LlmTokenizer::from_gguf(&Gguf::open(&dir.join(format!("ggml-vocab-{name}.gguf"))).unwrap()).err().unwrap_or_else(|| panic!("{name} was accepted"));
-        assert!(e.contains(what) && e.contains("Hugging Face directory"), "{name}: {e}");
+    let tmp = tempfile::tempdir().unwrap();
+    let relabelled = tmp.path().join("chatglm.gguf");
+    let gpt2 = Gguf::open(&dir.join("ggml-vocab-gpt-2.gguf")).unwrap();
+    let mut g = GgufWriter::new();
+    for (k, v) in gpt2.metadata.iter().filter(|(k, _)| k.starts_with("tokenizer.") && *k != "tokenizer.ggml.pre") {
+        g.meta(k, v.clone());
+    }
+    g.meta("tokenizer.ggml.pre", Value::Str("chatglm-bpe".into())).write(&relabelled).unwrap();
+    for (path, what) in [
+        (dir.join("ggml-vocab-bert-bge.gguf"), "tokenizer `bert`"),
+        (dir.join("ggml-vocab-gemma-4.gguf"), "tokenizer `gemma4`"),
+        (relabelled, "pre-tokenizer `chatglm-bpe`"),
+    ] {
+        let e = LlmTokenizer::from_gguf(&Gguf::open(&path).unwrap()).err().unwrap_or_else(|| panic!("{} was accepted", path.display()));
+        assert!(e.contains(what) && e.contains("Hugging Face directory"), "{}: {e}", path.display());
     }
 }
 
