@@ -332,13 +332,14 @@ impl Kind for Load {
                 ModelFamily::Bert => {
                     let c = encoder_artifact::write(&path, &source.describe(), ctx.output_dir("model")?)?;
                     ctx.log(format!(
-                        "{}: BERT, {} layers, width {}, {} heads, vocabulary {}, {} positions",
+                        "{}: {}, {} layers, width {}, {} heads, vocabulary {}, {} positions",
                         source.describe(),
+                        c.family(),
                         c.num_hidden_layers,
                         c.hidden_size,
                         c.num_attention_heads,
                         c.vocab_size,
-                        c.max_position_embeddings
+                        c.max_tokens()
                     ));
                 }
             }

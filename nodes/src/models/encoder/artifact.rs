@@ -65,7 +65,7 @@ pub fn default_max_length(dir: &Path, c: &BertConfig) -> usize {
         .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
         .and_then(|v| v.get("max_seq_length").and_then(|m| m.as_u64()))
         .map(|m| m as usize);
-    st.unwrap_or(DEFAULT_MAX_LENGTH).min(c.max_position_embeddings)
+    st.unwrap_or(DEFAULT_MAX_LENGTH).min(c.max_tokens())
 }
 
 /// Copies a source directory into `out`, checking first that its config, tokenizer and weights
@@ -115,8 +115,8 @@ pub struct EncoderText {
 pub fn load_text(dir: &Path, max_length: Option<usize>) -> Result<EncoderText, String> {
     let config = read_config(dir)?;
     let max_length = match max_length {
-        Some(m) if m > config.max_position_embeddings => {
-            return Err(format!("max_length {m} is longer than the model's {} positions", config.max_position_embeddings));
+        Some(m) if m > config.max_tokens() => {
+            return Err(format!("max_length {m} is longer than the model's {} positions", config.max_tokens()));
         }
         Some(m) => m,
         None => default_max_length(dir, &config),

@@ -47,6 +47,8 @@ pub struct Bert<B: Backend> {
     pub heads: usize,
     /// The tanh approximation of GELU instead of the exact one.
     pub gelu_tanh: bool,
+    /// The first token's row of `position` (RoBERTa: past the padding id's; BERT: 0).
+    pub position_offset: usize,
 }
 
 /// How token vectors become one text vector.
@@ -118,7 +120,8 @@ impl<B: Backend> Bert<B> {
     pub fn forward(&self, batch: &Batch<B>) -> Tensor<B, 2> {
         let (b, s, h) = (batch.rows, batch.len, self.hidden_size());
         let (nh, hd) = (self.heads, h / self.heads);
-        let x = self.word.val().select(0, batch.ids.clone()) + self.position.val().select(0, batch.positions.clone()) + self.token_type.val();
+        let positions = if self.position_offset > 0 { batch.positions.clone().add_scalar(self.position_offset as i64) } else { batch.positions.clone() };
+        let x = self.word.val().select(0, batch.ids.clone()) + self.position.val().select(0, positions) + self.token_type.val();
         let mut x = self.embed_norm.forward(x);
         let host = cpu::on_flex::<B>();
         for l in &self.layers {

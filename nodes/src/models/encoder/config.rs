@@ -1,4 +1,5 @@
-//! A BERT model's shape, read from a Hugging Face `config.json`.
+//! A BERT model's shape, read from a Hugging Face `config.json`; RoBERTa and XLM-RoBERTa are
+//! BERT with positions counted from past the padding id (and no token types to speak of).
 
 use serde::{Deserialize, Serialize};
 
@@ -27,11 +28,38 @@ pub struct BertConfig {
     pub activation: Activation,
     /// The padding token's id.
     pub pad_token_id: u32,
+    /// The first real token's position (RoBERTa, XLM-RoBERTa: `pad_token_id + 1`; BERT: 0).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub position_offset: usize,
 }
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
+}
+
+/// The `model_type`s read as encoders: BERT, and RoBERTa and XLM-RoBERTa (which count positions
+/// from past the padding id).
+pub const ENCODER_TYPES: [&str; 3] = ["bert", "roberta", "xlm-roberta"];
 
 impl BertConfig {
     pub fn head_dim(&self) -> usize {
         self.hidden_size / self.num_attention_heads
+    }
+
+    /// The family as people write it: RoBERTa (XLM-RoBERTa too) where positions start past
+    /// the padding id, else BERT.
+    pub fn family(&self) -> &'static str {
+        if self.position_offset > 0 {
+            "RoBERTa"
+        } else {
+            "BERT"
+        }
+    }
+
+    /// The most tokens a text may have: the position table's rows from the first real
+    /// token's on.
+    pub fn max_tokens(&self) -> usize {
+        self.max_position_embeddings.saturating_sub(self.position_offset)
     }
 
     /// Reads a Hugging Face `config.json` with `model_type: bert`; what dagrun cannot run (a
@@ -67,11 +95,15 @@ impl BertConfig {
             "gelu".into()
         }
         let hf: Hf = serde_json::from_str(text).map_err(|e| format!("not a BERT config: {e}"))?;
-        match hf.model_type.as_deref() {
-            Some("bert") => {}
-            Some(other) => return Err(format!("model_type `{other}` is not a BERT encoder (expected `bert`)")),
-            None => return Err("no model_type (expected `bert`)".into()),
-        }
+        let roberta = match hf.model_type.as_deref() {
+            Some("bert") => false,
+            Some("roberta" | "xlm-roberta") => true,
+            Some(other) => return Err(format!("model_type `{other}` is not a BERT encoder (expected `bert`, `roberta` or `xlm-roberta`)")),
+            None => return Err("no model_type (expected `bert`, `roberta` or `xlm-roberta`)".into()),
+        };
+        // RoBERTa's padding id is 1 unless said otherwise; its positions start after it.
+        let pad_token_id = hf.pad_token_id.unwrap_or(if roberta { 1 } else { 0 });
+        let position_offset = if roberta { pad_token_id as usize + 1 } else { 0 };
         let activation = match hf.hidden_act.as_str() {
             "gelu" => Activation::Gelu,
             "gelu_new" | "gelu_pytorch_tanh" => Activation::GeluTanh,
@@ -86,6 +118,9 @@ impl BertConfig {
         if hf.max_position_embeddings < 2 || hf.type_vocab_size == 0 || hf.vocab_size == 0 {
             return Err("max_position_embeddings, type_vocab_size and vocab_size must be positive".into());
         }
+        if hf.max_position_embeddings < position_offset + 2 {
+            return Err(format!("max_position_embeddings {} leaves no positions past the padding id {pad_token_id}", hf.max_position_embeddings));
+        }
         Ok(BertConfig {
             vocab_size: hf.vocab_size,
             hidden_size: hf.hidden_size,
@@ -96,15 +131,17 @@ impl BertConfig {
             type_vocab_size: hf.type_vocab_size,
             layer_norm_eps: hf.layer_norm_eps,
             activation,
-            pad_token_id: hf.pad_token_id.unwrap_or(0),
+            pad_token_id,
+            position_offset,
         })
     }
 
     /// The `config.json` transformers would write for this model.
     pub fn to_hf_json(&self) -> serde_json::Value {
+        let roberta = self.position_offset > 0;
         serde_json::json!({
-            "architectures": ["BertModel"],
-            "model_type": "bert",
+            "architectures": [if roberta { "RobertaModel" } else { "BertModel" }],
+            "model_type": if roberta { "roberta" } else { "bert" },
             "vocab_size": self.vocab_size,
             "hidden_size": self.hidden_size,
             "num_hidden_layers": self.num_hidden_layers,

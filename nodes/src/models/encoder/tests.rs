@@ -1,6 +1,7 @@
 //! Encoder tests: the Burn BERT against a plain host implementation on tiny random weights,
 //! loading (prefixed and legacy names, bad files), tokenisation, padding invariance,
-//! truncation; and the real all-MiniLM-L6-v2 against sentence-transformers' vectors.
+//! truncation; the real all-MiniLM-L6-v2 and a tiny RoBERTa against sentence-transformers'
+//! vectors.
 
 use std::path::{Path, PathBuf};
 
@@ -242,7 +243,16 @@ fn config_errors_name_the_field() {
         c[k] = v;
         BertConfig::from_hf_json(&c.to_string()).err().unwrap()
     };
-    assert!(with("model_type", "llama".into()).contains("model_type `llama` is not a BERT encoder"));
+    assert!(with("model_type", "llama".into()).contains("model_type `llama` is not a BERT encoder (expected `bert`, `roberta` or `xlm-roberta`)"));
+    // RoBERTa's positions start past its padding id, which must leave room.
+    let roberta = |pad: u32, positions: usize| {
+        let mut r = c.clone();
+        (r["model_type"], r["pad_token_id"], r["max_position_embeddings"]) = ("xlm-roberta".into(), pad.into(), positions.into());
+        BertConfig::from_hf_json(&r.to_string())
+    };
+    let r = roberta(1, 66).unwrap();
+    assert_eq!((r.position_offset, r.max_tokens()), (2, 64));
+    assert_eq!(roberta(1, 3).err().unwrap(), "max_position_embeddings 3 leaves no positions past the padding id 1");
     assert!(with("position_embedding_type", "relative_key".into()).contains("position_embedding_type `relative_key`"));
     assert!(with("hidden_act", "relu".into()).contains("hidden_act `relu`"));
     assert!(with("num_attention_heads", 5.into()).contains("not a multiple"));
@@ -307,4 +317,42 @@ fn minilm_matches_sentence_transformers() {
         worst = worst.min(cos);
     }
     eprintln!("lowest cosine to sentence-transformers over {} sentences: {worst}", v.len());
+}
+
+// ---- RoBERTa: a tiny one made and run by transformers and sentence-transformers ----
+
+/// `fixtures/encoder/roberta-tiny/` (a tiny random RoBERTa with a byte-level BPE tokenizer,
+/// saved by transformers; `make_roberta_fixture.py`) gives sentence-transformers' token ids and
+/// mean-pooled vectors (`roberta.json`) in any batch size, its positions counted from past the
+/// padding id; the same weights under a `roberta.` prefix load alike; counted from 0 as a
+/// BERT's, the vectors would be others.
+#[test]
+fn roberta_matches_sentence_transformers() {
+    let f: Fixture = serde_json::from_str(&std::fs::read_to_string(fixtures().join("roberta.json")).unwrap()).unwrap();
+    let dir = fixtures().join("roberta-tiny");
+    let enc = artifact::load::<Cpu>(&dir, &Default::default(), None).unwrap();
+    assert_eq!((enc.config.pad_token_id, enc.config.position_offset, enc.tokenizer.max_length), (1, 2, 64));
+    let texts: Vec<&str> = f.sentences.iter().map(String::as_str).collect();
+    let ids = enc.tokenizer.encode_all(&texts).unwrap();
+    assert_eq!(ids, f.ids);
+    assert!(ids.iter().any(|i| i.len() == 64), "a sentence fills every position");
+    let prefixed = tempfile::tempdir().unwrap();
+    for file in ["config.json", "tokenizer.json", "tokenizer_config.json"] {
+        std::fs::copy(dir.join(file), prefixed.path().join(file)).unwrap();
+    }
+    let w = crate::models::tensors::from_safetensors(&[dir.join("model.safetensors")]).unwrap();
+    let renamed: Weights = w.into_iter().map(|(k, t)| (format!("roberta.{k}"), t)).collect();
+    write_safetensors(&renamed, &prefixed.path().join("model.safetensors"), None).unwrap();
+    for (source, batch) in [(dir.as_path(), 1), (dir.as_path(), 3), (prefixed.path(), 8)] {
+        let v = vectors(source, &texts, Pooling::Mean, false, batch, None);
+        for (i, (a, b)) in v.iter().zip(&f.embeddings).enumerate() {
+            let (cos, d) = (cosine(a, b), max_diff(a, b));
+            assert!(cos >= 0.99999 && d < 1e-4, "batch {batch}, sentence {i} {:?}: cosine {cos}, max diff {d}", texts[i]);
+        }
+    }
+    let mut as_bert = enc.bert;
+    as_bert.position_offset = 0;
+    let s = EmbedSettings { pooling: Pooling::Mean, normalize: false, batch_size: 4 };
+    let v = embed(&as_bert, enc.tokenizer.pad_id, &ids, &s, &Default::default(), &mut |_| Ok(())).unwrap();
+    assert!(v.iter().zip(&f.embeddings).all(|(a, b)| max_diff(a, b) > 1e-2));
 }

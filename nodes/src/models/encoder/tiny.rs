@@ -41,6 +41,7 @@ pub fn config(layers: usize, hidden: usize, max_positions: usize) -> BertConfig 
         layer_norm_eps: 1e-12,
         activation: Activation::Gelu,
         pad_token_id: 0,
+        position_offset: 0,
     }
 }
 

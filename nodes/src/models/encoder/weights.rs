@@ -1,6 +1,6 @@
 //! BERT weights by Hugging Face name into a [`Bert`] module, read from the memory-mapped
 //! safetensors one weight at a time (so loading holds one f32 weight beside the module, not a
-//! second copy of them all). Checkpoints name them with or without a `bert.` prefix
+//! second copy of them all). Checkpoints name them with or without a `bert.` (`roberta.`) prefix
 //! (bert-base-uncased has one, sentence-transformers' MiniLM not), and old ones call
 //! layer-norm parameters `gamma`/`beta`; task heads (`cls.*`, `pooler.*`) are ignored.
 
@@ -21,7 +21,7 @@ struct Lookup<'a> {
 
 impl<'a> Lookup<'a> {
     fn new(w: &'a Safetensors) -> Lookup<'a> {
-        let prefix = if w.contains("bert.embeddings.word_embeddings.weight") { "bert." } else { "" };
+        let prefix = ["bert.", "roberta."].into_iter().find(|p| w.contains(&format!("{p}embeddings.word_embeddings.weight"))).unwrap_or("");
         Lookup { w, prefix }
     }
 
@@ -115,5 +115,6 @@ pub fn build<B: Backend>(c: &BertConfig, w: &Safetensors, device: &B::Device) ->
         layers,
         heads: c.num_attention_heads,
         gelu_tanh: c.activation == Activation::GeluTanh,
+        position_offset: c.position_offset,
     })
 }
