@@ -148,26 +148,28 @@ fn bench_encode_refuses_a_model_that_is_not_an_encoder() {
     assert!(e.contains("--texts, --batch and --repeats must be at least 1"), "{e}");
 }
 
-/// A RoBERTa directory (`fixtures/encoder/roberta-tiny/`, saved by transformers) loads as an
-/// encoder, named as such, and encodes a prompts table, its texts cut to the 64 tokens its 66
-/// positions hold.
+/// RoBERTa and MPNet directories (`fixtures/encoder/roberta-tiny/`, `mpnet-tiny/`, saved by
+/// transformers) load as encoders, named as such, and encode a prompts table, their texts cut
+/// to the 64 tokens their 66 positions hold.
 #[test]
-fn a_roberta_directory_loads_and_encodes() {
-    let w = Work::new();
-    let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/encoder/roberta-tiny");
-    let spec = format!(
-        "pipeline: enc\nseed: 3\nnodes:
+fn roberta_and_mpnet_directories_load_and_encode() {
+    for (fixture, family) in [("roberta-tiny", "RoBERTa"), ("mpnet-tiny", "MPNet")] {
+        let w = Work::new();
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/encoder").join(fixture);
+        let spec = format!(
+            "pipeline: enc\nseed: 3\nnodes:
   data: {{ kind: load, params: {{ dataset: synthetic, users: 4, items: 60, seed: 1 }} }}
   enc: {{ kind: load, params: {{ model: \"{}\" }} }}
   prompts: {{ kind: prompt, inputs: {{ data: data }} }}
   vecs: {{ kind: encode, inputs: {{ model: enc, texts: prompts }}, params: {{ column: prompt }} }}
 ",
-        fixture.display()
-    );
-    w.write("p.yaml", &spec);
-    let r = w.expect(&["p.yaml", "--json"], 0);
-    assert!(r.stderr.contains("RoBERTa, 2 layers, width 32, 4 heads, vocabulary 400, 64 positions"), "{}", r.stderr);
-    let rows = table(&w, "vecs");
-    assert_eq!(rows.len(), 4);
-    assert!(rows.iter().all(|r| r["vector"].as_array().unwrap().len() == 32));
+            dir.display()
+        );
+        w.write("p.yaml", &spec);
+        let r = w.expect(&["p.yaml", "--json"], 0);
+        assert!(r.stderr.contains(&format!("{family}, 2 layers, width 32, 4 heads, vocabulary 400, 64 positions")), "{}", r.stderr);
+        let rows = table(&w, "vecs");
+        assert_eq!(rows.len(), 4);
+        assert!(rows.iter().all(|r| r["vector"].as_array().unwrap().len() == 32));
+    }
 }

@@ -198,9 +198,10 @@ pub fn gelu<B: Backend, const D: usize>(x: Tensor<B, D>, tanh: bool) -> Tensor<B
 /// `qkv` is [rows · len, 3 · hidden] (queries, keys, values side by side, heads contiguous
 /// within each); the result is [rows · len, hidden], token-major like the input. Row r's keys
 /// are its first `lengths[r]` tokens; padding queries get zeros. Scores are scaled by
-/// 1/√head_dim. Per row and head, two small matmuls read the heads where they lie (strided),
-/// so nothing is copied into head-major order and back.
-pub fn attention_qkv<B: Backend>(qkv: Tensor<B, 2>, lengths: &[usize], len: usize, heads: usize) -> Tensor<B, 2> {
+/// 1/√head_dim, and `bias` ([heads, len, len], the same for every row: MPNet's relative
+/// positions) added to them when given. Per row and head, two small matmuls read the heads
+/// where they lie (strided), so nothing is copied into head-major order and back.
+pub fn attention_qkv<B: Backend>(qkv: Tensor<B, 2>, lengths: &[usize], len: usize, heads: usize, bias: Option<&[f32]>) -> Tensor<B, 2> {
     let device = qkv.device();
     let [n, h3] = qkv.dims();
     let (h, rows) = (h3 / 3, lengths.len());
@@ -228,7 +229,11 @@ pub fn attention_qkv<B: Backend>(qkv: Tensor<B, 2>, lengths: &[usize], len: usiz
             unsafe {
                 gemm::gemm(m, m, hd, s.as_mut_ptr(), 1, m as isize, false, q.as_ptr(), 1, h3 as isize, k.as_ptr(), h3 as isize, 1, 0.0, scale, false, false, false, gemm::Parallelism::None);
             }
-            for row in s.chunks_exact_mut(m) {
+            for (i, row) in s.chunks_exact_mut(m).enumerate() {
+                if let Some(bias) = bias {
+                    let at = (head * len + i) * len;
+                    row.iter_mut().zip(&bias[at..at + m]).for_each(|(x, b)| *x += b);
+                }
                 softmax_row(row);
             }
             // O[:, off..off+hd] = P V, written straight into the token-major output.

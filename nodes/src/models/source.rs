@@ -247,11 +247,16 @@ pub fn family_of_dir(dir: &Path) -> Result<ModelFamily, String> {
     match v.get("model_type").and_then(|t| t.as_str()) {
         Some(t) if Architecture::from_model_type(t).is_some() => Ok(ModelFamily::Llama),
         Some(t) if ENCODER_TYPES.contains(&t) => Ok(ModelFamily::Bert),
-        Some(other) => {
-            Err(format!("{}: model_type `{other}` is not supported (dagrun runs {} LLMs and `bert`, `roberta` and `xlm-roberta` encoders)", cfg.display(), Architecture::model_types("and")))
-        }
-        None => Err(format!("{}: no model_type (expected {}, or `bert`, `roberta` or `xlm-roberta`)", cfg.display(), Architecture::model_types("or"))),
+        Some(other) => Err(format!("{}: model_type `{other}` is not supported (dagrun runs {} LLMs and {} encoders)", cfg.display(), Architecture::model_types("and"), encoder_types("and"))),
+        None => Err(format!("{}: no model_type (expected {}, or {})", cfg.display(), Architecture::model_types("or"), encoder_types("or"))),
     }
+}
+
+/// The encoder `model_type`s as "`a`, `b` and `c`" (`conjunction` "and").
+fn encoder_types(conjunction: &str) -> String {
+    let names: Vec<String> = ENCODER_TYPES.iter().map(|t| format!("`{t}`")).collect();
+    let (last, rest) = names.split_last().expect("encoder types");
+    format!("{} {conjunction} {last}", rest.join(", "))
 }
 
 /// Downloads a hub repository's files with the `huggingface_hub` Python package, when it is
@@ -293,12 +298,15 @@ mod tests {
         for t in ["llama", "mistral", "gemma2", "gemma3_text", "gemma3"] {
             assert_eq!(with(Some(t)), Ok(ModelFamily::Llama), "{t}");
         }
-        for t in ["bert", "roberta", "xlm-roberta"] {
+        for t in ["bert", "roberta", "xlm-roberta", "mpnet"] {
             assert_eq!(with(Some(t)), Ok(ModelFamily::Bert), "{t}");
         }
         let e = with(Some("falcon")).unwrap_err();
-        assert!(e.contains("config.json: model_type `falcon` is not supported (dagrun runs `llama`, ") && e.contains("`gemma3_text` LLMs and `bert`, `roberta` and `xlm-roberta` encoders)"), "{e}");
+        assert!(
+            e.contains("config.json: model_type `falcon` is not supported (dagrun runs `llama`, ") && e.contains("`gemma3_text` LLMs and `bert`, `roberta`, `xlm-roberta` and `mpnet` encoders)"),
+            "{e}"
+        );
         let e = with(None).unwrap_err();
-        assert!(e.contains("config.json: no model_type (expected `llama`, ") && e.ends_with("or `gemma3_text`, or `bert`, `roberta` or `xlm-roberta`)"), "{e}");
+        assert!(e.contains("config.json: no model_type (expected `llama`, ") && e.ends_with("or `gemma3_text`, or `bert`, `roberta`, `xlm-roberta` or `mpnet`)"), "{e}");
     }
 }

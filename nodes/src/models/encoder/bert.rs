@@ -1,5 +1,7 @@
 //! BERT in Burn, generic over the backend: token + position + token-type embeddings, post-LN
-//! encoder layers (self-attention, GELU feed-forward), and pooling into one vector per text.
+//! encoder layers (self-attention, GELU feed-forward), and pooling into one vector per text;
+//! RoBERTa's positions past the padding id and MPNet's relative-position attention bias where
+//! a model has them.
 //! `forward` does no I/O; weights come from [`super::weights`].
 
 use burn::module::Param;
@@ -49,6 +51,26 @@ pub struct Bert<B: Backend> {
     pub gelu_tanh: bool,
     /// The first token's row of `position` (RoBERTa: past the padding id's; BERT: 0).
     pub position_offset: usize,
+    /// [buckets, heads]: MPNet's attention bias per relative-position bucket, or none.
+    pub relative_bias: Option<Param<Tensor<B, 2>>>,
+}
+
+/// MPNet's (T5's bidirectional) bucket of a key `rel` positions after its query, of
+/// `buckets`: exact for small distances, logarithmic up to 128, sign in the top half; in f32
+/// as transformers computes it.
+pub fn relative_bucket(rel: i64, buckets: usize) -> usize {
+    let half = (buckets / 2) as i64;
+    let n = -rel;
+    let mut bucket = if n < 0 { half } else { 0 };
+    let n = n.abs();
+    let exact = half / 2;
+    bucket += if n < exact {
+        n
+    } else {
+        let large = exact + ((n as f32 / exact as f32).ln() / (128f64 / exact as f64).ln() as f32 * (half - exact) as f32) as i64;
+        large.min(half - 1)
+    };
+    bucket as usize
 }
 
 /// How token vectors become one text vector.
@@ -124,13 +146,29 @@ impl<B: Backend> Bert<B> {
         let x = self.word.val().select(0, batch.ids.clone()) + self.position.val().select(0, positions) + self.token_type.val();
         let mut x = self.embed_norm.forward(x);
         let host = cpu::on_flex::<B>();
+        // MPNet: [heads, s, s] biases by relative position, the same in every layer and row.
+        let bias: Option<Vec<f32>> = self.relative_bias.as_ref().map(|table| {
+            let [buckets, _] = table.dims();
+            let t: Vec<f32> = table.val().into_data().convert::<f32>().to_vec().expect("f32 data");
+            let mut out = vec![0f32; nh * s * s];
+            for i in 0..s {
+                for j in 0..s {
+                    let k = relative_bucket(j as i64 - i as i64, buckets);
+                    for head in 0..nh {
+                        out[(head * s + i) * s + j] = t[k * nh + head];
+                    }
+                }
+            }
+            out
+        });
+        let bias_tensor = (!host).then(|| bias.as_ref().map(|v| Tensor::<B, 3>::from_data(TensorData::new(v.clone(), [nh, s, s]), &x.device()).unsqueeze::<4>().repeat_dim(0, b))).flatten();
         for l in &self.layers {
             let qkv = cpu::linear_t(x.clone(), l.wqkv.val(), Some(l.bqkv.val()));
             let att = if host {
-                cpu::attention_qkv(qkv, &batch.lengths, s, nh)
+                cpu::attention_qkv(qkv, &batch.lengths, s, nh, bias.as_deref())
             } else {
                 let part = |i: usize| head_major(qkv.clone().narrow(1, i * h, h), b, s, nh, hd);
-                token_major(attention(part(0), part(1), part(2), batch.mask.clone(), None, AttentionModuleOptions::default()))
+                token_major(attention(part(0), part(1), part(2), batch.mask.clone(), bias_tensor.clone(), AttentionModuleOptions::default()))
             };
             let att = cpu::linear_t(att, l.wo.val(), Some(l.bo.val()));
             x = l.attn_norm.forward(att + x);

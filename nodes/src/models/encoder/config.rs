@@ -28,18 +28,23 @@ pub struct BertConfig {
     pub activation: Activation,
     /// The padding token's id.
     pub pad_token_id: u32,
-    /// The first real token's position (RoBERTa, XLM-RoBERTa: `pad_token_id + 1`; BERT: 0).
+    /// The first real token's position (RoBERTa, XLM-RoBERTa, MPNet: `pad_token_id + 1`;
+    /// BERT: 0).
     #[serde(default, skip_serializing_if = "is_zero")]
     pub position_offset: usize,
+    /// MPNet's buckets of relative positions, each with a learned attention bias per head; none
+    /// for the others. MPNet has no token types either.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub relative_attention_buckets: Option<usize>,
 }
 
 fn is_zero(n: &usize) -> bool {
     *n == 0
 }
 
-/// The `model_type`s read as encoders: BERT, and RoBERTa and XLM-RoBERTa (which count positions
-/// from past the padding id).
-pub const ENCODER_TYPES: [&str; 3] = ["bert", "roberta", "xlm-roberta"];
+/// The `model_type`s read as encoders: BERT; RoBERTa and XLM-RoBERTa, which count positions
+/// from past the padding id; and MPNet, which does too and adds a relative-position bias.
+pub const ENCODER_TYPES: [&str; 4] = ["bert", "roberta", "xlm-roberta", "mpnet"];
 
 impl BertConfig {
     pub fn head_dim(&self) -> usize {
@@ -49,7 +54,9 @@ impl BertConfig {
     /// The family as people write it: RoBERTa (XLM-RoBERTa too) where positions start past
     /// the padding id, else BERT.
     pub fn family(&self) -> &'static str {
-        if self.position_offset > 0 {
+        if self.relative_attention_buckets.is_some() {
+            "MPNet"
+        } else if self.position_offset > 0 {
             "RoBERTa"
         } else {
             "BERT"
@@ -84,6 +91,8 @@ impl BertConfig {
             position_embedding_type: Option<String>,
             #[serde(default)]
             pad_token_id: Option<u32>,
+            #[serde(default)]
+            relative_attention_num_buckets: Option<usize>,
         }
         fn two() -> usize {
             2
@@ -95,12 +104,17 @@ impl BertConfig {
             "gelu".into()
         }
         let hf: Hf = serde_json::from_str(text).map_err(|e| format!("not a BERT config: {e}"))?;
-        let roberta = match hf.model_type.as_deref() {
-            Some("bert") => false,
-            Some("roberta" | "xlm-roberta") => true,
-            Some(other) => return Err(format!("model_type `{other}` is not a BERT encoder (expected `bert`, `roberta` or `xlm-roberta`)")),
-            None => return Err("no model_type (expected `bert`, `roberta` or `xlm-roberta`)".into()),
+        let (roberta, mpnet) = match hf.model_type.as_deref() {
+            Some("bert") => (false, false),
+            Some("roberta" | "xlm-roberta") => (true, false),
+            Some("mpnet") => (true, true),
+            Some(other) => return Err(format!("model_type `{other}` is not a BERT encoder (expected `bert`, `roberta`, `xlm-roberta` or `mpnet`)")),
+            None => return Err("no model_type (expected `bert`, `roberta`, `xlm-roberta` or `mpnet`)".into()),
         };
+        let relative_attention_buckets = mpnet.then(|| hf.relative_attention_num_buckets.unwrap_or(32));
+        if relative_attention_buckets.is_some_and(|b| b < 4) {
+            return Err("relative_attention_num_buckets must be at least 4".into());
+        }
         // RoBERTa's padding id is 1 unless said otherwise; its positions start after it.
         let pad_token_id = hf.pad_token_id.unwrap_or(if roberta { 1 } else { 0 });
         let position_offset = if roberta { pad_token_id as usize + 1 } else { 0 };
@@ -133,15 +147,20 @@ impl BertConfig {
             activation,
             pad_token_id,
             position_offset,
+            relative_attention_buckets,
         })
     }
 
     /// The `config.json` transformers would write for this model.
     pub fn to_hf_json(&self) -> serde_json::Value {
-        let roberta = self.position_offset > 0;
-        serde_json::json!({
-            "architectures": [if roberta { "RobertaModel" } else { "BertModel" }],
-            "model_type": if roberta { "roberta" } else { "bert" },
+        let (class, model_type) = match (self.relative_attention_buckets, self.position_offset > 0) {
+            (Some(_), _) => ("MPNetModel", "mpnet"),
+            (None, true) => ("RobertaModel", "roberta"),
+            (None, false) => ("BertModel", "bert"),
+        };
+        let mut v = serde_json::json!({
+            "architectures": [class],
+            "model_type": model_type,
             "vocab_size": self.vocab_size,
             "hidden_size": self.hidden_size,
             "num_hidden_layers": self.num_hidden_layers,
@@ -155,6 +174,10 @@ impl BertConfig {
             "pad_token_id": self.pad_token_id,
             "hidden_dropout_prob": 0.1,
             "attention_probs_dropout_prob": 0.1,
-        })
+        });
+        if let Some(b) = self.relative_attention_buckets {
+            v["relative_attention_num_buckets"] = b.into();
+        }
+        v
     }
 }

@@ -1,7 +1,7 @@
 //! Encoder tests: the Burn BERT against a plain host implementation on tiny random weights,
 //! loading (prefixed and legacy names, bad files), tokenisation, padding invariance,
-//! truncation; the real all-MiniLM-L6-v2 and a tiny RoBERTa against sentence-transformers'
-//! vectors.
+//! truncation; the real all-MiniLM-L6-v2, and tiny RoBERTa and MPNet models, against
+//! sentence-transformers' vectors.
 
 use std::path::{Path, PathBuf};
 
@@ -136,17 +136,21 @@ fn burn_bert_matches_a_plain_implementation() {
     }
 }
 
+/// Flex takes the host kernels; Autodiff<Flex> takes Burn's attention and GELU ops, as CUDA
+/// does: the two agree, for a BERT and for MPNet's relative-position bias (padded batches).
 #[test]
 fn burns_generic_ops_and_the_cpu_kernels_agree() {
-    // Flex takes the host kernels; Autodiff<Flex> takes Burn's attention and GELU ops, as CUDA does.
-    let (dir, _) = tiny_dir(2, false);
-    let flex = vectors(dir.path(), TEXTS, Pooling::Mean, false, 8, None);
-    let enc = artifact::load::<CpuTrain>(dir.path(), &Default::default(), None).unwrap();
-    let ids = enc.tokenizer.encode_all(TEXTS).unwrap();
-    let s = EmbedSettings { pooling: Pooling::Mean, normalize: false, batch_size: 8 };
-    let generic = embed(&enc.bert, enc.tokenizer.pad_id, &ids, &s, &Default::default(), &mut |_| Ok(())).unwrap();
-    for (a, b) in flex.iter().zip(&generic) {
-        assert!(max_diff(a, b) < 1e-5, "{}", max_diff(a, b));
+    let (tiny, _) = tiny_dir(2, false);
+    let mpnet = fixtures().join("mpnet-tiny");
+    for dir in [tiny.path(), mpnet.as_path()] {
+        let flex = vectors(dir, TEXTS, Pooling::Mean, false, 8, None);
+        let enc = artifact::load::<CpuTrain>(dir, &Default::default(), None).unwrap();
+        let ids = enc.tokenizer.encode_all(TEXTS).unwrap();
+        let s = EmbedSettings { pooling: Pooling::Mean, normalize: false, batch_size: 8 };
+        let generic = embed(&enc.bert, enc.tokenizer.pad_id, &ids, &s, &Default::default(), &mut |_| Ok(())).unwrap();
+        for (a, b) in flex.iter().zip(&generic) {
+            assert!(max_diff(a, b) < 1e-5, "{}: {}", dir.display(), max_diff(a, b));
+        }
     }
 }
 
@@ -243,7 +247,7 @@ fn config_errors_name_the_field() {
         c[k] = v;
         BertConfig::from_hf_json(&c.to_string()).err().unwrap()
     };
-    assert!(with("model_type", "llama".into()).contains("model_type `llama` is not a BERT encoder (expected `bert`, `roberta` or `xlm-roberta`)"));
+    assert!(with("model_type", "llama".into()).contains("model_type `llama` is not a BERT encoder (expected `bert`, `roberta`, `xlm-roberta` or `mpnet`)"));
     // RoBERTa's positions start past its padding id, which must leave room.
     let roberta = |pad: u32, positions: usize| {
         let mut r = c.clone();
@@ -319,40 +323,83 @@ fn minilm_matches_sentence_transformers() {
     eprintln!("lowest cosine to sentence-transformers over {} sentences: {worst}", v.len());
 }
 
-// ---- RoBERTa: a tiny one made and run by transformers and sentence-transformers ----
+// ---- RoBERTa and MPNet: tiny ones made and run by transformers and sentence-transformers ----
 
 /// `fixtures/encoder/roberta-tiny/` (a tiny random RoBERTa with a byte-level BPE tokenizer,
-/// saved by transformers; `make_roberta_fixture.py`) gives sentence-transformers' token ids and
+/// saved by transformers; `make_tiny_fixtures.py`) gives sentence-transformers' token ids and
 /// mean-pooled vectors (`roberta.json`) in any batch size, its positions counted from past the
 /// padding id; the same weights under a `roberta.` prefix load alike; counted from 0 as a
 /// BERT's, the vectors would be others.
 #[test]
 fn roberta_matches_sentence_transformers() {
-    let f: Fixture = serde_json::from_str(&std::fs::read_to_string(fixtures().join("roberta.json")).unwrap()).unwrap();
-    let dir = fixtures().join("roberta-tiny");
+    let enc = assert_matches_sentence_transformers("roberta", "roberta.");
+    assert_eq!(enc.config.family(), "RoBERTa");
+    let mut as_bert = enc.bert;
+    as_bert.position_offset = 0;
+    assert_differs(&as_bert, &enc.tokenizer, "roberta");
+}
+
+/// `fixtures/encoder/mpnet-tiny/` (a tiny random MPNet, its relative-position attention bias
+/// scaled up so it matters) gives sentence-transformers' ids and vectors (`mpnet.json`) in
+/// any batch size, with texts long enough for the logarithmic buckets; under an `mpnet.`
+/// prefix too; without the bias, the vectors would be others.
+#[test]
+fn mpnet_matches_sentence_transformers() {
+    let enc = assert_matches_sentence_transformers("mpnet", "mpnet.");
+    assert_eq!((enc.config.family(), enc.config.relative_attention_buckets), ("MPNet", Some(32)));
+    let mut plain = enc.bert;
+    plain.relative_bias = None;
+    assert_differs(&plain, &enc.tokenizer, "mpnet");
+}
+
+/// MPNet's buckets as transformers 5.24 numbers them (`MPNetEncoder.relative_position_bucket`
+/// with 32 buckets, printed once for these offsets).
+#[test]
+fn relative_buckets_are_transformers() {
+    let got: Vec<usize> = [-70i64, -20, -9, -8, -7, -1, 0, 1, 7, 8, 9, 20, 70].iter().map(|&r| super::bert::relative_bucket(r, 32)).collect();
+    assert_eq!(got, vec![14, 10, 8, 8, 7, 1, 0, 17, 23, 24, 24, 26, 30]);
+}
+
+fn fixture_of(name: &str) -> Fixture {
+    serde_json::from_str(&std::fs::read_to_string(fixtures().join(format!("{name}.json"))).unwrap()).unwrap()
+}
+
+/// Loads `fixtures/encoder/NAME-tiny/`, checks its ids and vectors against `NAME.json` in
+/// batches of 1, 3 and 8, and the same weights stored under `prefix`; returns the model.
+fn assert_matches_sentence_transformers(name: &str, prefix: &str) -> artifact::LoadedEncoder<Cpu> {
+    let f = fixture_of(name);
+    let dir = fixtures().join(format!("{name}-tiny"));
     let enc = artifact::load::<Cpu>(&dir, &Default::default(), None).unwrap();
-    assert_eq!((enc.config.pad_token_id, enc.config.position_offset, enc.tokenizer.max_length), (1, 2, 64));
+    assert_eq!((enc.config.pad_token_id, enc.config.position_offset, enc.tokenizer.max_length), (1, 2, 64), "{name}");
     let texts: Vec<&str> = f.sentences.iter().map(String::as_str).collect();
     let ids = enc.tokenizer.encode_all(&texts).unwrap();
-    assert_eq!(ids, f.ids);
-    assert!(ids.iter().any(|i| i.len() == 64), "a sentence fills every position");
+    assert_eq!(ids, f.ids, "{name}");
+    assert!(ids.iter().any(|i| i.len() == 64), "{name}: a sentence fills every position");
     let prefixed = tempfile::tempdir().unwrap();
     for file in ["config.json", "tokenizer.json", "tokenizer_config.json"] {
         std::fs::copy(dir.join(file), prefixed.path().join(file)).unwrap();
     }
     let w = crate::models::tensors::from_safetensors(&[dir.join("model.safetensors")]).unwrap();
-    let renamed: Weights = w.into_iter().map(|(k, t)| (format!("roberta.{k}"), t)).collect();
+    let renamed: Weights = w.into_iter().map(|(k, t)| (format!("{prefix}{k}"), t)).collect();
     write_safetensors(&renamed, &prefixed.path().join("model.safetensors"), None).unwrap();
     for (source, batch) in [(dir.as_path(), 1), (dir.as_path(), 3), (prefixed.path(), 8)] {
         let v = vectors(source, &texts, Pooling::Mean, false, batch, None);
         for (i, (a, b)) in v.iter().zip(&f.embeddings).enumerate() {
             let (cos, d) = (cosine(a, b), max_diff(a, b));
-            assert!(cos >= 0.99999 && d < 1e-4, "batch {batch}, sentence {i} {:?}: cosine {cos}, max diff {d}", texts[i]);
+            assert!(cos >= 0.99999 && d < 1e-4, "{name}, batch {batch}, sentence {i} {:?}: cosine {cos}, max diff {d}", texts[i]);
         }
     }
-    let mut as_bert = enc.bert;
-    as_bert.position_offset = 0;
+    enc
+}
+
+/// `model`'s vectors are not fixture `name`'s: some are more than 1e-3 away (ten times what
+/// a match is allowed).
+fn assert_differs(model: &super::bert::Bert<Cpu>, tokenizer: &super::tokenizer::EncoderTokenizer, name: &str) {
+    let f = fixture_of(name);
+    let texts: Vec<&str> = f.sentences.iter().map(String::as_str).collect();
+    let ids = tokenizer.encode_all(&texts).unwrap();
     let s = EmbedSettings { pooling: Pooling::Mean, normalize: false, batch_size: 4 };
-    let v = embed(&as_bert, enc.tokenizer.pad_id, &ids, &s, &Default::default(), &mut |_| Ok(())).unwrap();
-    assert!(v.iter().zip(&f.embeddings).all(|(a, b)| max_diff(a, b) > 1e-2));
+    let v = embed(model, tokenizer.pad_id, &ids, &s, &Default::default(), &mut |_| Ok(())).unwrap();
+    let worst = v.iter().zip(&f.embeddings).map(|(a, b)| max_diff(a, b)).fold(0f32, f32::max);
+    assert!(worst > 1e-3, "{name}: within {worst}");
 }

@@ -42,6 +42,7 @@ pub fn config(layers: usize, hidden: usize, max_positions: usize) -> BertConfig 
         activation: Activation::Gelu,
         pad_token_id: 0,
         position_offset: 0,
+        relative_attention_buckets: None,
     }
 }
 

@@ -13,21 +13,33 @@ use super::bert::{Bert, Layer};
 use super::config::{Activation, BertConfig};
 use crate::models::tensors::{HostTensor, Safetensors};
 
-/// Looks weights up by their un-prefixed name, checking shapes against the config.
+/// Looks weights up by their un-prefixed BERT name, checking shapes against the config.
 struct Lookup<'a> {
     w: &'a Safetensors,
     prefix: &'static str,
+    /// MPNet names its attention's projections and norm otherwise.
+    mpnet: bool,
 }
 
 impl<'a> Lookup<'a> {
-    fn new(w: &'a Safetensors) -> Lookup<'a> {
-        let prefix = ["bert.", "roberta."].into_iter().find(|p| w.contains(&format!("{p}embeddings.word_embeddings.weight"))).unwrap_or("");
-        Lookup { w, prefix }
+    fn new(w: &'a Safetensors, c: &BertConfig) -> Lookup<'a> {
+        let prefix = ["bert.", "roberta.", "mpnet."].into_iter().find(|p| w.contains(&format!("{p}embeddings.word_embeddings.weight"))).unwrap_or("");
+        Lookup { w, prefix, mpnet: c.relative_attention_buckets.is_some() }
     }
 
-    /// The stored name of weight `name` (old checkpoints: LayerNorm.gamma / LayerNorm.beta),
-    /// checked to have `shape`.
+    /// The stored name of weight `name` (old checkpoints: LayerNorm.gamma / LayerNorm.beta;
+    /// MPNet: `attention.attn.q`, ... `attention.attn.o`, `attention.LayerNorm`), checked to
+    /// have `shape`.
     fn name(&self, name: &str, shape: &[usize]) -> Result<String, String> {
+        let name = if self.mpnet {
+            name.replace("attention.self.query", "attention.attn.q")
+                .replace("attention.self.key", "attention.attn.k")
+                .replace("attention.self.value", "attention.attn.v")
+                .replace("attention.output.dense", "attention.attn.o")
+                .replace("attention.output.LayerNorm", "attention.LayerNorm")
+        } else {
+            name.to_string()
+        };
         let full = format!("{}{name}", self.prefix);
         let legacy = full.replace("LayerNorm.weight", "LayerNorm.gamma").replace("LayerNorm.bias", "LayerNorm.beta");
         let stored = [&full, &legacy].into_iter().find(|n| self.w.contains(n)).ok_or_else(|| format!("weight `{full}` is missing"))?;
@@ -46,11 +58,14 @@ impl<'a> Lookup<'a> {
 
 /// Checks that every weight the config needs is there with its shape, without reading them.
 pub fn check(c: &BertConfig, w: &Safetensors) -> Result<(), String> {
-    let l = Lookup::new(w);
+    let l = Lookup::new(w, c);
     let (h, i) = (c.hidden_size, c.intermediate_size);
     l.name("embeddings.word_embeddings.weight", &[c.vocab_size, h])?;
     l.name("embeddings.position_embeddings.weight", &[c.max_position_embeddings, h])?;
-    l.name("embeddings.token_type_embeddings.weight", &[c.type_vocab_size, h])?;
+    match c.relative_attention_buckets {
+        Some(buckets) => drop(l.name("encoder.relative_attention_bias.weight", &[buckets, c.num_attention_heads])?),
+        None => drop(l.name("embeddings.token_type_embeddings.weight", &[c.type_vocab_size, h])?),
+    }
     for n in ["embeddings.LayerNorm.weight", "embeddings.LayerNorm.bias"] {
         l.name(n, &[h])?;
     }
@@ -73,7 +88,7 @@ pub fn check(c: &BertConfig, w: &Safetensors) -> Result<(), String> {
 /// Builds the module on `device`; a missing or misshapen weight is an error naming it.
 pub fn build<B: Backend>(c: &BertConfig, w: &Safetensors, device: &B::Device) -> Result<Bert<B>, String> {
     check(c, w)?;
-    let l = Lookup::new(w);
+    let l = Lookup::new(w, c);
     let (h, i) = (c.hidden_size, c.intermediate_size);
     let get = |name: &str, shape: &[usize]| l.get(name, shape).expect("checked above");
     let t2 = |data: Vec<f32>, shape: [usize; 2]| Param::from_tensor(Tensor::<B, 2>::from_data(TensorData::new(data, shape), device));
@@ -106,15 +121,21 @@ pub fn build<B: Backend>(c: &BertConfig, w: &Safetensors, device: &B::Device) ->
             out_norm: norm(&p("output.LayerNorm")),
         });
     }
-    let token_type = get("embeddings.token_type_embeddings.weight", &[c.type_vocab_size, h]);
+    // MPNet has no token types: a zero embedding.
+    let token_type = match c.relative_attention_buckets {
+        Some(_) => vec![0f32; h],
+        None => get("embeddings.token_type_embeddings.weight", &[c.type_vocab_size, h]).data[..h].to_vec(),
+    };
+    let relative_bias = c.relative_attention_buckets.map(|buckets| t2(get("encoder.relative_attention_bias.weight", &[buckets, c.num_attention_heads]).data, [buckets, c.num_attention_heads]));
     Ok(Bert {
         word: t2(get("embeddings.word_embeddings.weight", &[c.vocab_size, h]).data, [c.vocab_size, h]),
         position: t2(get("embeddings.position_embeddings.weight", &[c.max_position_embeddings, h]).data, [c.max_position_embeddings, h]),
-        token_type: t2(token_type.data[..h].to_vec(), [1, h]),
+        token_type: t2(token_type, [1, h]),
         embed_norm: norm("embeddings.LayerNorm"),
         layers,
         heads: c.num_attention_heads,
         gelu_tanh: c.activation == Activation::GeluTanh,
         position_offset: c.position_offset,
+        relative_bias,
     })
 }
