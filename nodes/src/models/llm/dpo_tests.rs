@@ -294,38 +294,35 @@ fn full_fine_tuning_trains_the_biases() {
     assert!(moved > 1e-4, "the v bias moved by {moved}");
 }
 
-/// Full fine-tuning trains Qwen3's q/k head norms, and the export carries them.
-#[test]
-fn full_fine_tuning_trains_qwen3_head_norms() {
-    let dir = tempfile::tempdir().unwrap();
-    let (llm, tuned) = fully_tuned(Architecture::Qwen3, dir.path());
-    fn norm<B: Backend>(m: &Llama<B>) -> Vec<f32> {
-        m.blocks[1].k_norm.as_ref().expect("a Qwen3 has head norms").weight.val().into_data().convert::<f32>().to_vec().unwrap()
-    }
-    let moved = norm(&tuned).iter().zip(norm(llm.lm.module())).fold(0f32, |m, (x, y)| m.max((x - y).abs()));
-    assert!(moved > 1e-4, "layer 1's k norm moved by {moved}");
-    let out = dir.path().join("tuned");
-    artifact::write_hf(&tuned, &llm.lm.config, &llm.tokenizer, &dir.path().join("tiny.gguf"), "test", &out, false).unwrap();
-    let w = super::weights::from_safetensors(&[out.join("model.safetensors")]).unwrap();
-    assert_eq!(w["model.layers.1.self_attn.k_norm.weight"].data, norm(&tuned));
+/// Layer 1's weights of the norm `which` (`k_norm`, Qwen3's; `post_mlp_norm`, Gemma 2's).
+fn norm_of<B: Backend>(m: &Llama<B>, which: &str) -> Vec<f32> {
+    let b = &m.blocks[1];
+    let norm = match which {
+        "k_norm" => &b.k_norm,
+        "post_mlp_norm" => &b.post_mlp_norm,
+        other => panic!("no norm {other}"),
+    };
+    norm.as_ref().unwrap_or_else(|| panic!("no {which} here")).weight.val().into_data().convert::<f32>().to_vec().unwrap()
 }
 
-/// Full fine-tuning trains Gemma 2's norms after attention and the MLP, and the export
-/// stores them as Gemma does (less 1).
+/// Full fine-tuning trains the norms an architecture adds (Qwen3's q/k head norms, Gemma 2's
+/// norms after attention and the MLP), and the export stores them as its checkpoints do
+/// (Gemma's less 1).
 #[test]
-fn full_fine_tuning_trains_gemma2_output_norms() {
-    let dir = tempfile::tempdir().unwrap();
-    let (llm, tuned) = fully_tuned(Architecture::Gemma2, dir.path());
-    fn norm<B: Backend>(m: &Llama<B>) -> Vec<f32> {
-        m.blocks[1].post_mlp_norm.as_ref().expect("a Gemma 2 has output norms").weight.val().into_data().convert::<f32>().to_vec().unwrap()
+fn full_fine_tuning_trains_the_norms_an_architecture_adds() {
+    for (arch, which, stored_as, offset) in
+        [(Architecture::Qwen3, "k_norm", "model.layers.1.self_attn.k_norm.weight", 0.0), (Architecture::Gemma2, "post_mlp_norm", "model.layers.1.post_feedforward_layernorm.weight", 1.0)]
+    {
+        let dir = tempfile::tempdir().unwrap();
+        let (llm, tuned) = fully_tuned(arch, dir.path());
+        let moved = norm_of(&tuned, which).iter().zip(norm_of(llm.lm.module(), which)).fold(0f32, |m, (x, y)| m.max((x - y).abs()));
+        assert!(moved > 1e-4, "{arch:?}: layer 1's {which} moved by {moved}");
+        let out = dir.path().join("tuned");
+        artifact::write_hf(&tuned, &llm.lm.config, &llm.tokenizer, &dir.path().join("tiny.gguf"), "test", &out, false).unwrap();
+        let w = super::weights::from_safetensors(&[out.join("model.safetensors")]).unwrap();
+        let stored: Vec<f32> = norm_of(&tuned, which).iter().map(|x| x - offset).collect();
+        assert_eq!(w[stored_as].data, stored, "{arch:?}");
     }
-    let moved = norm(&tuned).iter().zip(norm(llm.lm.module())).fold(0f32, |m, (x, y)| m.max((x - y).abs()));
-    assert!(moved > 1e-4, "layer 1's MLP output norm moved by {moved}");
-    let out = dir.path().join("tuned");
-    artifact::write_hf(&tuned, &llm.lm.config, &llm.tokenizer, &dir.path().join("tiny.gguf"), "test", &out, false).unwrap();
-    let w = super::weights::from_safetensors(&[out.join("model.safetensors")]).unwrap();
-    let stored: Vec<f32> = norm(&tuned).iter().map(|x| x - 1.0).collect();
-    assert_eq!(w["model.layers.1.post_feedforward_layernorm.weight"].data, stored);
 }
 
 #[test]

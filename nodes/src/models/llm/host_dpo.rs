@@ -70,6 +70,9 @@ pub struct HostDpo {
 /// One layer's adapters: per [`Target::ALL`] slot, (A `[in, r]`, B `[r, out]`) if adapted.
 pub type LayerLora = [Option<(Vec<f32>, Vec<f32>)>; 7];
 
+/// One target's adapter (A, B) with the rank and scale it is applied with.
+type Adapter<'a> = (&'a (Vec<f32>, Vec<f32>), usize, f32);
+
 /// LoRA adapters as host values: per layer and [`Target::ALL`] slot, A `[in, r]` and B
 /// `[r, out]`, applied as `scale·(x·A)·B`.
 #[derive(Clone, Debug)]
@@ -603,18 +606,8 @@ impl HostDpo {
         }
         rope_rows(&mut qk, qkw, hd, rope, rotate);
         let ctx = self.attention_forward(&qk, &v, lay, l.window);
-        // The output projection: added to x, or normalised first (Gemma 2 and 3).
-        let mut o_pre = if l.post_attn_norm.is_some() { vec![0f32; n * d] } else { Vec::new() };
-        {
-            let (out, acc) = if l.post_attn_norm.is_some() { (&mut o_pre[..], false) } else { (&mut x[..], true) };
-            mm(n, d, qw, out, d, acc, Op::rows(&ctx, qw), Op::rows(w(&l.wo), d), 1.0, true);
-            if let Some(p) = &ad[O] {
-                xa[O] = lora_forward(&ctx, qw, n, p, rank, out, d, 0, d, scale);
-            }
-        }
-        if let Some(norm) = &l.post_attn_norm {
-            self.add_normed(x, &o_pre, w(norm));
-        }
+        let (o_pre, o_xa) = self.join(&ctx, qw, &l.wo, ad[O].as_ref().map(|p| (p, rank, scale)), &l.post_attn_norm, x);
+        xa[O] = o_xa;
         let x_mid = keep.then(|| x.to_vec());
         let mut h2 = vec![0f32; n * d];
         norm_rows(x, w(&l.mlp_norm), self.math.eps, d, &mut h2);
@@ -629,26 +622,27 @@ impl HostDpo {
             xa[UP] = lora_forward(&h2, d, n, p, rank, &mut up, ff, 0, ff, scale);
         }
         let m = act_mul(&gate, &up, ff, self.math.gelu);
-        let mut down_pre = if l.post_mlp_norm.is_some() { vec![0f32; n * d] } else { Vec::new() };
-        {
-            let (out, acc) = if l.post_mlp_norm.is_some() { (&mut down_pre[..], false) } else { (&mut x[..], true) };
-            mm(n, d, ff, out, d, acc, Op::rows(&m, ff), Op::rows(w(&l.down), d), 1.0, true);
-            if let Some(p) = &ad[DOWN] {
-                xa[DOWN] = lora_forward(&m, ff, n, p, rank, out, d, 0, d, scale);
-            }
-        }
-        if let Some(norm) = &l.post_mlp_norm {
-            self.add_normed(x, &down_pre, w(norm));
-        }
+        let (down_pre, down_xa) = self.join(&m, ff, &l.down, ad[DOWN].as_ref().map(|p| (p, rank, scale)), &l.post_mlp_norm, x);
+        xa[DOWN] = down_xa;
         keep.then(|| Saved { x_in: x_in.expect("kept"), h1, qk_pre, qk, v, ctx, o_pre, x_mid: x_mid.expect("kept"), h2, gate, up, down_pre, xa })
     }
 
-    /// x += RMSNorm(y) with scale `norm` (a branch's normalised output).
-    fn add_normed(&self, x: &mut [f32], y: &[f32], norm: &[f32]) {
-        let d = self.d;
-        let mut normed = vec![0f32; y.len()];
-        norm_rows(y, norm, self.math.eps, d, &mut normed);
-        rows_mut(x, d, |t, row| row.iter_mut().zip(&normed[t * d..(t + 1) * d]).for_each(|(a, b)| *a += b));
+    /// A branch's output projection joining the residual stream x [tokens, hidden]: x +=
+    /// input·W (`input` [tokens, k]), with the adapter's product where it has one, and
+    /// RMS-normalised first where the layer has a `norm` there (Gemma 2 and 3). Returns the
+    /// product before that norm (empty without one) and the adapter's x·A (empty without one).
+    fn join(&self, input: &[f32], k: usize, weight: &FlexTensor, adapter: Option<Adapter>, norm: &Option<FlexTensor>, x: &mut [f32]) -> (Vec<f32>, Vec<f32>) {
+        let (n, d) = (x.len() / self.d, self.d);
+        let mut pre = if norm.is_some() { vec![0f32; n * d] } else { Vec::new() };
+        let (out, acc) = if norm.is_some() { (&mut pre[..], false) } else { (&mut x[..], true) };
+        mm(n, d, k, out, d, acc, Op::rows(input, k), Op::rows(w(weight), d), 1.0, true);
+        let xa = adapter.map_or_else(Vec::new, |(p, rank, scale)| lora_forward(input, k, n, p, rank, out, d, 0, d, scale));
+        if let Some(norm) = norm {
+            let mut normed = vec![0f32; pre.len()];
+            norm_rows(&pre, w(norm), self.math.eps, d, &mut normed);
+            rows_mut(x, d, |t, row| row.iter_mut().zip(&normed[t * d..(t + 1) * d]).for_each(|(a, b)| *a += b));
+        }
+        (pre, xa)
     }
 
     /// The gradient at a branch's output before its norm (Gemma 2 and 3), from the residual's
