@@ -148,12 +148,12 @@ fn bench_encode_refuses_a_model_that_is_not_an_encoder() {
     assert!(e.contains("--texts, --batch and --repeats must be at least 1"), "{e}");
 }
 
-/// RoBERTa and MPNet directories (`fixtures/encoder/roberta-tiny/`, `mpnet-tiny/`, saved by
-/// transformers) load as encoders, named as such, and encode a prompts table, their texts cut
-/// to the 64 tokens their 66 positions hold.
+/// RoBERTa, MPNet and DistilBERT directories (`fixtures/encoder/roberta-tiny/`, `mpnet-tiny/`,
+/// `distilbert-tiny/`, saved by transformers) load as encoders, named as such, and encode a
+/// prompts table, their texts cut to the 64 tokens their positions hold.
 #[test]
-fn roberta_and_mpnet_directories_load_and_encode() {
-    for (fixture, family) in [("roberta-tiny", "RoBERTa"), ("mpnet-tiny", "MPNet")] {
+fn other_encoder_directories_load_and_encode() {
+    for (fixture, family) in [("roberta-tiny", "RoBERTa"), ("mpnet-tiny", "MPNet"), ("distilbert-tiny", "DistilBERT")] {
         let w = Work::new();
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/encoder").join(fixture);
         let spec = format!(

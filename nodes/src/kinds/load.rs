@@ -334,7 +334,7 @@ impl Kind for Load {
                     ctx.log(format!(
                         "{}: {}, {} layers, width {}, {} heads, vocabulary {}, {} positions",
                         source.describe(),
-                        c.family(),
+                        c.family_name(),
                         c.num_hidden_layers,
                         c.hidden_size,
                         c.num_attention_heads,

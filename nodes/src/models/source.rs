@@ -298,15 +298,16 @@ mod tests {
         for t in ["llama", "mistral", "gemma2", "gemma3_text", "gemma3"] {
             assert_eq!(with(Some(t)), Ok(ModelFamily::Llama), "{t}");
         }
-        for t in ["bert", "roberta", "xlm-roberta", "mpnet"] {
+        for t in ["bert", "roberta", "xlm-roberta", "mpnet", "distilbert"] {
             assert_eq!(with(Some(t)), Ok(ModelFamily::Bert), "{t}");
         }
         let e = with(Some("falcon")).unwrap_err();
         assert!(
-            e.contains("config.json: model_type `falcon` is not supported (dagrun runs `llama`, ") && e.contains("`gemma3_text` LLMs and `bert`, `roberta`, `xlm-roberta` and `mpnet` encoders)"),
+            e.contains("config.json: model_type `falcon` is not supported (dagrun runs `llama`, ")
+                && e.contains("`gemma3_text` LLMs and `bert`, `roberta`, `xlm-roberta`, `mpnet` and `distilbert` encoders)"),
             "{e}"
         );
         let e = with(None).unwrap_err();
-        assert!(e.contains("config.json: no model_type (expected `llama`, ") && e.ends_with("or `gemma3_text`, or `bert`, `roberta`, `xlm-roberta` or `mpnet`)"), "{e}");
+        assert!(e.contains("config.json: no model_type (expected `llama`, ") && e.ends_with("or `gemma3_text`, or `bert`, `roberta`, `xlm-roberta`, `mpnet` or `distilbert`)"), "{e}");
     }
 }

@@ -1,5 +1,7 @@
 //! A BERT model's shape, read from a Hugging Face `config.json`; RoBERTa and XLM-RoBERTa are
-//! BERT with positions counted from past the padding id (and no token types to speak of).
+//! BERT with positions counted from past the padding id, MPNet the same without token types and
+//! with a relative-position attention bias, DistilBERT BERT without token types under other
+//! names.
 
 use serde::{Deserialize, Serialize};
 
@@ -13,9 +15,45 @@ pub enum Activation {
     GeluTanh,
 }
 
+/// Which member of the BERT family an encoder is.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EncoderFamily {
+    #[default]
+    Bert,
+    /// RoBERTa and XLM-RoBERTa.
+    Roberta,
+    Mpnet,
+    DistilBert,
+}
+
+impl EncoderFamily {
+    /// The name as people write it.
+    pub fn title(self) -> &'static str {
+        match self {
+            EncoderFamily::Bert => "BERT",
+            EncoderFamily::Roberta => "RoBERTa",
+            EncoderFamily::Mpnet => "MPNet",
+            EncoderFamily::DistilBert => "DistilBERT",
+        }
+    }
+
+    /// Whether its embeddings add a token-type vector (MPNet and DistilBERT have none).
+    pub fn token_types(self) -> bool {
+        matches!(self, EncoderFamily::Bert | EncoderFamily::Roberta)
+    }
+}
+
+fn is_bert(f: &EncoderFamily) -> bool {
+    *f == EncoderFamily::Bert
+}
+
 /// What the encoder looks like.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct BertConfig {
+    /// BERT unless said otherwise (so a BERT's serialised config is as it always was).
+    #[serde(default, skip_serializing_if = "is_bert")]
+    pub family: EncoderFamily,
     pub vocab_size: usize,
     pub hidden_size: usize,
     pub num_hidden_layers: usize,
@@ -43,24 +81,18 @@ fn is_zero(n: &usize) -> bool {
 }
 
 /// The `model_type`s read as encoders: BERT; RoBERTa and XLM-RoBERTa, which count positions
-/// from past the padding id; and MPNet, which does too and adds a relative-position bias.
-pub const ENCODER_TYPES: [&str; 4] = ["bert", "roberta", "xlm-roberta", "mpnet"];
+/// from past the padding id; MPNet, which does too and adds a relative-position bias; and
+/// DistilBERT.
+pub const ENCODER_TYPES: [&str; 5] = ["bert", "roberta", "xlm-roberta", "mpnet", "distilbert"];
 
 impl BertConfig {
     pub fn head_dim(&self) -> usize {
         self.hidden_size / self.num_attention_heads
     }
 
-    /// The family as people write it: RoBERTa (XLM-RoBERTa too) where positions start past
-    /// the padding id, else BERT.
-    pub fn family(&self) -> &'static str {
-        if self.relative_attention_buckets.is_some() {
-            "MPNet"
-        } else if self.position_offset > 0 {
-            "RoBERTa"
-        } else {
-            "BERT"
-        }
+    /// The family as people write it.
+    pub fn family_name(&self) -> &'static str {
+        self.family.title()
     }
 
     /// The most tokens a text may have: the position table's rows from the first real
@@ -103,15 +135,27 @@ impl BertConfig {
         fn gelu() -> String {
             "gelu".into()
         }
-        let hf: Hf = serde_json::from_str(text).map_err(|e| format!("not a BERT config: {e}"))?;
-        let (roberta, mpnet) = match hf.model_type.as_deref() {
-            Some("bert") => (false, false),
-            Some("roberta" | "xlm-roberta") => (true, false),
-            Some("mpnet") => (true, true),
-            Some(other) => return Err(format!("model_type `{other}` is not a BERT encoder (expected `bert`, `roberta`, `xlm-roberta` or `mpnet`)")),
-            None => return Err("no model_type (expected `bert`, `roberta`, `xlm-roberta` or `mpnet`)".into()),
+        let mut raw: serde_json::Value = serde_json::from_str(text).map_err(|e| format!("not a BERT config: {e}"))?;
+        if raw.get("model_type").and_then(|t| t.as_str()) == Some("distilbert") {
+            // DistilBERT's names for BERT's fields.
+            let o = raw.as_object_mut().ok_or("not a BERT config: not an object")?;
+            for (theirs, ours) in [("dim", "hidden_size"), ("n_layers", "num_hidden_layers"), ("n_heads", "num_attention_heads"), ("hidden_dim", "intermediate_size"), ("activation", "hidden_act")] {
+                if let Some(v) = o.remove(theirs) {
+                    o.insert(ours.into(), v);
+                }
+            }
+        }
+        let hf: Hf = serde_json::from_value(raw).map_err(|e| format!("not a BERT config: {e}"))?;
+        let family = match hf.model_type.as_deref() {
+            Some("bert") => EncoderFamily::Bert,
+            Some("roberta" | "xlm-roberta") => EncoderFamily::Roberta,
+            Some("mpnet") => EncoderFamily::Mpnet,
+            Some("distilbert") => EncoderFamily::DistilBert,
+            Some(other) => return Err(format!("model_type `{other}` is not a BERT encoder (expected `bert`, `roberta`, `xlm-roberta`, `mpnet` or `distilbert`)")),
+            None => return Err("no model_type (expected `bert`, `roberta`, `xlm-roberta`, `mpnet` or `distilbert`)".into()),
         };
-        let relative_attention_buckets = mpnet.then(|| hf.relative_attention_num_buckets.unwrap_or(32));
+        let roberta = matches!(family, EncoderFamily::Roberta | EncoderFamily::Mpnet);
+        let relative_attention_buckets = (family == EncoderFamily::Mpnet).then(|| hf.relative_attention_num_buckets.unwrap_or(32));
         if relative_attention_buckets.is_some_and(|b| b < 4) {
             return Err("relative_attention_num_buckets must be at least 4".into());
         }
@@ -136,6 +180,7 @@ impl BertConfig {
             return Err(format!("max_position_embeddings {} leaves no positions past the padding id {pad_token_id}", hf.max_position_embeddings));
         }
         Ok(BertConfig {
+            family,
             vocab_size: hf.vocab_size,
             hidden_size: hf.hidden_size,
             num_hidden_layers: hf.num_hidden_layers,
@@ -153,10 +198,11 @@ impl BertConfig {
 
     /// The `config.json` transformers would write for this model.
     pub fn to_hf_json(&self) -> serde_json::Value {
-        let (class, model_type) = match (self.relative_attention_buckets, self.position_offset > 0) {
-            (Some(_), _) => ("MPNetModel", "mpnet"),
-            (None, true) => ("RobertaModel", "roberta"),
-            (None, false) => ("BertModel", "bert"),
+        let (class, model_type) = match self.family {
+            EncoderFamily::Mpnet => ("MPNetModel", "mpnet"),
+            EncoderFamily::Roberta => ("RobertaModel", "roberta"),
+            EncoderFamily::DistilBert => ("DistilBertModel", "distilbert"),
+            EncoderFamily::Bert => ("BertModel", "bert"),
         };
         let mut v = serde_json::json!({
             "architectures": [class],
@@ -177,6 +223,13 @@ impl BertConfig {
         });
         if let Some(b) = self.relative_attention_buckets {
             v["relative_attention_num_buckets"] = b.into();
+        }
+        if self.family == EncoderFamily::DistilBert {
+            let o = v.as_object_mut().expect("an object");
+            for (ours, theirs) in [("hidden_size", "dim"), ("num_hidden_layers", "n_layers"), ("num_attention_heads", "n_heads"), ("intermediate_size", "hidden_dim"), ("hidden_act", "activation")] {
+                let x = o.remove(ours).expect("written above");
+                o.insert(theirs.into(), x);
+            }
         }
         v
     }

@@ -137,12 +137,13 @@ fn burn_bert_matches_a_plain_implementation() {
 }
 
 /// Flex takes the host kernels; Autodiff<Flex> takes Burn's attention and GELU ops, as CUDA
-/// does: the two agree, for a BERT and for MPNet's relative-position bias (padded batches).
+/// does: the two agree, for a BERT, MPNet's relative-position bias and DistilBERT (padded
+/// batches).
 #[test]
 fn burns_generic_ops_and_the_cpu_kernels_agree() {
     let (tiny, _) = tiny_dir(2, false);
-    let mpnet = fixtures().join("mpnet-tiny");
-    for dir in [tiny.path(), mpnet.as_path()] {
+    let (mpnet, distilbert) = (fixtures().join("mpnet-tiny"), fixtures().join("distilbert-tiny"));
+    for dir in [tiny.path(), mpnet.as_path(), distilbert.as_path()] {
         let flex = vectors(dir, TEXTS, Pooling::Mean, false, 8, None);
         let enc = artifact::load::<CpuTrain>(dir, &Default::default(), None).unwrap();
         let ids = enc.tokenizer.encode_all(TEXTS).unwrap();
@@ -247,7 +248,7 @@ fn config_errors_name_the_field() {
         c[k] = v;
         BertConfig::from_hf_json(&c.to_string()).err().unwrap()
     };
-    assert!(with("model_type", "llama".into()).contains("model_type `llama` is not a BERT encoder (expected `bert`, `roberta`, `xlm-roberta` or `mpnet`)"));
+    assert!(with("model_type", "llama".into()).contains("model_type `llama` is not a BERT encoder (expected `bert`, `roberta`, `xlm-roberta`, `mpnet` or `distilbert`)"));
     // RoBERTa's positions start past its padding id, which must leave room.
     let roberta = |pad: u32, positions: usize| {
         let mut r = c.clone();
@@ -332,8 +333,8 @@ fn minilm_matches_sentence_transformers() {
 /// BERT's, the vectors would be others.
 #[test]
 fn roberta_matches_sentence_transformers() {
-    let enc = assert_matches_sentence_transformers("roberta", "roberta.");
-    assert_eq!(enc.config.family(), "RoBERTa");
+    let enc = assert_matches_sentence_transformers("roberta", "roberta.", 2);
+    assert_eq!(enc.config.family_name(), "RoBERTa");
     let mut as_bert = enc.bert;
     as_bert.position_offset = 0;
     assert_differs(&as_bert, &enc.tokenizer, "roberta");
@@ -345,11 +346,21 @@ fn roberta_matches_sentence_transformers() {
 /// prefix too; without the bias, the vectors would be others.
 #[test]
 fn mpnet_matches_sentence_transformers() {
-    let enc = assert_matches_sentence_transformers("mpnet", "mpnet.");
-    assert_eq!((enc.config.family(), enc.config.relative_attention_buckets), ("MPNet", Some(32)));
+    let enc = assert_matches_sentence_transformers("mpnet", "mpnet.", 2);
+    assert_eq!((enc.config.family_name(), enc.config.relative_attention_buckets), ("MPNet", Some(32)));
     let mut plain = enc.bert;
     plain.relative_bias = None;
     assert_differs(&plain, &enc.tokenizer, "mpnet");
+}
+
+/// `fixtures/encoder/distilbert-tiny/` (a tiny random DistilBERT: BERT without token types,
+/// its weights named `transformer.layer.N.attention.q_lin`, `sa_layer_norm`, `ffn.lin1`, ...,
+/// its config `dim`, `n_layers`, ...) gives sentence-transformers' ids and vectors
+/// (`distilbert.json`), under a `distilbert.` prefix too.
+#[test]
+fn distilbert_matches_sentence_transformers() {
+    let enc = assert_matches_sentence_transformers("distilbert", "distilbert.", 0);
+    assert_eq!((enc.config.family_name(), enc.config.hidden_size, enc.config.intermediate_size), ("DistilBERT", 32, 64));
 }
 
 /// MPNet's buckets as transformers 5.24 numbers them (`MPNetEncoder.relative_position_bucket`
@@ -364,13 +375,14 @@ fn fixture_of(name: &str) -> Fixture {
     serde_json::from_str(&std::fs::read_to_string(fixtures().join(format!("{name}.json"))).unwrap()).unwrap()
 }
 
-/// Loads `fixtures/encoder/NAME-tiny/`, checks its ids and vectors against `NAME.json` in
-/// batches of 1, 3 and 8, and the same weights stored under `prefix`; returns the model.
-fn assert_matches_sentence_transformers(name: &str, prefix: &str) -> artifact::LoadedEncoder<Cpu> {
+/// Loads `fixtures/encoder/NAME-tiny/` (padding id 1, its first token at `offset`), checks its
+/// ids and vectors against `NAME.json` in batches of 1, 3 and 8, and the same weights stored
+/// under `prefix`; returns the model.
+fn assert_matches_sentence_transformers(name: &str, prefix: &str, offset: usize) -> artifact::LoadedEncoder<Cpu> {
     let f = fixture_of(name);
     let dir = fixtures().join(format!("{name}-tiny"));
     let enc = artifact::load::<Cpu>(&dir, &Default::default(), None).unwrap();
-    assert_eq!((enc.config.pad_token_id, enc.config.position_offset, enc.tokenizer.max_length), (1, 2, 64), "{name}");
+    assert_eq!((enc.config.pad_token_id, enc.config.position_offset, enc.tokenizer.max_length), (1, offset, 64), "{name}");
     let texts: Vec<&str> = f.sentences.iter().map(String::as_str).collect();
     let ids = enc.tokenizer.encode_all(&texts).unwrap();
     assert_eq!(ids, f.ids, "{name}");

@@ -31,6 +31,7 @@ pub fn vocab() -> Vec<String> {
 
 pub fn config(layers: usize, hidden: usize, max_positions: usize) -> BertConfig {
     BertConfig {
+        family: Default::default(),
         vocab_size: vocab().len(),
         hidden_size: hidden,
         num_hidden_layers: layers,

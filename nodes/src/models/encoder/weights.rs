@@ -10,35 +10,49 @@ use burn::prelude::*;
 use burn::tensor::TensorData;
 
 use super::bert::{Bert, Layer};
-use super::config::{Activation, BertConfig};
+use super::config::{Activation, BertConfig, EncoderFamily};
 use crate::models::tensors::{HostTensor, Safetensors};
 
 /// Looks weights up by their un-prefixed BERT name, checking shapes against the config.
 struct Lookup<'a> {
     w: &'a Safetensors,
     prefix: &'static str,
-    /// MPNet names its attention's projections and norm otherwise.
-    mpnet: bool,
+    /// MPNet and DistilBERT name a layer's weights otherwise.
+    family: EncoderFamily,
 }
+
+/// BERT's names within a layer, and MPNet's and DistilBERT's for the same weights (in this
+/// order: `attention.output.dense` before `output.dense`).
+const RENAMED: [(&str, &str, &str); 8] = [
+    ("attention.self.query", "attention.attn.q", "attention.q_lin"),
+    ("attention.self.key", "attention.attn.k", "attention.k_lin"),
+    ("attention.self.value", "attention.attn.v", "attention.v_lin"),
+    ("attention.output.dense", "attention.attn.o", "attention.out_lin"),
+    ("attention.output.LayerNorm", "attention.LayerNorm", "sa_layer_norm"),
+    ("intermediate.dense", "intermediate.dense", "ffn.lin1"),
+    ("output.dense", "output.dense", "ffn.lin2"),
+    ("output.LayerNorm", "output.LayerNorm", "output_layer_norm"),
+];
 
 impl<'a> Lookup<'a> {
     fn new(w: &'a Safetensors, c: &BertConfig) -> Lookup<'a> {
-        let prefix = ["bert.", "roberta.", "mpnet."].into_iter().find(|p| w.contains(&format!("{p}embeddings.word_embeddings.weight"))).unwrap_or("");
-        Lookup { w, prefix, mpnet: c.relative_attention_buckets.is_some() }
+        let prefix = ["bert.", "roberta.", "mpnet.", "distilbert."].into_iter().find(|p| w.contains(&format!("{p}embeddings.word_embeddings.weight"))).unwrap_or("");
+        Lookup { w, prefix, family: c.family }
     }
 
     /// The stored name of weight `name` (old checkpoints: LayerNorm.gamma / LayerNorm.beta;
-    /// MPNet: `attention.attn.q`, ... `attention.attn.o`, `attention.LayerNorm`), checked to
-    /// have `shape`.
+    /// MPNet's and DistilBERT's names, see [`RENAMED`]), checked to have `shape`.
     fn name(&self, name: &str, shape: &[usize]) -> Result<String, String> {
-        let name = if self.mpnet {
-            name.replace("attention.self.query", "attention.attn.q")
-                .replace("attention.self.key", "attention.attn.k")
-                .replace("attention.self.value", "attention.attn.v")
-                .replace("attention.output.dense", "attention.attn.o")
-                .replace("attention.output.LayerNorm", "attention.LayerNorm")
-        } else {
-            name.to_string()
+        let name = match (self.family, name.strip_prefix("encoder.layer.").and_then(|rest| rest.split_once('.'))) {
+            (EncoderFamily::Mpnet | EncoderFamily::DistilBert, Some((k, within))) => {
+                let distil = self.family == EncoderFamily::DistilBert;
+                let within = RENAMED
+                    .iter()
+                    .find_map(|(bert, mpnet, distilbert)| within.strip_prefix(bert).map(|rest| format!("{}{rest}", if distil { distilbert } else { mpnet })))
+                    .unwrap_or_else(|| within.to_string());
+                format!("{}.{k}.{within}", if distil { "transformer.layer" } else { "encoder.layer" })
+            }
+            _ => name.to_string(),
         };
         let full = format!("{}{name}", self.prefix);
         let legacy = full.replace("LayerNorm.weight", "LayerNorm.gamma").replace("LayerNorm.bias", "LayerNorm.beta");
@@ -62,9 +76,11 @@ pub fn check(c: &BertConfig, w: &Safetensors) -> Result<(), String> {
     let (h, i) = (c.hidden_size, c.intermediate_size);
     l.name("embeddings.word_embeddings.weight", &[c.vocab_size, h])?;
     l.name("embeddings.position_embeddings.weight", &[c.max_position_embeddings, h])?;
-    match c.relative_attention_buckets {
-        Some(buckets) => drop(l.name("encoder.relative_attention_bias.weight", &[buckets, c.num_attention_heads])?),
-        None => drop(l.name("embeddings.token_type_embeddings.weight", &[c.type_vocab_size, h])?),
+    if let Some(buckets) = c.relative_attention_buckets {
+        l.name("encoder.relative_attention_bias.weight", &[buckets, c.num_attention_heads])?;
+    }
+    if c.family.token_types() {
+        l.name("embeddings.token_type_embeddings.weight", &[c.type_vocab_size, h])?;
     }
     for n in ["embeddings.LayerNorm.weight", "embeddings.LayerNorm.bias"] {
         l.name(n, &[h])?;
@@ -121,11 +137,8 @@ pub fn build<B: Backend>(c: &BertConfig, w: &Safetensors, device: &B::Device) ->
             out_norm: norm(&p("output.LayerNorm")),
         });
     }
-    // MPNet has no token types: a zero embedding.
-    let token_type = match c.relative_attention_buckets {
-        Some(_) => vec![0f32; h],
-        None => get("embeddings.token_type_embeddings.weight", &[c.type_vocab_size, h]).data[..h].to_vec(),
-    };
+    // MPNet and DistilBERT have no token types: a zero embedding.
+    let token_type = if c.family.token_types() { get("embeddings.token_type_embeddings.weight", &[c.type_vocab_size, h]).data[..h].to_vec() } else { vec![0f32; h] };
     let relative_bias = c.relative_attention_buckets.map(|buckets| t2(get("encoder.relative_attention_bias.weight", &[buckets, c.num_attention_heads]).data, [buckets, c.num_attention_heads]));
     Ok(Bert {
         word: t2(get("embeddings.word_embeddings.weight", &[c.vocab_size, h]).data, [c.vocab_size, h]),
