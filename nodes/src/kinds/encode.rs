@@ -181,6 +181,26 @@ pub fn kar_user_text(prompt: &str, answer: &str) -> String {
     format!("{head}. {answer}")
 }
 
+/// A note when the model was trained to pool otherwise than this node does (a CLS-trained
+/// model's mean-pooled vectors are poor ones): what its sentence-transformers files say, and
+/// how to match them. Normalisation alone differing is no note (KAR does not normalise).
+fn pooling_note(p: &EncodeParams, trained: Option<artifact::TrainedPooling>) -> Option<String> {
+    let t = trained?;
+    let ours = match p.pooling {
+        Pooling::Mean => "mean",
+        Pooling::Cls => "cls",
+    };
+    if t.mode == ours {
+        return None;
+    }
+    let norm = if t.normalize { " and normalised vectors" } else { "" };
+    let how = match t.mode.as_str() {
+        "mean" | "cls" => format!("set `pooling: {}`{} to embed as sentence-transformers does", t.mode, if t.normalize && !p.normalize { " and `normalize: true`" } else { "" }),
+        other => format!("its `{other}` pooling is not offered (mean and cls are)"),
+    };
+    Some(format!("note: the model's sentence-transformers files pool by {}{norm}; this node pools by {ours}: {how}", t.mode))
+}
+
 /// What decides one text's vector, for the row cache.
 fn row_key(model: &Digest, p: &EncodeParams, max_length: usize, text: &str) -> Digest {
     let desc = serde_json::json!({ "v": 1, "model": model.hex(), "pooling": p.pooling, "normalize": p.normalize, "max_length": max_length, "text": text });
@@ -190,6 +210,9 @@ fn row_key(model: &Digest, p: &EncodeParams, max_length: usize, text: &str) -> D
 fn run_on<B: Backend>(p: &EncodeParams, ctx: &NodeContext, inputs: &Inputs, rows: Vec<Row>, device: &B::Device) -> Result<(), BoxError> {
     let model_in = inputs.get("model").ok_or("no model input")?;
     let enc = artifact::load_text(&model_in.dir, p.max_length.map(|m| m as usize))?;
+    if let Some(note) = pooling_note(p, artifact::trained_pooling(&model_in.dir)) {
+        ctx.log(note);
+    }
     let dim = enc.config.hidden_size;
     let cache = ctx.row_cache("encode");
 
@@ -263,7 +286,37 @@ fn run_on<B: Backend>(p: &EncodeParams, ctx: &NodeContext, inputs: &Inputs, rows
 
 #[cfg(test)]
 mod tests {
-    use super::kar_user_text;
+    use super::{kar_user_text, pooling_note, EncodeParams, Pooling};
+    use crate::models::encoder::artifact::{trained_pooling, TrainedPooling};
+
+    /// A model trained to pool otherwise (BGE: CLS, normalised) gets a note saying how to
+    /// match it; one trained as the node pools gets none, even if it normalises (KAR does not);
+    /// a pooling not offered is named. The files are read as sentence-transformers writes
+    /// them, in both forms of `1_Pooling/config.json`.
+    #[test]
+    fn a_model_trained_to_pool_otherwise_is_noted() {
+        let params = |pooling| EncodeParams { pooling, ..serde_json::from_str("{}").unwrap() };
+        let trained = |mode: &str, normalize| Some(TrainedPooling { mode: mode.into(), normalize });
+        assert_eq!(pooling_note(&params(Pooling::Mean), trained("mean", true)), None);
+        assert_eq!(pooling_note(&params(Pooling::Mean), None), None);
+        assert_eq!(
+            pooling_note(&params(Pooling::Mean), trained("cls", true)).unwrap(),
+            "note: the model's sentence-transformers files pool by cls and normalised vectors; this node pools by mean: set `pooling: cls` and `normalize: true` to embed as sentence-transformers does"
+        );
+        assert_eq!(
+            pooling_note(&params(Pooling::Cls), trained("max", false)).unwrap(),
+            "note: the model's sentence-transformers files pool by max; this node pools by cls: its `max` pooling is not offered (mean and cls are)"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("1_Pooling")).unwrap();
+        assert_eq!(trained_pooling(dir.path()), None);
+        std::fs::write(dir.path().join("1_Pooling/config.json"), r#"{"word_embedding_dimension": 384, "pooling_mode_cls_token": true, "pooling_mode_mean_tokens": false}"#).unwrap();
+        std::fs::write(dir.path().join("modules.json"), r#"[{"type": "sentence_transformers.models.Transformer"}, {"type": "sentence_transformers.models.Normalize"}]"#).unwrap();
+        assert_eq!(trained_pooling(dir.path()), trained("cls", true));
+        std::fs::write(dir.path().join("1_Pooling/config.json"), r#"{"embedding_dimension": 384, "pooling_mode": "mean"}"#).unwrap();
+        std::fs::write(dir.path().join("modules.json"), "[]").unwrap();
+        assert_eq!(trained_pooling(dir.path()), trained("mean", false));
+    }
 
     #[test]
     fn kar_user_text_cuts_the_instruction() {

