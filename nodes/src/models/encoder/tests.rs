@@ -257,6 +257,10 @@ fn config_errors_name_the_field() {
     };
     let r = roberta(1, 66).unwrap();
     assert_eq!((r.position_offset, r.max_tokens()), (2, 64));
+    // A BERT's serialised config (in every Encoder manifest, so in digests) is as it was: the
+    // other families' fields are left out.
+    let keys: Vec<String> = serde_json::to_value(tiny::config(1, 32, 64)).unwrap().as_object().unwrap().keys().cloned().collect();
+    assert!(!keys.iter().any(|k| ["family", "position_offset", "relative_attention_buckets"].contains(&k.as_str())), "{keys:?}");
     assert_eq!(roberta(1, 3).err().unwrap(), "max_position_embeddings 3 leaves no positions past the padding id 1");
     assert!(with("position_embedding_type", "relative_key".into()).contains("position_embedding_type `relative_key`"));
     assert!(with("hidden_act", "relu".into()).contains("hidden_act `relu`"));
