@@ -76,10 +76,8 @@ pub struct Llama<B: Backend> {
     pub head: Param<Tensor<B, 2>>,
     /// [head_dim, head_dim]: x·rot = rotate_half(x), so RoPE is two multiplies and one matmul.
     rot: Tensor<B, 2>,
-    pub heads: usize,
-    pub kv_heads: usize,
-    pub head_dim: usize,
-    /// The shape, for what varies by architecture and layer (windows, soft-capping, ...).
+    /// The shape: head counts and width, and what varies by architecture and layer (windows,
+    /// soft-capping, ...).
     #[module(skip)]
     pub config: LlamaConfig,
 }
@@ -259,9 +257,6 @@ impl<B: Backend> Llama<B> {
             norm,
             head,
             rot: rotate_half_matrix(c.head_dim, device),
-            heads: c.num_attention_heads,
-            kv_heads: c.num_key_value_heads,
-            head_dim: c.head_dim,
             config: c.clone(),
         }
     }
@@ -308,7 +303,7 @@ impl<B: Backend> Llama<B> {
     #[allow(clippy::too_many_arguments)]
     fn block(&self, index: usize, blk: &Block<B>, x: Tensor<B, 2>, step: &Step<B>, layer: &mut Option<(Tensor<B, 4>, Tensor<B, 4>)>, ad: &BlockAdapters<B>, scale: f32) -> Tensor<B, 2> {
         let (b, s) = (step.batch, step.len);
-        let (nh, nkv, hd) = (self.heads, self.kv_heads, self.head_dim);
+        let (nh, nkv, hd) = (self.config.num_attention_heads, self.config.num_key_value_heads, self.config.head_dim);
         let g = nh / nkv;
         let h = blk.attn_norm.forward(x.clone());
         let mut qk = h.clone().matmul(blk.wqk.val());

@@ -96,7 +96,7 @@ pub struct Adapters<B: Backend> {
 
 /// `[in, out]` of a target's projection in a model of this shape.
 pub fn target_shape<B: Backend>(model: &Llama<B>, t: Target) -> [usize; 2] {
-    let (nh, nkv, hd) = (model.heads, model.kv_heads, model.head_dim);
+    let (nh, nkv, hd) = (model.config.num_attention_heads, model.config.num_key_value_heads, model.config.head_dim);
     let blk = &model.blocks[0];
     let d = blk.wv.dims()[0];
     let ff = blk.w_gate.dims()[1];
@@ -195,7 +195,7 @@ pub fn project<B: Backend>(x: &Tensor<B, 2>, w: &Param<Tensor<B, 2>>, lora: Opti
 /// The model with every adapter folded into its weights (W + scale·A·B).
 pub fn merge<B: Backend>(model: Llama<B>, adapters: &Adapters<B>) -> Llama<B> {
     let mut model = model;
-    let (nh, hd) = (model.heads, model.head_dim);
+    let (nh, hd) = (model.config.num_attention_heads, model.config.head_dim);
     for (blk, ad) in model.blocks.iter_mut().zip(&adapters.blocks) {
         let delta = |p: &LoraPair<B>| p.a.clone().matmul(p.b.clone()).mul_scalar(adapters.scale);
         let add = |w: &mut Param<Tensor<B, 2>>, d: Tensor<B, 2>| {
