@@ -161,7 +161,11 @@ impl<B: Backend> Bert<B> {
             }
             out
         });
-        let bias_tensor = (!host).then(|| bias.as_ref().map(|v| Tensor::<B, 3>::from_data(TensorData::new(v.clone(), [nh, s, s]), &x.device()).unsqueeze::<4>().repeat_dim(0, b))).flatten();
+        // The CPU kernel reads the values; Burn's attention takes them as a tensor per row.
+        let (bias, bias_tensor) = match bias {
+            Some(v) if !host => (None, Some(Tensor::<B, 3>::from_data(TensorData::new(v, [nh, s, s]), &x.device()).unsqueeze::<4>().repeat_dim(0, b))),
+            other => (other, None),
+        };
         for l in &self.layers {
             let qkv = cpu::linear_t(x.clone(), l.wqkv.val(), Some(l.bqkv.val()));
             let att = if host {
