@@ -177,46 +177,19 @@ fn write_with_vocab(c: &LlamaConfig, w: &Weights, path: &Path, type_of: impl Fn(
                 return;
             }
         }
-        let data = match heads.filter(|_| c.architecture.gguf_interleaves_qk()) {
+        let data = match heads {
             Some(h) => weights::permute_rows(&t.data, &t.shape, h),
             None => t.data.clone(),
         };
         g.tensor(gguf, &t.shape, &data, if t.shape.len() == 1 { GgmlType::F32 } else { ty });
     };
-    put("token_embd.weight", "model.embed_tokens.weight", None);
-    put("output_norm.weight", "model.norm.weight", None);
-    if !c.tie_word_embeddings {
-        put("output.weight", "lm_head.weight", None);
-    }
-    for i in 0..c.num_hidden_layers {
-        let hf = |s: &str| format!("model.layers.{i}.{s}");
-        put(&format!("blk.{i}.attn_norm.weight"), &hf("input_layernorm.weight"), None);
-        put(&format!("blk.{i}.ffn_norm.weight"), &hf(&format!("{}.weight", c.architecture.mlp_norm_name())), None);
-        if c.architecture.sandwich_norms() {
-            put(&format!("blk.{i}.post_attention_norm.weight"), &hf("post_attention_layernorm.weight"), None);
-            put(&format!("blk.{i}.post_ffw_norm.weight"), &hf("post_feedforward_layernorm.weight"), None);
+    // Every weight where llama.cpp puts it: a fused matrix (Phi-3) once, for its first part.
+    for n in weights::gguf_names(c, !c.tie_word_embeddings) {
+        match n.part_of {
+            Some((fused, rows, _)) if rows.start == 0 => put(&n.gguf, &fused, None),
+            Some(_) => {}
+            None => put(&n.gguf, &n.hf, n.permute_heads),
         }
-        if c.architecture.fused() {
-            put(&format!("blk.{i}.attn_qkv.weight"), &hf("self_attn.qkv_proj.weight"), None);
-            put(&format!("blk.{i}.ffn_up.weight"), &hf("mlp.gate_up_proj.weight"), None);
-        } else {
-            put(&format!("blk.{i}.attn_q.weight"), &hf("self_attn.q_proj.weight"), Some(c.num_attention_heads));
-            put(&format!("blk.{i}.attn_k.weight"), &hf("self_attn.k_proj.weight"), Some(c.num_key_value_heads));
-            put(&format!("blk.{i}.attn_v.weight"), &hf("self_attn.v_proj.weight"), None);
-            put(&format!("blk.{i}.ffn_gate.weight"), &hf("mlp.gate_proj.weight"), None);
-            put(&format!("blk.{i}.ffn_up.weight"), &hf("mlp.up_proj.weight"), None);
-        }
-        if c.architecture.qkv_bias() {
-            put(&format!("blk.{i}.attn_q.bias"), &hf("self_attn.q_proj.bias"), None);
-            put(&format!("blk.{i}.attn_k.bias"), &hf("self_attn.k_proj.bias"), None);
-            put(&format!("blk.{i}.attn_v.bias"), &hf("self_attn.v_proj.bias"), None);
-        }
-        if c.architecture.qk_norm() {
-            put(&format!("blk.{i}.attn_q_norm.weight"), &hf("self_attn.q_norm.weight"), None);
-            put(&format!("blk.{i}.attn_k_norm.weight"), &hf("self_attn.k_norm.weight"), None);
-        }
-        put(&format!("blk.{i}.attn_output.weight"), &hf("self_attn.o_proj.weight"), None);
-        put(&format!("blk.{i}.ffn_down.weight"), &hf("mlp.down_proj.weight"), None);
     }
     g.write(path)
 }

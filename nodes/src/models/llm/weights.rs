@@ -16,64 +16,60 @@ pub use crate::models::tensors::{from_safetensors, fuse_transposed, safetensors_
 use crate::models::tensors::transpose;
 
 /// Where a Llama weight (by its Hugging Face name) is in a GGUF file.
-struct GgufName {
-    gguf: String,
-    hf: String,
+pub(super) struct GgufName {
+    pub gguf: String,
+    pub hf: String,
     /// For a Llama's q and k: the heads whose rows llama.cpp's converter permuted.
-    permute_heads: Option<usize>,
+    pub permute_heads: Option<usize>,
     /// For a weight stored inside a larger matrix (Phi-3's q, k, v in `attn_qkv`, gate and up
     /// in `ffn_up`): that matrix's Hugging Face name, the weight's rows there, and how many
     /// rows the matrix has.
-    part_of: Option<(String, std::ops::Range<usize>, usize)>,
+    pub part_of: Option<(String, std::ops::Range<usize>, usize)>,
 }
 
-/// Each Llama weight of a GGUF file, by its Hugging Face name (Llama's: Phi-3's fused matrices
-/// are given as their parts).
-fn gguf_names(g: &Gguf, c: &LlamaConfig) -> Vec<GgufName> {
-    let mut names: Vec<(String, String, Option<usize>)> =
-        vec![("token_embd.weight".to_string(), "model.embed_tokens.weight".to_string(), None), ("output_norm.weight".into(), "model.norm.weight".into(), None)];
-    if g.tensor("output.weight").is_some() {
-        names.push(("output.weight".into(), "lm_head.weight".into(), None));
+/// Each Llama weight of a GGUF file (with an `output.weight` head of its own when
+/// `has_output`), by its Hugging Face name (Llama's: Phi-3's fused matrices are given as their
+/// parts), in the order llama.cpp writes them (the tests' writer, `tiny`, writes by this list).
+pub(super) fn gguf_names(c: &LlamaConfig, has_output: bool) -> Vec<GgufName> {
+    let whole = |gguf: String, hf: String, permute_heads: Option<usize>| GgufName { gguf, hf, permute_heads, part_of: None };
+    let mut names = vec![whole("token_embd.weight".into(), "model.embed_tokens.weight".into(), None), whole("output_norm.weight".into(), "model.norm.weight".into(), None)];
+    if has_output {
+        names.push(whole("output.weight".into(), "lm_head.weight".into(), None));
     }
-    let mut parts = Vec::new();
     // llama.cpp interleaves a Llama's q/k rows; Qwen2's (and its biases) stay as they are.
     let interleaved = |heads: usize| c.architecture.gguf_interleaves_qk().then_some(heads);
     for i in 0..c.num_hidden_layers {
         let l = |s: &str| format!("model.layers.{i}.{s}");
         let b = |s: &str| format!("blk.{i}.{s}.weight");
-        if c.architecture.qk_norm() {
-            names.extend([(b("attn_q_norm"), l("self_attn.q_norm.weight"), None), (b("attn_k_norm"), l("self_attn.k_norm.weight"), None)]);
-        }
-        if c.architecture.qkv_bias() {
-            let bias = |s: &str| format!("blk.{i}.{s}.bias");
-            names.extend([(bias("attn_q"), l("self_attn.q_proj.bias"), None), (bias("attn_k"), l("self_attn.k_proj.bias"), None), (bias("attn_v"), l("self_attn.v_proj.bias"), None)]);
-        }
+        names.extend([whole(b("attn_norm"), l("input_layernorm.weight"), None), whole(b("ffn_norm"), l(&format!("{}.weight", c.architecture.mlp_norm_name())), None)]);
         if c.architecture.sandwich_norms() {
-            names.extend([(b("post_attention_norm"), l("post_attention_layernorm.weight"), None), (b("post_ffw_norm"), l("post_feedforward_layernorm.weight"), None)]);
+            names.extend([whole(b("post_attention_norm"), l("post_attention_layernorm.weight"), None), whole(b("post_ffw_norm"), l("post_feedforward_layernorm.weight"), None)]);
         }
-        names.extend([
-            (b("attn_norm"), l("input_layernorm.weight"), None),
-            (b("ffn_norm"), l(&format!("{}.weight", c.architecture.mlp_norm_name())), None),
-            (b("attn_output"), l("self_attn.o_proj.weight"), None),
-            (b("ffn_down"), l("mlp.down_proj.weight"), None),
-        ]);
         if c.architecture.fused() {
             for f in fused_matrices(c) {
                 for (part, rows) in f.parts {
-                    parts.push(GgufName { gguf: b(f.gguf), hf: l(part), permute_heads: None, part_of: Some((l(f.hf), rows, f.rows)) });
+                    names.push(GgufName { gguf: b(f.gguf), hf: l(part), permute_heads: None, part_of: Some((l(f.hf), rows, f.rows)) });
                 }
             }
         } else {
             names.extend([
-                (b("attn_q"), l("self_attn.q_proj.weight"), interleaved(c.num_attention_heads)),
-                (b("attn_k"), l("self_attn.k_proj.weight"), interleaved(c.num_key_value_heads)),
-                (b("attn_v"), l("self_attn.v_proj.weight"), None),
-                (b("ffn_gate"), l("mlp.gate_proj.weight"), None),
-                (b("ffn_up"), l("mlp.up_proj.weight"), None),
+                whole(b("attn_q"), l("self_attn.q_proj.weight"), interleaved(c.num_attention_heads)),
+                whole(b("attn_k"), l("self_attn.k_proj.weight"), interleaved(c.num_key_value_heads)),
+                whole(b("attn_v"), l("self_attn.v_proj.weight"), None),
+                whole(b("ffn_gate"), l("mlp.gate_proj.weight"), None),
+                whole(b("ffn_up"), l("mlp.up_proj.weight"), None),
             ]);
         }
+        if c.architecture.qkv_bias() {
+            let bias = |s: &str| format!("blk.{i}.{s}.bias");
+            names.extend([whole(bias("attn_q"), l("self_attn.q_proj.bias"), None), whole(bias("attn_k"), l("self_attn.k_proj.bias"), None), whole(bias("attn_v"), l("self_attn.v_proj.bias"), None)]);
+        }
+        if c.architecture.qk_norm() {
+            names.extend([whole(b("attn_q_norm"), l("self_attn.q_norm.weight"), None), whole(b("attn_k_norm"), l("self_attn.k_norm.weight"), None)]);
+        }
+        names.extend([whole(b("attn_output"), l("self_attn.o_proj.weight"), None), whole(b("ffn_down"), l("mlp.down_proj.weight"), None)]);
     }
-    names.into_iter().map(|(gguf, hf, permute_heads)| GgufName { gguf, hf, permute_heads, part_of: None }).chain(parts).collect()
+    names
 }
 
 /// One of a layer's matrices that a fused architecture (Phi-3) stores as one: its Hugging Face
@@ -201,7 +197,7 @@ pub fn fused(c: &LlamaConfig, mut w: Weights) -> Weights {
 /// Reads every Llama weight of a GGUF file under its Hugging Face name.
 pub fn from_gguf(g: &Gguf, c: &LlamaConfig) -> Result<Weights, String> {
     let mut read = gguf_reader(g, c);
-    gguf_names(g, c).into_iter().map(|n| Ok((n.hf.clone(), read(&n.hf)?))).collect()
+    gguf_names(c, g.tensor("output.weight").is_some()).into_iter().map(|n| Ok((n.hf.clone(), read(&n.hf)?))).collect()
 }
 
 /// Reads one Llama weight of a GGUF file by its Hugging Face name, dequantised when asked for
@@ -209,7 +205,7 @@ pub fn from_gguf(g: &Gguf, c: &LlamaConfig) -> Result<Weights, String> {
 /// from their fused matrix by [`unfused`], which dequantises it once for all its parts.
 pub fn gguf_reader<'a>(g: &'a Gguf, c: &LlamaConfig) -> impl FnMut(&str) -> Result<HostTensor, String> + 'a {
     let mut names: BTreeMap<String, GgufName> = BTreeMap::new();
-    for n in gguf_names(g, c) {
+    for n in gguf_names(c, g.tensor("output.weight").is_some()) {
         match n.part_of {
             // A part: its whole fused matrix, under the fused Hugging Face name.
             Some((fused, _, _)) => {
@@ -258,7 +254,7 @@ pub struct StoredRows<'a> {
 /// Every matrix of a GGUF file as [`StoredRows`], by Hugging Face name.
 pub fn stored_rows<'a>(g: &'a Gguf, c: &LlamaConfig) -> BTreeMap<String, StoredRows<'a>> {
     let mut out = BTreeMap::new();
-    for n in gguf_names(g, c) {
+    for n in gguf_names(c, g.tensor("output.weight").is_some()) {
         let Some(t) = g.tensor(&n.gguf) else { continue };
         let shape = t.shape();
         let Some(row_bytes) = t.ty.bytes_for(shape.last().copied().unwrap_or(0) as u64) else { continue };
