@@ -432,3 +432,51 @@ fn a_teammates_log_lines_come_with_the_remote_entry() {
     assert!(text.starts_with("s (test-sum): in the remote, computed ") && text.contains("\n  adding 5 rows\n  total "), "{text}");
     assert!(!bob.cache().exists(), "log downloads nothing");
 }
+
+/// Row results (what `generate` and `encode` keep per row) travel with their entries: a
+/// teammate whose table differs by a few rows finds the others in the remote and computes only
+/// the new ones, with the result a fresh computation gives; `cache push` shares them too, and a
+/// damaged remote row is reported and recomputed, never used.
+#[test]
+fn row_results_are_shared_so_a_grown_table_computes_only_its_new_rows() {
+    let shared = tempfile::tempdir().unwrap();
+    let url = format!("file://{}", shared.path().display());
+    let spec = |rows: u32| format!("pipeline: rows\nnodes:\n  a: {{ kind: test-source, params: {{ rows: {rows}, noise: true }} }}\n  r: {{ kind: test-rows, inputs: {{ in: a }}, params: {{ factor: 3 }} }}\n");
+    let log_of = |w: &Work| w.expect(&["log", "rows.yaml", "r"], 0).stdout;
+    let alice = Work::new();
+    alice.write("rows.yaml", &spec(10));
+    alice.expect(&["rows.yaml", "--remote", &url, "--push"], 0);
+    assert!(log_of(&alice).contains("0 of 10 rows cached (0 from the remote); computed 10"), "{}", log_of(&alice));
+    let row_objects = || files_under(&shared.path().join("rows").join("test-rows")).len();
+    assert_eq!(row_objects(), 10, "write-through pushes the rows with the entry");
+
+    // Bob's table has 15 rows, the first 10 Alice's.
+    let bob = Work::new();
+    bob.write("rows.yaml", &spec(15));
+    let r = bob.expect(&["rows.yaml", "--json", "--remote", &url], 0);
+    assert_eq!(r.with_status("ran"), vec!["a", "r"]);
+    assert!(log_of(&bob).contains("10 of 15 rows cached (10 from the remote); computed 5"), "{}", log_of(&bob));
+    let fresh = Work::new();
+    fresh.write("rows.yaml", &spec(15));
+    assert_eq!(fresh.expect(&["rows.yaml", "--json", "--no-remote"], 0).digest_of("r"), r.digest_of("r"), "the same result as computing it all");
+
+    // `cache push` shares Bob's rows (the 5 new ones and the 10 he read, which he now holds).
+    let p = bob.expect(&["cache", "push", "rows.yaml", "--remote", &url], 0);
+    assert!(p.stderr.contains("pushed 2 entries, 2 artifacts") && p.stderr.contains(" and 15 row results"), "{}", p.stderr);
+    assert_eq!(row_objects(), 15);
+    let p = bob.expect(&["cache", "push", "rows.yaml", "--remote", &url], 0);
+    assert!(!p.stderr.contains("row results"), "rows of an entry the remote has are not sent again: {}", p.stderr);
+
+    // A damaged remote row is reported and recomputed.
+    let victim = files_under(&shared.path().join("rows").join("test-rows")).into_iter().next().unwrap();
+    let mut bytes = std::fs::read(&victim).unwrap();
+    bytes[0] ^= 1;
+    std::fs::write(&victim, bytes).unwrap();
+    let carol = Work::new();
+    carol.write("rows.yaml", &spec(16));
+    let r = carol.expect(&["rows.yaml", "--json", "--remote", &url], 0);
+    let log = log_of(&carol);
+    assert!(log.contains("warning: 1 row results in the remote are damaged and were not used") && log.contains("14 of 16 rows cached (14 from the remote); computed 2"), "{log}");
+    fresh.write("rows.yaml", &spec(16));
+    assert_eq!(fresh.expect(&["rows.yaml", "--json", "--no-remote"], 0).digest_of("r"), r.digest_of("r"));
+}

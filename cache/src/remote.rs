@@ -32,6 +32,10 @@ impl RemoteError {
     }
 }
 
+/// What [`RemoteCache::get_rows`] found: a body or `None` per key asked, and the damaged
+/// objects it did not use.
+pub type RowsFound = (Vec<Option<Vec<u8>>>, Vec<RemoteError>);
+
 /// A remote cache as the scheduler uses it: synchronous, thread-safe calls.
 pub trait RemoteCache: Send + Sync + std::fmt::Debug {
     /// Where the remote is, for messages (no credentials).
@@ -41,9 +45,16 @@ pub trait RemoteCache: Send + Sync + std::fmt::Debug {
     /// Downloads the artifact `digest`, verifies every byte against its digest and publishes it
     /// into `store`. Nothing unverified ever enters the local cache.
     fn fetch_artifact(&self, store: &Store, digest: &Digest) -> Result<(), RemoteError>;
-    /// Uploads an entry's artifacts (those the remote lacks), then the entry itself, so that a
-    /// reader never finds an entry whose artifacts are missing.
+    /// Uploads an entry's artifacts (those the remote lacks) and the row results it lists
+    /// (those still in `store`), then the entry itself, so that a reader never finds an entry
+    /// whose artifacts are missing.
     fn push_entry(&self, store: &Store, entry: &ActionEntry) -> Result<(), RemoteError>;
+    /// Looks row results of kind `kind` up (see [`crate::rows`]): each key's body, or `None`
+    /// where the remote has none. A damaged remote row is not used: it is `None` too, and
+    /// reported in the second list. Fails as a whole only when the remote is unavailable.
+    fn get_rows(&self, kind: &str, keys: &[Digest]) -> Result<RowsFound, RemoteError>;
+    /// Uploads row results of kind `kind` (their bodies; stored sealed).
+    fn put_rows(&self, kind: &str, rows: &[(Digest, Vec<u8>)]) -> Result<(), RemoteError>;
     /// Whether runs should push each node they compute (write-through).
     fn write_through(&self) -> bool;
 }

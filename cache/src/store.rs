@@ -18,6 +18,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 
 use crate::listing::{check_full, check_quick, Damage, Listing, LISTING_FILE};
+use crate::rows::RowStore;
 use crate::{CacheError, Digest};
 
 const VERSION_FILE: &str = "VERSION";
@@ -49,6 +50,11 @@ pub struct ActionEntry {
     /// teammate's result still says how it came about. Not part of the key.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub log: Vec<String>,
+    /// The row results (kind -> row keys, see [`crate::rows`]) the computation read or wrote,
+    /// so that pushing the entry shares them too: a teammate whose table differs by a few rows
+    /// then computes only those. Not part of the key.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub rows: BTreeMap<String, Vec<Digest>>,
 }
 
 /// A directory being filled before it is published.
@@ -155,6 +161,11 @@ impl Store {
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(CacheError::io(&version, e)),
         }
+    }
+
+    /// The row results of kind `kind` (see [`crate::rows`]).
+    pub fn rows(&self, kind: &str) -> RowStore {
+        RowStore::new(self.root.join("rows").join(kind))
     }
 
     pub fn root(&self) -> &Path {
@@ -686,14 +697,16 @@ mod tests {
             created_unix_ms: 1,
             seconds: 0.5,
             log: vec!["trained 3 steps".into()],
+            rows: [("generate".to_string(), vec![Digest::of(b"row 1"), Digest::of(b"row 2")])].into(),
         };
         store.put_action(&entry).unwrap();
         assert_eq!(store.get_action(&key).unwrap().unwrap(), entry);
-        // An entry an earlier dagrun wrote, without a log, still reads.
+        // An entry an earlier dagrun wrote, without a log or rows, still reads.
         let mut older = serde_json::to_value(&entry).unwrap();
         older.as_object_mut().unwrap().remove("log");
+        older.as_object_mut().unwrap().remove("rows");
         fs::write(store.action_path(&key), older.to_string()).unwrap();
-        assert_eq!(store.get_action(&key).unwrap().unwrap(), ActionEntry { log: vec![], ..entry.clone() });
+        assert_eq!(store.get_action(&key).unwrap().unwrap(), ActionEntry { log: vec![], rows: Default::default(), ..entry.clone() });
         fs::write(store.action_path(&key), b"{not json").unwrap();
         assert!(matches!(store.get_action(&key), Err(CacheError::BadEntry { .. })));
     }
@@ -724,6 +737,7 @@ mod tests {
             created_unix_ms: 0,
             seconds: 0.0,
             log: vec![],
+            rows: Default::default(),
         };
         store.put_action(&entry(b"1", keep)).unwrap();
         store.put_action(&entry(b"2", drop_)).unwrap();

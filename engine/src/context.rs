@@ -168,6 +168,10 @@ pub struct NodeContext {
     pub(crate) store_root: Option<PathBuf>,
     /// The lines logged so far, kept with the node's cache entry and run record.
     pub(crate) lines: Arc<Mutex<Vec<String>>>,
+    /// The run's remote, which row results are read through.
+    pub(crate) remote: Option<Arc<dyn dagrun_cache::RemoteCache>>,
+    /// The row results read or written so far, for the node's cache entry.
+    pub(crate) rows_used: crate::rows::RowsUsed,
 }
 
 impl NodeContext {
@@ -195,6 +199,8 @@ impl NodeContext {
             threads: 1,
             store_root: None,
             lines: Arc::default(),
+            remote: None,
+            rows_used: Default::default(),
         })
     }
 
@@ -206,10 +212,17 @@ impl NodeContext {
         Ok(ctx)
     }
 
-    /// Row results of kind `kind`, kept in the cache across runs (see [`RowCache`]); None when
-    /// the node runs without a cache.
+    /// Row results of kind `kind`, kept in the cache across runs and read through the run's
+    /// remote (see [`crate::rows::RowCache`]); None when the node runs without a cache.
     pub fn row_cache(&self, kind: &str) -> Option<crate::rows::RowCache> {
-        self.store_root.as_ref().map(|r| crate::rows::RowCache::new(r.join("rows").join(kind)))
+        let root = self.store_root.as_ref()?;
+        let local = dagrun_cache::RowStore::new(root.join("rows").join(kind));
+        Some(crate::rows::RowCache::new(kind, local, self.remote.clone(), self.rows_used.clone()))
+    }
+
+    /// The row keys used so far, by kind, sorted.
+    pub(crate) fn rows_used(&self) -> BTreeMap<String, Vec<Digest>> {
+        self.rows_used.lock().map(|u| u.iter().map(|(k, v)| (k.clone(), v.iter().copied().collect())).collect()).unwrap_or_default()
     }
 
     /// Where fetched model packages are kept, shared by every pipeline on this cache (the

@@ -26,7 +26,7 @@ pub use kind::{ArtifactType, BoxError, DynKind, Kind, ParamError, Port, Registry
 pub use pipeline::Pipeline;
 pub use plan::Selection;
 pub use record::{NodeStatus, RunOutcome};
-pub use rows::RowCache;
+pub use rows::{RowCache, RowsLookup};
 pub use run::{run, RunError, RunOptions, RunReport};
 pub use spec::Override;
 pub use ui::{Progress, Ui};

@@ -1,153 +1,103 @@
-//! Per-row results that row-wise kinds (`generate`, `encode`) keep across runs: when a prompt
-//! table grows, only the new rows are computed. Each entry is a small file named by a key the
-//! kind derives from everything that decides that row's result (model digest, params, seed,
-//! the row's content); a checksum trailer makes a torn or corrupted entry a miss, never a
-//! wrong answer. A hit refreshes the entry's modification time, so `cache gc` can drop the
-//! entries no kept run has used ([`prune`]).
+//! Row results as a running node sees them (see [`dagrun_cache::rows`]): the local row store,
+//! read through to the run's remote when it has one, with every key the node reads or writes
+//! recorded for its cache entry, so that pushing the entry shares the rows too.
 
-use std::path::{Path, PathBuf};
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex};
 
-use dagrun_cache::Digest;
+use dagrun_cache::{Digest, RemoteCache, RowStore};
 
-const TRAILER: usize = 32;
+pub use dagrun_cache::rows::prune;
 
-/// A directory of row results.
-#[derive(Clone, Debug)]
+/// The keys a node used, by kind.
+pub(crate) type RowsUsed = Arc<Mutex<BTreeMap<String, BTreeSet<Digest>>>>;
+
+/// One kind's row results for a running node.
+#[derive(Clone)]
 pub struct RowCache {
-    dir: PathBuf,
+    kind: String,
+    local: RowStore,
+    remote: Option<Arc<dyn RemoteCache>>,
+    used: RowsUsed,
+}
+
+impl std::fmt::Debug for RowCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RowCache").field("kind", &self.kind).field("local", &self.local).finish()
+    }
+}
+
+/// What [`RowCache::get_many`] found.
+#[derive(Debug, Default)]
+pub struct RowsLookup {
+    /// Each key's bytes, `None` for a miss.
+    pub found: Vec<Option<Vec<u8>>>,
+    /// How many of the hits came from the remote (they are now local too).
+    pub from_remote: usize,
+    /// Why the remote could not help (unreachable, damaged objects), for the node's log.
+    pub warnings: Vec<String>,
 }
 
 impl RowCache {
-    /// Row results under `dir` (created on first write).
-    pub fn new(dir: impl Into<PathBuf>) -> RowCache {
-        RowCache { dir: dir.into() }
+    pub(crate) fn new(kind: &str, local: RowStore, remote: Option<Arc<dyn RemoteCache>>, used: RowsUsed) -> RowCache {
+        RowCache { kind: kind.to_string(), local, remote, used }
     }
 
-    pub fn dir(&self) -> &Path {
-        &self.dir
+    /// Row results kept under `dir` only: no remote, nothing recorded (tests, tools).
+    pub fn local(kind: &str, dir: impl Into<std::path::PathBuf>) -> RowCache {
+        RowCache::new(kind, RowStore::new(dir), None, RowsUsed::default())
     }
 
-    fn path(&self, key: &Digest) -> PathBuf {
-        let hex = key.hex();
-        self.dir.join(&hex[..2]).join(&hex)
+    fn record(&self, keys: impl IntoIterator<Item = Digest>) {
+        if let Ok(mut used) = self.used.lock() {
+            used.entry(self.kind.clone()).or_default().extend(keys);
+        }
     }
 
-    /// The bytes stored under `key`, if present and intact.
+    /// The bytes stored under `key` in the local cache.
     pub fn get(&self, key: &Digest) -> Option<Vec<u8>> {
-        let path = self.path(key);
-        let mut bytes = std::fs::read(&path).ok()?;
-        if bytes.len() < TRAILER {
-            let _ = std::fs::remove_file(&path);
-            return None;
+        let hit = self.local.get(key);
+        if hit.is_some() {
+            self.record([*key]);
         }
-        let body = bytes.len() - TRAILER;
-        if blake3::hash(&bytes[..body]).as_bytes() != &bytes[body..] {
-            let _ = std::fs::remove_file(&path);
-            return None;
-        }
-        bytes.truncate(body);
-        // Mark it used (for `prune`); failing to is harmless.
-        if let Ok(f) = std::fs::File::options().write(true).open(&path) {
-            let _ = f.set_modified(std::time::SystemTime::now());
-        }
-        Some(bytes)
+        hit
     }
 
-    /// Stores `bytes` under `key` (write to a temporary file, then rename).
-    pub fn put(&self, key: &Digest, bytes: &[u8]) -> std::io::Result<()> {
-        let path = self.path(key);
-        let parent = path.parent().expect("has a parent");
-        std::fs::create_dir_all(parent)?;
-        let mut data = Vec::with_capacity(bytes.len() + TRAILER);
-        data.extend_from_slice(bytes);
-        data.extend_from_slice(blake3::hash(bytes).as_bytes());
-        let tmp = parent.join(format!(".{}.{}.tmp", key.hex(), std::process::id()));
-        std::fs::write(&tmp, &data)?;
-        std::fs::rename(&tmp, &path)
-    }
-}
-
-/// What [`prune`] removed (or would remove).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
-pub struct PruneReport {
-    pub entries: u64,
-    pub bytes: u64,
-}
-
-/// Removes the row entries under `root` (a cache's `rows/`, one folder per kind) last written
-/// or read before `cutoff`, and stale temporary files. Entries in use are refreshed on every
-/// hit, so with `cutoff` = the start of the oldest run `gc` keeps, what goes is what none of
-/// the kept runs touched. A run that needs a pruned entry recomputes it.
-pub fn prune(root: &Path, cutoff: std::time::SystemTime, dry_run: bool) -> std::io::Result<PruneReport> {
-    let mut report = PruneReport::default();
-    let Ok(kinds) = std::fs::read_dir(root) else { return Ok(report) };
-    for kind in kinds.flatten() {
-        let Ok(shards) = std::fs::read_dir(kind.path()) else { continue };
-        for shard in shards.flatten() {
-            let Ok(files) = std::fs::read_dir(shard.path()) else { continue };
-            for f in files.flatten() {
-                let Ok(meta) = f.metadata() else { continue };
-                if !meta.is_file() || meta.modified().map(|m| m >= cutoff).unwrap_or(true) {
-                    continue;
+    /// Looks every key up: locally, then the misses in the remote (several at a time), whose
+    /// hits are stored locally. `valid` rejects bytes the kind cannot use (a miss then).
+    pub fn get_many(&self, keys: &[Digest], valid: &dyn Fn(&[u8]) -> bool) -> RowsLookup {
+        let mut found: Vec<Option<Vec<u8>>> = keys.iter().map(|k| self.local.get(k).filter(|b| valid(b))).collect();
+        let mut out = RowsLookup::default();
+        let missing: Vec<usize> = (0..keys.len()).filter(|&i| found[i].is_none()).collect();
+        if let (Some(remote), false) = (&self.remote, missing.is_empty()) {
+            let asked: Vec<Digest> = missing.iter().map(|&i| keys[i]).collect();
+            match remote.get_rows(&self.kind, &asked) {
+                Ok((bodies, damaged)) => {
+                    for (&i, body) in missing.iter().zip(bodies) {
+                        let Some(body) = body.filter(|b| valid(b)) else { continue };
+                        // A hit that cannot be kept locally is still a hit for this run.
+                        if let Err(e) = self.local.put(&keys[i], &body) {
+                            out.warnings.push(format!("could not keep a row result from the remote: {e}"));
+                        }
+                        found[i] = Some(body);
+                        out.from_remote += 1;
+                    }
+                    if !damaged.is_empty() {
+                        out.warnings.push(format!("{} row results in the remote are damaged and were not used (first: {})", damaged.len(), damaged[0]));
+                    }
                 }
-                report.entries += 1;
-                report.bytes += meta.len();
-                if !dry_run {
-                    std::fs::remove_file(f.path())?;
-                }
+                Err(e) => out.warnings.push(format!("the remote's row results are unavailable ({e}); computing here")),
             }
         }
-    }
-    Ok(report)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn prune_drops_entries_unused_since_the_cutoff() {
-        let dir = tempfile::tempdir().unwrap();
-        let rows = RowCache::new(dir.path().join("encode"));
-        let (old, used, new) = (Digest::of(b"old"), Digest::of(b"used"), Digest::of(b"new"));
-        rows.put(&old, b"1").unwrap();
-        rows.put(&used, b"2").unwrap();
-        let past = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
-        for k in [&old, &used] {
-            std::fs::File::options().write(true).open(rows.path(k)).unwrap().set_modified(past).unwrap();
-        }
-        let cutoff = std::time::SystemTime::now() - std::time::Duration::from_secs(60);
-        // A hit after the cutoff keeps an old entry; a fresh write is kept too.
-        assert!(rows.get(&used).is_some());
-        rows.put(&new, b"3").unwrap();
-        let dry = prune(dir.path(), cutoff, true).unwrap();
-        assert_eq!(dry.entries, 1);
-        assert!(rows.get(&old).is_some(), "a dry run removes nothing");
-        std::fs::File::options().write(true).open(rows.path(&old)).unwrap().set_modified(past).unwrap();
-        let done = prune(dir.path(), cutoff, false).unwrap();
-        assert_eq!(done, dry);
-        assert_eq!(rows.get(&old), None);
-        assert!(rows.get(&used).is_some() && rows.get(&new).is_some());
-        // No rows directory at all is nothing to do.
-        assert_eq!(prune(&dir.path().join("missing"), cutoff, false).unwrap(), PruneReport::default());
+        self.record(keys.iter().zip(&found).filter(|(_, f)| f.is_some()).map(|(k, _)| *k));
+        out.found = found;
+        out
     }
 
-    #[test]
-    fn round_trips_and_treats_damage_as_a_miss() {
-        let dir = tempfile::tempdir().unwrap();
-        let rows = RowCache::new(dir.path());
-        let key = Digest::of(b"row 1");
-        assert_eq!(rows.get(&key), None);
-        rows.put(&key, b"hello").unwrap();
-        assert_eq!(rows.get(&key).as_deref(), Some(&b"hello"[..]));
-        let path = rows.path(&key);
-        let mut bytes = std::fs::read(&path).unwrap();
-        bytes[0] ^= 1;
-        std::fs::write(&path, &bytes).unwrap();
-        assert_eq!(rows.get(&key), None, "a flipped bit is a miss");
-        assert!(!path.exists(), "the damaged entry is removed");
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        std::fs::write(&path, b"short").unwrap();
-        assert_eq!(rows.get(&key), None, "a torn entry is a miss");
+    /// Stores `bytes` under `key` locally (pushed with the node's entry).
+    pub fn put(&self, key: &Digest, bytes: &[u8]) -> std::io::Result<()> {
+        self.local.put(key, bytes)?;
+        self.record([*key]);
+        Ok(())
     }
 }

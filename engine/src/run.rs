@@ -612,6 +612,8 @@ impl Job<'_> {
             threads: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
             store_root: Some(store.root().to_path_buf()),
             lines: self.lines.clone(),
+            remote: self.remote.clone(),
+            rows_used: Default::default(),
         };
         let inputs = Inputs::new(self.inputs.clone());
         let result = catch_unwind(AssertUnwindSafe(|| self.node.kind.run(&self.node.params, &ctx, &inputs)));
@@ -638,6 +640,7 @@ impl Job<'_> {
         if !unwritten.is_empty() {
             return Err(format!("kind `{}` finished without writing output {}", self.node.kind.name(), unwritten.join(", ")));
         }
+        let rows = ctx.rows_used();
         drop(ctx);
         drop(scratch);
         let mut digests = BTreeMap::new();
@@ -661,6 +664,7 @@ impl Job<'_> {
             created_unix_ms: unix_ms(),
             seconds,
             log: self.lines.lock().map(|l| l.clone()).unwrap_or_default(),
+            rows,
         };
         store.put_action(&entry).map_err(|e| e.to_string())?;
         if let Some(remote) = self.remote.as_ref().filter(|r| r.write_through()) {
@@ -785,10 +789,23 @@ mod tests {
             for d in entry.outputs.values() {
                 copy_artifact(store, &self.inner, d)?;
             }
+            for (kind, keys) in &entry.rows {
+                let rows: Vec<_> = keys.iter().filter_map(|k| store.rows(kind).get(k).map(|b| (*k, b))).collect();
+                self.put_rows(kind, &rows)?;
+            }
             Ok(self.inner.put_action(entry)?)
         }
         fn write_through(&self) -> bool {
             true
+        }
+        fn get_rows(&self, kind: &str, keys: &[Digest]) -> Result<dagrun_cache::RowsFound, dagrun_cache::RemoteError> {
+            Ok((keys.iter().map(|k| self.inner.rows(kind).get(k)).collect(), vec![]))
+        }
+        fn put_rows(&self, kind: &str, rows: &[(Digest, Vec<u8>)]) -> Result<(), dagrun_cache::RemoteError> {
+            for (k, b) in rows {
+                self.inner.rows(kind).put(k, b).map_err(|e| dagrun_cache::CacheError::io(self.inner.root(), e))?;
+            }
+            Ok(())
         }
     }
 

@@ -30,6 +30,7 @@ pub fn register(r: &mut Registry) {
     r.register(Scale);
     r.register(Sum);
     r.register(Blob);
+    r.register(RowWise);
 }
 
 /// How a test node behaves besides its computation.
@@ -285,6 +286,63 @@ impl Kind for Sum {
         ctx.write_batch("out", &numbers(v)?)?;
         std::fs::write(ctx.output_dir("total")?.join("total.json"), format!("{{\"total\": {total}}}\n"))?;
         trace(ctx, "end");
+        Ok(())
+    }
+}
+
+/// Multiplies each value by `factor`, keeping each row's result in the row cache as
+/// `generate` keeps its answers: a stand-in for a row-wise kind in the engine's tests.
+pub struct RowWise;
+
+#[derive(Debug, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RowWiseParams {
+    #[serde(default = "one")]
+    pub factor: f64,
+}
+
+impl Kind for RowWise {
+    type Params = RowWiseParams;
+    fn name(&self) -> &'static str {
+        "test-rows"
+    }
+    fn version(&self) -> u32 {
+        1
+    }
+    fn summary(&self) -> &'static str {
+        "test: multiplies a Numbers table row by row, through the row cache"
+    }
+    fn seeded(&self, _p: &Self::Params) -> bool {
+        false
+    }
+    fn signature(&self, _p: &RowWiseParams) -> Result<Signature, ParamError> {
+        Ok(Signature { inputs: vec![Port::new("in", NUMBERS)], outputs: vec![Port::new("out", NUMBERS)] })
+    }
+    fn run(&self, p: &RowWiseParams, ctx: &NodeContext, inputs: &Inputs) -> Result<(), BoxError> {
+        let v = values(inputs, "in")?;
+        let key = |x: f64| dagrun_cache::Digest::of(format!("test-rows {} {x}", p.factor).as_bytes());
+        let keys: Vec<_> = v.iter().map(|&x| key(x)).collect();
+        let cache = ctx.row_cache("test-rows").ok_or("no row cache")?;
+        let lookup = cache.get_many(&keys, &|b| b.len() == 8);
+        for w in &lookup.warnings {
+            ctx.log(format!("warning: {w}"));
+        }
+        let mut computed = 0;
+        let mut out = Vec::with_capacity(v.len());
+        for ((x, k), hit) in v.iter().zip(&keys).zip(lookup.found) {
+            let y = match hit {
+                Some(b) => f64::from_le_bytes(b.try_into().map_err(|_| "bad row")?),
+                None => {
+                    computed += 1;
+                    let y = x * p.factor;
+                    cache.put(k, &y.to_le_bytes())?;
+                    y
+                }
+            };
+            out.push(y);
+        }
+        ctx.log(format!("{} of {} rows cached ({} from the remote); computed {computed}", v.len() - computed, v.len(), lookup.from_remote));
+        ctx.write_batch("out", &numbers(out)?)?;
         Ok(())
     }
 }

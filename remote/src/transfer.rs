@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use dagrun_cache::{ActionEntry, CacheError, Check, Digest, FileEntry, Listing, RemoteCache, RemoteError, Store};
+use dagrun_cache::{rows, ActionEntry, CacheError, Check, Digest, FileEntry, Listing, RemoteCache, RemoteError, RowsFound, Store};
 use futures::StreamExt;
 use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload, WriteMultipart};
@@ -41,6 +41,8 @@ pub struct TransferReport {
     pub artifacts: usize,
     /// Artifacts the other side already had.
     pub artifacts_present: usize,
+    /// Row results uploaded with their entries (pushes only).
+    pub rows: usize,
     pub bytes: u64,
     /// One line per entry that could not be transferred.
     pub failures: Vec<String>,
@@ -122,6 +124,12 @@ impl Remote {
     fn action_object(&self, key: &Digest) -> ObjectPath {
         let hex = key.hex();
         self.object(&format!("ac/{}/{hex}.json", &hex[..2]))
+    }
+
+    /// Row results live under `rows/KIND/`, named by their row key, sealed as locally.
+    fn row_object(&self, kind: &str, key: &Digest) -> ObjectPath {
+        let hex = key.hex();
+        self.object(&format!("rows/{kind}/{}/{hex}", &hex[..2]))
     }
 
     fn unavailable(&self, e: impl std::fmt::Display) -> RemoteError {
@@ -371,13 +379,77 @@ impl Remote {
         self.put_small(&self.action_object(&entry.key), Bytes::from(json)).await
     }
 
-    /// Uploads one entry's artifacts, then the entry (write-through).
+    /// Uploads one entry's artifacts, its rows, then the entry (write-through).
     async fn push_one(&self, local: &Store, entry: &ActionEntry) -> Result<(), RemoteError> {
         let unique: BTreeSet<&Digest> = entry.outputs.values().collect();
         for r in futures::future::join_all(unique.into_iter().map(|d| self.upload(local, d))).await {
             r?;
         }
+        self.upload_rows(local, entry).await?;
         self.put_entry(entry).await
+    }
+
+    /// Uploads the row results `entry` lists that the local cache still has, unless the
+    /// remote has the entry already (whoever pushed it pushed its rows); returns how many.
+    async fn upload_rows(&self, local: &Store, entry: &ActionEntry) -> Result<usize, RemoteError> {
+        if entry.rows.is_empty() || self.exists(&self.action_object(&entry.key)).await? {
+            return Ok(0);
+        }
+        let puts = entry.rows.iter().flat_map(|(kind, keys)| {
+            let store = local.rows(kind);
+            keys.iter().filter_map(move |k| store.get_sealed(k).map(|bytes| (self.row_object(kind, k), bytes)))
+        });
+        let puts = puts.map(|(object, bytes)| async move {
+            self.stats.bytes_up.fetch_add(bytes.len() as u64, Ordering::Relaxed);
+            self.put_small(&object, Bytes::from(bytes)).await
+        });
+        let mut results = futures::stream::iter(puts).buffer_unordered(16);
+        let mut n = 0;
+        while let Some(r) = results.next().await {
+            r?;
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    /// See [`RemoteCache::get_rows`].
+    async fn rows_get(&self, kind: &str, keys: &[Digest]) -> Result<RowsFound, RemoteError> {
+        let gets = keys.iter().map(|k| async move {
+            let object = self.row_object(kind, k);
+            let found = self.get_small(&object).await?;
+            if let Some(b) = &found {
+                self.stats.bytes_down.fetch_add(b.len() as u64, Ordering::Relaxed);
+            }
+            let corrupt = || RemoteError::Corrupt { object: object.to_string(), why: "its checksum does not match".into() };
+            Ok::<_, RemoteError>(found.map(|b| rows::unseal(&b).map(<[u8]>::to_vec).ok_or_else(corrupt)))
+        });
+        let mut results = futures::stream::iter(gets).buffered(16);
+        let (mut bodies, mut damaged) = (Vec::with_capacity(keys.len()), Vec::new());
+        while let Some(r) = results.next().await {
+            match r? {
+                Some(Ok(body)) => bodies.push(Some(body)),
+                Some(Err(e)) => {
+                    damaged.push(e);
+                    bodies.push(None);
+                }
+                None => bodies.push(None),
+            }
+        }
+        Ok((bodies, damaged))
+    }
+
+    /// See [`RemoteCache::put_rows`].
+    async fn rows_put(&self, kind: &str, rows: &[(Digest, Vec<u8>)]) -> Result<(), RemoteError> {
+        let puts = rows.iter().map(|(k, body)| async move {
+            let sealed = rows::seal(body);
+            self.stats.bytes_up.fetch_add(sealed.len() as u64, Ordering::Relaxed);
+            self.put_small(&self.row_object(kind, k), Bytes::from(sealed)).await
+        });
+        let mut results = futures::stream::iter(puts).buffer_unordered(16);
+        while let Some(r) = results.next().await {
+            r?;
+        }
+        Ok(())
     }
 
     /// Transfers every artifact that `entries` name, once each and 8 at a time, counting
@@ -427,12 +499,19 @@ impl Remote {
                 if let Some(why) = e.outputs.values().find_map(|d| failed.get(d)) {
                     return (e, Err(why.clone()));
                 }
-                (e, self.put_entry(e).await.map_err(|x| x.to_string()))
+                let rows = match self.upload_rows(local, e).await {
+                    Ok(n) => n,
+                    Err(x) => return (e, Err(format!("its row results: {x}"))),
+                };
+                (e, self.put_entry(e).await.map(|()| rows).map_err(|x| x.to_string()))
             });
             let mut results = futures::stream::iter(puts).buffer_unordered(8);
             while let Some((e, r)) = results.next().await {
                 match r {
-                    Ok(()) => report.entries += 1,
+                    Ok(rows) => {
+                        report.entries += 1;
+                        report.rows += rows;
+                    }
                     Err(why) => report.failures.push(format!("{} ({}): {why}", e.key.short(), e.kind)),
                 }
             }
@@ -543,6 +622,14 @@ impl RemoteCache for Remote {
     fn write_through(&self) -> bool {
         self.write_through
     }
+
+    fn get_rows(&self, kind: &str, keys: &[Digest]) -> Result<RowsFound, RemoteError> {
+        self.rt.block_on(self.rows_get(kind, keys))
+    }
+
+    fn put_rows(&self, kind: &str, rows: &[(Digest, Vec<u8>)]) -> Result<(), RemoteError> {
+        self.rt.block_on(self.rows_put(kind, rows))
+    }
 }
 
 #[cfg(test)]
@@ -573,6 +660,7 @@ mod tests {
             created_unix_ms: 1,
             seconds: 0.1,
             log: vec![],
+            rows: Default::default(),
         }
     }
 

@@ -97,8 +97,9 @@ impl Drop for ProgressLine {
 
 fn finish(verb: &str, r: &TransferReport, seconds: f64, remote: &Remote) -> u8 {
     let rate = human_bytes((r.bytes as f64 / seconds.max(1e-3)) as u64);
+    let rows = if r.rows > 0 { format!(" and {} row results", r.rows) } else { String::new() };
     eprintln!(
-        "{verb} {} entries, {} artifacts ({}) in {} ({rate}/s); {} artifacts were already there [{}]",
+        "{verb} {} entries, {} artifacts ({}){rows} in {} ({rate}/s); {} artifacts were already there [{}]",
         r.entries,
         r.artifacts,
         human_bytes(r.bytes),

@@ -216,28 +216,33 @@ fn run_on<B: Backend>(p: &EncodeParams, ctx: &NodeContext, inputs: &Inputs, rows
     let dim = enc.config.hidden_size;
     let cache = ctx.row_cache("encode");
 
-    // Distinct texts not in the row cache, each encoded once.
+    // Distinct texts not in the row cache (or the remote's), each encoded once.
     let keys: Vec<Digest> = rows.iter().map(|r| row_key(&model_in.digest, p, enc.tokenizer.max_length, &r.text)).collect();
+    let mut distinct: Vec<(Digest, &str)> = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for (k, r) in keys.iter().zip(&rows) {
+        if seen.insert(*k) {
+            distinct.push((*k, r.text.as_str()));
+        }
+    }
+    let asked: Vec<Digest> = distinct.iter().map(|d| d.0).collect();
+    let lookup = cache.as_ref().map(|c| c.get_many(&asked, &|b| b.len() == dim * 4)).unwrap_or_default();
+    for w in &lookup.warnings {
+        ctx.log(format!("warning: {w}"));
+    }
     let mut vectors: HashMap<Digest, Vec<f32>> = HashMap::new();
     let mut todo: Vec<(Digest, &str)> = Vec::new();
-    let mut pending = std::collections::HashSet::new();
-    for (k, r) in keys.iter().zip(&rows) {
-        if vectors.contains_key(k) || pending.contains(k) {
-            continue;
-        }
-        let hit = cache.as_ref().and_then(|c| c.get(k)).filter(|b| b.len() == dim * 4);
-        match hit {
+    for (i, (k, text)) in distinct.into_iter().enumerate() {
+        match lookup.found.get(i).and_then(Option::as_ref) {
             Some(bytes) => {
-                vectors.insert(*k, bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect());
+                vectors.insert(k, bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect());
             }
-            None => {
-                pending.insert(*k);
-                todo.push((*k, r.text.as_str()));
-            }
+            None => todo.push((k, text)),
         }
     }
     if todo.len() < rows.len() {
-        ctx.log(format!("{} of {} rows from the row cache or repeated texts; encoding {}", rows.len() - todo.len(), rows.len(), todo.len()));
+        let remote = if lookup.from_remote > 0 { format!(" ({} from the remote)", lookup.from_remote) } else { String::new() };
+        ctx.log(format!("{} of {} rows from the row cache or repeated texts{remote}; encoding {}", rows.len() - todo.len(), rows.len(), todo.len()));
     }
     if !todo.is_empty() {
         // The weights are read only when there is something to encode.

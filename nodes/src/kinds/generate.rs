@@ -177,13 +177,10 @@ fn run_on<B: Backend>(p: &GenerateParams, ctx: &NodeContext, inputs: &Inputs, de
     let seed = p.seed.unwrap_or(if p.temperature > 0.0 { ctx.seed() } else { 0 });
     let rows_cache = ctx.row_cache("generate");
 
-    // Render and tokenize every prompt; look every (row, sample) up in the row cache.
-    let mut results: Vec<Vec<Option<Completion>>> = vec![vec![None; p.samples as usize]; rows.len()];
+    // Render every prompt; look every (row, sample) up in the row cache (and the remote's).
+    let mut rendered_rows = Vec::with_capacity(rows.len());
     let mut keys: Vec<Vec<Digest>> = Vec::with_capacity(rows.len());
-    let mut requests = Vec::new();
-    let mut request_row = Vec::new();
-    let mut request_samples: Vec<Vec<u32>> = Vec::new();
-    for (r, row) in rows.iter().enumerate() {
+    for row in &rows {
         let rendered = if p.chat {
             let t = llm.template.as_ref().ok_or("the model has no chat template; set `chat: false` to use the prompt text as is")?;
             let messages = prompt_messages(row.system.as_deref(), &row.prompt);
@@ -191,18 +188,32 @@ fn run_on<B: Backend>(p: &GenerateParams, ctx: &NodeContext, inputs: &Inputs, de
         } else {
             row.prompt.clone()
         };
-        let row_keys: Vec<Digest> = (0..p.samples).map(|s| row_key(&model_digest, llm.tokenizer.revision, p, seed, &rendered, &row.key, s)).collect();
+        keys.push((0..p.samples).map(|s| row_key(&model_digest, llm.tokenizer.revision, p, seed, &rendered, &row.key, s)).collect());
+        rendered_rows.push(rendered);
+    }
+    let all_keys: Vec<Digest> = keys.iter().flatten().copied().collect();
+    let valid = |b: &[u8]| serde_json::from_slice::<Completion>(b).is_ok();
+    let lookup = rows_cache.as_ref().map(|c| c.get_many(&all_keys, &valid)).unwrap_or_default();
+    for w in &lookup.warnings {
+        ctx.log(format!("warning: {w}"));
+    }
+    let mut hits = lookup.found.into_iter().map(|b| b.and_then(|b| serde_json::from_slice::<Completion>(&b).ok()));
+
+    // Tokenize the prompts that still need answers.
+    let mut results: Vec<Vec<Option<Completion>>> = vec![vec![None; p.samples as usize]; rows.len()];
+    let mut requests = Vec::new();
+    let mut request_row = Vec::new();
+    let mut request_samples: Vec<Vec<u32>> = Vec::new();
+    for (r, (row, rendered)) in rows.iter().zip(&rendered_rows).enumerate() {
         let mut missing = Vec::new();
-        for (s, k) in row_keys.iter().enumerate() {
-            let hit = rows_cache.as_ref().and_then(|c| c.get(k)).and_then(|b| serde_json::from_slice::<Completion>(&b).ok());
-            match hit {
-                Some(c) => results[r][s] = Some(c),
+        for (s, slot) in results[r].iter_mut().enumerate() {
+            match hits.next().flatten() {
+                Some(c) => *slot = Some(c),
                 None => missing.push(s as u32),
             }
         }
-        keys.push(row_keys);
         if !missing.is_empty() {
-            let ids = llm.tokenizer.encode(&rendered)?;
+            let ids = llm.tokenizer.encode(rendered)?;
             if ids.is_empty() {
                 return Err(format!("prompt {} is empty after rendering", row.key).into());
             }
@@ -214,7 +225,8 @@ fn run_on<B: Backend>(p: &GenerateParams, ctx: &NodeContext, inputs: &Inputs, de
     let todo: usize = requests.iter().map(|r| r.seeds.len()).sum();
     let total = rows.len() * p.samples as usize;
     if todo < total {
-        ctx.log(format!("{} of {total} answers from the row cache; generating {todo}", total - todo));
+        let remote = if lookup.from_remote > 0 { format!(" ({} of them from the remote)", lookup.from_remote) } else { String::new() };
+        ctx.log(format!("{} of {total} answers from the row cache{remote}; generating {todo}", total - todo));
     }
     let settings = Settings {
         sampling: Sampling { temperature: p.temperature, top_p: p.top_p, top_k: p.top_k as usize },
