@@ -173,3 +173,40 @@ fn other_encoder_directories_load_and_encode() {
         assert!(rows.iter().all(|r| r["vector"].as_array().unwrap().len() == 32));
     }
 }
+
+/// `generate` and `encode` split over workers with `dagrun shard` (each its own cache, one
+/// shared-directory remote): the driver generates and encodes nothing, reads every row from
+/// the remote, and its tables are those of a single machine to the bit.
+#[test]
+fn generate_and_encode_sharded_over_workers_give_the_single_machine_tables() {
+    let shared = tempfile::tempdir().unwrap();
+    let url = format!("file://{}", shared.path().display());
+    let alone = Work::new();
+    models(&alone);
+    alone.write("p.yaml", &pipeline(12));
+    let single = alone.expect(&["p.yaml", "--json"], 0);
+    for node in ["answers", "users"] {
+        for i in ["0", "1", "2"] {
+            let worker = Work::new();
+            models(&worker);
+            worker.write("p.yaml", &pipeline(12));
+            let r = worker.expect(&["shard", "p.yaml", node, "--count", "3", "--index", i, "--remote", &url], 0);
+            assert!(r.stderr.contains(&format!("shard {i}/3 of `{node}`: ")), "{}", r.stderr);
+            // The first `users` worker needs `answers` whole: it assembles it from the shards'
+            // rows (and pushes it), generating nothing.
+            if node == "users" && i == "0" {
+                assert!(r.stderr.contains("24 of 24 answers from the row cache (24 of them from the remote); generating 0"), "{}", r.stderr);
+            }
+        }
+    }
+    let driver = Work::new();
+    models(&driver);
+    driver.write("p.yaml", &pipeline(12));
+    let r = driver.expect(&["p.yaml", "--json", "--until", "users", "--remote", &url], 0);
+    assert_eq!(r.status_of("answers"), "remote");
+    assert!(r.stderr.contains("24 of 24 rows from the row cache or repeated texts (") && r.stderr.contains(" from the remote); encoding 0"), "{}", r.stderr);
+    assert!(!r.stderr.contains("encoder loaded in"), "{}", r.stderr);
+    for node in ["answers", "users"] {
+        assert_eq!(r.digest_of(node), single.digest_of(node), "{node}");
+    }
+}

@@ -480,3 +480,78 @@ fn row_results_are_shared_so_a_grown_table_computes_only_its_new_rows() {
     fresh.write("rows.yaml", &spec(16));
     assert_eq!(fresh.expect(&["rows.yaml", "--json", "--no-remote"], 0).digest_of("r"), r.digest_of("r"));
 }
+
+/// `dagrun shard` splits a row-wise node over machines: each worker (its own cache) computes
+/// its shard's rows and uploads them, the driver's run finds every row in the remote and
+/// computes none, with the result a single machine gives. A worker that finds no input
+/// computes (and pushes) it; Slurm's environment names the shard; bad requests are explained.
+#[test]
+fn shards_on_separate_machines_compute_a_row_wise_node_for_the_driver() {
+    let shared = tempfile::tempdir().unwrap();
+    let url = format!("file://{}", shared.path().display());
+    let spec = "pipeline: sharded\nnodes:\n  a: { kind: test-source, params: { rows: 40, noise: true } }\n  r: { kind: test-rows, inputs: { in: a }, params: { factor: 3 } }\n  s: { kind: test-scale, inputs: { in: r } }\n";
+    let mut uploaded = 0;
+    for i in 0..3 {
+        let worker = Work::new();
+        worker.write("p.yaml", spec);
+        let r = if i == 2 {
+            let out = worker
+                .command(&["shard", "p.yaml", "r", "--remote", &url])
+                .env("SLURM_ARRAY_TASK_ID", "7")
+                .env("SLURM_ARRAY_TASK_MIN", "5")
+                .env("SLURM_ARRAY_TASK_COUNT", "3")
+                .output()
+                .unwrap();
+            Ran::from(out)
+        } else {
+            worker.run(&["shard", "p.yaml", "r", "--count", "3", "--index", &i.to_string(), "--remote", &url])
+        };
+        assert_eq!(r.code, 0, "{}", r.stderr);
+        // The first worker found no `a` anywhere: it computed and pushed it; the others took it.
+        let line = r.stderr.lines().find(|l| l.starts_with(&format!("shard {i}/3 of `r`: "))).unwrap_or_else(|| panic!("{}", r.stderr));
+        uploaded += line.split_whitespace().nth(4).unwrap().parse::<usize>().unwrap_or_else(|_| panic!("{line}"));
+        assert!(line.contains("`test-rows` row results uploaded to file://"), "{line}");
+        let kinds: Vec<String> = files_under(&worker.cache().join("ac"))
+            .iter()
+            .map(|f| serde_json::from_slice::<serde_json::Value>(&std::fs::read(f).unwrap()).unwrap()["kind"].as_str().unwrap().to_string())
+            .collect();
+        assert!(!kinds.contains(&"test-rows".to_string()), "a shard publishes no result of `r`: {kinds:?}");
+    }
+    assert_eq!(uploaded, 40, "the shards cover the rows once");
+
+    let driver = Work::new();
+    driver.write("p.yaml", spec);
+    let r = driver.expect(&["p.yaml", "--json", "--remote", &url], 0);
+    assert_eq!(r.with_status("ran"), vec!["r", "s"]);
+    let log = driver.expect(&["log", "p.yaml", "r"], 0).stdout;
+    assert!(log.contains("40 of 40 rows cached (40 from the remote); computed 0"), "{log}");
+    let alone = Work::new();
+    alone.write("p.yaml", spec);
+    assert_eq!(alone.expect(&["p.yaml", "--json", "--no-remote"], 0).digest_of("s"), r.digest_of("s"));
+
+    // Once the node is computed somewhere, a late shard has nothing to do.
+    driver.expect(&["cache", "push", "p.yaml", "--remote", &url], 0);
+    let late = Work::new();
+    late.write("p.yaml", spec);
+    let out = late.expect(&["shard", "p.yaml", "r", "--count", "3", "--index", "1", "--remote", &url], 0);
+    assert!(out.stderr.contains("`r` is already computed (in the remote): shard 1/3 has nothing to do"), "{}", out.stderr);
+
+    // `kinds` says which kinds shard.
+    assert!(late.expect(&["kinds", "test-rows"], 0).stdout.starts_with("test-rows (version 1; shardable: `dagrun shard`): "));
+    assert!(!late.expect(&["kinds", "test-source"], 0).stdout.contains("shardable"));
+
+    // Bad requests.
+    let e = late.expect(&["shard", "p.yaml", "a", "--count", "2", "--index", "0", "--remote", &url], 2);
+    assert!(e.stderr.contains("node `a` is a `test-source` node, which cannot be sharded: only row-wise kinds can (") && e.stderr.contains("`generate`"), "{}", e.stderr);
+    let e = late.expect(&["shard", "p.yaml", "r", "--count", "3", "--index", "3", "--remote", &url], 2);
+    assert!(e.stderr.contains("shard index 3 is out of range: with 3 shards the index is 0 to 2"), "{}", e.stderr);
+    let e = late.expect(&["shard", "p.yaml", "r", "--index", "0", "--remote", &url], 2);
+    assert!(e.stderr.contains("say how many shards there are: --count N"), "{}", e.stderr);
+    let e = late.expect(&["shard", "p.yaml", "r", "--count", "2"], 2);
+    assert!(e.stderr.contains("say which shard this is: --index I"), "{}", e.stderr);
+    let e = late.command(&["shard", "p.yaml", "r", "--count", "2", "--index", "0"]).env_remove("DAGRUN_REMOTE").output().unwrap();
+    assert_eq!(e.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&e.stderr).contains("a shard's rows reach the driver through a remote"), "{}", String::from_utf8_lossy(&e.stderr));
+    let e = late.expect(&["shard", "p.yaml", "q", "--count", "2", "--index", "0", "--remote", &url], 2);
+    assert!(e.stderr.contains("unknown node `q`"), "{}", e.stderr);
+}

@@ -172,6 +172,8 @@ pub struct NodeContext {
     pub(crate) remote: Option<Arc<dyn dagrun_cache::RemoteCache>>,
     /// The row results read or written so far, for the node's cache entry.
     pub(crate) rows_used: crate::rows::RowsUsed,
+    /// Set when the node computes one shard of its rows (see [`crate::shard`]).
+    pub(crate) shard: Option<crate::shard::Shard>,
 }
 
 impl NodeContext {
@@ -201,6 +203,7 @@ impl NodeContext {
             lines: Arc::default(),
             remote: None,
             rows_used: Default::default(),
+            shard: None,
         })
     }
 
@@ -219,6 +222,14 @@ impl NodeContext {
         let local = dagrun_cache::RowStore::new(root.join("rows").join(kind));
         Some(crate::rows::RowCache::new(kind, local, self.remote.clone(), self.rows_used.clone()))
     }
+
+    /// The shard of its rows the node computes, if it is computing one (`dagrun shard`): a
+    /// row-wise kind then computes only the rows [`crate::shard::Shard::owns`], keeps them in
+    /// its row cache and returns without writing its outputs.
+    pub fn shard(&self) -> Option<crate::shard::Shard> {
+        self.shard
+    }
+
 
     /// The row keys used so far, by kind, sorted.
     pub(crate) fn rows_used(&self) -> BTreeMap<String, Vec<Digest>> {

@@ -227,6 +227,11 @@ pub trait Kind: Send + Sync + 'static {
     fn files_hint(&self, _params: &Self::Params) -> Option<String> {
         None
     }
+    /// Whether the kind computes its output row by row through the row cache and honours
+    /// [`NodeContext::shard`], so `dagrun shard` can split its rows over machines.
+    fn shardable(&self) -> bool {
+        false
+    }
     /// Computes the outputs. Read inputs through `inputs`, write every output port through
     /// `ctx`, report progress and check for cancellation through `ctx`.
     fn run(&self, params: &Self::Params, ctx: &NodeContext, inputs: &Inputs) -> Result<(), BoxError>;
@@ -252,6 +257,7 @@ pub trait DynKind: Send + Sync {
     fn signature(&self, params: &serde_json::Value) -> Result<Signature, ParamError>;
     fn signature_for(&self, params: &serde_json::Value, connected: &[String]) -> Result<Signature, ParamError>;
     fn resource(&self, params: &serde_json::Value) -> Resource;
+    fn shardable(&self) -> bool;
     fn run(&self, params: &serde_json::Value, ctx: &NodeContext, inputs: &Inputs) -> Result<(), BoxError>;
 }
 
@@ -311,6 +317,9 @@ impl<K: Kind> DynKind for K {
     }
     fn resource(&self, params: &serde_json::Value) -> Resource {
         parse::<K>(params).map(|p| Kind::resource(self, &p)).unwrap_or(Resource::Cpu)
+    }
+    fn shardable(&self) -> bool {
+        Kind::shardable(self)
     }
     fn run(&self, params: &serde_json::Value, ctx: &NodeContext, inputs: &Inputs) -> Result<(), BoxError> {
         let typed = parse::<K>(params).map_err(|e| format!("params: {}", e.message))?;

@@ -12,6 +12,7 @@ pub mod plan;
 pub mod record;
 pub mod rows;
 pub mod run;
+pub mod shard;
 pub mod spec;
 pub mod suggest;
 pub mod ui;
@@ -28,6 +29,7 @@ pub use plan::Selection;
 pub use record::{NodeStatus, RunOutcome};
 pub use rows::{RowCache, RowsLookup};
 pub use run::{run, RunError, RunOptions, RunReport};
+pub use shard::{run_shard, Shard, ShardError, ShardOptions, ShardReport};
 pub use spec::Override;
 pub use ui::{Progress, Ui};
 

@@ -291,7 +291,8 @@ pub enum Resolved {
 }
 
 impl Resolved {
-    fn entry(&self) -> Option<&ActionEntry> {
+    /// The entry, local or remote.
+    pub fn entry(&self) -> Option<&ActionEntry> {
         match self {
             Resolved::Local(e) | Resolved::Remote(e) => Some(e),
             _ => None,

@@ -614,6 +614,7 @@ impl Job<'_> {
             lines: self.lines.clone(),
             remote: self.remote.clone(),
             rows_used: Default::default(),
+            shard: None,
         };
         let inputs = Inputs::new(self.inputs.clone());
         let result = catch_unwind(AssertUnwindSafe(|| self.node.kind.run(&self.node.params, &ctx, &inputs)));

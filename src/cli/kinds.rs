@@ -27,7 +27,10 @@ pub fn kinds(a: KindsArgs) -> CliResult {
     }
     for name in names {
         let kind = registry.get(name).expect("listed");
-        let others = kind.other_versions().map(|o| format!("; {o}")).unwrap_or_default();
+        let mut others = kind.other_versions().map(|o| format!("; {o}")).unwrap_or_default();
+        if kind.shardable() {
+            others.push_str("; shardable: `dagrun shard`");
+        }
         println!("{name} (version {}{others}): {}", kind.version(), kind.summary());
         let schema = kind.params_schema();
         // Ports of the default params, when the defaults are valid.

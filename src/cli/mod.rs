@@ -11,6 +11,7 @@ mod plan;
 mod remote;
 mod report;
 mod run;
+mod shard;
 mod show;
 mod svg;
 mod synth;
@@ -56,6 +57,8 @@ pub enum Command {
     Report(report::ReportArgs),
     /// Print what nodes logged when they were computed (kept with the cache).
     Log(log::LogArgs),
+    /// Compute one shard of a row-wise node's rows into the remote (a cluster array job's task).
+    Shard(shard::ShardArgs),
     /// Inspect and maintain the cache.
     #[command(subcommand)]
     Cache(cache_cmd::CacheCommand),
@@ -131,6 +134,7 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
         Command::Show(a) => show::show(a),
         Command::Report(a) => report::report(a),
         Command::Log(a) => log::log(a),
+        Command::Shard(a) => shard::shard(a),
         Command::Cache(c) => cache_cmd::cache(c),
         Command::Kinds(a) => kinds::kinds(a),
         Command::Synth(a) => synth::synth(a),

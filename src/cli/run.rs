@@ -93,7 +93,7 @@ pub fn run(a: RunArgs) -> CliResult {
 
 /// First Ctrl-C: stop starting nodes and ask running ones to stop. Second: exit at once
 /// (finished work is already published; nothing half-written is ever trusted).
-fn install_interrupt_handler(cancel: CancelToken) {
+pub(super) fn install_interrupt_handler(cancel: CancelToken) {
     let count = Arc::new(AtomicUsize::new(0));
     let _ = ctrlc::set_handler(move || {
         if count.fetch_add(1, Ordering::SeqCst) == 0 {

@@ -89,6 +89,9 @@ impl Kind for Encode {
     fn resource(&self, _p: &EncodeParams) -> Resource {
         Resource::Gpu
     }
+    fn shardable(&self) -> bool {
+        true
+    }
 
     fn signature(&self, p: &EncodeParams) -> Result<Signature, ParamError> {
         if p.column.is_empty() {
@@ -220,10 +223,14 @@ fn run_on<B: Backend>(p: &EncodeParams, ctx: &NodeContext, inputs: &Inputs, rows
     let keys: Vec<Digest> = rows.iter().map(|r| row_key(&model_in.digest, p, enc.tokenizer.max_length, &r.text)).collect();
     let mut distinct: Vec<(Digest, &str)> = Vec::new();
     let mut seen = std::collections::HashSet::new();
+    let shard = ctx.shard();
     for (k, r) in keys.iter().zip(&rows) {
-        if seen.insert(*k) {
+        if shard.is_none_or(|s| s.owns(&k.hex())) && seen.insert(*k) {
             distinct.push((*k, r.text.as_str()));
         }
+    }
+    if let Some(s) = shard {
+        ctx.log(format!("shard {s}: {} of {} distinct texts", distinct.len(), keys.iter().collect::<std::collections::HashSet<_>>().len()));
     }
     let asked: Vec<Digest> = distinct.iter().map(|d| d.0).collect();
     let lookup = cache.as_ref().map(|c| c.get_many(&asked, &|b| b.len() == dim * 4)).unwrap_or_default();
@@ -283,6 +290,10 @@ fn run_on<B: Backend>(p: &EncodeParams, ctx: &NodeContext, inputs: &Inputs, rows
         ctx.log(format!("encoded {} texts in {secs:.1} s ({:.0} texts/s)", todo.len(), todo.len() as f64 / secs.max(1e-9)));
     }
 
+    if shard.is_some() {
+        // A shard's vectors are in the row cache, to be uploaded; the table is the driver's.
+        return Ok(());
+    }
     let samples: Option<Vec<i32>> = rows.iter().map(|r| r.sample).collect();
     let out: Vec<(i32, String, Vec<f32>)> = rows.into_iter().zip(&keys).map(|(r, k)| (r.id, r.key, vectors[k].clone())).collect();
     knowledge::write(ctx, "embeddings", dim, &out, samples.as_deref())?;

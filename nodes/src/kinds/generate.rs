@@ -89,6 +89,9 @@ impl Kind for Generate {
     fn resource(&self, _p: &GenerateParams) -> Resource {
         Resource::Gpu
     }
+    fn shardable(&self) -> bool {
+        true
+    }
     fn seeded(&self, p: &GenerateParams) -> bool {
         p.seed.is_none() && p.temperature > 0.0
     }
@@ -170,7 +173,14 @@ fn rng_seed(seed: u64, key: &str, sample: u32) -> u64 {
 }
 
 fn run_on<B: Backend>(p: &GenerateParams, ctx: &NodeContext, inputs: &Inputs, device: &B::Device) -> Result<(), BoxError> {
-    let rows = read_prompts(inputs)?;
+    let mut rows = read_prompts(inputs)?;
+    if let Some(shard) = ctx.shard() {
+        // One shard of the prompts (every sample of a prompt in the same shard, which
+        // prefills it once).
+        let all = rows.len();
+        rows.retain(|r| shard.owns(&r.key));
+        ctx.log(format!("shard {shard}: {} of {all} prompts", rows.len()));
+    }
     let model_in = inputs.get("model").ok_or("no model input")?;
     let model_digest = model_in.digest;
     let llm = artifact::load_text(&model_in.dir)?;
@@ -279,6 +289,10 @@ fn run_on<B: Backend>(p: &GenerateParams, ctx: &NodeContext, inputs: &Inputs, de
         ctx.log(format!("generated {todo} answers, {tokens} tokens in {:.1} s ({:.0} tok/s)", started.elapsed().as_secs_f64(), tokens as f64 / started.elapsed().as_secs_f64().max(1e-9)));
     }
 
+    if ctx.shard().is_some() {
+        // A shard's answers are in the row cache, to be uploaded; the table is the driver's.
+        return Ok(());
+    }
     let (mut ids, mut rkeys, mut samples, mut texts, mut counts, mut finishes, mut logprobs) = (vec![], vec![], vec![], vec![], vec![], vec![], vec![]);
     for (row, res) in rows.iter().zip(results) {
         for (s, c) in res.into_iter().enumerate() {
