@@ -51,6 +51,10 @@ fn a_param_change_reruns_that_node_and_its_descendants_only() {
     // --set changes a param the same way, typed by the schema.
     let r = w.expect(&["p.yaml", "--json", "--set", "right.factor=6"], 0);
     assert_eq!(r.with_status("ran"), vec!["right", "sum", "tail"]);
+    // The YAML's own path to the param is the same override: all cached.
+    for arg in ["right.params.factor=6", "nodes.right.params.factor=6"] {
+        assert_eq!(w.expect(&["p.yaml", "--json", "--set", arg], 0).with_status("cached").len(), 5, "{arg}");
+    }
     // ...and a variable.
     let r = w.expect(&["p.yaml", "--json", "--set", "vars.rows=6"], 0);
     assert_eq!(r.with_status("ran").len(), 5);

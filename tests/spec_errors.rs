@@ -81,6 +81,11 @@ fn bad_vars_and_overrides() {
     assert!(e.contains("unknown node `c`"), "{e}");
     let e = bad(GOOD, &["--set", "a.rows=lots"]);
     assert!(e.contains("in `a.rows=lots`: node `a`: invalid type: string \"lots\", expected u64"), "{e}");
+    // The YAML's own path to a param means the same; a typo in it is named as one.
+    let e = bad(GOOD, &["--set", "a.params.rowz=3"]);
+    assert!(e.contains("in `a.params.rowz=3`: node `a`: kind `test-source` has no param `rowz` (did you mean `rows`?)"), "{e}");
+    let e = bad(GOOD, &["--set", "nodes.a.params.rows=lots"]);
+    assert!(e.contains("in `nodes.a.params.rows=lots`: node `a`: invalid type: string \"lots\", expected u64"), "{e}");
     let e = bad(GOOD, &["--set", "rows"]);
     assert!(e.contains("expected `NODE.PARAM=VALUE`"), "{e}");
 }

@@ -1,5 +1,6 @@
 //! `--set target=value` overrides. `vars.NAME=value` replaces a variable before references are
-//! resolved; `NODE.PARAM[.FIELD...]=value` replaces a param afterwards. A value is typed
+//! resolved; `NODE.PARAM[.FIELD...]=value` (or the YAML's path, `nodes.NODE.params.PARAM`)
+//! replaces a param afterwards. A value is typed
 //! against the param's schema: a string param takes the text as it is, any other param
 //! parses it as YAML (`3`, `0.9`, `true`, `[1, 2]`).
 
@@ -75,15 +76,24 @@ pub(crate) fn apply_params(
 ) -> Vec<(String, Vec<String>, String)> {
     let mut applied = Vec::new();
     for o in overrides.iter().filter(|o| !o.is_var()) {
-        let node_id = &o.target[0];
+        // The YAML's own path to a param is accepted too: `nodes.NODE.params.PARAM`.
+        let mut target = &o.target[..];
+        if target[0] == "nodes" && target.len() > 2 && !raw.nodes.contains_key("nodes") {
+            target = &target[1..];
+        }
+        let node_id = &target[0];
         if !raw.nodes.contains_key(node_id) {
             let ids: Vec<&str> = raw.nodes.keys().map(String::as_str).collect();
             errors.push(SpecError::arg(&o.arg, format!("unknown node `{node_id}`")).hint(suggest::hint(node_id, ids)));
             continue;
         }
         let node = raw.nodes.get_mut(node_id).expect("checked above");
-        let path = &o.target[1..];
-        let value = match schema_of(&node.kind) {
+        let mut path = &target[1..];
+        let schema = schema_of(&node.kind);
+        if path.len() > 1 && path[0] == "params" && schema.as_ref().is_some_and(|s| param_schema(s, &path[..1]).is_err()) {
+            path = &path[1..];
+        }
+        let value = match schema {
             Some(schema) => match param_schema(&schema, path) {
                 Ok(Some(s)) if is_string_schema(&schema, s) => Ok(Value::String(o.value.clone())),
                 Ok(_) => parse_yaml(o),
