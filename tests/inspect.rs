@@ -111,6 +111,10 @@ fn show_previews_tables_and_files() {
     assert_eq!(csv.lines().nth(1).unwrap(), "0,2.0999999999999996");
     let json: serde_json::Value = serde_json::from_str(&w.expect(&["show", "p.yaml", "sum.out", "--format", "json"], 0).stdout).unwrap();
     assert_eq!(json.as_array().unwrap().len(), 12);
+    // An explicit --rows limits csv and json too.
+    let json: serde_json::Value = serde_json::from_str(&w.expect(&["show", "p.yaml", "sum.out", "--format", "json", "--rows", "2"], 0).stdout).unwrap();
+    assert_eq!(json.as_array().unwrap().len(), 2);
+    assert_eq!(w.expect(&["show", "p.yaml", "tail", "--format", "csv", "--rows", "0"], 0).stdout.lines().collect::<Vec<_>>(), vec!["i,value"]);
     let files = w.expect(&["show", "p.yaml", "sum.total"], 0).stdout;
     assert!(files.contains("total.json") && files.contains("\"total\":"), "{files}");
     let path = w.expect(&["show", "p.yaml", "gen", "--path"], 0).stdout;

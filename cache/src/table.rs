@@ -31,6 +31,22 @@ impl Table {
         Table { schema: batch.schema(), batches: vec![batch] }
     }
 
+    /// The first `n` rows (all of them when there are fewer).
+    pub fn head(&self, n: usize) -> Table {
+        let mut left = n;
+        let mut batches = Vec::new();
+        // At least one batch (perhaps empty) when there is one, so writers still see columns.
+        for b in &self.batches {
+            let take = left.min(b.num_rows());
+            batches.push(b.slice(0, take));
+            left -= take;
+            if left == 0 {
+                break;
+            }
+        }
+        Table { schema: self.schema.clone(), batches }
+    }
+
     pub fn num_rows(&self) -> usize {
         self.batches.iter().map(|b| b.num_rows()).sum()
     }

@@ -24,10 +24,10 @@ pub struct ShowArgs {
     pub spec: SpecArgs,
     /// `NODE` or `NODE.PORT` (default: the node's first output).
     pub target: String,
-    /// Rows to preview (table format).
-    #[arg(long, default_value_t = 10)]
-    pub rows: usize,
-    /// `table` previews; `csv` and `json` print every row.
+    /// Rows to show (default: 10 in the table format, every row in csv and json).
+    #[arg(long, value_name = "N")]
+    pub rows: Option<usize>,
+    /// `table` previews; `csv` and `json` print every row (or the first --rows).
     #[arg(long, value_enum, default_value = "table")]
     pub format: ShowFormat,
     /// Print the path of the Parquet file (or the artifact directory) instead.
@@ -107,13 +107,18 @@ pub fn show(a: ShowArgs) -> CliResult {
                 return Ok(0);
             }
             let t = table::read_parquet(&file)?;
+            let t = match (a.format, a.rows) {
+                (ShowFormat::Csv | ShowFormat::Json, Some(n)) => t.head(n),
+                _ => t,
+            };
             match a.format {
                 ShowFormat::Table => {
+                    let rows = a.rows.unwrap_or(10);
                     let label = if port.ty.is_table { String::new() } else { format!(" table `{name}`") };
                     writeln!(out, "{}.{}{label} ({}, {}): {} rows", id, port.name, port.ty, digest.short(), t.num_rows()).map_err(write_err)?;
-                    writeln!(out, "{}", format_preview(&t, a.rows).map_err(fail)?).map_err(write_err)?;
-                    if t.num_rows() > a.rows {
-                        writeln!(out, "... {} more rows (--rows N, or --format csv|json for all)", t.num_rows() - a.rows).map_err(write_err)?;
+                    writeln!(out, "{}", format_preview(&t, rows).map_err(fail)?).map_err(write_err)?;
+                    if t.num_rows() > rows {
+                        writeln!(out, "... {} more rows (--rows N, or --format csv|json for all)", t.num_rows() - rows).map_err(write_err)?;
                     }
                 }
                 ShowFormat::Csv => table::write_csv(&t, &mut out).map_err(fail)?,
