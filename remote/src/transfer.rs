@@ -20,6 +20,9 @@ use crate::open::{open, OpenError, Opened};
 /// Files larger than this are uploaded in parts, streamed from disk.
 const MULTIPART_THRESHOLD: u64 = 32 << 20;
 const PART_SIZE: usize = 16 << 20;
+/// Row results (small objects) requested at once: a row is a few KB, so latency, not
+/// bandwidth, bounds their transfer.
+const ROW_REQUESTS: usize = 32;
 /// Whole-file attempts when a transfer breaks off (object_store retries single requests too).
 const ATTEMPTS: u32 = 3;
 
@@ -403,7 +406,7 @@ impl Remote {
             self.stats.bytes_up.fetch_add(bytes.len() as u64, Ordering::Relaxed);
             self.put_small(&object, Bytes::from(bytes)).await
         });
-        let mut results = futures::stream::iter(puts).buffer_unordered(16);
+        let mut results = futures::stream::iter(puts).buffer_unordered(ROW_REQUESTS);
         let mut n = 0;
         while let Some(r) = results.next().await {
             r?;
@@ -423,7 +426,7 @@ impl Remote {
             let corrupt = || RemoteError::Corrupt { object: object.to_string(), why: "its checksum does not match".into() };
             Ok::<_, RemoteError>(found.map(|b| rows::unseal(&b).map(<[u8]>::to_vec).ok_or_else(corrupt)))
         });
-        let mut results = futures::stream::iter(gets).buffered(16);
+        let mut results = futures::stream::iter(gets).buffered(ROW_REQUESTS);
         let (mut bodies, mut damaged) = (Vec::with_capacity(keys.len()), Vec::new());
         while let Some(r) = results.next().await {
             match r? {
@@ -445,7 +448,7 @@ impl Remote {
             self.stats.bytes_up.fetch_add(sealed.len() as u64, Ordering::Relaxed);
             self.put_small(&self.row_object(kind, k), Bytes::from(sealed)).await
         });
-        let mut results = futures::stream::iter(puts).buffer_unordered(16);
+        let mut results = futures::stream::iter(puts).buffer_unordered(ROW_REQUESTS);
         while let Some(r) = results.next().await {
             r?;
         }

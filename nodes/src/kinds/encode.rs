@@ -233,6 +233,7 @@ fn run_on<B: Backend>(p: &EncodeParams, ctx: &NodeContext, inputs: &Inputs, rows
         ctx.log(format!("shard {s}: {} of {} distinct texts", distinct.len(), keys.iter().collect::<std::collections::HashSet<_>>().len()));
     }
     let asked: Vec<Digest> = distinct.iter().map(|d| d.0).collect();
+    ctx.progress().message("looking up vectors already computed");
     let lookup = cache.as_ref().map(|c| c.get_many(&asked, &|b| b.len() == dim * 4)).unwrap_or_default();
     for w in &lookup.warnings {
         ctx.log(format!("warning: {w}"));

@@ -203,6 +203,7 @@ fn run_on<B: Backend>(p: &GenerateParams, ctx: &NodeContext, inputs: &Inputs, de
     }
     let all_keys: Vec<Digest> = keys.iter().flatten().copied().collect();
     let valid = |b: &[u8]| serde_json::from_slice::<Completion>(b).is_ok();
+    ctx.progress().message("looking up answers already generated");
     let lookup = rows_cache.as_ref().map(|c| c.get_many(&all_keys, &valid)).unwrap_or_default();
     for w in &lookup.warnings {
         ctx.log(format!("warning: {w}"));
