@@ -555,3 +555,35 @@ fn shards_on_separate_machines_compute_a_row_wise_node_for_the_driver() {
     let e = late.expect(&["shard", "p.yaml", "q", "--count", "2", "--index", "0", "--remote", &url], 2);
     assert!(e.stderr.contains("unknown node `q`"), "{}", e.stderr);
 }
+
+/// Row results through S3 (moto): pushed with the entry, found by a teammate's grown table, and
+/// a shard's rows assembled by the driver.
+#[test]
+fn row_results_and_shards_through_s3() {
+    let guard = shared_s3();
+    let endpoint = guard.as_ref().unwrap().endpoint();
+    let spec = |rows: u32| format!("pipeline: s3rows\nremote: s3://team-cache/rows\nnodes:\n  a: {{ kind: test-source, params: {{ rows: {rows}, noise: true }} }}\n  r: {{ kind: test-rows, inputs: {{ in: a }}, params: {{ factor: 2 }} }}\n");
+    let alice = Work::new();
+    alice.write("p.yaml", &spec(30));
+    expect_s3(&alice, &endpoint, &["p.yaml", "--push"], 0);
+    let bob = Work::new();
+    bob.write("p.yaml", &spec(34));
+    expect_s3(&bob, &endpoint, &["p.yaml"], 0);
+    let log = expect_s3(&bob, &endpoint, &["log", "p.yaml", "r"], 0).stdout;
+    assert!(log.contains("30 of 34 rows cached (30 from the remote); computed 4"), "{log}");
+    // Two shards of a 40-row table, then the driver computes none.
+    for i in ["0", "1"] {
+        let worker = Work::new();
+        worker.write("p.yaml", &spec(40));
+        let r = expect_s3(&worker, &endpoint, &["shard", "p.yaml", "r", "--count", "2", "--index", i], 0);
+        assert!(r.stderr.contains(&format!("shard {i}/2 of `r`: ")) && r.stderr.contains("uploaded to s3://team-cache/rows"), "{}", r.stderr);
+    }
+    let driver = Work::new();
+    driver.write("p.yaml", &spec(40));
+    expect_s3(&driver, &endpoint, &["p.yaml"], 0);
+    let log = expect_s3(&driver, &endpoint, &["log", "p.yaml", "r"], 0).stdout;
+    assert!(log.contains("40 of 40 rows cached (") && log.contains("computed 0"), "{log}");
+    for w in [&alice, &bob, &driver] {
+        no_secret_in(&w.cache());
+    }
+}
