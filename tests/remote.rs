@@ -518,6 +518,11 @@ fn shards_on_separate_machines_compute_a_row_wise_node_for_the_driver() {
         assert!(!kinds.contains(&"test-rows".to_string()), "a shard publishes no result of `r`: {kinds:?}");
     }
     assert_eq!(uploaded, 40, "the shards cover the rows once");
+    // A shard run again (a requeued task) takes its rows from the remote and sends none back.
+    let again = Work::new();
+    again.write("p.yaml", spec);
+    let r = again.expect(&["shard", "p.yaml", "r", "--count", "3", "--index", "1", "--remote", &url], 0);
+    assert!(r.stderr.contains("shard 1/3 of `r`: 0 `test-rows` row results uploaded") && r.stderr.contains("computed 0"), "{}", r.stderr);
 
     let driver = Work::new();
     driver.write("p.yaml", spec);

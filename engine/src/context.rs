@@ -230,10 +230,12 @@ impl NodeContext {
         self.shard
     }
 
-
-    /// The row keys used so far, by kind, sorted.
-    pub(crate) fn rows_used(&self) -> BTreeMap<String, Vec<Digest>> {
-        self.rows_used.lock().map(|u| u.iter().map(|(k, v)| (k.clone(), v.iter().copied().collect())).collect()).unwrap_or_default()
+    /// The row keys used so far, by kind, sorted; with `local_only`, less those that came
+    /// from the remote.
+    pub(crate) fn rows_used(&self, local_only: bool) -> BTreeMap<String, Vec<Digest>> {
+        let Ok(seen) = self.rows_used.lock() else { return BTreeMap::new() };
+        let fetched = |kind: &str, k: &Digest| local_only && seen.fetched.get(kind).is_some_and(|f| f.contains(k));
+        seen.used.iter().map(|(kind, keys)| (kind.clone(), keys.iter().filter(|k| !fetched(kind, k)).copied().collect())).collect()
     }
 
     /// Where fetched model packages are kept, shared by every pipeline on this cache (the

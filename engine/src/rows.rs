@@ -9,8 +9,14 @@ use dagrun_cache::{Digest, RemoteCache, RowStore};
 
 pub use dagrun_cache::rows::prune;
 
-/// The keys a node used, by kind.
-pub(crate) type RowsUsed = Arc<Mutex<BTreeMap<String, BTreeSet<Digest>>>>;
+/// The keys a node used, by kind, and those of them it got from the remote.
+#[derive(Debug, Default)]
+pub(crate) struct Seen {
+    pub used: BTreeMap<String, BTreeSet<Digest>>,
+    pub fetched: BTreeMap<String, BTreeSet<Digest>>,
+}
+
+pub(crate) type RowsUsed = Arc<Mutex<Seen>>;
 
 /// One kind's row results for a running node.
 #[derive(Clone)]
@@ -49,8 +55,8 @@ impl RowCache {
     }
 
     fn record(&self, keys: impl IntoIterator<Item = Digest>) {
-        if let Ok(mut used) = self.used.lock() {
-            used.entry(self.kind.clone()).or_default().extend(keys);
+        if let Ok(mut seen) = self.used.lock() {
+            seen.used.entry(self.kind.clone()).or_default().extend(keys);
         }
     }
 
@@ -81,6 +87,9 @@ impl RowCache {
                         }
                         found[i] = Some(body);
                         out.from_remote += 1;
+                        if let Ok(mut seen) = self.used.lock() {
+                            seen.fetched.entry(self.kind.clone()).or_default().insert(keys[i]);
+                        }
                     }
                     if !damaged.is_empty() {
                         out.warnings.push(format!("{} row results in the remote are damaged and were not used (first: {})", damaged.len(), damaged[0]));

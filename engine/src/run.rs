@@ -641,7 +641,7 @@ impl Job<'_> {
         if !unwritten.is_empty() {
             return Err(format!("kind `{}` finished without writing output {}", self.node.kind.name(), unwritten.join(", ")));
         }
-        let rows = ctx.rows_used();
+        let rows = ctx.rows_used(false);
         drop(ctx);
         drop(scratch);
         let mut digests = BTreeMap::new();

@@ -67,7 +67,8 @@ pub enum ShardError {
 pub struct ShardReport {
     /// The node's result already exists (locally or in the remote): nothing was computed.
     pub already: Option<&'static str>,
-    /// Row results of the shard uploaded (computed here or by an earlier attempt).
+    /// Row results of the shard uploaded (computed here or by an earlier attempt; not those
+    /// the remote had).
     pub pushed: BTreeMap<String, usize>,
     pub seconds: f64,
 }
@@ -149,9 +150,9 @@ pub fn run_shard(p: &Pipeline, node: usize, shard: Shard, store: &Store, remote:
         Ok(Ok(())) => {}
     }
     let mut report = ShardReport::default();
-    // Every row of the shard it holds, also those an earlier attempt computed but did not get
-    // to upload.
-    for (kind, keys) in ctx.rows_used() {
+    // Every row of the shard it holds but did not get from the remote, also those an earlier
+    // attempt computed but did not get to upload.
+    for (kind, keys) in ctx.rows_used(true) {
         let rows = store.rows(&kind);
         let bodies: Vec<(Digest, Vec<u8>)> = keys.iter().filter_map(|k| rows.get(k).map(|b| (*k, b))).collect();
         remote.put_rows(&kind, &bodies).map_err(|e| failed(format!("uploading its rows: {e}")))?;
