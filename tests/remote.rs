@@ -240,11 +240,19 @@ fn a_corrupt_remote_object_is_reported_not_used_and_recomputed() {
     // A run that needs it recomputes it.
     let carol = Work::new();
     carol.write("p.yaml", &spec);
-    let r = expect_s3(&carol, &endpoint, &["p.yaml", "--json", "--set", "c.factor=7"], 0);
+    let r = expect_s3(&carol, &endpoint, &["p.yaml", "--json", "--set", "c.factor=7", "--push"], 0);
     assert!(r.stderr.contains("could not be downloaded") && r.stderr.contains("is corrupt"), "{}", r.stderr);
     assert_eq!(r.status_of("b"), "ran");
     assert_eq!(r.json()["nodes"][1]["digest"].as_str().unwrap(), b, "recomputed to the same content");
     carol.expect(&["cache", "verify"], 0);
+
+    // Carol pushed the recomputed result: it replaced the damaged copy, so the next teammate
+    // pulls everything.
+    let dave = Work::new();
+    dave.write("p.yaml", &spec);
+    let p = expect_s3(&dave, &endpoint, &["cache", "pull", "p.yaml"], 0);
+    assert!(p.stderr.contains("pulled 3 entries"), "{}", p.stderr);
+    dave.expect(&["cache", "verify"], 0);
 }
 
 #[test]

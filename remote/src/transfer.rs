@@ -62,6 +62,9 @@ pub struct Remote {
     permits: Arc<Semaphore>,
     write_through: bool,
     stats: Arc<Stats>,
+    /// Artifacts found damaged in the remote by this process: an upload of one of them
+    /// replaces the remote copy instead of trusting its listing, so recomputing repairs it.
+    damaged: std::sync::Mutex<BTreeSet<Digest>>,
 }
 
 impl std::fmt::Debug for Remote {
@@ -91,6 +94,7 @@ impl Remote {
             permits: Arc::new(Semaphore::new(jobs.max(1))),
             write_through,
             stats: Arc::default(),
+            damaged: Default::default(),
         })
     }
 
@@ -277,10 +281,21 @@ impl Remote {
     }
 
     /// Downloads and publishes one artifact; `Ok(false)` if the local cache already had it.
+    /// A damaged remote copy is remembered, for [`Remote::upload`] to replace.
     async fn fetch(&self, local: &Store, digest: &Digest) -> Result<bool, RemoteError> {
         if local.check_artifact(digest, Check::Quick).is_ok() {
             return Ok(false);
         }
+        let fetched = self.fetch_verified(local, digest).await;
+        if let Err(RemoteError::Corrupt { .. }) = &fetched {
+            if let Ok(mut d) = self.damaged.lock() {
+                d.insert(*digest);
+            }
+        }
+        fetched
+    }
+
+    async fn fetch_verified(&self, local: &Store, digest: &Digest) -> Result<bool, RemoteError> {
         let listing = self
             .listing(digest)
             .await?
@@ -346,7 +361,8 @@ impl Remote {
     /// Uploads one artifact unless the remote has it: the files, then the listing.
     /// `Ok(false)` when it was already there.
     async fn upload(&self, local: &Store, digest: &Digest) -> Result<bool, RemoteError> {
-        if self.exists(&self.listing_object(digest)).await? {
+        let damaged = self.damaged.lock().is_ok_and(|d| d.contains(digest));
+        if !damaged && self.exists(&self.listing_object(digest)).await? {
             return Ok(false);
         }
         // Never spread damage: the local copy is rehashed before it leaves.
@@ -373,6 +389,11 @@ impl Remote {
             r?;
         }
         self.put_small(&self.listing_object(digest), Bytes::from(listing.to_text())).await?;
+        if damaged {
+            if let Ok(mut d) = self.damaged.lock() {
+                d.remove(digest);
+            }
+        }
         Ok(true)
     }
 
