@@ -229,6 +229,10 @@ fn a_corrupt_remote_object_is_reported_not_used_and_recomputed() {
     let name = file.file_name().unwrap().to_str().unwrap();
     corrupt(s3, &format!("corrupt/cas/{}/{b}/files/{name}", &b[..2]));
 
+    // An audit of the bucket finds it without downloading it.
+    let out = expect_s3(&alice, &endpoint, &["cache", "verify", "--remote", "s3://team-cache/corrupt"], 1).stdout;
+    assert!(out.contains(&format!("DAMAGED  {b}  {name} is 35 bytes where the listing says ")) && out.contains("3 artifacts checked"), "{out}");
+
     // pull: the damaged artifact is reported and not used; the rest arrives.
     let bob = Work::new();
     bob.write("p.yaml", &spec);
@@ -253,6 +257,8 @@ fn a_corrupt_remote_object_is_reported_not_used_and_recomputed() {
     let p = expect_s3(&dave, &endpoint, &["cache", "pull", "p.yaml"], 0);
     assert!(p.stderr.contains("pulled 3 entries"), "{}", p.stderr);
     dave.expect(&["cache", "verify"], 0);
+    let out = expect_s3(&dave, &endpoint, &["cache", "verify", "--remote", "s3://team-cache/corrupt", "--full"], 0).stdout;
+    assert!(out.contains("0 damaged, 0 missing"), "{out}");
 }
 
 #[test]
@@ -599,4 +605,75 @@ fn row_results_and_shards_through_s3() {
     for w in [&alice, &bob, &driver] {
         no_secret_in(&w.cache());
     }
+}
+
+/// `cache verify --remote` finds what runs would only meet on download (a file of the wrong
+/// size, with --full one of the right size but other bytes, a damaged row, an unreadable
+/// entry, a missing artifact), and --fix deletes it so the next push uploads those results
+/// anew.
+#[test]
+fn verify_audits_a_remote_and_fix_lets_a_push_repair_it() {
+    let shared = tempfile::tempdir().unwrap();
+    let url = format!("file://{}", shared.path().display());
+    let spec = "pipeline: audit\nnodes:\n  a: { kind: test-source, params: { rows: 50, noise: true } }\n  b: { kind: test-scale, inputs: { in: a }, params: { factor: 2 } }\n  c: { kind: test-scale, inputs: { in: a }, params: { factor: 3 } }\n  r: { kind: test-rows, inputs: { in: a }, params: { factor: 5 } }\n  d: { kind: test-scale, inputs: { in: a }, params: { factor: 4 } }\n";
+    let alice = Work::new();
+    alice.write("p.yaml", spec);
+    let r = alice.expect(&["p.yaml", "--json", "--remote", &url, "--push"], 0);
+    let verify = |args: &[&str], code: i32| {
+        let mut all = vec!["cache", "verify", "--remote", &url];
+        all.extend_from_slice(args);
+        alice.expect(&all, code).stdout
+    };
+    let out = verify(&["--full"], 0);
+    assert!(out.contains("5 artifacts checked (10 files; every byte hashed), 0 damaged, 0 missing; 5 entries, 0 unreadable, 0 naming a damaged or missing artifact; 50 row results, 0 damaged"), "{out}");
+
+    let artifact_file = |node: &str| {
+        let d = r.digest_of(node);
+        files_under(&shared.path().join("cas").join(&d[..2]).join(&d).join("files")).into_iter().find(|f| f.extension().is_some_and(|e| e == "parquet")).unwrap()
+    };
+    // Same size, other bytes: only --full sees it.
+    let b = artifact_file("b");
+    let mut bytes = std::fs::read(&b).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0xff;
+    std::fs::write(&b, &bytes).unwrap();
+    assert!(verify(&[], 0).contains("0 damaged"));
+    let out = verify(&["--full"], 1);
+    assert!(out.contains(&format!("DAMAGED  {}  table.parquet hashes to ", r.digest_of("b"))), "{out}");
+    // A truncated file, a damaged row, an unreadable entry, a missing artifact.
+    let c = artifact_file("c");
+    std::fs::write(&c, b"short").unwrap();
+    let row = files_under(&shared.path().join("rows")).into_iter().next().unwrap();
+    std::fs::write(&row, b"not a row").unwrap();
+    let entry_of = |digest: &str| files_under(&shared.path().join("ac")).into_iter().find(|f| std::fs::read_to_string(f).unwrap().contains(digest)).unwrap();
+    let r_out = r.digest_of("r");
+    std::fs::remove_file(shared.path().join("cas").join(&r_out[..2]).join(&r_out).join("listing")).unwrap();
+    std::fs::write(entry_of(&r.digest_of("d")), "{ not json").unwrap();
+    let out = verify(&[], 1);
+    assert!(out.contains(&format!("DAMAGED  {}  table.parquet is 5 bytes where the listing says ", r.digest_of("c"))), "{out}");
+    assert!(out.contains(&format!("MISSING  {r_out}")) && out.contains("UNREADABLE entry "), "{out}");
+    let out = verify(&["--full", "--json"], 1);
+    let j: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!((j["damaged"].as_array().unwrap().len(), j["missing"].as_array().unwrap().len()), (2, 1), "{j}");
+    assert_eq!((j["entries_unreadable"].as_array().unwrap().len(), j["rows_damaged"].as_array().unwrap().len()), (1, 1), "{j}");
+
+    // --fix deletes the damage; the remote is then clean, and a push restores everything.
+    let out = verify(&["--full", "--fix"], 0);
+    assert!(out.contains("(fixed: "), "{out}");
+    let out = verify(&["--full"], 0);
+    assert!(out.contains(" 0 damaged, 0 missing; ") && out.contains("0 unreadable, 0 naming"), "{out}");
+    alice.expect(&["cache", "push", "p.yaml", "--remote", &url], 0);
+    let out = verify(&["--full"], 0);
+    assert!(out.contains("5 artifacts checked (10 files; every byte hashed), 0 damaged, 0 missing; 5 entries"), "{out}");
+    let bob = Work::new();
+    bob.write("p.yaml", spec);
+    let p = bob.expect(&["cache", "pull", "p.yaml", "--remote", &url], 0);
+    assert!(p.stderr.contains("pulled 5 entries"), "{}", p.stderr);
+
+    // Usage.
+    let e = alice.expect(&["cache", "verify", "--full"], 2);
+    assert!(e.stderr.contains("--remote"), "{}", e.stderr);
+    let e = alice.command(&["cache", "verify", "--remote"]).env_remove("DAGRUN_REMOTE").output().unwrap();
+    assert_eq!(e.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&e.stderr).contains("--remote needs a URL here, or $DAGRUN_REMOTE"));
 }

@@ -5,14 +5,17 @@
 //! Remote layout under the URL's prefix:
 //! `cas/ab/<digest>/files/<path>` the artifact's files, `cas/ab/<digest>/listing` its listing
 //! (written after the files: an artifact is present when its listing is), and
-//! `ac/ab/<key>.json` action entries (written after the artifacts they name). Every download
-//! is checked against the listing, and the listing against the digest, before it enters the
-//! local cache.
+//! `ac/ab/<key>.json` action entries (written after the artifacts they name), and
+//! `rows/<kind>/ab/<row key>` row results (sealed with their checksum, uploaded before the
+//! entries that list them). Every download is checked against the listing, and the listing
+//! against the digest, before it enters the local cache.
 
+mod audit;
 mod creds;
 mod open;
 mod transfer;
 
+pub use audit::Audit;
 pub use creds::{display_url, Redactor};
 pub use open::OpenError;
 pub use transfer::{Remote, Stats, TransferReport};

@@ -58,10 +58,10 @@ pub struct Remote {
     prefix: ObjectPath,
     shown: String,
     redactor: crate::Redactor,
-    rt: tokio::runtime::Runtime,
+    pub(crate) rt: tokio::runtime::Runtime,
     permits: Arc<Semaphore>,
     write_through: bool,
-    stats: Arc<Stats>,
+    pub(crate) stats: Arc<Stats>,
     /// Artifacts found damaged in the remote by this process: an upload of one of them
     /// replaces the remote copy instead of trusting its listing, so recomputing repairs it.
     damaged: std::sync::Mutex<BTreeSet<Digest>>,
@@ -104,14 +104,14 @@ impl Remote {
     }
 
     /// The object store client, built on first use.
-    fn store(&self) -> Result<&Arc<dyn ObjectStore>, RemoteError> {
+    pub(crate) fn store(&self) -> Result<&Arc<dyn ObjectStore>, RemoteError> {
         self.client
             .get_or_init(|| (self.connect)())
             .as_ref()
             .map_err(|e| self.unavailable(format!("cannot connect: {e}")))
     }
 
-    fn object(&self, rel: &str) -> ObjectPath {
+    pub(crate) fn object(&self, rel: &str) -> ObjectPath {
         rel.split('/').fold(self.prefix.clone(), |p, part| p.clone().join(part))
     }
 
@@ -120,15 +120,15 @@ impl Remote {
         format!("cas/{}/{hex}", &hex[..2])
     }
 
-    fn listing_object(&self, digest: &Digest) -> ObjectPath {
+    pub(crate) fn listing_object(&self, digest: &Digest) -> ObjectPath {
         self.object(&format!("{}/listing", Self::artifact_base(digest)))
     }
 
-    fn file_object(&self, digest: &Digest, file: &str) -> ObjectPath {
+    pub(crate) fn file_object(&self, digest: &Digest, file: &str) -> ObjectPath {
         self.object(&format!("{}/files/{file}", Self::artifact_base(digest)))
     }
 
-    fn action_object(&self, key: &Digest) -> ObjectPath {
+    pub(crate) fn action_object(&self, key: &Digest) -> ObjectPath {
         let hex = key.hex();
         self.object(&format!("ac/{}/{hex}.json", &hex[..2]))
     }
@@ -139,11 +139,11 @@ impl Remote {
         self.object(&format!("rows/{kind}/{}/{hex}", &hex[..2]))
     }
 
-    fn unavailable(&self, e: impl std::fmt::Display) -> RemoteError {
+    pub(crate) fn unavailable(&self, e: impl std::fmt::Display) -> RemoteError {
         RemoteError::Unavailable { remote: self.shown.clone(), why: self.redactor.scrub(&e.to_string()) }
     }
 
-    fn map_err(&self, object: &ObjectPath, e: object_store::Error) -> RemoteError {
+    pub(crate) fn map_err(&self, object: &ObjectPath, e: object_store::Error) -> RemoteError {
         match e {
             object_store::Error::NotFound { .. } => RemoteError::Missing { object: object.to_string() },
             e => self.unavailable(format!("{object}: {e}")),
@@ -151,7 +151,7 @@ impl Remote {
     }
 
     /// Runs `attempt` up to [`ATTEMPTS`] times while the remote is unavailable, backing off.
-    async fn retried<T, F, Fut>(&self, mut attempt: F) -> Result<T, RemoteError>
+    pub(crate) async fn retried<T, F, Fut>(&self, mut attempt: F) -> Result<T, RemoteError>
     where
         F: FnMut() -> Fut,
         Fut: std::future::Future<Output = Result<T, RemoteError>>,
@@ -170,7 +170,7 @@ impl Remote {
         }
     }
 
-    async fn get_small(&self, object: &ObjectPath) -> Result<Option<Bytes>, RemoteError> {
+    pub(crate) async fn get_small(&self, object: &ObjectPath) -> Result<Option<Bytes>, RemoteError> {
         self.retried(|| async {
             match self.store()?.get(object).await {
                 Ok(r) => r.bytes().await.map(Some).map_err(|e| self.map_err(object, e)),
@@ -211,7 +211,7 @@ impl Remote {
     }
 
     /// The remote listing of `digest`, checked to hash to it; `None` when the remote lacks it.
-    async fn listing(&self, digest: &Digest) -> Result<Option<Listing>, RemoteError> {
+    pub(crate) async fn listing(&self, digest: &Digest) -> Result<Option<Listing>, RemoteError> {
         let object = self.listing_object(digest);
         let Some(bytes) = self.get_small(&object).await? else { return Ok(None) };
         let corrupt = |why: &str| RemoteError::Corrupt { object: object.to_string(), why: why.into() };

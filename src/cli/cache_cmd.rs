@@ -43,9 +43,18 @@ pub struct VerifyArgs {
     #[command(flatten)]
     pub cache: CacheArgs,
     /// Move damaged artifacts to quarantine and drop the entries that name them, so the
-    /// next run recomputes them.
+    /// next run recomputes them. With --remote: delete from the remote the damaged listings,
+    /// unreadable entries, entries naming damaged or missing artifacts, and damaged rows.
     #[arg(long)]
     pub fix: bool,
+    /// Check a remote instead of the local cache (URL, or $DAGRUN_REMOTE when no URL
+    /// follows): every entry reads, every artifact they name has a listing that hashes to its
+    /// digest and every listed file with its size.
+    #[arg(long, value_name = "URL", num_args = 0..=1, default_missing_value = "")]
+    pub remote: Option<String>,
+    /// With --remote: also download and hash every file, and check every row result.
+    #[arg(long, requires = "remote")]
+    pub full: bool,
 }
 
 #[derive(Args, Debug)]
@@ -147,6 +156,9 @@ fn ls(a: CacheArgs) -> CliResult {
 }
 
 fn verify(a: VerifyArgs) -> CliResult {
+    if let Some(url) = &a.remote {
+        return verify_remote(url, &a);
+    }
     let store = open(&a.cache)?;
     let digests = store.artifacts()?;
     let mut bad = Vec::new();
@@ -205,6 +217,61 @@ fn verify(a: VerifyArgs) -> CliResult {
     }
     // After --fix the cache is consistent again (the damage was reported above).
     Ok(if a.fix || (bad.is_empty() && unreadable.is_empty() && dangling.is_empty()) { 0 } else { EXIT_FAILED })
+}
+
+/// `cache verify --remote`: audits a remote (see `dagrun_remote::Audit`).
+fn verify_remote(url: &str, a: &VerifyArgs) -> CliResult {
+    let url = match url {
+        "" => std::env::var("DAGRUN_REMOTE").ok().filter(|u| !u.trim().is_empty()).ok_or_else(|| CliError::Usage("--remote needs a URL here, or $DAGRUN_REMOTE".into()))?,
+        u => u.to_string(),
+    };
+    let remote = dagrun_remote::Remote::open(&url, 8, false).map_err(|e| CliError::Failed(e.into()))?;
+    let audit = remote.audit(a.full, a.fix).map_err(|e| CliError::Failed(e.into()))?;
+    if a.cache.json {
+        let out = json!({
+            "remote": dagrun_engine::cache::RemoteCache::describe(&remote),
+            "entries": audit.entries,
+            "entries_unreadable": audit.unreadable.iter().map(|(o, why)| json!({"object": o, "problem": why})).collect::<Vec<_>>(),
+            "entries_dangling": audit.dangling.len(),
+            "artifacts": audit.artifacts,
+            "files": audit.files,
+            "damaged": audit.damaged.iter().map(|(d, why)| json!({"digest": d.hex(), "problem": why})).collect::<Vec<_>>(),
+            "missing": audit.missing.iter().map(|d| d.hex()).collect::<Vec<_>>(),
+            "rows": audit.rows,
+            "rows_damaged": audit.damaged_rows,
+            "full": a.full,
+            "fixed": audit.fixed,
+        });
+        println!("{}", serde_json::to_string_pretty(&out).map_err(|e| CliError::Failed(e.into()))?);
+    } else {
+        for (d, why) in &audit.damaged {
+            println!("DAMAGED  {}  {why}", d.hex());
+        }
+        for d in &audit.missing {
+            println!("MISSING  {}  named by an entry, absent from the remote", d.hex());
+        }
+        for (o, why) in &audit.unreadable {
+            println!("UNREADABLE entry {o}  {why}");
+        }
+        for o in &audit.damaged_rows {
+            println!("DAMAGED  row {o}");
+        }
+        let how = if a.full { "every byte hashed" } else { "listings hashed, file sizes compared" };
+        let rows = if a.full { format!("; {} row results, {} damaged", audit.rows, audit.damaged_rows.len()) } else { String::new() };
+        let fixed = if a.fix && !audit.clean() { " (fixed: the damage deleted from the remote; the next push of those results uploads them anew)" } else { "" };
+        println!(
+            "{}: {} artifacts checked ({} files; {how}), {} damaged, {} missing; {} entries, {} unreadable, {} naming a damaged or missing artifact{rows}{fixed}",
+            dagrun_engine::cache::RemoteCache::describe(&remote),
+            audit.artifacts,
+            audit.files,
+            audit.damaged.len(),
+            audit.missing.len(),
+            audit.entries + audit.unreadable.len(),
+            audit.unreadable.len(),
+            audit.dangling.len(),
+        );
+    }
+    Ok(if a.fix || audit.clean() { 0 } else { EXIT_FAILED })
 }
 
 fn gc(a: GcArgs) -> CliResult {
