@@ -486,13 +486,25 @@ fn row_results_are_shared_so_a_grown_table_computes_only_its_new_rows() {
     let mut bytes = std::fs::read(&victim).unwrap();
     bytes[0] ^= 1;
     std::fs::write(&victim, bytes).unwrap();
+    let mtimes = || -> std::collections::BTreeMap<PathBuf, std::time::SystemTime> {
+        files_under(&shared.path().join("rows")).into_iter().map(|f| (f.clone(), f.metadata().unwrap().modified().unwrap())).collect()
+    };
+    let before = mtimes();
+    std::thread::sleep(Duration::from_millis(20));
     let carol = Work::new();
     carol.write("rows.yaml", &spec(16));
-    let r = carol.expect(&["rows.yaml", "--json", "--remote", &url], 0);
+    let r = carol.expect(&["rows.yaml", "--json", "--remote", &url, "--push"], 0);
     let log = log_of(&carol);
     assert!(log.contains("warning: 1 row results in the remote are damaged and were not used") && log.contains("14 of 16 rows cached (14 from the remote); computed 2"), "{log}");
     fresh.write("rows.yaml", &spec(16));
     assert_eq!(fresh.expect(&["rows.yaml", "--json", "--no-remote"], 0).digest_of("r"), r.digest_of("r"));
+    // Carol's push sent the 2 rows she computed (one replacing the damaged one), not the 14
+    // she read from the remote.
+    let after = mtimes();
+    assert_eq!(after.len(), 16);
+    let rewritten: Vec<_> = after.iter().filter(|(f, t)| before.get(*f) != Some(t)).map(|(f, _)| f.clone()).collect();
+    assert_eq!(rewritten.len(), 2, "{rewritten:?}");
+    assert!(rewritten.contains(&victim));
 }
 
 /// `dagrun shard` splits a row-wise node over machines: each worker (its own cache) computes

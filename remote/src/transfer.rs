@@ -65,6 +65,8 @@ pub struct Remote {
     /// Artifacts found damaged in the remote by this process: an upload of one of them
     /// replaces the remote copy instead of trusting its listing, so recomputing repairs it.
     damaged: std::sync::Mutex<BTreeSet<Digest>>,
+    /// Row results this process read from the remote: a push need not send them back.
+    rows_here: std::sync::Mutex<std::collections::HashSet<Digest>>,
 }
 
 impl std::fmt::Debug for Remote {
@@ -95,6 +97,7 @@ impl Remote {
             write_through,
             stats: Arc::default(),
             damaged: Default::default(),
+            rows_here: Default::default(),
         })
     }
 
@@ -414,14 +417,17 @@ impl Remote {
     }
 
     /// Uploads the row results `entry` lists that the local cache still has, unless the
-    /// remote has the entry already (whoever pushed it pushed its rows); returns how many.
+    /// remote has the entry already (whoever pushed it pushed its rows), except those this
+    /// process read from the remote; returns how many.
     async fn upload_rows(&self, local: &Store, entry: &ActionEntry) -> Result<usize, RemoteError> {
         if entry.rows.is_empty() || self.exists(&self.action_object(&entry.key)).await? {
             return Ok(0);
         }
+        let here = self.rows_here.lock().map(|h| h.clone()).unwrap_or_default();
+        let here = &here;
         let puts = entry.rows.iter().flat_map(|(kind, keys)| {
             let store = local.rows(kind);
-            keys.iter().filter_map(move |k| store.get_sealed(k).map(|bytes| (self.row_object(kind, k), bytes)))
+            keys.iter().filter(|k| !here.contains(k)).filter_map(move |k| store.get_sealed(k).map(|bytes| (self.row_object(kind, k), bytes)))
         });
         let puts = puts.map(|(object, bytes)| async move {
             self.stats.bytes_up.fetch_add(bytes.len() as u64, Ordering::Relaxed);
@@ -451,7 +457,12 @@ impl Remote {
         let (mut bodies, mut damaged) = (Vec::with_capacity(keys.len()), Vec::new());
         while let Some(r) = results.next().await {
             match r? {
-                Some(Ok(body)) => bodies.push(Some(body)),
+                Some(Ok(body)) => {
+                    if let Ok(mut here) = self.rows_here.lock() {
+                        here.insert(keys[bodies.len()]);
+                    }
+                    bodies.push(Some(body));
+                }
                 Some(Err(e)) => {
                     damaged.push(e);
                     bodies.push(None);
