@@ -617,6 +617,13 @@ fn row_results_and_shards_through_s3() {
     for w in [&alice, &bob, &driver] {
         no_secret_in(&w.cache());
     }
+    // The bucket is audited and emptied through S3's listing and deletes.
+    let out = expect_s3(&driver, &endpoint, &["cache", "verify", "--remote", "s3://team-cache/rows", "--full"], 0).stdout;
+    assert!(out.contains(" 0 damaged, 0 missing; ") && out.contains("row results, 0 damaged"), "{out}");
+    let out = expect_s3(&driver, &endpoint, &["cache", "gc", "--remote", "s3://team-cache/rows", "--older-than", "0"], 0).stdout;
+    assert!(out.starts_with("deleted ") && out.contains("kept 0 entries"), "{out}");
+    let out = expect_s3(&driver, &endpoint, &["cache", "verify", "--remote", "s3://team-cache/rows", "--full"], 0).stdout;
+    assert!(out.contains(": 0 artifacts checked (0 files; every byte hashed), 0 damaged, 0 missing; 0 entries, 0 unreadable, 0 naming a damaged or missing artifact; 0 row results"), "{out}");
 }
 
 /// `cache verify --remote` finds what runs would only meet on download (a file of the wrong
@@ -688,4 +695,75 @@ fn verify_audits_a_remote_and_fix_lets_a_push_repair_it() {
     let e = alice.command(&["cache", "verify", "--remote"]).env_remove("DAGRUN_REMOTE").output().unwrap();
     assert_eq!(e.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&e.stderr).contains("--remote needs a URL here, or $DAGRUN_REMOTE"));
+}
+
+/// `cache gc --remote --older-than DAYS`: entries older than that go unless a kept pipeline
+/// resolves to them, then the artifacts and rows nothing names; fresh uploads stay; a dry run
+/// deletes nothing; what stays is consistent and usable.
+#[test]
+fn remote_gc_evicts_old_results_but_kept_pipelines_and_fresh_uploads() {
+    let shared = tempfile::tempdir().unwrap();
+    let url = format!("file://{}", shared.path().display());
+    let p1 = "pipeline: one\nnodes:\n  a: { kind: test-source, params: { rows: 20, noise: true } }\n  b: { kind: test-scale, inputs: { in: a }, params: { factor: 2 } }\n  r: { kind: test-rows, inputs: { in: a }, params: { factor: 3 } }\n";
+    let p2 = "pipeline: two\nnodes:\n  c: { kind: test-source, params: { rows: 30, value: 7 } }\n";
+    let p3 = "pipeline: three\nnodes:\n  d: { kind: test-source, params: { rows: 40, value: 9 } }\n";
+    let alice = Work::new();
+    alice.write("p1.yaml", p1);
+    alice.write("p2.yaml", p2);
+    alice.write("p3.yaml", p3);
+    for p in ["p1.yaml", "p2.yaml"] {
+        alice.expect(&[p, "--remote", &url, "--push"], 0);
+    }
+    // Forty days pass.
+    let then = std::time::SystemTime::now() - Duration::from_secs(40 * 86_400);
+    let then_ms = then.duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64;
+    for f in files_under(shared.path()) {
+        if f.extension().is_some_and(|e| e == "json") && f.starts_with(shared.path().join("ac")) {
+            let mut e: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&f).unwrap()).unwrap();
+            e["created_unix_ms"] = then_ms.into();
+            std::fs::write(&f, e.to_string()).unwrap();
+        }
+        std::fs::File::options().write(true).open(&f).unwrap().set_modified(then).unwrap();
+    }
+    // A result pushed today stays, whatever happens to the old ones.
+    alice.expect(&["p3.yaml", "--remote", &url, "--push"], 0);
+    let gc = |args: &[&str]| {
+        let mut all = vec!["cache", "gc", "--remote", &url];
+        all.extend_from_slice(args);
+        alice.expect(&all, 0).stdout
+    };
+    let artifacts = || files_under(&shared.path().join("cas")).iter().filter(|f| f.ends_with("listing")).count();
+    assert_eq!(artifacts(), 5);
+
+    let out = gc(&["--older-than", "30", "--keep", "p1.yaml", "--dry-run"]);
+    assert!(out.starts_with("would delete 1 entries, 1 artifacts and 0 row results ("), "{out}");
+    assert_eq!(artifacts(), 5, "a dry run deletes nothing");
+    let out = gc(&["--older-than", "30", "--keep", "p1.yaml"]);
+    assert!(out.starts_with("deleted 1 entries, 1 artifacts and 0 row results (") && out.contains("kept 4 entries"), "{out}");
+    assert_eq!(artifacts(), 4);
+    alice.expect(&["cache", "verify", "--remote", &url, "--full"], 0);
+    // A teammate still finds the kept pipeline whole; the evicted one computes.
+    let bob = Work::new();
+    bob.write("p1.yaml", p1);
+    bob.write("p2.yaml", p2);
+    assert_eq!(bob.expect(&["p1.yaml", "--json", "--remote", &url], 0).with_status("remote"), vec!["a", "b", "r"]);
+    assert_eq!(bob.expect(&["p2.yaml", "--json", "--remote", &url], 0).with_status("ran"), vec!["c"]);
+
+    // Without --keep the old ones go too, their rows with them; today's push stays.
+    let out = gc(&["--older-than", "30"]);
+    assert!(out.starts_with("deleted 3 entries, 3 artifacts and 20 row results (") && out.contains("kept 1 entries"), "{out}");
+    assert_eq!(artifacts(), 1);
+    assert!(files_under(&shared.path().join("rows")).is_empty());
+    alice.expect(&["cache", "verify", "--remote", &url, "--full"], 0);
+    let carol = Work::new();
+    carol.write("p3.yaml", p3);
+    assert_eq!(carol.expect(&["p3.yaml", "--json", "--remote", &url], 0).with_status("remote"), vec!["d"]);
+
+    // Usage.
+    let e = alice.expect(&["cache", "gc", "--remote", &url], 2);
+    assert!(e.stderr.contains("--older-than DAYS"), "{}", e.stderr);
+    let e = alice.expect(&["cache", "gc", "--older-than", "3"], 2);
+    assert!(e.stderr.contains("--remote"), "{}", e.stderr);
+    let e = alice.expect(&["cache", "gc", "--remote", &url, "--older-than", "3", "--rows"], 2);
+    assert!(e.stderr.contains("--rows is for the local cache"), "{}", e.stderr);
 }

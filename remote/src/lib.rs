@@ -12,10 +12,12 @@
 
 mod audit;
 mod creds;
+mod gc;
 mod open;
 mod transfer;
 
 pub use audit::Audit;
 pub use creds::{display_url, Redactor};
+pub use gc::RemoteGc;
 pub use open::OpenError;
 pub use transfer::{Remote, Stats, TransferReport};

@@ -72,6 +72,16 @@ pub struct GcArgs {
     /// whole in those runs did not touch its rows: a grown table recomputes them afterwards.
     #[arg(long)]
     pub rows: bool,
+    /// Evict from a remote instead (URL, or $DAGRUN_REMOTE when no URL follows): entries
+    /// older than --older-than, then the artifacts and row results no remaining entry names.
+    #[arg(long, value_name = "URL", num_args = 0..=1, default_missing_value = "")]
+    pub remote: Option<String>,
+    /// With --remote (and required there): the age in days beyond which entries go.
+    #[arg(long, value_name = "DAYS", requires = "remote")]
+    pub older_than: Option<f64>,
+    /// With --remote: keep these pipelines' current results whatever their age (repeatable).
+    #[arg(long, value_name = "PIPELINE", requires = "remote")]
+    pub keep: Vec<PathBuf>,
 }
 
 pub fn cache(c: CacheCommand) -> CliResult {
@@ -219,13 +229,69 @@ fn verify(a: VerifyArgs) -> CliResult {
     Ok(if a.fix || (bad.is_empty() && unreadable.is_empty() && dangling.is_empty()) { 0 } else { EXIT_FAILED })
 }
 
+/// The URL of `--remote [URL]`: the one given, else $DAGRUN_REMOTE.
+fn remote_url(url: &str) -> Result<String, CliError> {
+    match url {
+        "" => std::env::var("DAGRUN_REMOTE").ok().filter(|u| !u.trim().is_empty()).ok_or_else(|| CliError::Usage("--remote needs a URL here, or $DAGRUN_REMOTE".into())),
+        u => Ok(u.to_string()),
+    }
+}
+
+/// `cache gc --remote`: age-based eviction from a remote (see `dagrun_remote::RemoteGc`).
+fn gc_remote(url: &str, a: &GcArgs) -> CliResult {
+    let days = a.older_than.ok_or_else(|| CliError::Usage("say how old an entry must be to go: --older-than DAYS (a remote is shared; nothing else tells what is unused)".into()))?;
+    if !(days >= 0.0 && days.is_finite()) {
+        return Err(CliError::Usage(format!("--older-than {days}: expected a number of days, 0 or more")));
+    }
+    if a.rows {
+        return Err(CliError::Usage("--rows is for the local cache; a remote's row results go with their entries".into()));
+    }
+    let remote = dagrun_remote::Remote::open(&remote_url(url)?, 8, false).map_err(|e| CliError::Failed(e.into()))?;
+    // The kept pipelines' current results, resolved through the local cache and the remote.
+    let registry = util::registry();
+    let mut keep = std::collections::BTreeSet::new();
+    for p in &a.keep {
+        let spec = super::SpecArgs { pipeline: p.clone(), set: Vec::new(), cache_dir: a.cache.cache_dir.clone() };
+        let pipeline = util::load(&spec, &registry)?;
+        let store = util::existing_store(&a.cache.cache_dir, Some(&pipeline))?;
+        for r in dagrun_engine::plan::resolve_keys(&pipeline, store.as_ref(), Some(&remote as &dyn dagrun_engine::cache::RemoteCache)) {
+            if let Some(e) = r.entry() {
+                keep.insert(e.key);
+            }
+        }
+    }
+    let cutoff = dagrun_engine::cache::unix_ms().saturating_sub((days * 86_400_000.0) as u64);
+    let r = remote.gc(cutoff, &keep, a.dry_run).map_err(|e| CliError::Failed(e.into()))?;
+    let shown = dagrun_engine::cache::RemoteCache::describe(&remote);
+    if a.cache.json {
+        let out = json!({
+            "remote": shown,
+            "dry_run": a.dry_run,
+            "entries_removed": r.entries_removed,
+            "entries_kept": r.entries_kept,
+            "artifacts_removed": r.artifacts_removed,
+            "row_results_removed": r.row_results_removed,
+            "bytes_freed": r.bytes_freed,
+        });
+        println!("{}", serde_json::to_string_pretty(&out).map_err(|e| CliError::Failed(e.into()))?);
+    } else {
+        println!(
+            "{} {} entries, {} artifacts and {} row results ({}) from {shown}; kept {} entries (newer than {days} days, or results of {} kept pipeline(s))",
+            if a.dry_run { "would delete" } else { "deleted" },
+            r.entries_removed,
+            r.artifacts_removed,
+            r.row_results_removed,
+            human_bytes(r.bytes_freed),
+            r.entries_kept,
+            a.keep.len()
+        );
+    }
+    Ok(0)
+}
+
 /// `cache verify --remote`: audits a remote (see `dagrun_remote::Audit`).
 fn verify_remote(url: &str, a: &VerifyArgs) -> CliResult {
-    let url = match url {
-        "" => std::env::var("DAGRUN_REMOTE").ok().filter(|u| !u.trim().is_empty()).ok_or_else(|| CliError::Usage("--remote needs a URL here, or $DAGRUN_REMOTE".into()))?,
-        u => u.to_string(),
-    };
-    let remote = dagrun_remote::Remote::open(&url, 8, false).map_err(|e| CliError::Failed(e.into()))?;
+    let remote = dagrun_remote::Remote::open(&remote_url(url)?, 8, false).map_err(|e| CliError::Failed(e.into()))?;
     let audit = remote.audit(a.full, a.fix).map_err(|e| CliError::Failed(e.into()))?;
     if a.cache.json {
         let out = json!({
@@ -275,6 +341,9 @@ fn verify_remote(url: &str, a: &VerifyArgs) -> CliResult {
 }
 
 fn gc(a: GcArgs) -> CliResult {
+    if let Some(url) = &a.remote {
+        return gc_remote(url, &a);
+    }
     let store = open(&a.cache)?;
     if a.keep_runs == 0 {
         return Err(CliError::Usage("--keep-runs must be at least 1".into()));
