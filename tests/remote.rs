@@ -595,25 +595,26 @@ fn row_results_and_shards_through_s3() {
     let endpoint = guard.as_ref().unwrap().endpoint();
     let spec = |rows: u32| format!("pipeline: s3rows\nremote: s3://team-cache/rows\nnodes:\n  a: {{ kind: test-source, params: {{ rows: {rows}, noise: true }} }}\n  r: {{ kind: test-rows, inputs: {{ in: a }}, params: {{ factor: 2 }} }}\n");
     let alice = Work::new();
-    alice.write("p.yaml", &spec(30));
+    alice.write("p.yaml", &spec(70));
     expect_s3(&alice, &endpoint, &["p.yaml", "--push"], 0);
     let bob = Work::new();
-    bob.write("p.yaml", &spec(34));
+    bob.write("p.yaml", &spec(80));
     expect_s3(&bob, &endpoint, &["p.yaml"], 0);
     let log = expect_s3(&bob, &endpoint, &["log", "p.yaml", "r"], 0).stdout;
-    assert!(log.contains("30 of 34 rows cached (30 from the remote); computed 4"), "{log}");
-    // Two shards of a 40-row table, then the driver computes none.
+    assert!(log.contains("70 of 80 rows cached (70 from the remote); computed 10"), "{log}");
+    // Two shards of a 100-row table, then the driver computes none. (Over 64 rows asked, the
+    // remote's rows are listed first rather than asked for one by one.)
     for i in ["0", "1"] {
         let worker = Work::new();
-        worker.write("p.yaml", &spec(40));
+        worker.write("p.yaml", &spec(100));
         let r = expect_s3(&worker, &endpoint, &["shard", "p.yaml", "r", "--count", "2", "--index", i], 0);
         assert!(r.stderr.contains(&format!("shard {i}/2 of `r`: ")) && r.stderr.contains("uploaded to s3://team-cache/rows"), "{}", r.stderr);
     }
     let driver = Work::new();
-    driver.write("p.yaml", &spec(40));
+    driver.write("p.yaml", &spec(100));
     expect_s3(&driver, &endpoint, &["p.yaml"], 0);
     let log = expect_s3(&driver, &endpoint, &["log", "p.yaml", "r"], 0).stdout;
-    assert!(log.contains("40 of 40 rows cached (") && log.contains("computed 0"), "{log}");
+    assert!(log.contains("100 of 100 rows cached (") && log.contains("computed 0"), "{log}");
     for w in [&alice, &bob, &driver] {
         no_secret_in(&w.cache());
     }

@@ -444,14 +444,18 @@ impl Remote {
 
     /// See [`RemoteCache::get_rows`].
     async fn rows_get(&self, kind: &str, keys: &[Digest]) -> Result<RowsFound, RemoteError> {
-        let gets = keys.iter().map(|k| async move {
-            let object = self.row_object(kind, k);
-            let found = self.get_small(&object).await?;
-            if let Some(b) = &found {
-                self.stats.bytes_down.fetch_add(b.len() as u64, Ordering::Relaxed);
+        // Many keys: list what the remote holds first, so absent rows cost no request each (a
+        // first run would otherwise ask once per row); a remote holding far more rows than
+        // are asked for is not listed to the end.
+        let present = if keys.len() > 64 { self.row_keys(kind, (2 * keys.len()).max(1000)).await? } else { None };
+        let gets = keys.iter().map(|k| {
+            let absent = present.as_ref().is_some_and(|p| !p.contains(k));
+            async move {
+                if absent {
+                    return Ok(None);
+                }
+                self.row_get(kind, k).await
             }
-            let corrupt = || RemoteError::Corrupt { object: object.to_string(), why: "its checksum does not match".into() };
-            Ok::<_, RemoteError>(found.map(|b| rows::unseal(&b).map(<[u8]>::to_vec).ok_or_else(corrupt)))
         });
         let mut results = futures::stream::iter(gets).buffered(ROW_REQUESTS);
         let (mut bodies, mut damaged) = (Vec::with_capacity(keys.len()), Vec::new());
@@ -471,6 +475,35 @@ impl Remote {
             }
         }
         Ok((bodies, damaged))
+    }
+
+    /// One row result: its body, a damaged object, or `None`.
+    async fn row_get(&self, kind: &str, key: &Digest) -> Result<Option<Result<Vec<u8>, RemoteError>>, RemoteError> {
+        let object = self.row_object(kind, key);
+        let found = self.get_small(&object).await?;
+        if let Some(b) = &found {
+            self.stats.bytes_down.fetch_add(b.len() as u64, Ordering::Relaxed);
+        }
+        let corrupt = || RemoteError::Corrupt { object: object.to_string(), why: "its checksum does not match".into() };
+        Ok(found.map(|b| rows::unseal(&b).map(<[u8]>::to_vec).ok_or_else(corrupt)))
+    }
+
+    /// The keys of the row results of `kind` in the remote, or `None` when there are more
+    /// than `cap` (listing them all would cost more than asking for each).
+    async fn row_keys(&self, kind: &str, cap: usize) -> Result<Option<std::collections::HashSet<Digest>>, RemoteError> {
+        let prefix = self.object(&format!("rows/{kind}"));
+        let mut keys = std::collections::HashSet::new();
+        let mut listing = self.store()?.list(Some(&prefix));
+        while let Some(meta) = listing.next().await {
+            let meta = meta.map_err(|e| self.map_err(&prefix, e))?;
+            if let Some(k) = meta.location.filename().and_then(|f| f.parse::<Digest>().ok()) {
+                keys.insert(k);
+            }
+            if keys.len() > cap {
+                return Ok(None);
+            }
+        }
+        Ok(Some(keys))
     }
 
     /// See [`RemoteCache::put_rows`].
