@@ -735,6 +735,13 @@ fn remote_gc_evicts_old_results_but_kept_pipelines_and_fresh_uploads() {
     };
     let artifacts = || files_under(&shared.path().join("cas")).iter().filter(|f| f.ends_with("listing")).count();
     assert_eq!(artifacts(), 5);
+    // `cache ls --remote` shows what is there, and how old.
+    let ls = alice.expect(&["cache", "ls", "--remote", &url], 0).stdout;
+    assert!(ls.contains("test-rows.out") && ls.contains("test-scale.out"), "{ls}");
+    assert!(ls.lines().last().unwrap().starts_with("5 artifacts, ") && ls.contains("; 5 entries, the oldest created ") && ls.contains("; 20 row results ("), "{ls}");
+    let j = alice.expect(&["cache", "ls", "--remote", &url, "--json"], 0).json();
+    assert_eq!((j["artifacts"].as_array().unwrap().len(), j["entries"].as_u64(), j["row_results"].as_u64()), (5, Some(5), Some(20)), "{j}");
+    assert_eq!(j["oldest_entry_unix_ms"].as_u64(), Some(then_ms));
 
     let out = gc(&["--older-than", "30", "--keep", "p1.yaml", "--dry-run"]);
     assert!(out.starts_with("would delete 1 entries, 1 artifacts and 0 row results ("), "{out}");
@@ -755,6 +762,7 @@ fn remote_gc_evicts_old_results_but_kept_pipelines_and_fresh_uploads() {
     assert!(out.starts_with("deleted 3 entries, 3 artifacts and 20 row results (") && out.contains("kept 1 entries"), "{out}");
     assert_eq!(artifacts(), 1);
     assert!(files_under(&shared.path().join("rows")).is_empty());
+    assert!(alice.expect(&["cache", "ls", "--remote", &url], 0).stdout.contains("1 artifacts, "));
     alice.expect(&["cache", "verify", "--remote", &url, "--full"], 0);
     let carol = Work::new();
     carol.write("p3.yaml", p3);

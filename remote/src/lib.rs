@@ -12,12 +12,12 @@
 
 mod audit;
 mod creds;
-mod gc;
+mod housekeeping;
 mod open;
 mod transfer;
 
 pub use audit::Audit;
 pub use creds::{display_url, Redactor};
-pub use gc::RemoteGc;
+pub use housekeeping::{Inventory, RemoteArtifact, RemoteGc};
 pub use open::OpenError;
 pub use transfer::{Remote, Stats, TransferReport};

@@ -15,7 +15,7 @@ use super::EXIT_FAILED;
 #[derive(Subcommand, Debug)]
 pub enum CacheCommand {
     /// List stored artifacts: digest, type, size, age and the nodes that produced them.
-    Ls(CacheArgs),
+    Ls(LsArgs),
     /// Rehash every artifact and report the damaged ones (exit 1 if any).
     Verify(VerifyArgs),
     /// Delete artifacts that the latest runs of every pipeline did not reach.
@@ -36,6 +36,16 @@ pub struct CacheArgs {
     /// Print JSON.
     #[arg(long)]
     pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct LsArgs {
+    #[command(flatten)]
+    pub cache: CacheArgs,
+    /// List a remote instead (URL, or $DAGRUN_REMOTE when no URL follows): its artifacts,
+    /// entries and row results.
+    #[arg(long, value_name = "URL", num_args = 0..=1, default_missing_value = "")]
+    pub remote: Option<String>,
 }
 
 #[derive(Args, Debug)]
@@ -108,7 +118,63 @@ fn artifact_type(store: &Store, d: &Digest) -> String {
         .unwrap_or_else(|| "?".into())
 }
 
-fn ls(a: CacheArgs) -> CliResult {
+/// `cache ls --remote`: what a remote holds (see `dagrun_remote::Inventory`).
+fn ls_remote(url: &str, json_out: bool) -> CliResult {
+    let remote = dagrun_remote::Remote::open(&remote_url(url)?, 8, false).map_err(|e| CliError::Failed(e.into()))?;
+    let inv = remote.inventory().map_err(|e| CliError::Failed(e.into()))?;
+    let shown = dagrun_engine::cache::RemoteCache::describe(&remote);
+    let mut producers: BTreeMap<Digest, Vec<String>> = BTreeMap::new();
+    for e in &inv.entries {
+        for (port, d) in &e.outputs {
+            producers.entry(*d).or_default().push(format!("{}.{port}", e.kind));
+        }
+    }
+    let mut artifacts = inv.artifacts.clone();
+    artifacts.sort_by_key(|a| std::cmp::Reverse(a.modified_ms));
+    let total: u64 = artifacts.iter().map(|a| a.bytes).sum();
+    if json_out {
+        let out = json!({
+            "remote": shown,
+            "artifacts": artifacts.iter().map(|a| json!({
+                "digest": a.digest.hex(),
+                "bytes": a.bytes,
+                "objects": a.objects,
+                "modified_unix_ms": a.modified_ms,
+                "produced_by": producers.get(&a.digest).cloned().unwrap_or_default(),
+            })).collect::<Vec<_>>(),
+            "entries": inv.entries.len(),
+            "entries_unreadable": inv.unreadable,
+            "oldest_entry_unix_ms": inv.entries.iter().map(|e| e.created_unix_ms).min(),
+            "row_results": inv.row_results,
+            "row_bytes": inv.row_bytes,
+        });
+        println!("{}", serde_json::to_string_pretty(&out).map_err(|e| CliError::Failed(e.into()))?);
+        return Ok(0);
+    }
+    let mut rows = vec![vec!["digest".to_string(), "size".into(), "modified".into(), "produced by".into()]];
+    for a in &artifacts {
+        let by = producers.get(&a.digest).map(|v| v.join(", ")).unwrap_or_else(|| "(no entry names it)".into());
+        rows.push(vec![a.digest.short(), human_bytes(a.bytes), util::format_time(a.modified_ms), by]);
+    }
+    print!("{}", columns(&rows));
+    let oldest = inv.entries.iter().map(|e| e.created_unix_ms).min().map(|ms| format!(", the oldest created {}", util::format_time(ms))).unwrap_or_default();
+    let unreadable = if inv.unreadable > 0 { format!(" ({} unreadable)", inv.unreadable) } else { String::new() };
+    println!(
+        "{} artifacts, {} in {shown}; {} entries{unreadable}{oldest}; {} row results ({})",
+        artifacts.len(),
+        human_bytes(total),
+        inv.entries.len(),
+        inv.row_results,
+        human_bytes(inv.row_bytes)
+    );
+    Ok(0)
+}
+
+fn ls(a: LsArgs) -> CliResult {
+    if let Some(url) = &a.remote {
+        return ls_remote(url, a.cache.json);
+    }
+    let a = a.cache;
     let store = open(&a)?;
     let (entries, _) = store.actions()?;
     let mut producers: BTreeMap<Digest, Vec<String>> = BTreeMap::new();
