@@ -1,8 +1,10 @@
 //! One shard of a row-wise node, computed as a job of a cluster scheduler (a Slurm array
-//! task, a Kubernetes indexed job): the node's rows are split by a hash of each row's
-//! identity, the shard computes its own rows into the row cache and uploads them to the
-//! remote, and publishes no result. The driver's later run of the node finds every row in the
-//! remote and only assembles the table, so driver and workers talk through the cache alone.
+//! task, a Kubernetes indexed job) or as one of several processes on one machine (a GPU
+//! each): the node's rows are split by a hash of each row's identity, the shard computes its
+//! own rows into the row cache and uploads them to the remote (when there is one), and
+//! publishes no result. The driver's later run of the node finds every row in the remote (or
+//! the shared local cache) and only assembles the table, so driver and workers talk through
+//! the cache alone.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -68,7 +70,7 @@ pub struct ShardReport {
     /// The node's result already exists (locally or in the remote): nothing was computed.
     pub already: Option<&'static str>,
     /// Row results of the shard uploaded (computed here or by an earlier attempt; not those
-    /// the remote had).
+    /// the remote had), or without a remote, those it holds in the local cache.
     pub pushed: BTreeMap<String, usize>,
     pub seconds: f64,
 }
@@ -82,8 +84,8 @@ pub struct ShardOptions {
 }
 
 /// Computes shard `shard` of node `node` of `p`, whose inputs must be in `store` or `remote`,
-/// and uploads the rows it computes to `remote`.
-pub fn run_shard(p: &Pipeline, node: usize, shard: Shard, store: &Store, remote: Arc<dyn RemoteCache>, opts: ShardOptions) -> Result<ShardReport, ShardError> {
+/// and uploads the rows it computes to `remote` (without one they stay in `store`).
+pub fn run_shard(p: &Pipeline, node: usize, shard: Shard, store: &Store, remote: Option<Arc<dyn RemoteCache>>, opts: ShardOptions) -> Result<ShardReport, ShardError> {
     let ShardOptions { device, ui, cancel } = opts;
     let started = Instant::now();
     let n = &p.nodes[node];
@@ -91,7 +93,7 @@ pub fn run_shard(p: &Pipeline, node: usize, shard: Shard, store: &Store, remote:
     if !n.kind.shardable() {
         return Err(ShardError::NotRowWise { node: n.id.clone(), kind: n.kind.name().into() });
     }
-    let resolved = plan::resolve_keys(p, Some(store), Some(remote.as_ref()));
+    let resolved = plan::resolve_keys(p, Some(store), remote.as_deref());
     match &resolved[node] {
         Resolved::Local(_) => return Ok(ShardReport { already: Some("in the local cache"), ..Default::default() }),
         Resolved::Remote(_) => return Ok(ShardReport { already: Some("in the remote"), ..Default::default() }),
@@ -107,6 +109,7 @@ pub fn run_shard(p: &Pipeline, node: usize, shard: Shard, store: &Store, remote:
         let entry = resolved[e.from].entry().ok_or_else(missing)?;
         let digest = *entry.outputs.get(&e.from_port).ok_or_else(missing)?;
         if store.check_artifact(&digest, Check::Full).is_err() {
+            let remote = remote.as_ref().ok_or_else(|| failed(format!("input `{}` is damaged in the cache", e.port)))?;
             remote.fetch_artifact(store, &digest).map_err(|x| failed(format!("downloading input `{}`: {x}", e.port)))?;
             ui.println(&format!("[{}] downloaded input `{}` from the remote", n.id, e.port));
         }
@@ -136,7 +139,7 @@ pub fn run_shard(p: &Pipeline, node: usize, shard: Shard, store: &Store, remote:
         threads: std::thread::available_parallelism().map(|t| t.get()).unwrap_or(1),
         store_root: Some(store.root().to_path_buf()),
         lines: Arc::default(),
-        remote: Some(remote.clone()),
+        remote: remote.clone(),
         rows_used: Default::default(),
         shard: Some(shard),
     };
@@ -155,7 +158,9 @@ pub fn run_shard(p: &Pipeline, node: usize, shard: Shard, store: &Store, remote:
     for (kind, keys) in ctx.rows_used(true) {
         let rows = store.rows(&kind);
         let bodies: Vec<(Digest, Vec<u8>)> = keys.iter().filter_map(|k| rows.get(k).map(|b| (*k, b))).collect();
-        remote.put_rows(&kind, &bodies).map_err(|e| failed(format!("uploading its rows: {e}")))?;
+        if let Some(remote) = &remote {
+            remote.put_rows(&kind, &bodies).map_err(|e| failed(format!("uploading its rows: {e}")))?;
+        }
         report.pushed.insert(kind, bodies.len());
     }
     report.seconds = started.elapsed().as_secs_f64();

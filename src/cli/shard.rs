@@ -1,6 +1,7 @@
-//! `dagrun shard`: one shard of a row-wise node, as one task of a cluster array job. The
-//! node's inputs come from the cache or the remote (computed here, and pushed, if neither has
-//! them); the shard's rows go to the remote, where the driver's run finds them.
+//! `dagrun shard`: one shard of a row-wise node, as one task of a cluster array job (or one
+//! process per GPU of a machine). The node's inputs come from the cache or the remote
+//! (computed here, and pushed, if neither has them); the shard's rows go to the remote, or
+//! stay in the cache without one, where the driver's run finds them.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -26,7 +27,8 @@ pub struct ShardArgs {
     /// $JOB_COMPLETION_INDEX of a Kubernetes indexed job).
     #[arg(long, value_name = "I")]
     pub index: Option<u32>,
-    /// The remote the rows go to (default: $DAGRUN_REMOTE, else the spec's `remote:`).
+    /// The remote the rows go to (default: $DAGRUN_REMOTE, else the spec's `remote:`; with
+    /// none, they stay in the cache, for a driver on the same cache).
     #[arg(long, value_name = "URL")]
     pub remote: Option<String>,
     /// Where models run: cpu, cuda or cuda:N.
@@ -77,14 +79,14 @@ pub fn shard(a: ShardArgs) -> CliResult {
     if matches!(device, Device::Cuda(_)) && !cfg!(feature = "cuda") {
         return Err(CliError::Usage("this dagrun was built without CUDA; rebuild with `--features cuda`".into()));
     }
-    // The shard's rows reach the driver only through the remote; what it computes on the way
-    // (inputs no one had yet) is pushed too, for the other shards.
+    // The shard's rows reach the driver through the remote, or, without one, through this
+    // cache (a driver on the same cache: several GPUs of one machine). What it computes on
+    // the way (inputs no one had yet) is pushed too, for the other shards.
     let remote_args = super::remote::RemoteArgs { remote: a.remote.clone(), no_remote: false, push: true };
-    let remote = super::remote::open(&remote_args, Some(&pipeline)).map_err(|e| match e {
-        CliError::Usage(_) => CliError::Usage("a shard's rows reach the driver through a remote: pass --remote URL, set $DAGRUN_REMOTE or the spec's `remote:`".into()),
-        e => e,
-    })?;
-    let remote = remote.expect("push needs a remote, checked by open") as Arc<dyn RemoteCache>;
+    let remote = match super::remote::setting(&remote_args, Some(&pipeline)) {
+        Some(_) => super::remote::open(&remote_args, Some(&pipeline))?.map(|r| r as Arc<dyn RemoteCache>),
+        None => None,
+    };
     let dir: PathBuf = util::cache_dir(&a.spec.cache_dir, Some(&pipeline));
     let store = Store::open(&dir).map_err(|e| CliError::Failed(anyhow::anyhow!("cannot open the cache: {e}")))?;
     let cancel = CancelToken::new();
@@ -104,7 +106,7 @@ pub fn shard(a: ShardArgs) -> CliResult {
             cancel: cancel.clone(),
             ui: ui.clone(),
             verify: false,
-            remote: Some(remote.clone()),
+            remote: remote.clone(),
         };
         let report = dagrun_engine::run(&pipeline, &store, &opts).map_err(|e| CliError::Failed(anyhow::anyhow!("{e}")))?;
         match report.outcome {
@@ -126,7 +128,11 @@ pub fn shard(a: ShardArgs) -> CliResult {
                     None => {
                         let rows: Vec<String> = r.pushed.iter().map(|(kind, n)| format!("{n} `{kind}` row results")).collect();
                         let rows = if rows.is_empty() { "no row results".to_string() } else { rows.join(", ") };
-                        eprintln!("shard {shard} of `{}`: {rows} uploaded to {} in {}", a.node, remote.describe(), human_seconds(r.seconds));
+                        let place = match &remote {
+                            Some(remote) => format!("uploaded to {}", remote.describe()),
+                            None => format!("kept in the cache {} (no remote: a run on this cache assembles them)", store.root().display()),
+                        };
+                        eprintln!("shard {shard} of `{}`: {rows} {place} in {}", a.node, human_seconds(r.seconds));
                     }
                 }
             }
