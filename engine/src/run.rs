@@ -621,14 +621,7 @@ impl Job<'_> {
         ctx.progress.finish();
         let seconds = started.elapsed().as_secs_f64();
         match result {
-            Err(panic) => {
-                let msg = panic
-                    .downcast_ref::<String>()
-                    .cloned()
-                    .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-                    .unwrap_or_else(|| "unknown panic".into());
-                return Err(format!("the node panicked: {msg}"));
-            }
+            Err(panic) => return Err(format!("the node panicked: {}", panic_message(&*panic))),
             Ok(Err(e)) => {
                 if e.downcast_ref::<Cancelled>().is_some() || self.cancel.is_cancelled() {
                     return Ok(WorkResult::Cancelled { seconds });
@@ -676,6 +669,11 @@ impl Job<'_> {
         }
         Ok(WorkResult::Ran { outputs: digests, seconds })
     }
+}
+
+/// What a caught panic said.
+pub(crate) fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic.downcast_ref::<String>().cloned().or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string())).unwrap_or_else(|| "unknown panic".into())
 }
 
 /// An error and its causes, joined with ": ".

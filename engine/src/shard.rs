@@ -147,7 +147,7 @@ pub fn run_shard(p: &Pipeline, node: usize, shard: Shard, store: &Store, remote:
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| n.kind.run(&n.params, &ctx, &Inputs::new(inputs))));
     ctx.progress.finish();
     match result {
-        Err(_) => return Err(failed("the node panicked".into())),
+        Err(panic) => return Err(failed(format!("the node panicked: {}", crate::run::panic_message(&*panic)))),
         Ok(Err(e)) if e.downcast_ref::<Cancelled>().is_some() || cancel.is_cancelled() => return Err(ShardError::Interrupted),
         Ok(Err(e)) => return Err(failed(crate::run::error_chain(&*e))),
         Ok(Ok(())) => {}
