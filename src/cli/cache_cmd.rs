@@ -120,7 +120,7 @@ fn artifact_type(store: &Store, d: &Digest) -> String {
 
 /// `cache ls --remote`: what a remote holds (see `dagrun_remote::Inventory`).
 fn ls_remote(url: &str, json_out: bool) -> CliResult {
-    let remote = dagrun_remote::Remote::open(&remote_url(url)?, 8, false).map_err(|e| CliError::Failed(e.into()))?;
+    let remote = open_remote(url)?;
     let inv = remote.inventory().map_err(|e| CliError::Failed(e.into()))?;
     let shown = dagrun_engine::cache::RemoteCache::describe(&remote);
     let mut producers: BTreeMap<Digest, Vec<String>> = BTreeMap::new();
@@ -148,7 +148,7 @@ fn ls_remote(url: &str, json_out: bool) -> CliResult {
             "row_results": inv.row_results,
             "row_bytes": inv.row_bytes,
         });
-        println!("{}", serde_json::to_string_pretty(&out).map_err(|e| CliError::Failed(e.into()))?);
+        print_json(&out)?;
         return Ok(0);
     }
     let mut rows = vec![vec!["digest".to_string(), "size".into(), "modified".into(), "produced by".into()]];
@@ -209,7 +209,7 @@ fn ls(a: LsArgs) -> CliResult {
                 })
             })
             .collect();
-        println!("{}", serde_json::to_string_pretty(&items).map_err(|e| CliError::Failed(e.into()))?);
+        print_json(&serde_json::Value::Array(items))?;
         return Ok(0);
     }
     let mut rows = vec![vec!["digest".to_string(), "type".into(), "size".into(), "modified".into(), "nodes".into()]];
@@ -258,7 +258,7 @@ fn verify(a: VerifyArgs) -> CliResult {
             "entries_unreadable": unreadable.iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),
             "fixed": a.fix,
         });
-        println!("{}", serde_json::to_string_pretty(&out).map_err(|e| CliError::Failed(e.into()))?);
+        print_json(&out)?;
     } else {
         for (d, why) in &bad {
             println!("DAMAGED  {}  {}  {why}", d.hex(), artifact_type(&store, d));
@@ -295,12 +295,19 @@ fn verify(a: VerifyArgs) -> CliResult {
     Ok(if a.fix || (bad.is_empty() && unreadable.is_empty() && dangling.is_empty()) { 0 } else { EXIT_FAILED })
 }
 
-/// The URL of `--remote [URL]`: the one given, else $DAGRUN_REMOTE.
-fn remote_url(url: &str) -> Result<String, CliError> {
-    match url {
-        "" => std::env::var("DAGRUN_REMOTE").ok().filter(|u| !u.trim().is_empty()).ok_or_else(|| CliError::Usage("--remote needs a URL here, or $DAGRUN_REMOTE".into())),
-        u => Ok(u.to_string()),
-    }
+/// The remote of `--remote [URL]`: the URL given, else $DAGRUN_REMOTE.
+fn open_remote(url: &str) -> Result<dagrun_remote::Remote, CliError> {
+    let url = match url {
+        "" => std::env::var("DAGRUN_REMOTE").ok().filter(|u| !u.trim().is_empty()).ok_or_else(|| CliError::Usage("--remote needs a URL here, or $DAGRUN_REMOTE".into()))?,
+        u => u.to_string(),
+    };
+    dagrun_remote::Remote::open(&url, 8, false).map_err(|e| CliError::Failed(e.into()))
+}
+
+/// Prints `value` as pretty JSON.
+fn print_json(value: &serde_json::Value) -> Result<(), CliError> {
+    println!("{}", serde_json::to_string_pretty(value).map_err(|e| CliError::Failed(e.into()))?);
+    Ok(())
 }
 
 /// `cache gc --remote`: age-based eviction from a remote (see `dagrun_remote::RemoteGc`).
@@ -312,7 +319,7 @@ fn gc_remote(url: &str, a: &GcArgs) -> CliResult {
     if a.rows {
         return Err(CliError::Usage("--rows is for the local cache; a remote's row results go with their entries".into()));
     }
-    let remote = dagrun_remote::Remote::open(&remote_url(url)?, 8, false).map_err(|e| CliError::Failed(e.into()))?;
+    let remote = open_remote(url)?;
     // The kept pipelines' current results, resolved through the local cache and the remote.
     let registry = util::registry();
     let mut keep = std::collections::BTreeSet::new();
@@ -339,7 +346,7 @@ fn gc_remote(url: &str, a: &GcArgs) -> CliResult {
             "row_results_removed": r.row_results_removed,
             "bytes_freed": r.bytes_freed,
         });
-        println!("{}", serde_json::to_string_pretty(&out).map_err(|e| CliError::Failed(e.into()))?);
+        print_json(&out)?;
     } else {
         println!(
             "{} {} entries, {} artifacts and {} row results ({}) from {shown}; kept {} entries (newer than {days} days, or results of {} kept pipeline(s))",
@@ -357,7 +364,7 @@ fn gc_remote(url: &str, a: &GcArgs) -> CliResult {
 
 /// `cache verify --remote`: audits a remote (see `dagrun_remote::Audit`).
 fn verify_remote(url: &str, a: &VerifyArgs) -> CliResult {
-    let remote = dagrun_remote::Remote::open(&remote_url(url)?, 8, false).map_err(|e| CliError::Failed(e.into()))?;
+    let remote = open_remote(url)?;
     let audit = remote.audit(a.full, a.fix).map_err(|e| CliError::Failed(e.into()))?;
     if a.cache.json {
         let out = json!({
@@ -374,7 +381,7 @@ fn verify_remote(url: &str, a: &VerifyArgs) -> CliResult {
             "full": a.full,
             "fixed": audit.fixed,
         });
-        println!("{}", serde_json::to_string_pretty(&out).map_err(|e| CliError::Failed(e.into()))?);
+        print_json(&out)?;
     } else {
         for (d, why) in &audit.damaged {
             println!("DAMAGED  {}  {why}", d.hex());
@@ -441,7 +448,7 @@ fn gc(a: GcArgs) -> CliResult {
         v["row_entries_removed"] = if a.rows { rows.entries } else { 0 }.into();
         v["row_bytes_freed"] = if a.rows { rows.bytes } else { 0 }.into();
         v["row_entries_unused"] = rows.entries.into();
-        println!("{}", serde_json::to_string_pretty(&v).map_err(|e| CliError::Failed(e.into()))?);
+        print_json(&v)?;
     } else {
         println!(
             "{} {} artifacts ({}), {} cache entries, {rows_note}, {} leftover temporary files; kept {} artifacts reached by the latest {} run(s) of {} pipeline(s)",
