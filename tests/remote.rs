@@ -587,6 +587,17 @@ fn shards_on_separate_machines_compute_a_row_wise_node_for_the_driver() {
     let out = late.expect(&["shard", "p.yaml", "r", "--count", "3", "--index", "1", "--remote", &url], 0);
     assert!(out.stderr.contains("`r` is already computed (in the remote): shard 1/3 has nothing to do"), "{}", out.stderr);
 
+    // A shard's rows go up as they are computed: a task that dies keeps what it finished
+    // for its rerun, on any machine.
+    let dying = Work::new();
+    dying.write("p.yaml", &spec.replace("factor: 3 }", "factor: 7, fail_after_rows: 4 }"));
+    let e = dying.expect(&["shard", "p.yaml", "r", "--count", "1", "--index", "0", "--remote", &url], 1);
+    assert!(e.stderr.contains("failing after 4 rows, as asked"), "{}", e.stderr);
+    let rerun = Work::new();
+    rerun.write("p.yaml", &spec.replace("factor: 3 }", "factor: 7 }"));
+    let r = rerun.expect(&["shard", "p.yaml", "r", "--count", "1", "--index", "0", "--remote", &url], 0);
+    assert!(r.stderr.contains("4 of 40 rows cached (4 from the remote); computed 36") && r.stderr.contains("shard 0/1 of `r`: 36 `test-rows` row results uploaded"), "{}", r.stderr);
+
     // `kinds` says which kinds shard.
     assert!(late.expect(&["kinds", "test-rows"], 0).stdout.starts_with("test-rows (version 1; shardable: `dagrun shard`): "));
     assert!(!late.expect(&["kinds", "test-source"], 0).stdout.contains("shardable"));

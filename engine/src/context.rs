@@ -230,11 +230,17 @@ impl NodeContext {
         self.shard
     }
 
-    /// The row keys used so far, by kind, sorted; with `local_only`, less those that came
-    /// from the remote.
+    /// How many rows of each kind went to the remote as they were computed (a shard's).
+    pub(crate) fn rows_uploaded(&self) -> BTreeMap<String, usize> {
+        self.rows_used.lock().map(|s| s.uploaded.iter().map(|(k, v)| (k.clone(), v.len())).collect()).unwrap_or_default()
+    }
+
+    /// The row keys used so far, by kind, sorted; with `local_only`, less those the remote
+    /// is known to hold (read from it, or uploaded as computed).
     pub(crate) fn rows_used(&self, local_only: bool) -> BTreeMap<String, Vec<Digest>> {
         let Ok(seen) = self.rows_used.lock() else { return BTreeMap::new() };
-        let fetched = |kind: &str, k: &Digest| local_only && seen.fetched.get(kind).is_some_and(|f| f.contains(k));
+        let in_remote = |set: &BTreeMap<String, std::collections::BTreeSet<Digest>>, kind: &str, k: &Digest| set.get(kind).is_some_and(|f| f.contains(k));
+        let fetched = |kind: &str, k: &Digest| local_only && (in_remote(&seen.fetched, kind, k) || in_remote(&seen.uploaded, kind, k));
         seen.used.iter().map(|(kind, keys)| (kind.clone(), keys.iter().filter(|k| !fetched(kind, k)).copied().collect())).collect()
     }
 

@@ -9,11 +9,16 @@ use dagrun_cache::{Digest, RemoteCache, RowStore};
 
 pub use dagrun_cache::rows::prune;
 
-/// The keys a node used, by kind, and those of them it got from the remote.
+/// The keys a node used, by kind, and those of them the remote is known to hold: read from
+/// it, or uploaded as computed.
 #[derive(Debug, Default)]
 pub(crate) struct Seen {
     pub used: BTreeMap<String, BTreeSet<Digest>>,
     pub fetched: BTreeMap<String, BTreeSet<Digest>>,
+    pub uploaded: BTreeMap<String, BTreeSet<Digest>>,
+    /// Upload each row to the remote as it is stored (a shard: a task that dies keeps what
+    /// it finished).
+    pub upload_as_computed: bool,
 }
 
 pub(crate) type RowsUsed = Arc<Mutex<Seen>>;
@@ -87,9 +92,7 @@ impl RowCache {
                         }
                         found[i] = Some(body);
                         out.from_remote += 1;
-                        if let Ok(mut seen) = self.used.lock() {
-                            seen.fetched.entry(self.kind.clone()).or_default().insert(keys[i]);
-                        }
+                        self.mark(keys[i], |s| &mut s.fetched);
                     }
                     if !damaged.is_empty() {
                         out.warnings.push(format!("{} row results in the remote are damaged and were not used (first: {})", damaged.len(), damaged[0]));
@@ -103,10 +106,22 @@ impl RowCache {
         out
     }
 
-    /// Stores `bytes` under `key` locally (pushed with the node's entry).
+    fn mark(&self, key: Digest, set: fn(&mut Seen) -> &mut BTreeMap<String, BTreeSet<Digest>>) {
+        if let Ok(mut seen) = self.used.lock() {
+            set(&mut seen).entry(self.kind.clone()).or_default().insert(key);
+        }
+    }
+
+    /// Stores `bytes` under `key` locally (pushed with the node's entry; a shard uploads it
+    /// at once).
     pub fn put(&self, key: &Digest, bytes: &[u8]) -> std::io::Result<()> {
         self.local.put(key, bytes)?;
         self.record([*key]);
+        let eager = self.used.lock().is_ok_and(|s| s.upload_as_computed);
+        if let (true, Some(remote)) = (eager, &self.remote) {
+            remote.put_rows(&self.kind, &[(*key, bytes.to_vec())]).map_err(|e| std::io::Error::other(format!("uploading to the remote: {e}")))?;
+            self.mark(*key, |s| &mut s.uploaded);
+        }
         Ok(())
     }
 }

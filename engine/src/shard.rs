@@ -69,8 +69,9 @@ pub enum ShardError {
 pub struct ShardReport {
     /// The node's result already exists (locally or in the remote): nothing was computed.
     pub already: Option<&'static str>,
-    /// Row results of the shard uploaded (computed here or by an earlier attempt; not those
-    /// the remote had), or without a remote, those it holds in the local cache.
+    /// Row results of the shard uploaded (computed here, as they were computed, or by an
+    /// earlier attempt; not those the remote had), or without a remote, those it holds in
+    /// the local cache.
     pub pushed: BTreeMap<String, usize>,
     pub seconds: f64,
 }
@@ -140,7 +141,7 @@ pub fn run_shard(p: &Pipeline, node: usize, shard: Shard, store: &Store, remote:
         store_root: Some(store.root().to_path_buf()),
         lines: Arc::default(),
         remote: remote.clone(),
-        rows_used: Default::default(),
+        rows_used: Arc::new(Mutex::new(crate::rows::Seen { upload_as_computed: true, ..Default::default() })),
         shard: Some(shard),
     };
     ctx.log(format!("shard {shard}"));
@@ -152,16 +153,16 @@ pub fn run_shard(p: &Pipeline, node: usize, shard: Shard, store: &Store, remote:
         Ok(Err(e)) => return Err(failed(crate::run::error_chain(&*e))),
         Ok(Ok(())) => {}
     }
-    let mut report = ShardReport::default();
-    // Every row of the shard it holds but did not get from the remote, also those an earlier
-    // attempt computed but did not get to upload.
+    let mut report = ShardReport { pushed: ctx.rows_uploaded(), ..Default::default() };
+    // Rows go up as they are computed; now the rest of what the shard holds that the remote
+    // may lack (those an earlier attempt on this cache computed but did not get to upload).
     for (kind, keys) in ctx.rows_used(true) {
         let rows = store.rows(&kind);
         let bodies: Vec<(Digest, Vec<u8>)> = keys.iter().filter_map(|k| rows.get(k).map(|b| (*k, b))).collect();
         if let Some(remote) = &remote {
             remote.put_rows(&kind, &bodies).map_err(|e| failed(format!("uploading its rows: {e}")))?;
         }
-        report.pushed.insert(kind, bodies.len());
+        *report.pushed.entry(kind).or_default() += bodies.len();
     }
     report.seconds = started.elapsed().as_secs_f64();
     Ok(report)

@@ -299,6 +299,9 @@ pub struct RowWise;
 pub struct RowWiseParams {
     #[serde(default = "one")]
     pub factor: f64,
+    /// Fail after computing this many rows (they stay in the row cache), as a killed task.
+    #[serde(default)]
+    pub fail_after_rows: Option<usize>,
 }
 
 impl Kind for RowWise {
@@ -339,6 +342,9 @@ impl Kind for RowWise {
             let y = match hit {
                 Some(b) => f64::from_le_bytes(b.try_into().map_err(|_| "bad row")?),
                 None => {
+                    if p.fail_after_rows == Some(computed) {
+                        return Err(format!("failing after {computed} rows, as asked").into());
+                    }
                     computed += 1;
                     let y = x * p.factor;
                     cache.put(k, &y.to_le_bytes())?;
