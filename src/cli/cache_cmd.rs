@@ -14,11 +14,14 @@ use super::EXIT_FAILED;
 
 #[derive(Subcommand, Debug)]
 pub enum CacheCommand {
-    /// List stored artifacts: digest, type, size, age and the nodes that produced them.
+    /// List stored artifacts: digest, type, size, age and the nodes that produced them (with
+    /// --remote: a remote's).
     Ls(LsArgs),
-    /// Rehash every artifact and report the damaged ones (exit 1 if any).
+    /// Rehash every artifact and report the damaged ones (exit 1 if any); with --remote,
+    /// audit a remote.
     Verify(VerifyArgs),
-    /// Delete artifacts that the latest runs of every pipeline did not reach.
+    /// Delete artifacts that the latest runs of every pipeline did not reach (with --remote:
+    /// a remote's results older than --older-than).
     Gc(GcArgs),
     /// Upload a pipeline's cached results (or the whole cache with --all) to a remote:
     /// artifacts first, then the entries that name them.

@@ -57,7 +57,7 @@ pub enum Command {
     Report(report::ReportArgs),
     /// Print what nodes logged when they were computed (kept with the cache).
     Log(log::LogArgs),
-    /// Compute one shard of a row-wise node's rows into the remote (a cluster array job's task).
+    /// Compute one shard of a row-wise node's rows for a later run to assemble (an array job's task, or one process per GPU).
     Shard(shard::ShardArgs),
     /// Inspect and maintain the cache.
     #[command(subcommand)]
