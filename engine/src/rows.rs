@@ -115,12 +115,22 @@ impl RowCache {
     /// Stores `bytes` under `key` locally (pushed with the node's entry; a shard uploads it
     /// at once).
     pub fn put(&self, key: &Digest, bytes: &[u8]) -> std::io::Result<()> {
-        self.local.put(key, bytes)?;
-        self.record([*key]);
+        self.put_many(&[(*key, bytes.to_vec())])
+    }
+
+    /// Stores several rows, as [`RowCache::put`] does; a shard uploads them together (several
+    /// requests at a time), so store a batch's rows with one call.
+    pub fn put_many(&self, rows: &[(Digest, Vec<u8>)]) -> std::io::Result<()> {
+        for (key, bytes) in rows {
+            self.local.put(key, bytes)?;
+        }
+        self.record(rows.iter().map(|(k, _)| *k));
         let eager = self.used.lock().is_ok_and(|s| s.upload_as_computed);
-        if let (true, Some(remote)) = (eager, &self.remote) {
-            remote.put_rows(&self.kind, &[(*key, bytes.to_vec())]).map_err(|e| std::io::Error::other(format!("uploading to the remote: {e}")))?;
-            self.mark(*key, |s| &mut s.uploaded);
+        if let (true, Some(remote), false) = (eager, &self.remote, rows.is_empty()) {
+            remote.put_rows(&self.kind, rows).map_err(|e| std::io::Error::other(format!("uploading to the remote: {e}")))?;
+            for (key, _) in rows {
+                self.mark(*key, |s| &mut s.uploaded);
+            }
         }
         Ok(())
     }

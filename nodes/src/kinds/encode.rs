@@ -280,12 +280,13 @@ fn run_on<B: Backend>(p: &EncodeParams, ctx: &NodeContext, inputs: &Inputs, rows
             Ok(())
         })?;
         ctx.check_cancelled()?;
+        let mut stored = Vec::with_capacity(todo.len());
         for ((k, _), v) in todo.iter().zip(out) {
-            if let Some(c) = &cache {
-                let bytes: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
-                c.put(k, &bytes).map_err(|e| format!("row cache: {e}"))?;
-            }
+            stored.push((*k, v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>()));
             vectors.insert(*k, v);
+        }
+        if let Some(c) = &cache {
+            c.put_many(&stored).map_err(|e| format!("row cache: {e}"))?;
         }
         let secs = started.elapsed().as_secs_f64();
         ctx.log(format!("encoded {} texts in {secs:.1} s ({:.0} texts/s)", todo.len(), todo.len() as f64 / secs.max(1e-9)));

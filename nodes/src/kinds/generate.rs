@@ -265,14 +265,15 @@ fn run_on<B: Backend>(p: &GenerateParams, ctx: &NodeContext, inputs: &Inputs, de
         ctx.progress().message(format!("{:.0} tok/s", t as f64 / started.elapsed().as_secs_f64().max(1e-9)));
     };
     let mut on_done = |batch: Vec<(usize, usize, Completion)>| -> Result<(), String> {
+        let mut stored = Vec::with_capacity(batch.len());
         for (req, i, c) in batch {
             let (r, s) = (request_row[req], request_samples[req][i] as usize);
-            if let Some(cache) = &rows_cache {
-                let bytes = serde_json::to_vec(&c).map_err(|e| e.to_string())?;
-                cache.put(&keys[r][s], &bytes).map_err(|e| format!("row cache: {e}"))?;
-            }
+            stored.push((keys[r][s], serde_json::to_vec(&c).map_err(|e| e.to_string())?));
             results[r][s] = Some(c);
             ctx.progress().inc(1);
+        }
+        if let Some(cache) = &rows_cache {
+            cache.put_many(&stored).map_err(|e| format!("row cache: {e}"))?;
         }
         Ok(())
     };
