@@ -86,20 +86,11 @@ impl Remote {
                 self.audit_rows(&mut audit).await?;
             }
             if fix {
-                let store = self.store()?;
-                let doomed = audit
-                    .unreadable
-                    .iter()
-                    .map(|(o, _)| ObjectPath::from(o.as_str()))
-                    .chain(audit.damaged.iter().map(|(d, _)| self.listing_object(d)))
-                    .chain(audit.dangling.iter().map(|(k, _)| self.action_object(k)))
-                    .chain(audit.damaged_rows.iter().map(|o| ObjectPath::from(o.as_str())));
-                for object in doomed {
-                    match store.delete(&object).await {
-                        Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
-                        Err(e) => return Err(self.map_err(&object, e)),
-                    }
-                }
+                // Entries first, so none is left naming an artifact whose listing is gone.
+                let entries = audit.unreadable.iter().map(|(o, _)| ObjectPath::from(o.as_str())).chain(audit.dangling.iter().map(|(k, _)| self.action_object(k)));
+                self.delete_all(entries.collect()).await?;
+                let damaged = audit.damaged.iter().map(|(d, _)| self.listing_object(d)).chain(audit.damaged_rows.iter().map(|o| ObjectPath::from(o.as_str())));
+                self.delete_all(damaged.collect()).await?;
             }
             Ok(audit)
         })
@@ -154,14 +145,8 @@ impl Remote {
 
     /// Checks every row result's checksum.
     async fn audit_rows(&self, audit: &mut Audit) -> Result<(), RemoteError> {
-        let store = self.store()?;
-        let prefix = self.object("rows");
-        let mut objects = Vec::new();
-        let mut listing = store.list(Some(&prefix));
-        while let Some(meta) = listing.next().await {
-            objects.push(meta.map_err(|e| self.map_err(&prefix, e))?.location);
-        }
-        let gets = objects.iter().map(|o| async move { (o, self.get_small(o).await) });
+        let objects = self.list_all(&self.object("rows")).await?;
+        let gets = objects.iter().map(|m| async move { (&m.location, self.get_small(&m.location).await) });
         let mut results = futures::stream::iter(gets).buffer_unordered(32);
         let mut damaged = BTreeSet::new();
         while let Some((o, got)) = results.next().await {

@@ -9,9 +9,8 @@
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use dagrun_cache::{Digest, RemoteError};
-use futures::StreamExt;
 use object_store::path::Path as ObjectPath;
-use object_store::{ObjectMeta, ObjectStoreExt};
+use object_store::ObjectMeta;
 
 use crate::transfer::Remote;
 
@@ -125,31 +124,5 @@ impl Remote {
             }
             Ok(report)
         })
-    }
-
-    /// Every object under `prefix`.
-    async fn list_all(&self, prefix: &ObjectPath) -> Result<Vec<ObjectMeta>, RemoteError> {
-        let mut out = Vec::new();
-        let mut listing = self.store()?.list(Some(prefix));
-        while let Some(m) = listing.next().await {
-            out.push(m.map_err(|e| self.map_err(prefix, e))?);
-        }
-        Ok(out)
-    }
-
-    /// Deletes `objects`, several at a time (an object already gone is fine).
-    async fn delete_all(&self, objects: Vec<ObjectPath>) -> Result<(), RemoteError> {
-        let store = self.store()?;
-        let deletes = objects.iter().map(|o| async move {
-            match store.delete(o).await {
-                Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
-                Err(e) => Err(self.map_err(o, e)),
-            }
-        });
-        let mut results = futures::stream::iter(deletes).buffered(16);
-        while let Some(r) = results.next().await {
-            r?;
-        }
-        Ok(())
     }
 }

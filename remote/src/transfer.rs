@@ -11,7 +11,7 @@ use bytes::Bytes;
 use dagrun_cache::{rows, ActionEntry, CacheError, Check, Digest, FileEntry, Listing, RemoteCache, RemoteError, RowsFound, Store};
 use futures::StreamExt;
 use object_store::path::Path as ObjectPath;
-use object_store::{ObjectStore, ObjectStoreExt, PutPayload, WriteMultipart};
+use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt, PutPayload, WriteMultipart};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::Semaphore;
 
@@ -400,6 +400,32 @@ impl Remote {
         Ok(true)
     }
 
+    /// Every object under `prefix`.
+    pub(crate) async fn list_all(&self, prefix: &ObjectPath) -> Result<Vec<ObjectMeta>, RemoteError> {
+        let mut out = Vec::new();
+        let mut listing = self.store()?.list(Some(prefix));
+        while let Some(m) = listing.next().await {
+            out.push(m.map_err(|e| self.map_err(prefix, e))?);
+        }
+        Ok(out)
+    }
+
+    /// Deletes `objects`, several at a time (an object already gone is fine).
+    pub(crate) async fn delete_all(&self, objects: Vec<ObjectPath>) -> Result<(), RemoteError> {
+        let store = self.store()?;
+        let deletes = objects.iter().map(|o| async move {
+            match store.delete(o).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+                Err(e) => Err(self.map_err(o, e)),
+            }
+        });
+        let mut results = futures::stream::iter(deletes).buffered(16);
+        while let Some(r) = results.next().await {
+            r?;
+        }
+        Ok(())
+    }
+
     /// Writes an action entry to the remote (its artifacts must be there already).
     async fn put_entry(&self, entry: &ActionEntry) -> Result<(), RemoteError> {
         let json = serde_json::to_vec_pretty(entry).map_err(|e| self.unavailable(e))?;
@@ -425,11 +451,16 @@ impl Remote {
         }
         let here = self.rows_here.lock().map(|h| h.clone()).unwrap_or_default();
         let here = &here;
-        let puts = entry.rows.iter().flat_map(|(kind, keys)| {
+        let sealed = entry.rows.iter().flat_map(|(kind, keys)| {
             let store = local.rows(kind);
             keys.iter().filter(|k| !here.contains(k)).filter_map(move |k| store.get_sealed(k).map(|bytes| (self.row_object(kind, k), bytes)))
         });
-        let puts = puts.map(|(object, bytes)| async move {
+        self.put_sealed_rows(sealed).await
+    }
+
+    /// Uploads sealed row results, [`ROW_REQUESTS`] at a time; returns how many.
+    async fn put_sealed_rows(&self, rows: impl Iterator<Item = (ObjectPath, Vec<u8>)>) -> Result<usize, RemoteError> {
+        let puts = rows.map(|(object, bytes)| async move {
             self.stats.bytes_up.fetch_add(bytes.len() as u64, Ordering::Relaxed);
             self.put_small(&object, Bytes::from(bytes)).await
         });
@@ -508,15 +539,7 @@ impl Remote {
 
     /// See [`RemoteCache::put_rows`].
     async fn rows_put(&self, kind: &str, rows: &[(Digest, Vec<u8>)]) -> Result<(), RemoteError> {
-        let puts = rows.iter().map(|(k, body)| async move {
-            let sealed = rows::seal(body);
-            self.stats.bytes_up.fetch_add(sealed.len() as u64, Ordering::Relaxed);
-            self.put_small(&self.row_object(kind, k), Bytes::from(sealed)).await
-        });
-        let mut results = futures::stream::iter(puts).buffer_unordered(ROW_REQUESTS);
-        while let Some(r) = results.next().await {
-            r?;
-        }
+        self.put_sealed_rows(rows.iter().map(|(k, body)| (self.row_object(kind, k), rows::seal(body)))).await?;
         Ok(())
     }
 
@@ -591,17 +614,8 @@ impl Remote {
     /// returned as errors beside the good ones.
     pub fn all_actions(&self) -> Result<(Vec<ActionEntry>, Vec<RemoteError>), RemoteError> {
         self.rt.block_on(async {
-            let store = self.store()?;
-            let prefix = self.object("ac");
-            let mut keys = Vec::new();
-            let mut listing = store.list(Some(&prefix));
-            while let Some(meta) = listing.next().await {
-                let meta = meta.map_err(|e| self.map_err(&prefix, e))?;
-                let name = meta.location.filename().unwrap_or_default();
-                if let Some(key) = name.strip_suffix(".json").and_then(|k| k.parse::<Digest>().ok()) {
-                    keys.push(key);
-                }
-            }
+            let key = |m: &ObjectMeta| m.location.filename().and_then(|name| name.strip_suffix(".json")).and_then(|k| k.parse::<Digest>().ok());
+            let keys: Vec<Digest> = self.list_all(&self.object("ac")).await?.iter().filter_map(key).collect();
             let mut good = Vec::new();
             let mut bad = Vec::new();
             let lookups = keys.iter().map(|k| self.action(k));
