@@ -12,9 +12,10 @@ use std::sync::{Arc, Mutex};
 use arrow_array::RecordBatch;
 use arrow_schema::SchemaRef;
 use dagrun_cache::table::{self, check_columns, Table};
-use dagrun_cache::{CacheError, Digest};
+use dagrun_cache::{CacheError, Digest, Staging, Store};
 
 use crate::kind::{ArtifactType, Port};
+use crate::pipeline::Node;
 use crate::ui::{Progress, Ui};
 
 /// The file a single-table artifact's rows live in.
@@ -176,7 +177,56 @@ pub struct NodeContext {
     pub(crate) shard: Option<crate::shard::Shard>,
 }
 
+/// What a run gives each node it computes.
+pub(crate) struct NodeEnv<'a> {
+    pub store: &'a Store,
+    pub device: Device,
+    pub ui: &'a Arc<Ui>,
+    pub cancel: &'a CancelToken,
+    pub remote: Option<Arc<dyn dagrun_cache::RemoteCache>>,
+}
+
+/// A node's context whose scratch and output directories are fresh staging directories of
+/// the store: dropped with what they hold unless the outputs are published.
+pub(crate) struct Staged {
+    pub ctx: NodeContext,
+    pub scratch: Staging,
+    /// Output port -> its staging directory.
+    pub outputs: BTreeMap<String, Staging>,
+}
+
 impl NodeContext {
+    /// The context `node` computes in (a shard of its rows, with `shard`); its log lines go
+    /// to `lines`.
+    pub(crate) fn staged(node: &Node, env: NodeEnv, lines: Arc<Mutex<Vec<String>>>, shard: Option<crate::shard::Shard>) -> Result<Staged, CacheError> {
+        let scratch = env.store.stage()?;
+        let mut stagings = BTreeMap::new();
+        let mut outputs = BTreeMap::new();
+        for port in &node.outputs {
+            let s = env.store.stage()?;
+            outputs.insert(port.name.clone(), (port.clone(), s.path().to_path_buf()));
+            stagings.insert(port.name.clone(), s);
+        }
+        let ctx = NodeContext {
+            node_id: node.id.clone(),
+            seed: node.seed,
+            device: env.device,
+            scratch: scratch.path().to_path_buf(),
+            outputs,
+            written: Mutex::new(Vec::new()),
+            progress: Progress::new(env.ui, &node.id),
+            ui: env.ui.clone(),
+            cancel: env.cancel.clone(),
+            threads: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+            store_root: Some(env.store.root().to_path_buf()),
+            lines,
+            remote: env.remote,
+            rows_used: Default::default(),
+            shard,
+        };
+        Ok(Staged { ctx, scratch, outputs: stagings })
+    }
+
     /// A context for running a node outside the scheduler (tests, benchmarks): outputs go
     /// to subdirectories of `dir`, named by port.
     pub fn standalone(node_id: &str, seed: u64, dir: &Path, outputs: &[Port]) -> std::io::Result<NodeContext> {
@@ -220,7 +270,7 @@ impl NodeContext {
     pub fn row_cache(&self, kind: &str) -> Option<crate::rows::RowCache> {
         let root = self.store_root.as_ref()?;
         let local = dagrun_cache::RowStore::new(root.join("rows").join(kind));
-        Some(crate::rows::RowCache::new(kind, local, self.remote.clone(), self.rows_used.clone()))
+        Some(crate::rows::RowCache::new(kind, local, self.remote.clone(), self.rows_used.clone(), self.shard.is_some()))
     }
 
     /// The shard of its rows the node computes, if it is computing one (`dagrun shard`): a
@@ -239,9 +289,8 @@ impl NodeContext {
     /// is known to hold (read from it, or uploaded as computed).
     pub(crate) fn rows_used(&self, local_only: bool) -> BTreeMap<String, Vec<Digest>> {
         let Ok(seen) = self.rows_used.lock() else { return BTreeMap::new() };
-        let in_remote = |set: &BTreeMap<String, std::collections::BTreeSet<Digest>>, kind: &str, k: &Digest| set.get(kind).is_some_and(|f| f.contains(k));
-        let fetched = |kind: &str, k: &Digest| local_only && (in_remote(&seen.fetched, kind, k) || in_remote(&seen.uploaded, kind, k));
-        seen.used.iter().map(|(kind, keys)| (kind.clone(), keys.iter().filter(|k| !fetched(kind, k)).copied().collect())).collect()
+        let in_remote = |kind: &str, k: &Digest| [&seen.fetched, &seen.uploaded].iter().any(|set| set.get(kind).is_some_and(|s| s.contains(k)));
+        seen.used.iter().map(|(kind, keys)| (kind.clone(), keys.iter().filter(|k| !(local_only && in_remote(kind, k))).copied().collect())).collect()
     }
 
     /// Where fetched model packages are kept, shared by every pipeline on this cache (the

@@ -16,9 +16,6 @@ pub(crate) struct Seen {
     pub used: BTreeMap<String, BTreeSet<Digest>>,
     pub fetched: BTreeMap<String, BTreeSet<Digest>>,
     pub uploaded: BTreeMap<String, BTreeSet<Digest>>,
-    /// Upload each row to the remote as it is stored (a shard: a task that dies keeps what
-    /// it finished).
-    pub upload_as_computed: bool,
 }
 
 pub(crate) type RowsUsed = Arc<Mutex<Seen>>;
@@ -30,6 +27,9 @@ pub struct RowCache {
     local: RowStore,
     remote: Option<Arc<dyn RemoteCache>>,
     used: RowsUsed,
+    /// Upload each row to the remote as it is stored (a shard: a task that dies keeps what
+    /// it finished).
+    upload_as_computed: bool,
 }
 
 impl std::fmt::Debug for RowCache {
@@ -50,13 +50,13 @@ pub struct RowsLookup {
 }
 
 impl RowCache {
-    pub(crate) fn new(kind: &str, local: RowStore, remote: Option<Arc<dyn RemoteCache>>, used: RowsUsed) -> RowCache {
-        RowCache { kind: kind.to_string(), local, remote, used }
+    pub(crate) fn new(kind: &str, local: RowStore, remote: Option<Arc<dyn RemoteCache>>, used: RowsUsed, upload_as_computed: bool) -> RowCache {
+        RowCache { kind: kind.to_string(), local, remote, used, upload_as_computed }
     }
 
     /// Row results kept under `dir` only: no remote, nothing recorded (tests, tools).
     pub fn local(kind: &str, dir: impl Into<std::path::PathBuf>) -> RowCache {
-        RowCache::new(kind, RowStore::new(dir), None, RowsUsed::default())
+        RowCache::new(kind, RowStore::new(dir), None, RowsUsed::default(), false)
     }
 
     fn record(&self, keys: impl IntoIterator<Item = Digest>) {
@@ -125,8 +125,7 @@ impl RowCache {
             self.local.put(key, bytes)?;
         }
         self.record(rows.iter().map(|(k, _)| *k));
-        let eager = self.used.lock().is_ok_and(|s| s.upload_as_computed);
-        if let (true, Some(remote), false) = (eager, &self.remote, rows.is_empty()) {
+        if let (true, Some(remote), false) = (self.upload_as_computed, &self.remote, rows.is_empty()) {
             remote.put_rows(&self.kind, rows).map_err(|e| std::io::Error::other(format!("uploading to the remote: {e}")))?;
             for (key, _) in rows {
                 self.mark(*key, |s| &mut s.uploaded);

@@ -12,14 +12,14 @@ use std::time::{Duration, Instant};
 use dagrun_cache::{unix_ms, ActionEntry, CacheError, Check, Digest, RemoteCache, Store};
 use serde::Serialize;
 
-use crate::context::{CancelToken, Cancelled, Device, InputArtifact, Inputs, NodeContext, MANIFEST_FILE};
+use crate::context::{CancelToken, Cancelled, Device, InputArtifact, Inputs, NodeContext, NodeEnv, Staged, MANIFEST_FILE};
 use crate::files::FileHasher;
 use crate::key::KeyComponents;
 use crate::kind::{BoxError, Resource};
 use crate::pipeline::{Node, Pipeline};
 use crate::plan::{self, components, lookup, Lookup, NodePlan};
 use crate::record::{self, NodeRecord, NodeStatus, RunOutcome, RunRecord};
-use crate::ui::{Progress, Ui};
+use crate::ui::Ui;
 
 /// How to run.
 #[derive(Clone, Debug)]
@@ -591,31 +591,8 @@ impl Job<'_> {
 
     fn compute(&self, started: Instant) -> Result<WorkResult, String> {
         let store = self.store;
-        let scratch = store.stage().map_err(|e| e.to_string())?;
-        let mut stagings = BTreeMap::new();
-        let mut outputs = BTreeMap::new();
-        for port in &self.node.outputs {
-            let s = store.stage().map_err(|e| e.to_string())?;
-            outputs.insert(port.name.clone(), (port.clone(), s.path().to_path_buf()));
-            stagings.insert(port.name.clone(), s);
-        }
-        let ctx = NodeContext {
-            node_id: self.node.id.clone(),
-            seed: self.node.seed,
-            device: self.device,
-            scratch: scratch.path().to_path_buf(),
-            outputs,
-            written: Mutex::new(Vec::new()),
-            progress: Progress::new(&self.ui, &self.node.id),
-            ui: self.ui.clone(),
-            cancel: self.cancel.clone(),
-            threads: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
-            store_root: Some(store.root().to_path_buf()),
-            lines: self.lines.clone(),
-            remote: self.remote.clone(),
-            rows_used: Default::default(),
-            shard: None,
-        };
+        let env = NodeEnv { store, device: self.device, ui: &self.ui, cancel: &self.cancel, remote: self.remote.clone() };
+        let Staged { ctx, scratch, outputs: mut stagings } = NodeContext::staged(self.node, env, self.lines.clone(), None).map_err(|e| e.to_string())?;
         let inputs = Inputs::new(self.inputs.clone());
         let result = catch_unwind(AssertUnwindSafe(|| self.node.kind.run(&self.node.params, &ctx, &inputs)));
         ctx.progress.finish();

@@ -7,15 +7,15 @@
 //! the cache alone.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Instant;
 
 use dagrun_cache::{Check, Digest, RemoteCache, Store};
 
-use crate::context::{CancelToken, Cancelled, Device, InputArtifact, Inputs, NodeContext};
+use crate::context::{CancelToken, Cancelled, Device, InputArtifact, Inputs, NodeContext, NodeEnv, Staged};
 use crate::pipeline::Pipeline;
 use crate::plan::{self, Resolved};
-use crate::ui::{Progress, Ui};
+use crate::ui::Ui;
 
 /// Shard `index` of `count`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -119,31 +119,8 @@ pub fn run_shard(p: &Pipeline, node: usize, shard: Shard, store: &Store, remote:
     }
 
     // Outputs go to staging directories that are dropped: a shard publishes rows, not results.
-    let scratch = store.stage().map_err(|e| failed(e.to_string()))?;
-    let mut stagings = Vec::new();
-    let mut outputs = BTreeMap::new();
-    for port in &n.outputs {
-        let s = store.stage().map_err(|e| failed(e.to_string()))?;
-        outputs.insert(port.name.clone(), (port.clone(), s.path().to_path_buf()));
-        stagings.push(s);
-    }
-    let ctx = NodeContext {
-        node_id: n.id.clone(),
-        seed: n.seed,
-        device,
-        scratch: scratch.path().to_path_buf(),
-        outputs,
-        written: Mutex::new(Vec::new()),
-        progress: Progress::new(&ui, &n.id),
-        ui: ui.clone(),
-        cancel: cancel.clone(),
-        threads: std::thread::available_parallelism().map(|t| t.get()).unwrap_or(1),
-        store_root: Some(store.root().to_path_buf()),
-        lines: Arc::default(),
-        remote: remote.clone(),
-        rows_used: Arc::new(Mutex::new(crate::rows::Seen { upload_as_computed: true, ..Default::default() })),
-        shard: Some(shard),
-    };
+    let env = NodeEnv { store, device, ui: &ui, cancel: &cancel, remote: remote.clone() };
+    let Staged { ctx, scratch: _scratch, outputs: _outputs } = NodeContext::staged(n, env, Arc::default(), Some(shard)).map_err(|e| failed(e.to_string()))?;
     ctx.log(format!("shard {shard}"));
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| n.kind.run(&n.params, &ctx, &Inputs::new(inputs))));
     ctx.progress.finish();
