@@ -613,6 +613,8 @@ fn shards_on_separate_machines_compute_a_row_wise_node_for_the_driver() {
     assert!(e.stderr.contains("say which shard this is: --index I"), "{}", e.stderr);
     let e = late.expect(&["shard", "p.yaml", "q", "--count", "2", "--index", "0", "--remote", &url], 2);
     assert!(e.stderr.contains("unknown node `q`"), "{}", e.stderr);
+    let e = late.expect(&["shard", "p.yaml", "r", "--count", "2", "--index", "0", "--remote", &url, "--device", "tpu"], 2);
+    assert!(e.stderr.contains("unknown device `tpu`"), "{}", e.stderr);
 }
 
 /// Row results through S3 (moto): pushed with the entry, found by a teammate's grown table, and

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use clap::Args;
 use dagrun_engine::cache::Store;
 use dagrun_engine::run::human_seconds;
-use dagrun_engine::{CancelToken, Device, NodeStatus, RunError, RunOptions, RunOutcome, RunReport, Selection, Ui};
+use dagrun_engine::{CancelToken, NodeStatus, RunError, RunOptions, RunOutcome, RunReport, Selection, Ui};
 
 use super::util::{self, columns, CliError, CliResult};
 use super::{SelectArgs, SpecArgs, EXIT_FAILED, EXIT_INTERRUPTED};
@@ -44,10 +44,7 @@ pub struct RunArgs {
 pub fn run(a: RunArgs) -> CliResult {
     let registry = util::registry();
     let pipeline = util::load(&a.spec, &registry)?;
-    let device: Device = a.device.parse().map_err(CliError::Usage)?;
-    if matches!(device, Device::Cuda(_)) && !cfg!(feature = "cuda") {
-        return Err(CliError::Usage("this dagrun was built without CUDA; rebuild with `--features cuda`".into()));
-    }
+    let device = util::device(&a.device)?;
     let selection = Selection { only: a.select.only.clone(), until: a.select.until.clone(), from: a.select.from.clone() };
     let targets = selection.targets(&pipeline)?;
     let force = util::node_indices(&pipeline, "--force", &a.select.force)?;

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use clap::Args;
 use dagrun_engine::cache::{RemoteCache, Store};
 use dagrun_engine::run::human_seconds;
-use dagrun_engine::{CancelToken, Device, RunOptions, RunOutcome, Selection, Shard, ShardError, ShardOptions, Ui};
+use dagrun_engine::{CancelToken, RunOptions, RunOutcome, Selection, Shard, ShardError, ShardOptions, Ui};
 
 use super::util::{self, CliError, CliResult};
 use super::{SpecArgs, EXIT_FAILED, EXIT_INTERRUPTED};
@@ -75,10 +75,7 @@ pub fn shard(a: ShardArgs) -> CliResult {
         return Err(CliError::Usage(format!("node `{}` is a `{}` node, which cannot be sharded: only row-wise kinds can ({})", a.node, kind.name(), row_wise.join(", "))));
     }
     let shard = shard_of(&a)?;
-    let device: Device = a.device.parse().map_err(CliError::Usage)?;
-    if matches!(device, Device::Cuda(_)) && !cfg!(feature = "cuda") {
-        return Err(CliError::Usage("this dagrun was built without CUDA; rebuild with `--features cuda`".into()));
-    }
+    let device = util::device(&a.device)?;
     // The shard's rows reach the driver through the remote, or, without one, through this
     // cache (a driver on the same cache: several GPUs of one machine). What it computes on
     // the way (inputs no one had yet) is pushed too, for the other shards.

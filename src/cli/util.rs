@@ -59,6 +59,15 @@ pub fn report_error(e: CliError) -> ExitCode {
 }
 
 /// The kinds this build offers.
+/// The `--device` of a command that runs nodes, refused when this build cannot reach it.
+pub fn device(flag: &str) -> Result<dagrun_engine::Device, CliError> {
+    let device: dagrun_engine::Device = flag.parse().map_err(CliError::Usage)?;
+    if matches!(device, dagrun_engine::Device::Cuda(_)) && !cfg!(feature = "cuda") {
+        return Err(CliError::Usage("this dagrun was built without CUDA; rebuild with `--features cuda`".into()));
+    }
+    Ok(device)
+}
+
 pub fn registry() -> Registry {
     dagrun_nodes::registry()
 }
