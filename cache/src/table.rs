@@ -203,16 +203,8 @@ pub fn check_columns(schema: &Schema, required: &[ColumnSpec]) -> Result<(), Str
 
 /// Renders the first `rows` rows as a text table.
 pub fn format_preview(table: &Table, rows: usize) -> Result<String, arrow_schema::ArrowError> {
-    let mut left = rows;
-    let mut head = Vec::new();
-    for b in &table.batches {
-        if left == 0 {
-            break;
-        }
-        let n = b.num_rows().min(left);
-        head.push(b.slice(0, n));
-        left -= n;
-    }
+    // No rows asked: no table at all, not even its header.
+    let head = if rows == 0 { Vec::new() } else { table.head(rows).batches };
     Ok(arrow_cast::pretty::pretty_format_batches(&head)?.to_string())
 }
 
