@@ -197,6 +197,21 @@ fn generate_and_encode_sharded_over_workers_give_the_single_machine_tables() {
             if node == "users" && i == "0" {
                 assert!(r.stderr.contains("24 of 24 answers from the row cache (24 of them from the remote); generating 0"), "{}", r.stderr);
             }
+            // The last worker's `explain` counts every row done: its own shard's here, the
+            // others' in the remote (so the keys it derives are those the runs used).
+            if i == "2" {
+                let e = worker.expect(&["explain", "p.yaml", node, "--remote", &url], 0).stdout;
+                let all = e.lines().find_map(|l| l.strip_prefix("  rows     ")).unwrap_or_else(|| panic!("{e}"));
+                let unit = if node == "answers" { "answers" } else { "texts" };
+                let (done, rest) = all.split_once(" of ").unwrap_or_else(|| panic!("{all}"));
+                let (here, rest) = rest.strip_prefix(&format!("{done} {unit} already computed (")).and_then(|r| r.split_once(" here, ")).unwrap_or_else(|| panic!("{all}"));
+                let remote = rest.strip_suffix(" in the remote); 0 to compute").unwrap_or_else(|| panic!("{all}"));
+                let count = |s: &str| s.parse::<usize>().unwrap_or_else(|_| panic!("{all}"));
+                assert!(count(here) > 0 && count(remote) > 0 && count(here) + count(remote) == count(done), "{all}");
+                if node == "answers" {
+                    assert_eq!(done, "24");
+                }
+            }
         }
     }
     let driver = Work::new();

@@ -527,6 +527,64 @@ fn shards_without_a_remote_share_the_local_cache() {
     assert!(log.contains("30 of 30 rows cached (0 from the remote); computed 0"), "{log}");
 }
 
+/// Before running a row-wise node, `explain` and `plan --rows` say how many of its rows are
+/// already computed, here and in the remote (a teammate's smaller table, finished shards), so
+/// the user knows what the run will cost; a node whose inputs are not at hand says why its
+/// rows cannot be counted, and a node the remote has whole is said to be taken from there.
+#[test]
+fn explain_and_plan_count_the_rows_already_computed_here_and_in_the_remote() {
+    let shared = tempfile::tempdir().unwrap();
+    let url = format!("file://{}", shared.path().display());
+    let spec = |rows: u32| {
+        format!("pipeline: rows\nnodes:\n  a: {{ kind: test-source, params: {{ rows: {rows}, noise: true }} }}\n  r: {{ kind: test-rows, inputs: {{ in: a }}, params: {{ factor: 3 }} }}\n")
+    };
+    let alice = Work::new();
+    alice.write("p.yaml", &spec(10));
+    alice.expect(&["p.yaml", "--remote", &url, "--push"], 0);
+
+    // Bob's table has 15 rows, the first 10 Alice's; nothing computed yet.
+    let bob = Work::new();
+    bob.write("p.yaml", &spec(15));
+    let e = bob.expect(&["explain", "p.yaml", "r", "--remote", &url], 0).stdout;
+    assert!(e.contains("  status   would run\n") && e.contains("  waits on `a` (would run first)\n") && !e.contains("  rows "), "{e}");
+    let plan = bob.expect(&["plan", "p.yaml", "--rows", "--remote", &url], 0).stdout;
+    assert!(!plan.contains("rows not counted"), "a node waiting on its inputs' producers shows that alone: {plan}");
+    // His source pushed, a teammate sees the input only in the remote.
+    bob.expect(&["p.yaml", "--until", "a", "--remote", &url, "--push"], 0);
+    let carol = Work::new();
+    carol.write("p.yaml", &spec(15));
+    let e = carol.expect(&["explain", "p.yaml", "r", "--remote", &url], 0).stdout;
+    assert!(e.contains("  rows     not counted: input `in` is only in the remote (`dagrun cache pull` fetches it)"), "{e}");
+    assert!(e.contains("  waits on `a` (in the remote: downloaded first)\n"), "{e}");
+
+    // With the input here: 10 rows in the remote, none here.
+    let e = bob.expect(&["explain", "p.yaml", "r", "--remote", &url], 0).stdout;
+    assert!(e.contains("  rows     10 of 15 rows already computed (0 here, 10 in the remote); 5 to compute\n"), "{e}");
+    let e = bob.expect(&["explain", "p.yaml", "r", "--no-remote"], 0).stdout;
+    assert!(e.contains("  rows     0 of 15 rows already computed; 15 to compute\n"), "{e}");
+    let plan = bob.expect(&["plan", "p.yaml", "--rows", "--remote", &url], 0).stdout;
+    assert!(plan.lines().any(|l| l.starts_with("run") && l.contains(" r ") && l.ends_with("never computed; 10 of 15 rows already computed (0 here, 10 in the remote); 5 to compute")), "{plan}");
+    assert!(!bob.expect(&["plan", "p.yaml", "--remote", &url], 0).stdout.contains("already computed"), "rows are counted when asked");
+    let json: serde_json::Value = serde_json::from_str(&bob.expect(&["plan", "p.yaml", "--rows", "--json", "--remote", &url], 0).stdout).unwrap();
+    let r = json["nodes"].as_array().unwrap().iter().find(|n| n["id"] == "r").unwrap();
+    assert_eq!(r["rows"], serde_json::json!({ "unit": "rows", "total": 15, "local": 0, "remote": 10, "to_compute": 5 }));
+
+    // A shard computed here (no remote) counts as here; a run then computes only the rest.
+    let out = bob.command(&["shard", "p.yaml", "r", "--count", "1", "--index", "0"]).env_remove("DAGRUN_REMOTE").output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let e = bob.expect(&["explain", "p.yaml", "r", "--remote", &url], 0).stdout;
+    assert!(e.contains("  rows     15 of 15 rows already computed; 0 to compute\n"), "{e}");
+    bob.expect(&["p.yaml", "--remote", &url, "--push"], 0);
+    let e = bob.expect(&["explain", "p.yaml", "r"], 0).stdout;
+    assert!(e.contains("  status   cached: ") && !e.contains("  rows "), "{e}");
+
+    // Whole in the remote: a run downloads it.
+    let e = carol.expect(&["explain", "p.yaml", "r", "--remote", &url], 0).stdout;
+    assert!(e.contains("  status   in the remote: a run downloads it instead of computing it\n"), "{e}");
+    let e = carol.expect(&["explain", "p.yaml", "r", "--no-remote"], 0).stdout;
+    assert!(e.contains("  status   would run\n"), "{e}");
+}
+
 /// `dagrun shard` splits a row-wise node over machines: each worker (its own cache) computes
 /// its shard's rows and uploads them, the driver's run finds every row in the remote and
 /// computes none, with the result a single machine gives. A worker that finds no input

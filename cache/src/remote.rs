@@ -53,6 +53,14 @@ pub trait RemoteCache: Send + Sync + std::fmt::Debug {
     /// where the remote has none. A damaged remote row is not used: it is `None` too, and
     /// reported in the second list. Fails as a whole only when the remote is unavailable.
     fn get_rows(&self, kind: &str, keys: &[Digest]) -> Result<RowsFound, RemoteError>;
+    /// Which of `keys` the remote holds row results of kind `kind` for, without downloading
+    /// them (for counting what is done; a damaged one is found out when it is read). The
+    /// default asks [`RemoteCache::get_rows`]; remotes that can list or ask cheaper override it.
+    fn has_rows(&self, kind: &str, keys: &[Digest]) -> Result<Vec<bool>, RemoteError> {
+        let (bodies, damaged) = self.get_rows(kind, keys)?;
+        let _ = damaged;
+        Ok(bodies.iter().map(Option::is_some).collect())
+    }
     /// Uploads row results of kind `kind` (their bodies; stored sealed).
     fn put_rows(&self, kind: &str, rows: &[(Digest, Vec<u8>)]) -> Result<(), RemoteError>;
     /// Whether runs should push each node they compute (write-through).

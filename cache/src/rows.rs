@@ -58,6 +58,12 @@ impl RowStore {
         Some(bytes)
     }
 
+    /// Whether an entry is stored under `key` (not read, so not checked: for counting what
+    /// is done, as `dagrun explain` does; a damaged entry is found out when it is read).
+    pub fn contains(&self, key: &Digest) -> bool {
+        self.path(key).is_file()
+    }
+
     /// The entry under `key` as stored (body and checksum), if present and intact; a damaged
     /// one is removed.
     pub fn get_sealed(&self, key: &Digest) -> Option<Vec<u8>> {

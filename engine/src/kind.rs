@@ -232,9 +232,26 @@ pub trait Kind: Send + Sync + 'static {
     fn shardable(&self) -> bool {
         false
     }
+    /// For a row-wise kind: the rows a node with these params and its derived `seed` computes
+    /// from `inputs`, keyed as its run keys them in its row cache, so `dagrun explain` can
+    /// count how many are already done. `None` for kinds that do not work row by row.
+    fn rows(&self, _params: &Self::Params, _seed: u64, _inputs: &Inputs) -> Result<Option<RowPlan>, BoxError> {
+        Ok(None)
+    }
     /// Computes the outputs. Read inputs through `inputs`, write every output port through
     /// `ctx`, report progress and check for cancellation through `ctx`.
     fn run(&self, params: &Self::Params, ctx: &NodeContext, inputs: &Inputs) -> Result<(), BoxError>;
+}
+
+/// The rows a row-wise node computes (see [`Kind::rows`]).
+#[derive(Clone, Debug)]
+pub struct RowPlan {
+    /// The row cache they are kept in (the kind given to [`NodeContext::row_cache`]).
+    pub cache: String,
+    /// One key per row; rows sharing a key are computed once.
+    pub keys: Vec<dagrun_cache::Digest>,
+    /// What a row is, in the plural, for messages ("answers", "texts").
+    pub unit: &'static str,
 }
 
 /// The object-safe face of a [`Kind`], working on params as JSON.
@@ -258,6 +275,7 @@ pub trait DynKind: Send + Sync {
     fn signature_for(&self, params: &serde_json::Value, connected: &[String]) -> Result<Signature, ParamError>;
     fn resource(&self, params: &serde_json::Value) -> Resource;
     fn shardable(&self) -> bool;
+    fn rows(&self, params: &serde_json::Value, seed: u64, inputs: &Inputs) -> Result<Option<RowPlan>, BoxError>;
     fn run(&self, params: &serde_json::Value, ctx: &NodeContext, inputs: &Inputs) -> Result<(), BoxError>;
 }
 
@@ -320,6 +338,10 @@ impl<K: Kind> DynKind for K {
     }
     fn shardable(&self) -> bool {
         Kind::shardable(self)
+    }
+    fn rows(&self, params: &serde_json::Value, seed: u64, inputs: &Inputs) -> Result<Option<RowPlan>, BoxError> {
+        let typed = parse::<K>(params).map_err(|e| format!("params: {}", e.message))?;
+        Kind::rows(self, &typed, seed, inputs)
     }
     fn run(&self, params: &serde_json::Value, ctx: &NodeContext, inputs: &Inputs) -> Result<(), BoxError> {
         let typed = parse::<K>(params).map_err(|e| format!("params: {}", e.message))?;

@@ -114,6 +114,11 @@ pub fn run_shard(p: &Pipeline, node: usize, shard: Shard, store: &Store, remote:
             remote.fetch_artifact(store, &digest).map_err(|x| failed(format!("downloading input `{}`: {x}", e.port)))?;
             ui.println(&format!("[{}] downloaded input `{}` from the remote", n.id, e.port));
         }
+        // As a run does: a producer whose outputs are all here now has its entry here too
+        // (so `explain` and later runs on this cache find it without asking the remote).
+        if matches!(resolved[e.from], Resolved::Remote(_)) && entry.outputs.values().all(|d| store.check_artifact(d, Check::Quick).is_ok()) {
+            let _ = store.put_action(entry);
+        }
         let port = n.input_ports.iter().find(|pp| pp.name == e.port).cloned().ok_or_else(missing)?;
         inputs.insert(e.port.clone(), InputArtifact { port, digest, dir: store.artifact_dir(&digest) });
     }

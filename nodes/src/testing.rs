@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use arrow_array::{Float64Array, Int64Array, RecordBatch};
 use arrow_schema::{DataType, Field, Schema};
 use dagrun_cache::table::{ColumnSpec, ColumnType};
-use dagrun_engine::{ArtifactType, BoxError, Inputs, Kind, NodeContext, ParamError, Port, Registry, Resource, Signature};
+use dagrun_engine::{ArtifactType, BoxError, Inputs, Kind, NodeContext, ParamError, Port, Registry, Resource, RowPlan, Signature};
 use rand::{Rng, SeedableRng};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -324,13 +324,16 @@ impl Kind for RowWise {
     fn signature(&self, _p: &RowWiseParams) -> Result<Signature, ParamError> {
         Ok(Signature { inputs: vec![Port::new("in", NUMBERS)], outputs: vec![Port::new("out", NUMBERS)] })
     }
+    fn rows(&self, p: &RowWiseParams, _seed: u64, inputs: &Inputs) -> Result<Option<RowPlan>, BoxError> {
+        let keys = values(inputs, "in")?.into_iter().map(|x| row_key(p, x)).collect();
+        Ok(Some(RowPlan { cache: "test-rows".into(), keys, unit: "rows" }))
+    }
     fn run(&self, p: &RowWiseParams, ctx: &NodeContext, inputs: &Inputs) -> Result<(), BoxError> {
         let mut v = values(inputs, "in")?;
         if let Some(shard) = ctx.shard() {
             v.retain(|x| shard.owns(&x.to_string()));
         }
-        let key = |x: f64| dagrun_cache::Digest::of(format!("test-rows {} {x}", p.factor).as_bytes());
-        let keys: Vec<_> = v.iter().map(|&x| key(x)).collect();
+        let keys: Vec<_> = v.iter().map(|&x| row_key(p, x)).collect();
         let cache = ctx.row_cache("test-rows").ok_or("no row cache")?;
         let lookup = cache.get_many(&keys, &|b| b.len() == 8);
         for w in &lookup.warnings {
@@ -360,6 +363,11 @@ impl Kind for RowWise {
         ctx.write_batch("out", &numbers(out)?)?;
         Ok(())
     }
+}
+
+/// The row-cache key of `x` multiplied by the factor.
+fn row_key(p: &RowWiseParams, x: f64) -> dagrun_cache::Digest {
+    dagrun_cache::Digest::of(format!("test-rows {} {x}", p.factor).as_bytes())
 }
 
 /// Writes `bytes` pseudo-random bytes (from the seed) as one file.

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use dagrun_cache::{rows, ActionEntry, CacheError, Check, Digest, FileEntry, Listing, RemoteCache, RemoteError, RowsFound, Store};
-use futures::StreamExt;
+use futures::{StreamExt, TryStreamExt};
 use object_store::path::Path as ObjectPath;
 use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt, PutPayload, WriteMultipart};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -519,6 +519,18 @@ impl Remote {
         Ok(found.map(|b| rows::unseal(&b).map(<[u8]>::to_vec).ok_or_else(corrupt)))
     }
 
+    /// Which of `keys` the remote holds rows of `kind` for: from a listing when many are
+    /// asked, else one existence check each, [`ROW_REQUESTS`] at a time.
+    async fn rows_present(&self, kind: &str, keys: &[Digest]) -> Result<Vec<bool>, RemoteError> {
+        if keys.len() > 64 {
+            if let Some(present) = self.row_keys(kind, (2 * keys.len()).max(1000)).await? {
+                return Ok(keys.iter().map(|k| present.contains(k)).collect());
+            }
+        }
+        let checks = keys.iter().map(|k| async move { self.exists(&self.row_object(kind, k)).await });
+        futures::stream::iter(checks).buffered(ROW_REQUESTS).try_collect().await
+    }
+
     /// The keys of the row results of `kind` in the remote, or `None` when there are more
     /// than `cap` (listing them all would cost more than asking for each).
     async fn row_keys(&self, kind: &str, cap: usize) -> Result<Option<std::collections::HashSet<Digest>>, RemoteError> {
@@ -711,6 +723,10 @@ impl RemoteCache for Remote {
 
     fn put_rows(&self, kind: &str, rows: &[(Digest, Vec<u8>)]) -> Result<(), RemoteError> {
         self.rt.block_on(self.rows_put(kind, rows))
+    }
+
+    fn has_rows(&self, kind: &str, keys: &[Digest]) -> Result<Vec<bool>, RemoteError> {
+        self.rt.block_on(self.rows_present(kind, keys))
     }
 }
 

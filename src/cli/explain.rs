@@ -4,7 +4,9 @@ use std::collections::BTreeSet;
 
 use clap::Args;
 use dagrun_engine::key::diff;
-use dagrun_engine::plan::{plan as make_plan, NodePlan};
+use dagrun_engine::cache::RemoteCache;
+use dagrun_engine::plan::{plan as make_plan, resolve_keys, NodePlan, Resolved};
+use dagrun_engine::{row_progress, RowProgressError};
 use dagrun_engine::run::human_seconds;
 
 use super::util::{self, CliResult};
@@ -16,6 +18,13 @@ pub struct ExplainArgs {
     pub spec: SpecArgs,
     /// The node to explain.
     pub node: String,
+    /// Also look its key, and a row-wise node's rows, up in this remote (default:
+    /// $DAGRUN_REMOTE, else the spec's `remote:`).
+    #[arg(long, value_name = "URL")]
+    pub remote: Option<String>,
+    /// Ignore any configured remote.
+    #[arg(long, conflicts_with = "remote")]
+    pub no_remote: bool,
 }
 
 pub fn explain(a: ExplainArgs) -> CliResult {
@@ -28,6 +37,8 @@ pub fn explain(a: ExplainArgs) -> CliResult {
     let node = &pipeline.nodes[i];
     let p = &planned[i];
 
+    // Nodes whose result the remote has (looked up when this one would run).
+    let mut in_remote = vec![false; pipeline.nodes.len()];
     println!("node `{}` (kind `{}`, implementation version {})", node.id, node.kind.name(), node.kind.version_for(&node.params));
     match &p.plan {
         NodePlan::Cached { key, entry } => {
@@ -45,7 +56,22 @@ pub fn explain(a: ExplainArgs) -> CliResult {
                 Some(k) => println!("  key      {}", k.hex()),
                 None => println!("  key      not known yet: an input's producer must run first"),
             }
-            println!("  status   would run");
+            let args = super::remote::RemoteArgs { remote: a.remote.clone(), no_remote: a.no_remote, push: false };
+            let remote = super::remote::open(&args, Some(&pipeline))?;
+            let remote = remote.as_ref().map(|r| r.as_ref() as &dyn RemoteCache);
+            let resolved = resolve_keys(&pipeline, store.as_ref(), remote);
+            if matches!(resolved[i], Resolved::Remote(_)) {
+                println!("  status   in the remote: a run downloads it instead of computing it");
+            } else {
+                println!("  status   would run");
+            }
+            match row_progress(&pipeline, i, &resolved, store.as_ref(), remote) {
+                Ok(Some(rows)) => println!("  rows     {rows}"),
+                // (Known once its inputs are: "waits on" below says which.)
+                Ok(None) | Err(RowProgressError::InputPending { .. }) => {}
+                Err(e) => println!("  rows     not counted: {e}"),
+            }
+            in_remote = resolved.iter().map(|r| matches!(r, Resolved::Remote(_))).collect();
         }
         NodePlan::Blocked | NodePlan::Unneeded => println!("  status   not needed"),
     }
@@ -74,9 +100,9 @@ pub fn explain(a: ExplainArgs) -> CliResult {
             .inputs
             .iter()
             .filter(|e| p.pending.contains(&e.port))
-            .map(|e| format!("`{}`", pipeline.nodes[e.from].id))
+            .map(|e| format!("`{}` ({})", pipeline.nodes[e.from].id, if in_remote[e.from] { "in the remote: downloaded first" } else { "would run first" }))
             .collect();
-        println!("  waits on {} (would run first)", ups.join(", "));
+        println!("  waits on {}", ups.join(", "));
     }
     Ok(0)
 }

@@ -8,7 +8,7 @@ use std::time::Instant;
 use arrow_array::{Array, Int32Array, LargeStringArray, StringArray, StringViewArray};
 use burn::prelude::Backend;
 use dagrun_engine::cache::Digest;
-use dagrun_engine::{ArtifactType, BoxError, Inputs, Kind, NodeContext, ParamError, Port, Resource, Signature};
+use dagrun_engine::{ArtifactType, BoxError, Inputs, Kind, NodeContext, ParamError, Port, Resource, RowPlan, Signature};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -112,6 +112,12 @@ impl Kind for Encode {
         Ok(Signature { inputs, outputs: vec![Port::new("embeddings", EMBEDDINGS)] })
     }
 
+    fn rows(&self, p: &EncodeParams, _seed: u64, inputs: &Inputs) -> Result<Option<RowPlan>, BoxError> {
+        let model_in = inputs.get("model").ok_or("no model input")?;
+        let enc = artifact::load_text(&model_in.dir, p.max_length.map(|m| m as usize))?;
+        let keys = read_texts(p, inputs)?.iter().map(|r| row_key(&model_in.digest, p, enc.tokenizer.max_length, &r.text)).collect();
+        Ok(Some(RowPlan { cache: "encode".into(), keys, unit: "texts" }))
+    }
     fn run(&self, p: &EncodeParams, ctx: &NodeContext, inputs: &Inputs) -> Result<(), BoxError> {
         let rows = read_texts(p, inputs)?;
         on_device!(ctx.device(), crate::models::backend::Cpu, crate::models::backend::Gpu, |B, device| run_on::<B>(p, ctx, inputs, rows, &device))

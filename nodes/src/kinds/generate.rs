@@ -8,12 +8,12 @@ use arrow_array::{Array, Float64Array, Int32Array, RecordBatch, StringArray};
 use arrow_schema::{DataType, Field, Schema};
 use burn::prelude::Backend;
 use dagrun_engine::cache::Digest;
-use dagrun_engine::{BoxError, Inputs, Kind, NodeContext, ParamError, Port, Resource, Signature};
+use dagrun_engine::{BoxError, Inputs, Kind, NodeContext, ParamError, Port, Resource, RowPlan, Signature};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::models::backend::on_device;
-use crate::models::llm::artifact;
+use crate::models::llm::artifact::{self, LlmText};
 use crate::models::llm::chat::prompt_messages;
 use crate::models::llm::generate::{generate, Completion, Request, Settings};
 use crate::models::llm::sample::Sampling;
@@ -121,6 +121,12 @@ impl Kind for Generate {
         Ok(Signature { inputs: vec![Port::new("model", LLM), Port::new("prompts", PROMPTS)], outputs: vec![Port::new("texts", TEXTS)] })
     }
 
+    fn rows(&self, p: &GenerateParams, node_seed: u64, inputs: &Inputs) -> Result<Option<RowPlan>, BoxError> {
+        let model_in = inputs.get("model").ok_or("no model input")?;
+        let llm = artifact::load_text(&model_in.dir)?;
+        let (_, keys) = keyed_prompts(p, seed(p, node_seed), &llm, &model_in.digest, &read_prompts(inputs)?)?;
+        Ok(Some(RowPlan { cache: "generate".into(), keys: keys.into_iter().flatten().collect(), unit: "answers" }))
+    }
     fn run(&self, p: &GenerateParams, ctx: &NodeContext, inputs: &Inputs) -> Result<(), BoxError> {
         on_device!(ctx.device(), crate::models::backend::Cpu, crate::models::backend::Gpu, |B, device| run_on::<B>(p, ctx, inputs, &device))
     }
@@ -164,6 +170,29 @@ fn row_key(model: &Digest, tokenizer: Option<u32>, p: &GenerateParams, seed: u64
     Digest::of(desc.to_string().as_bytes())
 }
 
+/// The seed answers are drawn with: the param, else the node's derived seed when sampling.
+fn seed(p: &GenerateParams, node_seed: u64) -> u64 {
+    p.seed.unwrap_or(if p.temperature > 0.0 { node_seed } else { 0 })
+}
+
+/// Every prompt rendered as the model sees it, and the row keys of its samples.
+fn keyed_prompts(p: &GenerateParams, seed: u64, llm: &LlmText, model: &Digest, rows: &[PromptRow]) -> Result<(Vec<String>, Vec<Vec<Digest>>), BoxError> {
+    let mut rendered_rows = Vec::with_capacity(rows.len());
+    let mut keys = Vec::with_capacity(rows.len());
+    for row in rows {
+        let rendered = if p.chat {
+            let t = llm.template.as_ref().ok_or("the model has no chat template; set `chat: false` to use the prompt text as is")?;
+            let messages = prompt_messages(row.system.as_deref(), &row.prompt);
+            t.render(&messages, true).map_err(|e| format!("prompt {}: {e}", row.key))?
+        } else {
+            row.prompt.clone()
+        };
+        keys.push((0..p.samples).map(|s| row_key(model, llm.tokenizer.revision, p, seed, &rendered, &row.key, s)).collect());
+        rendered_rows.push(rendered);
+    }
+    Ok((rendered_rows, keys))
+}
+
 fn rng_seed(seed: u64, key: &str, sample: u32) -> u64 {
     let mut h = blake3::Hasher::new();
     h.update(&seed.to_le_bytes());
@@ -182,25 +211,12 @@ fn run_on<B: Backend>(p: &GenerateParams, ctx: &NodeContext, inputs: &Inputs, de
         ctx.log(format!("shard {shard}: {} of {all} prompts", rows.len()));
     }
     let model_in = inputs.get("model").ok_or("no model input")?;
-    let model_digest = model_in.digest;
     let llm = artifact::load_text(&model_in.dir)?;
-    let seed = p.seed.unwrap_or(if p.temperature > 0.0 { ctx.seed() } else { 0 });
+    let seed = seed(p, ctx.seed());
     let rows_cache = ctx.row_cache("generate");
 
     // Render every prompt; look every (row, sample) up in the row cache (and the remote's).
-    let mut rendered_rows = Vec::with_capacity(rows.len());
-    let mut keys: Vec<Vec<Digest>> = Vec::with_capacity(rows.len());
-    for row in &rows {
-        let rendered = if p.chat {
-            let t = llm.template.as_ref().ok_or("the model has no chat template; set `chat: false` to use the prompt text as is")?;
-            let messages = prompt_messages(row.system.as_deref(), &row.prompt);
-            t.render(&messages, true).map_err(|e| format!("prompt {}: {e}", row.key))?
-        } else {
-            row.prompt.clone()
-        };
-        keys.push((0..p.samples).map(|s| row_key(&model_digest, llm.tokenizer.revision, p, seed, &rendered, &row.key, s)).collect());
-        rendered_rows.push(rendered);
-    }
+    let (rendered_rows, keys) = keyed_prompts(p, seed, &llm, &model_in.digest, &rows)?;
     let all_keys: Vec<Digest> = keys.iter().flatten().copied().collect();
     let valid = |b: &[u8]| serde_json::from_slice::<Completion>(b).is_ok();
     ctx.progress().message("looking up answers already generated");
