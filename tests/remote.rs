@@ -585,6 +585,27 @@ fn explain_and_plan_count_the_rows_already_computed_here_and_in_the_remote() {
     assert!(e.contains("  status   would run\n"), "{e}");
 }
 
+/// Pushing a node assembled from shards' rows later (`cache push` in a new process) does not
+/// upload its rows again: the remote's listing shows it holds them.
+#[test]
+fn a_later_push_of_a_node_assembled_from_shards_sends_no_rows() {
+    let shared = tempfile::tempdir().unwrap();
+    let url = format!("file://{}", shared.path().display());
+    let spec = "pipeline: big\nnodes:\n  a: { kind: test-source, params: { rows: 100, noise: true } }\n  r: { kind: test-rows, inputs: { in: a }, params: { factor: 3 } }\n";
+    let worker = Work::new();
+    worker.write("p.yaml", spec);
+    let r = worker.expect(&["shard", "p.yaml", "r", "--count", "1", "--index", "0", "--remote", &url], 0);
+    assert!(r.stderr.contains("shard 0/1 of `r`: 100 `test-rows` row results uploaded"), "{}", r.stderr);
+    let driver = Work::new();
+    driver.write("p.yaml", spec);
+    driver.expect(&["p.yaml", "--remote", &url], 0);
+    let p = driver.expect(&["cache", "push", "p.yaml", "--remote", &url], 0);
+    assert!(p.stderr.contains("pushed 2 entries") && !p.stderr.contains("row results"), "{}", p.stderr);
+    let e = Work::new();
+    e.write("p.yaml", spec);
+    assert_eq!(e.expect(&["p.yaml", "--json", "--remote", &url], 0).status_of("r"), "remote");
+}
+
 /// `dagrun shard` splits a row-wise node over machines: each worker (its own cache) computes
 /// its shard's rows and uploads them, the driver's run finds every row in the remote and
 /// computes none, with the result a single machine gives. A worker that finds no input

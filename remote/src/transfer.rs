@@ -444,16 +444,20 @@ impl Remote {
 
     /// Uploads the row results `entry` lists that the local cache still has, unless the
     /// remote has the entry already (whoever pushed it pushed its rows), except those this
-    /// process read from the remote; returns how many.
+    /// process read from the remote and, for many rows, those a listing shows it holds
+    /// (shards uploaded them, say); returns how many.
     async fn upload_rows(&self, local: &Store, entry: &ActionEntry) -> Result<usize, RemoteError> {
         if entry.rows.is_empty() || self.exists(&self.action_object(&entry.key)).await? {
             return Ok(0);
         }
-        let here = self.rows_here.lock().map(|h| h.clone()).unwrap_or_default();
-        let here = &here;
+        let mut skip = self.rows_here.lock().map(|h| h.clone()).unwrap_or_default();
+        for (kind, keys) in &entry.rows {
+            skip.extend(self.rows_listed(kind, keys.len()).await?.unwrap_or_default());
+        }
+        let skip = &skip;
         let sealed = entry.rows.iter().flat_map(|(kind, keys)| {
             let store = local.rows(kind);
-            keys.iter().filter(|k| !here.contains(k)).filter_map(move |k| store.get_sealed(k).map(|bytes| (self.row_object(kind, k), bytes)))
+            keys.iter().filter(|k| !skip.contains(k)).filter_map(move |k| store.get_sealed(k).map(|bytes| (self.row_object(kind, k), bytes)))
         });
         self.put_sealed_rows(sealed).await
     }
@@ -478,7 +482,7 @@ impl Remote {
         // Many keys: list what the remote holds first, so absent rows cost no request each (a
         // first run would otherwise ask once per row); a remote holding far more rows than
         // are asked for is not listed to the end.
-        let present = if keys.len() > 64 { self.row_keys(kind, (2 * keys.len()).max(1000)).await? } else { None };
+        let present = self.rows_listed(kind, keys.len()).await?;
         let gets = keys.iter().map(|k| {
             let absent = present.as_ref().is_some_and(|p| !p.contains(k));
             async move {
@@ -522,13 +526,22 @@ impl Remote {
     /// Which of `keys` the remote holds rows of `kind` for: from a listing when many are
     /// asked, else one existence check each, [`ROW_REQUESTS`] at a time.
     async fn rows_present(&self, kind: &str, keys: &[Digest]) -> Result<Vec<bool>, RemoteError> {
-        if keys.len() > 64 {
-            if let Some(present) = self.row_keys(kind, (2 * keys.len()).max(1000)).await? {
-                return Ok(keys.iter().map(|k| present.contains(k)).collect());
-            }
+        if let Some(present) = self.rows_listed(kind, keys.len()).await? {
+            return Ok(keys.iter().map(|k| present.contains(k)).collect());
         }
         let checks = keys.iter().map(|k| async move { self.exists(&self.row_object(kind, k)).await });
         futures::stream::iter(checks).buffered(ROW_REQUESTS).try_collect().await
+    }
+
+    /// The keys of the row results of `kind` in the remote, when `asked` rows are to be looked
+    /// up: for more than 64, one listing costs less than a request each. `None` for fewer, or
+    /// when the remote holds far more rows than are asked about (listing them all would cost
+    /// more).
+    async fn rows_listed(&self, kind: &str, asked: usize) -> Result<Option<std::collections::HashSet<Digest>>, RemoteError> {
+        if asked <= 64 {
+            return Ok(None);
+        }
+        self.row_keys(kind, (2 * asked).max(1000)).await
     }
 
     /// The keys of the row results of `kind` in the remote, or `None` when there are more
