@@ -167,6 +167,16 @@ pub fn columns(rows: &[Vec<String>]) -> String {
 
 pub use dagrun_engine::ui::human_bytes;
 
+/// `s` as one word of a shell command line: as it is when only safe characters make it up,
+/// else in single quotes.
+pub fn shell_word(s: &str) -> String {
+    if !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || "_./=:,@+-%".contains(c)) {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', r"'\''"))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -175,5 +185,14 @@ mod tests {
     fn formats_times() {
         assert_eq!(format_time(0), "1970-01-01 00:00:00 UTC");
         assert_eq!(format_time(1_795_700_000_000), "2026-11-26 13:33:20 UTC");
+    }
+
+    #[test]
+    fn shell_words_are_quoted_only_when_needed() {
+        assert_eq!(shell_word("pipelines/quickstart.yaml"), "pipelines/quickstart.yaml");
+        assert_eq!(shell_word("data.users=350"), "data.users=350");
+        assert_eq!(shell_word("my runs/p.yaml"), "'my runs/p.yaml'");
+        assert_eq!(shell_word("answers.stop=[\"it's\"]"), "'answers.stop=[\"it'\\''s\"]'");
+        assert_eq!(shell_word(""), "''");
     }
 }
