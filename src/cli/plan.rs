@@ -50,7 +50,7 @@ pub fn plan(a: PlanArgs) -> CliResult {
         let args = super::remote::RemoteArgs { remote: a.remote.clone(), no_remote: a.no_remote, push: false };
         let remote = super::remote::open(&args, Some(&pipeline))?;
         let remote = remote.as_ref().map(|r| r.as_ref() as &dyn RemoteCache);
-        let resolved = plan::resolve_keys(&pipeline, store.as_ref(), remote);
+        let resolved = if remote.is_some() || a.rows { plan::resolve_keys(&pipeline, store.as_ref(), remote) } else { Vec::new() };
         if remote.is_some() {
             for (i, r) in resolved.iter().enumerate() {
                 let forced = matches!(&planned[i].plan, NodePlan::Run { reasons, .. } if reasons.contains(&Reason::Forced));
