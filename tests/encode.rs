@@ -127,6 +127,9 @@ fn bad_columns_and_models_fail_the_node_with_a_clear_error() {
     let r = run("column: prompt", "column: prompts");
     assert_eq!(r.status_of("prompt_vecs"), "failed");
     assert!(r.stderr.contains("the `texts` table has no `prompts` column; it has `id` (Int32), `key` (Utf8)"), "{}", r.stderr);
+    // `explain`, counting the node's rows, says the same.
+    let e = w.expect(&["explain", "p.yaml", "prompt_vecs"], 0).stdout;
+    assert!(e.contains("  rows     not counted: the `texts` table has no `prompts` column; it has `id` (Int32), `key` (Utf8)"), "{e}");
     w.write("p.yaml", &pipeline(4).replace("texts: prompts }, params: { column: prompt", "texts: answers }, params: { column: tokens"));
     let r = w.expect(&["p.yaml", "--json"], 1);
     assert!(r.stderr.contains("column `tokens` holds Int32, not text"), "{}", r.stderr);
