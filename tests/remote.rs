@@ -470,6 +470,10 @@ fn row_results_are_shared_so_a_grown_table_computes_only_its_new_rows() {
     let r = bob.expect(&["rows.yaml", "--json", "--remote", &url], 0);
     assert_eq!(r.with_status("ran"), vec!["a", "r"]);
     assert!(log_of(&bob).contains("10 of 15 rows cached (10 from the remote); computed 5"), "{}", log_of(&bob));
+    // The run report says how the node came by its rows.
+    assert_eq!(r.json()["nodes"][1]["rows"], serde_json::json!({ "test-rows": { "rows": 15, "cached": 0, "remote": 10, "computed": 5 } }));
+    assert_eq!(r.json()["nodes"][1]["note"], "5 of 15 rows computed, 10 from the remote");
+    assert!(r.json()["nodes"][0].get("rows").is_none(), "only row-wise nodes report rows");
     let fresh = Work::new();
     fresh.write("rows.yaml", &spec(15));
     assert_eq!(fresh.expect(&["rows.yaml", "--json", "--no-remote"], 0).digest_of("r"), r.digest_of("r"), "the same result as computing it all");
@@ -577,7 +581,8 @@ fn explain_and_plan_count_the_rows_already_computed_here_and_in_the_remote() {
     assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
     let e = bob.expect(&["explain", "p.yaml", "r", "--remote", &url], 0).stdout;
     assert!(e.contains("  rows     15 of 15 rows already computed; 0 to compute\n"), "{e}");
-    bob.expect(&["p.yaml", "--remote", &url, "--push"], 0);
+    let r = bob.expect(&["p.yaml", "--remote", &url, "--push"], 0);
+    assert!(r.stderr.lines().any(|l| l.starts_with("r ") && l.ends_with(" 0 of 15 rows computed, 15 cached")), "the summary says so too: {}", r.stderr);
     let e = bob.expect(&["explain", "p.yaml", "r"], 0).stdout;
     assert!(e.contains("  status   cached: ") && !e.contains("  rows "), "{e}");
 

@@ -280,6 +280,11 @@ impl NodeContext {
         self.shard
     }
 
+    /// How the node came by its rows of each kind (cached, from the remote, computed).
+    pub(crate) fn row_counts(&self) -> BTreeMap<String, crate::rows::RowCounts> {
+        self.rows_used.lock().map(|s| s.counts()).unwrap_or_default()
+    }
+
     /// How many rows of each kind went to the remote as they were computed (a shard's).
     pub(crate) fn rows_uploaded(&self) -> BTreeMap<String, usize> {
         self.rows_used.lock().map(|s| s.uploaded.iter().map(|(k, v)| (k.clone(), v.len())).collect()).unwrap_or_default()

@@ -29,7 +29,7 @@ pub use pipeline::Pipeline;
 pub use plan::Selection;
 pub use record::{NodeStatus, RunOutcome};
 pub use row_progress::{row_progress, RowProgress, RowProgressError};
-pub use rows::{RowCache, RowsLookup};
+pub use rows::{RowCache, RowCounts, RowsLookup};
 pub use run::{run, RunError, RunOptions, RunReport};
 pub use shard::{run_shard, Shard, ShardError, ShardOptions, ShardReport};
 pub use spec::Override;

@@ -16,6 +16,44 @@ pub(crate) struct Seen {
     pub used: BTreeMap<String, BTreeSet<Digest>>,
     pub fetched: BTreeMap<String, BTreeSet<Digest>>,
     pub uploaded: BTreeMap<String, BTreeSet<Digest>>,
+    /// Those the node computed (stored, not found).
+    pub computed: BTreeMap<String, BTreeSet<Digest>>,
+}
+
+impl Seen {
+    /// How the node came by its rows of each kind.
+    pub fn counts(&self) -> BTreeMap<String, RowCounts> {
+        let len = |m: &BTreeMap<String, BTreeSet<Digest>>, kind: &str| m.get(kind).map_or(0, BTreeSet::len);
+        self.used
+            .iter()
+            .map(|(kind, keys)| {
+                let (computed, remote) = (len(&self.computed, kind), len(&self.fetched, kind));
+                (kind.clone(), RowCounts { rows: keys.len(), cached: keys.len().saturating_sub(computed + remote), remote, computed })
+            })
+            .collect()
+    }
+}
+
+/// How a run of a row-wise node came by its rows of one kind: found in the local cache,
+/// downloaded from the remote, or computed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct RowCounts {
+    pub rows: usize,
+    pub cached: usize,
+    pub remote: usize,
+    pub computed: usize,
+}
+
+impl std::fmt::Display for RowCounts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} of {} rows computed", self.computed, self.rows)?;
+        match (self.cached, self.remote) {
+            (0, 0) => Ok(()),
+            (c, 0) => write!(f, ", {c} cached"),
+            (0, r) => write!(f, ", {r} from the remote"),
+            (c, r) => write!(f, ", {c} cached, {r} from the remote"),
+        }
+    }
 }
 
 pub(crate) type RowsUsed = Arc<Mutex<Seen>>;
@@ -125,6 +163,9 @@ impl RowCache {
             self.local.put(key, bytes)?;
         }
         self.record(rows.iter().map(|(k, _)| *k));
+        if let Ok(mut seen) = self.used.lock() {
+            seen.computed.entry(self.kind.clone()).or_default().extend(rows.iter().map(|(k, _)| *k));
+        }
         if let (true, Some(remote), false) = (self.upload_as_computed, &self.remote, rows.is_empty()) {
             remote.put_rows(&self.kind, rows).map_err(|e| std::io::Error::other(format!("uploading to the remote: {e}")))?;
             for (key, _) in rows {

@@ -20,6 +20,7 @@ use crate::pipeline::{Node, Pipeline};
 use crate::plan::{self, components, lookup, Lookup, NodePlan};
 use crate::record::{self, NodeRecord, NodeStatus, RunOutcome, RunRecord};
 use crate::ui::Ui;
+use crate::rows::RowCounts;
 
 /// How to run.
 #[derive(Clone, Debug)]
@@ -58,6 +59,9 @@ pub struct NodeOutcome {
     pub error: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
+    /// For a row-wise node that ran: how it came by its rows, by row-cache kind.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub rows: BTreeMap<String, RowCounts>,
     #[serde(skip)]
     pub components: Option<KeyComponents>,
 }
@@ -129,7 +133,7 @@ impl State {
 }
 
 enum WorkResult {
-    Ran { outputs: BTreeMap<String, Digest>, seconds: f64 },
+    Ran { outputs: BTreeMap<String, Digest>, seconds: f64, rows: BTreeMap<String, RowCounts> },
     CachedByOther { entry: ActionEntry },
     Failed { error: String, seconds: f64 },
     Cancelled { seconds: f64 },
@@ -167,6 +171,8 @@ pub fn run(p: &Pipeline, store: &Store, opts: &RunOptions) -> Result<RunReport, 
     let (tx, rx) = mpsc::channel::<(usize, WorkResult, Vec<String>)>();
     // The logged lines of each node this run computed (or tried to), for its run record.
     let mut logs: Vec<Vec<String>> = vec![Vec::new(); n];
+    // How each row-wise node that ran came by its rows.
+    let mut row_counts: Vec<BTreeMap<String, RowCounts>> = vec![BTreeMap::new(); n];
     let mut running: Vec<usize> = Vec::new();
     let mut failed_any = false;
 
@@ -334,10 +340,12 @@ pub fn run(p: &Pipeline, store: &Store, opts: &RunOptions) -> Result<RunReport, 
             };
             let id = &p.nodes[i].id;
             match result {
-                WorkResult::Ran { outputs, seconds } => {
+                WorkResult::Ran { outputs, seconds, rows } => {
                     forced[i] = false;
                     opts.ui.println(&format!("[{id}] ran in {}", human_seconds(seconds)));
-                    state[i] = State::Done { status: NodeStatus::Ran, key, comps, outputs, seconds, note: None, remote: None };
+                    let note = (!rows.is_empty()).then(|| rows.values().map(|c| c.to_string()).collect::<Vec<_>>().join("; "));
+                    row_counts[i] = rows;
+                    state[i] = State::Done { status: NodeStatus::Ran, key, comps, outputs, seconds, note, remote: None };
                 }
                 WorkResult::CachedByOther { entry } => {
                     state[i] = State::cached(key, comps, entry, Some("computed by another dagrun process meanwhile".into()));
@@ -390,7 +398,7 @@ pub fn run(p: &Pipeline, store: &Store, opts: &RunOptions) -> Result<RunReport, 
     } else {
         RunOutcome::Ok
     };
-    let nodes: Vec<NodeOutcome> = p.nodes.iter().zip(state).map(|(node, s)| outcome_of(node, s)).collect();
+    let nodes: Vec<NodeOutcome> = p.nodes.iter().zip(state).zip(row_counts).map(|((node, s), rows)| NodeOutcome { rows, ..outcome_of(node, s) }).collect();
     let report = RunReport { pipeline: p.name.clone(), run_id: run_id.clone(), outcome, seconds: started.elapsed().as_secs_f64(), nodes };
     let record = RunRecord {
         pipeline: p.name.clone(),
@@ -431,6 +439,7 @@ fn outcome_of(node: &Node, s: State) -> NodeOutcome {
         seconds: 0.0,
         error: None,
         note: None,
+        rows: BTreeMap::new(),
         components: None,
     };
     match s {
@@ -612,6 +621,7 @@ impl Job<'_> {
             return Err(format!("kind `{}` finished without writing output {}", self.node.kind.name(), unwritten.join(", ")));
         }
         let rows = ctx.rows_used(false);
+        let row_counts = ctx.row_counts();
         drop(ctx);
         drop(scratch);
         let mut digests = BTreeMap::new();
@@ -644,7 +654,7 @@ impl Job<'_> {
                 self.ui.println(&format!("[{}] warning: could not push to the remote: {e}", self.node.id));
             }
         }
-        Ok(WorkResult::Ran { outputs: digests, seconds })
+        Ok(WorkResult::Ran { outputs: digests, seconds, rows: row_counts })
     }
 }
 
