@@ -120,3 +120,54 @@ fn the_report_prints_the_papers_figures_beside_a_paper_datasets_results() {
     let html = std::fs::read_to_string(w.path().join("r.html")).unwrap();
     assert!(html.contains("<td>base-dlcm</td>") && !html.contains("paper MAP@5"), "{html}");
 }
+
+/// `dagrun metrics` prints the results table in the terminal (the change of a knowledge
+/// reranker against its base), and `--compare` puts a variant's results beside it once that
+/// variant has run; what is not computed yet is named.
+#[test]
+fn metrics_prints_the_results_and_compares_a_variant() {
+    let w = Work::new();
+    w.write(
+        "p.yaml",
+        &spec(&format!(
+            "  base: {{ kind: train-reranker, inputs: {{ data: data }}, params: {{ {SMALL} }} }}\n  kar: {{ kind: train-reranker, inputs: {{ data: data, user_knowledge: truth.users, item_knowledge: truth.items }}, params: {{ {SMALL} }} }}\n  eval_base: {{ kind: evaluate, inputs: {{ data: data, reranker: base.model }}, params: {{ label: base-dlcm }} }}\n  eval_kar: {{ kind: evaluate, inputs: {{ data: data, reranker: kar.model, user_knowledge: truth.users, item_knowledge: truth.items }}, params: {{ label: kar-dlcm }} }}\n"
+        )),
+    );
+    let e = w.expect(&["metrics", "p.yaml"], 1).stderr;
+    assert!(e.contains("no metrics for the current params: not computed yet: eval_base, eval_kar (run the pipeline first)"), "{e}");
+    w.expect(&["p.yaml"], 0);
+
+    let json: serde_json::Value = serde_json::from_str(&w.expect(&["metrics", "p.yaml", "--json"], 0).stdout).unwrap();
+    let methods = json["methods"].as_array().unwrap();
+    assert_eq!(methods.iter().map(|m| m["method"].as_str().unwrap()).collect::<Vec<_>>(), ["base-dlcm", "kar-dlcm"]);
+    assert_eq!(methods[1]["base"], "base-dlcm");
+    assert!(methods[0]["base"].is_null() && json["not_computed"].as_array().unwrap().is_empty());
+    let (base_map, kar_map) = (methods[0]["map"].as_f64().unwrap(), methods[1]["map"].as_f64().unwrap());
+    let table = w.expect(&["metrics", "p.yaml"], 0).stdout;
+    let lines: Vec<Vec<&str>> = table.lines().map(|l| l.split_whitespace().collect()).collect();
+    assert_eq!(lines[0], ["method", "node", "MAP@5", "vs", "base", "NDCG@5", "vs", "base", "CLICK@5", "lists"], "{table}");
+    assert_eq!(lines[1][..3], ["base-dlcm", "eval_base", &format!("{base_map:.5}")], "{table}");
+    assert_eq!(lines[2][..4], ["kar-dlcm", "eval_kar", &format!("{kar_map:.5}"), &format!("{:+.2}%", (kar_map - base_map) / base_map * 100.0)], "{table}");
+    let k3 = w.expect(&["metrics", "p.yaml", "--k", "3"], 0).stdout;
+    assert!(k3.starts_with("method") && k3.contains("MAP@3"), "{k3}");
+    let e = w.expect(&["metrics", "p.yaml", "--k", "4"], 2).stderr;
+    assert!(e.contains("no `evaluate` node reports k = 4: they report k = 1, 3, 5, 7"), "{e}");
+
+    // A variant: the base is the same (cached under the same key), KAR's is not run yet.
+    let cmp = ["metrics", "p.yaml", "--compare", "kar.params.lr=0.01"];
+    let before = w.expect(&cmp, 0).stdout;
+    let row = |out: &str, method: &str| out.lines().find(|l| l.starts_with(method)).map(|l| l.split_whitespace().map(str::to_string).collect::<Vec<_>>()).unwrap_or_else(|| panic!("{out}"));
+    assert_eq!(row(&before, "base-dlcm")[2..5], [format!("{base_map:.5}"), format!("{base_map:.5}"), "+0.00%".to_string()], "{before}");
+    assert_eq!(row(&before, "kar-dlcm")[3], "-", "{before}");
+    assert!(before.contains("not computed yet with kar.params.lr=0.01: eval_kar (`dagrun run p.yaml --set kar.params.lr=0.01` computes them)"), "{before}");
+    w.expect(&["p.yaml", "--set", "kar.params.lr=0.01"], 0);
+    let after = w.expect(&cmp, 0).stdout;
+    let variant: serde_json::Value = serde_json::from_str(&w.expect(&["metrics", "p.yaml", "--set", "kar.params.lr=0.01", "--json"], 0).stdout).unwrap();
+    let tuned = variant["methods"][1]["map"].as_f64().unwrap();
+    assert_eq!(row(&after, "kar-dlcm")[2..5], [format!("{kar_map:.5}"), format!("{tuned:.5}"), format!("{:+.2}%", (tuned - kar_map) / kar_map * 100.0)], "{after}");
+    assert!(!after.contains("not computed"), "{after}");
+
+    // Bad overrides are refused as `--set` refuses them.
+    let e = w.expect(&["metrics", "p.yaml", "--compare", "nope.params.x=1"], 2).stderr;
+    assert!(e.contains("nope"), "{e}");
+}

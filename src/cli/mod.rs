@@ -6,6 +6,7 @@ mod explain;
 mod graph;
 mod kinds;
 mod log;
+mod metrics;
 mod paper;
 mod plan;
 mod remote;
@@ -55,6 +56,8 @@ pub enum Command {
     Show(show::ShowArgs),
     /// Write one self-contained HTML page of the pipeline's results, DPO curves and rewards.
     Report(report::ReportArgs),
+    /// Print the results table (MAP@K / NDCG@K of every evaluated method), optionally beside a variant's.
+    Metrics(metrics::MetricsArgs),
     /// Print what nodes logged when they were computed (kept with the cache).
     Log(log::LogArgs),
     /// Compute one shard of a row-wise node's rows for a later run to assemble (an array job's task, or one process per GPU).
@@ -133,6 +136,7 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
         Command::Graph(a) => graph::graph(a),
         Command::Show(a) => show::show(a),
         Command::Report(a) => report::report(a),
+        Command::Metrics(a) => metrics::metrics(a),
         Command::Log(a) => log::log(a),
         Command::Shard(a) => shard::shard(a),
         Command::Cache(c) => cache_cmd::cache(c),

@@ -34,22 +34,22 @@ pub struct ReportArgs {
 
 /// One evaluated method's row at one cut-off.
 #[derive(Clone, Debug)]
-struct MetricRow {
-    node: String,
-    method: String,
-    k: i64,
-    map: f64,
-    ndcg: f64,
-    click: f64,
-    lists: i64,
+pub(super) struct MetricRow {
+    pub node: String,
+    pub method: String,
+    pub k: i64,
+    pub map: f64,
+    pub ndcg: f64,
+    pub click: f64,
+    pub lists: i64,
     /// The dataset the evaluated node scored (its `load` node's `dataset`), if known.
-    dataset: Option<String>,
+    pub dataset: Option<String>,
 }
 
 /// What the report found in the cache.
 #[derive(Default)]
-struct Found {
-    metrics: Vec<MetricRow>,
+pub(super) struct Found {
+    pub metrics: Vec<MetricRow>,
     /// dpo node -> its log rows.
     dpo: Vec<(String, Vec<Value>)>,
     /// reward-score node -> rewards.
@@ -59,7 +59,7 @@ struct Found {
     /// taste-match node -> (answers, naming a top liked genre, a disliked one, any genre).
     tastes: Vec<(String, [usize; 4])>,
     /// Nodes of the kinds above with nothing cached for their current inputs.
-    missing: Vec<String>,
+    pub missing: Vec<String>,
 }
 
 /// The table types the report reads: evaluate's metrics, dpo's log, reward-score's rewards,
@@ -91,19 +91,36 @@ pub fn report(a: ReportArgs) -> CliResult {
     let registry = util::registry();
     let pipeline = util::load(&a.spec, &registry)?;
     let store = util::existing_store(&a.spec.cache_dir, Some(&pipeline))?;
-    if let Some(store) = &store {
-        let read: Vec<usize> = (0..pipeline.nodes.len())
-            .filter(|&i| pipeline.nodes[i].outputs.iter().any(|o| READ.contains(&o.ty.name)))
-            .collect();
-        super::remote::fetch_for_reading(&pipeline, store, &read);
+    let found = gather(&pipeline, store.as_ref(), READ)?;
+    let html = render(&pipeline.name, &found, a.k);
+    let out = a.out.clone().unwrap_or_else(|| PathBuf::from(format!("{}-report.html", pipeline.name)));
+    std::fs::write(&out, html).map_err(|e| CliError::Failed(anyhow::anyhow!("{}: {e}", out.display())))?;
+    let evaluated: BTreeSet<&str> = found.metrics.iter().map(|m| m.node.as_str()).collect();
+    println!(
+        "wrote {} ({} evaluated nodes, {} DPO logs{})",
+        out.display(),
+        evaluated.len(),
+        found.dpo.len(),
+        if found.missing.is_empty() { String::new() } else { format!("; not computed yet: {}", found.missing.join(", ")) }
+    );
+    Ok(0)
+}
+
+/// Reads the cached results of the pipeline's nodes with an output of one of the table types
+/// `read` (of [`READ`]) for their current params, downloading them first where only the remote
+/// has them.
+pub(super) fn gather(pipeline: &Pipeline, store: Option<&dagrun_engine::cache::Store>, read: &[&str]) -> Result<Found, CliError> {
+    if let Some(store) = store {
+        let nodes: Vec<usize> = (0..pipeline.nodes.len()).filter(|&i| pipeline.nodes[i].outputs.iter().any(|o| read.contains(&o.ty.name))).collect();
+        super::remote::fetch_for_reading(pipeline, store, &nodes);
     }
     let targets = vec![true; pipeline.nodes.len()];
-    let planned = make_plan(&pipeline, store.as_ref(), &targets, &BTreeSet::new());
+    let planned = make_plan(pipeline, store, &targets, &BTreeSet::new());
     let mut found = Found::default();
     for (i, node) in pipeline.nodes.iter().enumerate() {
-        // Nodes with an output of a table type the report reads, whatever the port is called.
-        let Some(port) = node.outputs.iter().find(|o| READ.contains(&o.ty.name)) else { continue };
-        let (Some(store), NodePlan::Cached { entry, .. }) = (store.as_ref(), &planned[i].plan) else {
+        // Nodes with an output of a table type to read, whatever the port is called.
+        let Some(port) = node.outputs.iter().find(|o| read.contains(&o.ty.name)) else { continue };
+        let (Some(store), NodePlan::Cached { entry, .. }) = (store, &planned[i].plan) else {
             found.missing.push(node.id.clone());
             continue;
         };
@@ -120,7 +137,7 @@ pub fn report(a: ReportArgs) -> CliResult {
                 ndcg: num(r, "ndcg"),
                 click: num(r, "click"),
                 lists: r["lists"].as_i64().unwrap_or(0),
-                dataset: dataset_of(&pipeline, node),
+                dataset: dataset_of(pipeline, node),
             })),
             "DpoLog" => found.dpo.push((node.id.clone(), rows)),
             "Scores" => found.rewards.push((node.id.clone(), rows.iter().map(|r| num(r, "reward")).collect())),
@@ -131,22 +148,11 @@ pub fn report(a: ReportArgs) -> CliResult {
             _ => found.margins.push((node.id.clone(), rows.iter().map(|r| num(r, "margin")).collect())),
         }
     }
-    let html = render(&pipeline.name, &found, a.k);
-    let out = a.out.clone().unwrap_or_else(|| PathBuf::from(format!("{}-report.html", pipeline.name)));
-    std::fs::write(&out, html).map_err(|e| CliError::Failed(anyhow::anyhow!("{}: {e}", out.display())))?;
-    let evaluated: BTreeSet<&str> = found.metrics.iter().map(|m| m.node.as_str()).collect();
-    println!(
-        "wrote {} ({} evaluated nodes, {} DPO logs{})",
-        out.display(),
-        evaluated.len(),
-        found.dpo.len(),
-        if found.missing.is_empty() { String::new() } else { format!("; not computed yet: {}", found.missing.join(", ")) }
-    );
-    Ok(0)
+    Ok(found)
 }
 
 /// The backbone a method label names (`base-dlcm`, `rlrf4rec-prm-r2`), if any.
-fn backbone(method: &str) -> Option<&'static str> {
+pub(super) fn backbone(method: &str) -> Option<&'static str> {
     ["dlcm", "prm"].into_iter().find(|b| method.split('-').any(|part| part == *b))
 }
 
@@ -155,8 +161,14 @@ fn round(method: &str) -> Option<u32> {
     method.rsplit('-').next().and_then(|last| last.strip_prefix('r')).and_then(|n| n.parse().ok())
 }
 
+/// Whether a method is knowledge-augmented (`kar…`, `rlrf4rec…`): its change is against the
+/// base reranker of its backbone.
+pub(super) fn augmented(method: &str) -> bool {
+    method.starts_with("kar") || method.starts_with("rlrf4rec")
+}
+
 /// The base reranker row a method is compared with: `base` plus the same backbone.
-fn base_of<'a>(rows: &'a [&'a MetricRow], method: &str) -> Option<&'a MetricRow> {
+pub(super) fn base_of<'a>(rows: &'a [&'a MetricRow], method: &str) -> Option<&'a MetricRow> {
     let bb = backbone(method);
     rows.iter().copied().find(|r| r.method.starts_with("base") && backbone(&r.method) == bb)
 }
@@ -196,8 +208,7 @@ td,th{{border:1px solid #ccc;padding:4px 10px;text-align:right}} th{{background:
         h.push_str("</tr>");
         for m in &at_k {
             // Deltas for the knowledge-augmented methods, against their base reranker.
-            let augmented = m.method.starts_with("kar") || m.method.starts_with("rlrf4rec");
-            let base = base_of(&at_k, &m.method).filter(|b| augmented && b.method != m.method);
+            let base = base_of(&at_k, &m.method).filter(|b| augmented(&m.method) && b.method != m.method);
             let _ = write!(
                 h,
                 "<tr><td>{}</td><td>{}</td><td>{:.5}{}</td><td>{:.5}{}</td><td>{:.5}</td><td>{}</td>",
