@@ -19,8 +19,8 @@ use crate::kind::{BoxError, Resource};
 use crate::pipeline::{Node, Pipeline};
 use crate::plan::{self, components, lookup, Lookup, NodePlan};
 use crate::record::{self, NodeRecord, NodeStatus, RunOutcome, RunRecord};
-use crate::ui::Ui;
 use crate::rows::RowCounts;
+use crate::ui::Ui;
 
 /// How to run.
 #[derive(Clone, Debug)]
