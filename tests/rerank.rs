@@ -134,7 +134,7 @@ fn metrics_prints_the_results_and_compares_a_variant() {
         )),
     );
     let e = w.expect(&["metrics", "p.yaml"], 1).stderr;
-    assert!(e.contains("no metrics for the current params: not computed yet: eval_base, eval_kar (run the pipeline first)"), "{e}");
+    assert!(e.contains("no metrics for the current params: not computed yet: eval_base, eval_kar (`dagrun run p.yaml` computes them)"), "{e}");
     w.expect(&["p.yaml"], 0);
 
     let json: serde_json::Value = serde_json::from_str(&w.expect(&["metrics", "p.yaml", "--json"], 0).stdout).unwrap();
@@ -166,6 +166,23 @@ fn metrics_prints_the_results_and_compares_a_variant() {
     let tuned = variant["methods"][1]["map"].as_f64().unwrap();
     assert_eq!(row(&after, "kar-dlcm")[2..5], [format!("{kar_map:.5}"), format!("{tuned:.5}"), format!("{:+.2}%", (tuned - kar_map) / kar_map * 100.0)], "{after}");
     assert!(!after.contains("not computed"), "{after}");
+
+    // Over seeds: mean and sample standard deviation, and what each seed still lacks.
+    let seeds = ["metrics", "p.yaml", "--seeds", "3,4"];
+    let before = w.expect(&seeds, 0).stdout;
+    assert!(before.contains("not computed yet with seed=4: eval_base, eval_kar (`dagrun run p.yaml --set seed=4` computes them)"), "{before}");
+    assert!(row(&before, "kar-dlcm").ends_with(&["1".to_string(), "of".into(), "2".into()]), "{before}");
+    w.expect(&["p.yaml", "--set", "seed=4"], 0);
+    let at = |seed: &str| -> serde_json::Value { serde_json::from_str(&w.expect(&["metrics", "p.yaml", "--set", &format!("seed={seed}"), "--json"], 0).stdout).unwrap() };
+    let (three, four) = (at("3")["methods"][1]["map"].as_f64().unwrap(), at("4")["methods"][1]["map"].as_f64().unwrap());
+    assert_eq!(three, kar_map);
+    assert_ne!(three, four, "the seed changes the training");
+    let after = w.expect(&seeds, 0).stdout;
+    let (mean, sd) = ((three + four) / 2.0, (three - four).abs() / 2f64.sqrt());
+    assert_eq!(row(&after, "kar-dlcm")[2..5], [format!("{mean:.5}"), "±".to_string(), format!("{sd:.5}")], "{after}");
+    assert!(after.lines().next().unwrap().ends_with("seeds") && !after.contains("not computed"), "{after}");
+    let json: serde_json::Value = serde_json::from_str(&w.expect(&["metrics", "p.yaml", "--seeds", "3,4", "--json"], 0).stdout).unwrap();
+    assert!((json["methods"][1]["map_sd"].as_f64().unwrap() - sd).abs() < 1e-12 && json["methods"][1]["seeds"].as_array().unwrap().len() == 2, "{json}");
 
     // Bad overrides are refused as `--set` refuses them.
     let e = w.expect(&["metrics", "p.yaml", "--compare", "nope.params.x=1"], 2).stderr;

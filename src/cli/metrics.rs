@@ -1,8 +1,9 @@
 //! `dagrun metrics PIPELINE`: the results table in the terminal — every `evaluate` node's
 //! MAP@K / NDCG@K for the pipeline's current params, with the change against the base
-//! reranker and the paper's figures where it publishes them — and, with `--compare`, the same
-//! pipeline under other overrides beside it, so "I changed one parameter: did it help?" is
-//! one command once both variants have run.
+//! reranker and the paper's figures where it publishes them. `--seeds` averages over runs of
+//! the pipeline under several seeds (mean and standard deviation), and `--compare` puts the
+//! same pipeline under other overrides beside it, so "I changed one parameter: did it help,
+//! beyond seed noise?" is one command once the variants have run.
 
 use std::collections::BTreeMap;
 
@@ -10,7 +11,7 @@ use clap::Args;
 use serde_json::json;
 
 use super::paper;
-use super::report::{augmented, backbone, base_of, gather, MetricRow};
+use super::report::{augmented, backbone, gather, MetricRow};
 use super::util::{self, columns, CliError, CliResult};
 use super::{SpecArgs, EXIT_FAILED};
 
@@ -25,30 +26,103 @@ pub struct MetricsArgs {
     /// beside it, with the change per method. Both variants must have run.
     #[arg(long, value_name = "KEY=VALUE")]
     pub compare: Vec<String>,
+    /// Average over the runs with these pipeline seeds (`--set seed=S` each; comma-separated):
+    /// mean and sample standard deviation per method.
+    #[arg(long, value_name = "S,S,...", value_delimiter = ',')]
+    pub seeds: Vec<u64>,
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
 }
 
-/// The metrics of one variant of the pipeline.
-struct Variant {
-    rows: Vec<MetricRow>,
-    /// Evaluate nodes with no result for their current params.
-    missing: Vec<String>,
+/// One method's figures in one variant (one seed).
+#[derive(Clone, Debug)]
+struct Figures {
+    seed: Option<u64>,
+    row: MetricRow,
 }
 
-fn variant(spec: &SpecArgs, k: i64) -> Result<Variant, CliError> {
-    let registry = util::registry();
-    let pipeline = util::load(spec, &registry)?;
-    let store = util::existing_store(&spec.cache_dir, Some(&pipeline))?;
-    let found = gather(&pipeline, store.as_ref(), &["Metrics"])?;
-    let evaluated: std::collections::BTreeSet<i64> = found.metrics.iter().map(|m| m.k).collect();
-    let rows: Vec<MetricRow> = found.metrics.into_iter().filter(|m| m.k == k).collect();
-    if rows.is_empty() && !evaluated.is_empty() {
-        let ks: Vec<String> = evaluated.iter().map(i64::to_string).collect();
-        return Err(CliError::Usage(format!("no `evaluate` node reports k = {k}: they report k = {} (the node's `ks` param sets them)", ks.join(", "))));
+/// The metrics of one side of the table: the pipeline under one set of overrides, at each
+/// seed asked for.
+struct Side {
+    /// (node, method) in the order the pipeline's nodes report them, with their figures.
+    methods: Vec<((String, String), Vec<Figures>)>,
+    /// Evaluate nodes with no result, by the seed whose run lacks them.
+    missing: Vec<(Option<u64>, Vec<String>)>,
+    /// The overrides of this side beyond the user's `--set`s.
+    extra: Vec<String>,
+}
+
+impl Side {
+    fn load(spec: &SpecArgs, extra: &[String], seeds: &[u64], k: i64) -> Result<Side, CliError> {
+        let runs: Vec<Option<u64>> = if seeds.is_empty() { vec![None] } else { seeds.iter().copied().map(Some).collect() };
+        let mut side = Side { methods: Vec::new(), missing: Vec::new(), extra: extra.to_vec() };
+        let mut index: BTreeMap<(String, String), usize> = BTreeMap::new();
+        for seed in runs {
+            let mut spec = spec.clone();
+            spec.set.extend(extra.iter().cloned());
+            spec.set.extend(seed.map(|s| format!("seed={s}")));
+            let registry = util::registry();
+            let pipeline = util::load(&spec, &registry)?;
+            let store = util::existing_store(&spec.cache_dir, Some(&pipeline))?;
+            let found = gather(&pipeline, store.as_ref(), &["Metrics"])?;
+            let ks: std::collections::BTreeSet<i64> = found.metrics.iter().map(|m| m.k).collect();
+            if !ks.is_empty() && !ks.contains(&k) {
+                let ks: Vec<String> = ks.iter().map(i64::to_string).collect();
+                return Err(CliError::Usage(format!("no `evaluate` node reports k = {k}: they report k = {} (the node's `ks` param sets them)", ks.join(", "))));
+            }
+            for row in found.metrics.into_iter().filter(|m| m.k == k) {
+                let id = (row.node.clone(), row.method.clone());
+                let at = *index.entry(id.clone()).or_insert_with(|| {
+                    side.methods.push((id, Vec::new()));
+                    side.methods.len() - 1
+                });
+                side.methods[at].1.push(Figures { seed, row });
+            }
+            if !found.missing.is_empty() {
+                side.missing.push((seed, found.missing));
+            }
+        }
+        Ok(side)
     }
-    Ok(Variant { rows, missing: found.missing })
+
+    fn get(&self, node: &str, method: &str) -> Option<&[Figures]> {
+        self.methods.iter().find(|((n, m), _)| n == node && m == method).map(|(_, f)| f.as_slice())
+    }
+
+    /// The base reranker's figures a knowledge-augmented method is compared with.
+    fn base_of(&self, method: &str) -> Option<&[Figures]> {
+        if !augmented(method) {
+            return None;
+        }
+        let bb = backbone(method);
+        self.methods.iter().find(|((_, m), _)| m.starts_with("base") && backbone(m) == bb && m != method).map(|(_, f)| f.as_slice())
+    }
+
+    /// What this side lacks, each with the command that computes it.
+    fn missing_lines(&self, pipeline: &str, sets: &[String]) -> Vec<String> {
+        self.missing
+            .iter()
+            .map(|(seed, nodes)| {
+                let extra: Vec<String> = self.extra.iter().cloned().chain(seed.map(|s| format!("seed={s}"))).collect();
+                let flags: String = sets.iter().chain(&extra).map(|s| format!(" --set {}", util::shell_word(s))).collect();
+                let with = if extra.is_empty() { String::new() } else { format!(" with {}", extra.join(" ")) };
+                format!("not computed yet{with}: {} (`dagrun run {}{flags}` computes them)", nodes.join(", "), util::shell_word(pipeline))
+            })
+            .collect()
+    }
+}
+
+/// Mean and sample standard deviation (`None` for fewer than two values).
+fn mean_sd(v: &[f64]) -> (f64, Option<f64>) {
+    let n = v.len() as f64;
+    let mean = v.iter().sum::<f64>() / n;
+    let sd = (v.len() > 1).then(|| (v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0)).sqrt());
+    (mean, sd)
+}
+
+fn mean_of(f: &[Figures], field: fn(&MetricRow) -> f64) -> f64 {
+    mean_sd(&f.iter().map(|x| field(&x.row)).collect::<Vec<_>>()).0
 }
 
 /// `v` against `base` as a signed percentage, or "" without a base.
@@ -59,117 +133,149 @@ fn change(v: f64, base: Option<f64>) -> String {
     }
 }
 
+/// A figure over the seeds: the value, or the mean and "± sd" when several seeds ran.
+fn cells(f: &[Figures], field: fn(&MetricRow) -> f64, seeded: bool) -> Vec<String> {
+    let (mean, sd) = mean_sd(&f.iter().map(|x| field(&x.row)).collect::<Vec<_>>());
+    let mut out = vec![format!("{mean:.5}")];
+    if seeded {
+        out.push(sd.map(|s| format!("± {s:.5}")).unwrap_or_default());
+    }
+    out
+}
+
+fn map(r: &MetricRow) -> f64 {
+    r.map
+}
+fn ndcg(r: &MetricRow) -> f64 {
+    r.ndcg
+}
+fn click(r: &MetricRow) -> f64 {
+    r.click
+}
+
 pub fn metrics(a: MetricsArgs) -> CliResult {
-    let current = variant(&a.spec, a.k)?;
-    let other = if a.compare.is_empty() {
-        None
-    } else {
-        let mut spec = a.spec.clone();
-        spec.set.extend(a.compare.iter().cloned());
-        Some(variant(&spec, a.k)?)
-    };
-    if current.rows.is_empty() {
+    let current = Side::load(&a.spec, &[], &a.seeds, a.k)?;
+    let other = if a.compare.is_empty() { None } else { Some(Side::load(&a.spec, &a.compare, &a.seeds, a.k)?) };
+    let pipeline_path = a.spec.pipeline.display().to_string();
+    if current.methods.is_empty() {
         if current.missing.is_empty() {
             return Err(CliError::Usage("the pipeline has no `evaluate` node: nothing reports metrics".into()));
         }
-        eprintln!("error: no metrics for the current params: not computed yet: {} (run the pipeline first)", current.missing.join(", "));
+        for line in current.missing_lines(&pipeline_path, &a.spec.set) {
+            eprintln!("error: no metrics for the current params: {line}");
+        }
         return Ok(EXIT_FAILED);
     }
-    let compared = a.compare.join(" ");
+    let seeded = !a.seeds.is_empty();
     if a.json {
-        let row = |m: &MetricRow, rows: &[MetricRow]| {
-            let refs: Vec<&MetricRow> = rows.iter().collect();
-            let base = base_of(&refs, &m.method).filter(|b| augmented(&m.method) && b.method != m.method);
-            let paper = (a.k == 5).then(|| paper::table_i(m.dataset.as_deref()?, backbone(&m.method)?, &m.method)).flatten();
-            json!({
-                "method": m.method, "node": m.node, "map": m.map, "ndcg": m.ndcg, "click": m.click, "lists": m.lists,
-                "base": base.map(|b| b.method.clone()),
-                "paper": paper.map(|(map, ndcg)| json!({ "map": map, "ndcg": ndcg })),
-            })
+        let side_json = |side: &Side| -> serde_json::Value {
+            let methods: Vec<_> = side
+                .methods
+                .iter()
+                .map(|((node, method), f)| {
+                    let (m, m_sd) = mean_sd(&f.iter().map(|x| x.row.map).collect::<Vec<_>>());
+                    let (n, n_sd) = mean_sd(&f.iter().map(|x| x.row.ndcg).collect::<Vec<_>>());
+                    let first = &f[0].row;
+                    let paper = (a.k == 5).then(|| published(first)).flatten();
+                    let mut out = json!({
+                        "method": method, "node": node, "map": m, "ndcg": n, "click": mean_of(f, click), "lists": first.lists,
+                        "base": side.base_of(method).map(|b| b[0].row.method.clone()),
+                        "paper": paper.map(|(map, ndcg)| json!({ "map": map, "ndcg": ndcg })),
+                    });
+                    if seeded {
+                        out["map_sd"] = json!(m_sd);
+                        out["ndcg_sd"] = json!(n_sd);
+                        out["seeds"] = json!(f.iter().map(|x| json!({ "seed": x.seed, "map": x.row.map, "ndcg": x.row.ndcg, "click": x.row.click })).collect::<Vec<_>>());
+                    }
+                    out
+                })
+                .collect();
+            let missing: Vec<_> = side.missing.iter().map(|(seed, nodes)| json!({ "seed": seed, "nodes": nodes })).collect();
+            json!({ "methods": methods, "not_computed": missing })
         };
-        let mut out = json!({
-            "k": a.k,
-            "methods": current.rows.iter().map(|m| row(m, &current.rows)).collect::<Vec<_>>(),
-            "not_computed": current.missing,
-        });
+        let mut out = json!({ "k": a.k });
+        if seeded {
+            out["seeds"] = json!(a.seeds);
+        }
+        let mine = side_json(&current);
+        out["methods"] = mine["methods"].clone();
+        out["not_computed"] = mine["not_computed"].clone();
         if let Some(o) = &other {
-            out["compare"] = json!({
-                "set": a.compare,
-                "methods": o.rows.iter().map(|m| row(m, &o.rows)).collect::<Vec<_>>(),
-                "not_computed": o.missing,
-            });
+            out["compare"] = side_json(o);
+            out["compare"]["set"] = json!(a.compare);
         }
         println!("{}", serde_json::to_string_pretty(&out).map_err(|e| CliError::Failed(e.into()))?);
         return Ok(0);
     }
 
     let k = a.k;
+    let pm = if seeded { vec![String::new()] } else { vec![] };
     let mut table = Vec::new();
     match &other {
         None => {
-            let refs: Vec<&MetricRow> = current.rows.iter().collect();
-            let with_paper = k == 5 && current.rows.iter().any(|m| published(m).is_some());
-            let mut head = vec!["method".to_string(), "node".into(), format!("MAP@{k}"), "vs base".into(), format!("NDCG@{k}"), "vs base".into(), format!("CLICK@{k}"), "lists".into()];
+            let with_paper = k == 5 && current.methods.iter().any(|(_, f)| published(&f[0].row).is_some());
+            let mut head = vec!["method".to_string(), "node".into(), format!("MAP@{k}")];
+            head.extend(pm.iter().cloned());
+            head.extend(["vs base".to_string(), format!("NDCG@{k}")]);
+            head.extend(pm.iter().cloned());
+            head.extend(["vs base".to_string(), format!("CLICK@{k}"), "lists".into()]);
+            if seeded {
+                head.push("seeds".into());
+            }
             if with_paper {
                 head.extend(["paper MAP@5".to_string(), "paper NDCG@5".into()]);
             }
             table.push(head);
-            for m in &current.rows {
-                let base = base_of(&refs, &m.method).filter(|b| augmented(&m.method) && b.method != m.method);
-                let mut line = vec![
-                    m.method.clone(),
-                    m.node.clone(),
-                    format!("{:.5}", m.map),
-                    change(m.map, base.map(|b| b.map)),
-                    format!("{:.5}", m.ndcg),
-                    change(m.ndcg, base.map(|b| b.ndcg)),
-                    format!("{:.5}", m.click),
-                    m.lists.to_string(),
-                ];
+            for ((node, method), f) in &current.methods {
+                let base = current.base_of(method);
+                let mut line = vec![method.clone(), node.clone()];
+                line.extend(cells(f, map, seeded));
+                line.push(change(mean_of(f, map), base.map(|b| mean_of(b, map))));
+                line.extend(cells(f, ndcg, seeded));
+                line.push(change(mean_of(f, ndcg), base.map(|b| mean_of(b, ndcg))));
+                line.extend([format!("{:.5}", mean_of(f, click)), f[0].row.lists.to_string()]);
+                if seeded {
+                    line.push(format!("{} of {}", f.len(), a.seeds.len()));
+                }
                 if with_paper {
-                    let p = published(m);
+                    let p = published(&f[0].row);
                     line.extend([p.map(|p| format!("{:.5}", p.0)).unwrap_or_default(), p.map(|p| format!("{:.5}", p.1)).unwrap_or_default()]);
                 }
                 table.push(line);
             }
         }
         Some(o) => {
-            let theirs: BTreeMap<(&str, &str), &MetricRow> = o.rows.iter().map(|m| ((m.node.as_str(), m.method.as_str()), m)).collect();
-            table.push(vec![
-                "method".to_string(),
-                "node".into(),
-                format!("MAP@{k}"),
-                format!("MAP@{k} ({compared})"),
-                "change".into(),
-                format!("NDCG@{k}"),
-                format!("NDCG@{k} ({compared})"),
-                "change".into(),
-            ]);
-            for m in &current.rows {
-                let t = theirs.get(&(m.node.as_str(), m.method.as_str()));
-                let cell = |v: Option<f64>| v.map(|v| format!("{v:.5}")).unwrap_or_else(|| "-".into());
-                table.push(vec![
-                    m.method.clone(),
-                    m.node.clone(),
-                    format!("{:.5}", m.map),
-                    cell(t.map(|t| t.map)),
-                    t.map(|t| change(t.map, Some(m.map))).unwrap_or_default(),
-                    format!("{:.5}", m.ndcg),
-                    cell(t.map(|t| t.ndcg)),
-                    t.map(|t| change(t.ndcg, Some(m.ndcg))).unwrap_or_default(),
-                ]);
+            let compared = a.compare.join(" ");
+            let mut head = vec!["method".to_string(), "node".into(), format!("MAP@{k}")];
+            head.extend(pm.iter().cloned());
+            head.push(format!("MAP@{k} ({compared})"));
+            head.extend(pm.iter().cloned());
+            head.extend(["change".to_string(), format!("NDCG@{k}")]);
+            head.extend(pm.iter().cloned());
+            head.push(format!("NDCG@{k} ({compared})"));
+            head.extend(pm.iter().cloned());
+            head.push("change".into());
+            table.push(head);
+            let dash = || {
+                let mut d = vec!["-".to_string()];
+                d.extend(pm.iter().cloned());
+                d
+            };
+            for ((node, method), f) in &current.methods {
+                let t = o.get(node, method);
+                let mut line = vec![method.clone(), node.clone()];
+                for field in [map as fn(&MetricRow) -> f64, ndcg] {
+                    line.extend(cells(f, field, seeded));
+                    line.extend(t.map(|t| cells(t, field, seeded)).unwrap_or_else(dash));
+                    line.push(t.map(|t| change(mean_of(t, field), Some(mean_of(f, field)))).unwrap_or_default());
+                }
+                table.push(line);
             }
         }
     }
     print!("{}", columns(&table));
-    if !current.missing.is_empty() {
-        println!("not computed yet: {}", current.missing.join(", "));
-    }
-    if let Some(o) = &other {
-        if !o.missing.is_empty() {
-            let sets: String = a.spec.set.iter().chain(&a.compare).map(|s| format!(" --set {}", util::shell_word(s))).collect();
-            println!("not computed yet with {compared}: {} (`dagrun run {}{sets}` computes them)", o.missing.join(", "), util::shell_word(&a.spec.pipeline.display().to_string()));
-        }
+    for line in current.missing_lines(&pipeline_path, &a.spec.set).into_iter().chain(other.iter().flat_map(|o| o.missing_lines(&pipeline_path, &a.spec.set))) {
+        println!("{line}");
     }
     Ok(0)
 }
@@ -177,4 +283,16 @@ pub fn metrics(a: MetricsArgs) -> CliResult {
 /// The paper's Table I figures (MAP@5, NDCG@5) for a method, where it publishes them.
 fn published(m: &MetricRow) -> Option<(f64, f64)> {
     paper::table_i(m.dataset.as_deref()?, backbone(&m.method)?, &m.method)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::mean_sd;
+
+    #[test]
+    fn mean_and_sample_standard_deviation() {
+        assert_eq!(mean_sd(&[0.5]), (0.5, None));
+        let (m, sd) = mean_sd(&[0.2, 0.4, 0.6]);
+        assert!((m - 0.4).abs() < 1e-12 && (sd.unwrap() - 0.2).abs() < 1e-12, "{m} {sd:?}");
+    }
 }

@@ -168,7 +168,7 @@ pub(super) fn augmented(method: &str) -> bool {
 }
 
 /// The base reranker row a method is compared with: `base` plus the same backbone.
-pub(super) fn base_of<'a>(rows: &'a [&'a MetricRow], method: &str) -> Option<&'a MetricRow> {
+fn base_of<'a>(rows: &'a [&'a MetricRow], method: &str) -> Option<&'a MetricRow> {
     let bb = backbone(method);
     rows.iter().copied().find(|r| r.method.starts_with("base") && backbone(&r.method) == bb)
 }

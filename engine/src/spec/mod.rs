@@ -171,6 +171,7 @@ pub fn parse(
 
     let file_ctx = Ctx { path, locations: &locations };
     check_names(&raw, &file_ctx, &mut errors);
+    overrides::apply_seed(&mut raw, overrides, &mut errors);
     overrides::apply_vars(&mut raw, overrides, &mut errors);
     vars::interpolate_all(&mut raw, &file_ctx, &mut errors);
     let overridden = overrides::apply_params(&mut raw, overrides, param_schema, &mut errors);

@@ -1,5 +1,5 @@
-//! `--set target=value` overrides. `vars.NAME=value` replaces a variable before references are
-//! resolved; `NODE.PARAM[.FIELD...]=value` (or the YAML's path, `nodes.NODE.params.PARAM`)
+//! `--set target=value` overrides. `seed=N` replaces the pipeline seed (a seed sweep);
+//! `vars.NAME=value` replaces a variable before references are resolved; `NODE.PARAM[.FIELD...]=value` (or the YAML's path, `nodes.NODE.params.PARAM`)
 //! replaces a param afterwards. A value is typed
 //! against the param's schema: a string param takes the text as it is, any other param
 //! parses it as YAML (`3`, `0.9`, `true`, `[1, 2]`).
@@ -23,18 +23,31 @@ pub struct Override {
 impl Override {
     /// Parses `target=value`.
     pub fn parse(arg: &str) -> Result<Override, SpecError> {
-        let (target, value) = arg.split_once('=').ok_or_else(|| {
-            SpecError::arg(arg, "expected `NODE.PARAM=VALUE` or `vars.NAME=VALUE`")
-        })?;
+        const EXPECTED: &str = "expected `NODE.PARAM=VALUE`, `vars.NAME=VALUE` or `seed=N`";
+        let (target, value) = arg.split_once('=').ok_or_else(|| SpecError::arg(arg, EXPECTED))?;
         let target: Vec<String> = target.trim().split('.').map(str::to_string).collect();
-        if target.len() < 2 || target.iter().any(String::is_empty) {
-            return Err(SpecError::arg(arg, "expected `NODE.PARAM=VALUE` or `vars.NAME=VALUE`"));
+        if (target.len() < 2 && target[0] != "seed") || target.iter().any(String::is_empty) {
+            return Err(SpecError::arg(arg, EXPECTED));
         }
         Ok(Override { arg: arg.to_string(), target, value: value.to_string() })
     }
 
     fn is_var(&self) -> bool {
         self.target[0] == "vars"
+    }
+
+    fn is_seed(&self) -> bool {
+        self.target.len() == 1
+    }
+}
+
+/// Applies a `seed=N` override.
+pub(crate) fn apply_seed(raw: &mut RawSpec, overrides: &[Override], errors: &mut Vec<SpecError>) {
+    for o in overrides.iter().filter(|o| o.is_seed()) {
+        match o.value.trim().parse::<u64>() {
+            Ok(seed) => raw.seed = seed,
+            Err(_) => errors.push(SpecError::arg(&o.arg, "the seed is a whole number from 0 to 18446744073709551615")),
+        }
     }
 }
 
@@ -75,7 +88,7 @@ pub(crate) fn apply_params(
     errors: &mut Vec<SpecError>,
 ) -> Vec<(String, Vec<String>, String)> {
     let mut applied = Vec::new();
-    for o in overrides.iter().filter(|o| !o.is_var()) {
+    for o in overrides.iter().filter(|o| !o.is_var() && !o.is_seed()) {
         // The YAML's own path to a param is accepted too: `nodes.NODE.params.PARAM`.
         let mut target = &o.target[..];
         if target[0] == "nodes" && target.len() > 2 && !raw.nodes.contains_key("nodes") {
@@ -216,6 +229,7 @@ mod tests {
         assert_eq!(o.value, "0.9");
         assert_eq!(Override::parse("a.b=x=y").unwrap().value, "x=y");
         assert!(Override::parse("nodot=1").is_err());
+        assert_eq!(Override::parse("seed=8").unwrap().target, ["seed"]);
         assert!(Override::parse("a.b").is_err());
         assert!(Override::parse("a..b=1").is_err());
     }

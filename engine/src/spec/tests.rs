@@ -71,6 +71,18 @@ fn unknown_kind_suggests_the_closest() {
 }
 
 #[test]
+fn the_seed_is_overridden_with_set() {
+    let text = "pipeline: p\nseed: 3\nnodes:\n  s: { kind: src, params: { n: 4 } }\n";
+    let three = load(text).unwrap();
+    let eight = load_with(text, &["seed=8"]).unwrap();
+    assert_eq!((three.seed, eight.seed), (3, 8));
+    assert_ne!(three.nodes[0].seed, eight.nodes[0].seed, "nodes derive their seeds from it");
+    assert_eq!(load_with(text, &["seed=3"]).unwrap().nodes[0].seed, three.nodes[0].seed);
+    let errs = Pipeline::from_str(Path::new("p.yaml"), text, &registry(), &[Override::parse("seed=-1").unwrap()]).unwrap_err().0;
+    assert_eq!(errs[0].to_string(), "in `seed=-1`: the seed is a whole number from 0 to 18446744073709551615");
+}
+
+#[test]
 fn param_errors_point_at_the_param() {
     let e = one_error("pipeline: p\nnodes:\n  a:\n    kind: src\n    params:\n      n: 1\n      temprature: 0.5\n");
     assert!(e.message.contains("unknown field `temprature`"), "{e}");
