@@ -113,6 +113,9 @@ fn the_report_prints_the_papers_figures_beside_a_paper_datasets_results() {
     let html = std::fs::read_to_string(w.path().join("r.html")).unwrap();
     // Table I's DLCM base row on MovieLens-1M stands beside ours.
     assert!(html.contains("<th>paper MAP@5</th><th>paper NDCG@5</th>") && html.contains("<td>0.72815</td><td>0.77053</td></tr>"), "{html}");
+    // So does `metrics`.
+    let table = w.expect(&["metrics", "p.yaml"], 0).stdout;
+    assert!(table.lines().next().unwrap().ends_with("paper MAP@5  paper NDCG@5") && table.lines().nth(1).unwrap().ends_with("0.72815      0.77053"), "{table}");
     // The synthetic world is not in the paper: no paper columns.
     w.write("p.yaml", &pipeline("synthetic", "users: 60, items: 100"));
     w.expect(&["p.yaml"], 0);

@@ -10,8 +10,7 @@ use std::collections::BTreeMap;
 use clap::Args;
 use serde_json::json;
 
-use super::paper;
-use super::report::{augmented, backbone, gather, MetricRow};
+use super::report::{augmented, backbone, gather, published, MetricRow};
 use super::util::{self, columns, CliError, CliResult};
 use super::{SpecArgs, EXIT_FAILED};
 
@@ -278,11 +277,6 @@ pub fn metrics(a: MetricsArgs) -> CliResult {
         println!("{line}");
     }
     Ok(0)
-}
-
-/// The paper's Table I figures (MAP@5, NDCG@5) for a method, where it publishes them.
-fn published(m: &MetricRow) -> Option<(f64, f64)> {
-    paper::table_i(m.dataset.as_deref()?, backbone(&m.method)?, &m.method)
 }
 
 #[cfg(test)]

@@ -161,6 +161,11 @@ fn round(method: &str) -> Option<u32> {
     method.rsplit('-').next().and_then(|last| last.strip_prefix('r')).and_then(|n| n.parse().ok())
 }
 
+/// The paper's Table I figures (MAP@5, NDCG@5) for a method, where it publishes them.
+pub(super) fn published(m: &MetricRow) -> Option<(f64, f64)> {
+    paper::table_i(m.dataset.as_deref()?, backbone(&m.method)?, &m.method)
+}
+
 /// Whether a method is knowledge-augmented (`kar…`, `rlrf4rec…`): its change is against the
 /// base reranker of its backbone.
 pub(super) fn augmented(method: &str) -> bool {
@@ -198,7 +203,7 @@ td,th{{border:1px solid #ccc;padding:4px 10px;text-align:right}} th{{background:
     // Results table: methods x MAP@k / NDCG@k, deltas to the base reranker of the same backbone.
     let at_k: Vec<&MetricRow> = f.metrics.iter().filter(|m| m.k == k).collect();
     // The paper's Table I beside each method it reports (it reports k = 5 only).
-    let published = |m: &MetricRow| (k == 5).then(|| paper::table_i(m.dataset.as_deref()?, backbone(&m.method)?, &m.method)).flatten();
+    let published = |m: &MetricRow| (k == 5).then(|| published(m)).flatten();
     let with_paper = at_k.iter().any(|m| published(m).is_some());
     if !at_k.is_empty() {
         let _ = write!(h, "<h2>Results (test users, k = {k})</h2><table><tr><th>method</th><th>node</th><th>MAP@{k}</th><th>NDCG@{k}</th><th>CLICK@{k}</th><th>lists</th>");
