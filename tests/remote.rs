@@ -569,6 +569,10 @@ fn explain_and_plan_count_the_rows_already_computed_here_and_in_the_remote() {
     assert!(e.contains("  rows     10 of 15 rows already computed (0 here, 10 in the remote); 5 to compute\n"), "{e}");
     let e = bob.expect(&["explain", "p.yaml", "r", "--no-remote"], 0).stdout;
     assert!(e.contains("  rows     0 of 15 rows already computed; 15 to compute\n"), "{e}");
+    // A remote that cannot be opened is a warning: explain goes on with the local cache.
+    let not_a_dir = bob.write("not-a-dir", "x");
+    let r = bob.expect(&["explain", "p.yaml", "r", "--remote", &format!("file://{}", not_a_dir.display())], 0);
+    assert!(r.stderr.contains("warning: remote `file://") && r.stdout.contains("  rows     0 of 15 rows already computed; 15 to compute\n"), "{}\n{}", r.stdout, r.stderr);
     let plan = bob.expect(&["plan", "p.yaml", "--rows", "--remote", &url], 0).stdout;
     assert!(plan.lines().any(|l| l.starts_with("run") && l.contains(" r ") && l.ends_with("never computed; 10 of 15 rows already computed (0 here, 10 in the remote); 5 to compute")), "{plan}");
     assert!(!bob.expect(&["plan", "p.yaml", "--remote", &url], 0).stdout.contains("already computed"), "rows are counted when asked");

@@ -190,4 +190,8 @@ fn metrics_prints_the_results_and_compares_a_variant() {
     // Bad overrides are refused as `--set` refuses them.
     let e = w.expect(&["metrics", "p.yaml", "--compare", "nope.params.x=1"], 2).stderr;
     assert!(e.contains("nope"), "{e}");
+    // A pipeline that evaluates nothing has no metrics to show.
+    w.write("q.yaml", &spec(""));
+    let e = w.expect(&["metrics", "q.yaml"], 2).stderr;
+    assert!(e.contains("the pipeline has no `evaluate` node: nothing reports metrics"), "{e}");
 }

@@ -57,7 +57,7 @@ pub fn explain(a: ExplainArgs) -> CliResult {
                 None => println!("  key      not known yet: an input's producer must run first"),
             }
             let args = super::remote::RemoteArgs { remote: a.remote.clone(), no_remote: a.no_remote, push: false };
-            let remote = super::remote::open(&args, Some(&pipeline))?;
+            let remote = super::remote::open_or_warn(&args, &pipeline);
             let remote = remote.as_ref().map(|r| r.as_ref() as &dyn RemoteCache);
             let resolved = resolve_keys(&pipeline, store.as_ref(), remote);
             if matches!(resolved[i], Resolved::Remote(_)) {

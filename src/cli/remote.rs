@@ -237,7 +237,12 @@ pub fn pull(a: TransferArgs) -> CliResult {
 /// The pipeline's remote for a read-only command: `None` when there is none, or (with a
 /// warning) when it cannot be opened — reading goes on with the local cache.
 pub fn open_for_reading(p: &Pipeline) -> Option<Arc<Remote>> {
-    match open(&RemoteArgs::default(), Some(p)) {
+    open_or_warn(&RemoteArgs::default(), p)
+}
+
+/// The remote `a` names for a read-only command, as [`open_for_reading`] opens the default.
+pub fn open_or_warn(a: &RemoteArgs, p: &Pipeline) -> Option<Arc<Remote>> {
+    match open(a, Some(p)) {
         Ok(r) => r,
         Err(e) => {
             eprintln!("warning: {}", match e {
