@@ -187,6 +187,12 @@ fn metrics_prints_the_results_and_compares_a_variant() {
     let json: serde_json::Value = serde_json::from_str(&w.expect(&["metrics", "p.yaml", "--seeds", "3,4", "--json"], 0).stdout).unwrap();
     assert!((json["methods"][1]["map_sd"].as_f64().unwrap() - sd).abs() < 1e-12 && json["methods"][1]["seeds"].as_array().unwrap().len() == 2, "{json}");
 
+    // The report averages the same way, and names what a seed's run lacks.
+    let out = w.expect(&["report", "p.yaml", "--seeds", "3,4,5", "--out", "s.html"], 0).stdout;
+    assert!(out.contains("not computed yet: eval_base (seed 5), eval_kar (seed 5)"), "{out}");
+    let html = std::fs::read_to_string(w.path().join("s.html")).unwrap();
+    assert!(html.contains(&format!("<td>{mean:.5} <span class=\"sd\">± {sd:.5}</span> <span class=\"sd\">(2)</span>")) && html.contains("over the runs with seeds 3, 4, 5"), "{html}");
+
     // Bad overrides are refused as `--set` refuses them.
     let e = w.expect(&["metrics", "p.yaml", "--compare", "nope.params.x=1"], 2).stderr;
     assert!(e.contains("nope"), "{e}");

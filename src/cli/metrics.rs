@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use clap::Args;
 use serde_json::json;
 
-use super::report::{augmented, backbone, gather, published, MetricRow};
+use super::report::{augmented, backbone, gather_runs, mean_sd, published, MetricRow};
 use super::util::{self, columns, CliError, CliResult};
 use super::{SpecArgs, EXIT_FAILED};
 
@@ -54,17 +54,9 @@ struct Side {
 
 impl Side {
     fn load(spec: &SpecArgs, extra: &[String], seeds: &[u64], k: i64) -> Result<Side, CliError> {
-        let runs: Vec<Option<u64>> = if seeds.is_empty() { vec![None] } else { seeds.iter().copied().map(Some).collect() };
         let mut side = Side { methods: Vec::new(), missing: Vec::new(), extra: extra.to_vec() };
         let mut index: BTreeMap<(String, String), usize> = BTreeMap::new();
-        for seed in runs {
-            let mut spec = spec.clone();
-            spec.set.extend(extra.iter().cloned());
-            spec.set.extend(seed.map(|s| format!("seed={s}")));
-            let registry = util::registry();
-            let pipeline = util::load(&spec, &registry)?;
-            let store = util::existing_store(&spec.cache_dir, Some(&pipeline))?;
-            let found = gather(&pipeline, store.as_ref(), &["Metrics"])?;
+        for (seed, found) in gather_runs(spec, extra, seeds, &["Metrics"])?.1 {
             let ks: std::collections::BTreeSet<i64> = found.metrics.iter().map(|m| m.k).collect();
             if !ks.is_empty() && !ks.contains(&k) {
                 let ks: Vec<String> = ks.iter().map(i64::to_string).collect();
@@ -110,14 +102,6 @@ impl Side {
             })
             .collect()
     }
-}
-
-/// Mean and sample standard deviation (`None` for fewer than two values).
-fn mean_sd(v: &[f64]) -> (f64, Option<f64>) {
-    let n = v.len() as f64;
-    let mean = v.iter().sum::<f64>() / n;
-    let sd = (v.len() > 1).then(|| (v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0)).sqrt());
-    (mean, sd)
 }
 
 fn mean_of(f: &[Figures], field: fn(&MetricRow) -> f64) -> f64 {
@@ -277,16 +261,4 @@ pub fn metrics(a: MetricsArgs) -> CliResult {
         println!("{line}");
     }
     Ok(0)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::mean_sd;
-
-    #[test]
-    fn mean_and_sample_standard_deviation() {
-        assert_eq!(mean_sd(&[0.5]), (0.5, None));
-        let (m, sd) = mean_sd(&[0.2, 0.4, 0.6]);
-        assert!((m - 0.4).abs() < 1e-12 && (sd.unwrap() - 0.2).abs() < 1e-12, "{m} {sd:?}");
-    }
 }

@@ -30,6 +30,11 @@ pub struct ReportArgs {
     /// The cut-off of the headline tables.
     #[arg(long, default_value_t = 5)]
     pub k: i64,
+    /// Average the metrics over the runs with these pipeline seeds (`--set seed=S` each;
+    /// comma-separated): mean ± sample standard deviation. The curves and histograms are the
+    /// first seed's.
+    #[arg(long, value_name = "S,S,...", value_delimiter = ',')]
+    pub seeds: Vec<u64>,
 }
 
 /// One evaluated method's row at one cut-off.
@@ -44,6 +49,17 @@ pub(super) struct MetricRow {
     pub lists: i64,
     /// The dataset the evaluated node scored (its `load` node's `dataset`), if known.
     pub dataset: Option<String>,
+    /// Over several seeds' runs: the sample standard deviations of MAP and NDCG (the figures
+    /// above are then means), and how many runs were averaged.
+    pub spread: Option<Spread>,
+}
+
+/// How a method's figures vary over the seeds averaged ([`averaged`]).
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Spread {
+    pub map_sd: Option<f64>,
+    pub ndcg_sd: Option<f64>,
+    pub runs: usize,
 }
 
 /// What the report found in the cache.
@@ -60,6 +76,8 @@ pub(super) struct Found {
     tastes: Vec<(String, [usize; 4])>,
     /// Nodes of the kinds above with nothing cached for their current inputs.
     pub missing: Vec<String>,
+    /// The seeds whose runs the metrics average (none: the current params' run alone).
+    pub seeds: Vec<u64>,
 }
 
 /// The table types the report reads: evaluate's metrics, dpo's log, reward-score's rewards,
@@ -88,12 +106,17 @@ fn num(v: &Value, key: &str) -> f64 {
 }
 
 pub fn report(a: ReportArgs) -> CliResult {
-    let registry = util::registry();
-    let pipeline = util::load(&a.spec, &registry)?;
-    let store = util::existing_store(&a.spec.cache_dir, Some(&pipeline))?;
-    let found = gather(&pipeline, store.as_ref(), READ)?;
-    let html = render(&pipeline.name, &found, a.k);
-    let out = a.out.clone().unwrap_or_else(|| PathBuf::from(format!("{}-report.html", pipeline.name)));
+    let (name, mut runs) = gather_runs(&a.spec, &[], &a.seeds, READ)?;
+    // Over seeds: the metrics averaged, what each seed's run lacks; the rest is the first's.
+    let metrics: Vec<(Option<u64>, Vec<MetricRow>)> = runs.iter_mut().map(|(seed, f)| (*seed, std::mem::take(&mut f.metrics))).collect();
+    let several = a.seeds.len() > 1;
+    let missing: Vec<String> = runs.iter().flat_map(|(seed, f)| f.missing.iter().map(move |n| if several { format!("{n} (seed {})", seed.unwrap_or_default()) } else { n.clone() })).collect();
+    let (_, mut found) = runs.swap_remove(0);
+    found.metrics = if a.seeds.is_empty() { metrics.into_iter().flat_map(|(_, m)| m).collect() } else { averaged(&metrics) };
+    found.missing = missing;
+    found.seeds = a.seeds.clone();
+    let html = render(&name, &found, a.k);
+    let out = a.out.clone().unwrap_or_else(|| PathBuf::from(format!("{name}-report.html")));
     std::fs::write(&out, html).map_err(|e| CliError::Failed(anyhow::anyhow!("{}: {e}", out.display())))?;
     let evaluated: BTreeSet<&str> = found.metrics.iter().map(|m| m.node.as_str()).collect();
     println!(
@@ -104,6 +127,58 @@ pub fn report(a: ReportArgs) -> CliResult {
         if found.missing.is_empty() { String::new() } else { format!("; not computed yet: {}", found.missing.join(", ")) }
     );
     Ok(0)
+}
+
+/// What [`gather`] found in each seed's run (`None`: the run under the spec's own seed).
+pub(super) type SeedRuns = Vec<(Option<u64>, Found)>;
+
+/// The pipeline's name and what [`gather`] finds for it under the user's `--set`s plus
+/// `extra`, once, or once per seed of `seeds` (with `--set seed=S`), in that order.
+pub(super) fn gather_runs(spec: &SpecArgs, extra: &[String], seeds: &[u64], read: &[&str]) -> Result<(String, SeedRuns), CliError> {
+    let runs: Vec<Option<u64>> = if seeds.is_empty() { vec![None] } else { seeds.iter().copied().map(Some).collect() };
+    let registry = util::registry();
+    let mut name = String::new();
+    let mut out = Vec::with_capacity(runs.len());
+    for seed in runs {
+        let mut spec = spec.clone();
+        spec.set.extend(extra.iter().cloned());
+        spec.set.extend(seed.map(|s| format!("seed={s}")));
+        let pipeline = util::load(&spec, &registry)?;
+        let store = util::existing_store(&spec.cache_dir, Some(&pipeline))?;
+        out.push((seed, gather(&pipeline, store.as_ref(), read)?));
+        name = pipeline.name;
+    }
+    Ok((name, out))
+}
+
+/// Each method's rows (by node, method and cut-off, in the order first seen) averaged over
+/// several runs' metrics: mean figures with their [`Spread`].
+pub(super) fn averaged(runs: &[(Option<u64>, Vec<MetricRow>)]) -> Vec<MetricRow> {
+    let mut groups: Vec<Vec<&MetricRow>> = Vec::new();
+    let mut index: BTreeMap<(&str, &str, i64), usize> = BTreeMap::new();
+    for m in runs.iter().flat_map(|(_, rows)| rows) {
+        let at = *index.entry((m.node.as_str(), m.method.as_str(), m.k)).or_insert_with(|| {
+            groups.push(Vec::new());
+            groups.len() - 1
+        });
+        groups[at].push(m);
+    }
+    groups
+        .into_iter()
+        .map(|g| {
+            let stat = |f: fn(&MetricRow) -> f64| mean_sd(&g.iter().map(|m| f(m)).collect::<Vec<_>>());
+            let ((map, map_sd), (ndcg, ndcg_sd), (click, _)) = (stat(|m| m.map), stat(|m| m.ndcg), stat(|m| m.click));
+            MetricRow { map, ndcg, click, spread: Some(Spread { map_sd, ndcg_sd, runs: g.len() }), ..g[0].clone() }
+        })
+        .collect()
+}
+
+/// Mean and sample standard deviation (`None` for fewer than two values).
+pub(super) fn mean_sd(v: &[f64]) -> (f64, Option<f64>) {
+    let n = v.len() as f64;
+    let mean = v.iter().sum::<f64>() / n;
+    let sd = (v.len() > 1).then(|| (v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0)).sqrt());
+    (mean, sd)
 }
 
 /// Reads the cached results of the pipeline's nodes with an output of one of the table types
@@ -138,6 +213,7 @@ pub(super) fn gather(pipeline: &Pipeline, store: Option<&dagrun_engine::cache::S
                 click: num(r, "click"),
                 lists: r["lists"].as_i64().unwrap_or(0),
                 dataset: dataset_of(pipeline, node),
+                spread: None,
             })),
             "DpoLog" => found.dpo.push((node.id.clone(), rows)),
             "Scores" => found.rewards.push((node.id.clone(), rows.iter().map(|r| num(r, "reward")).collect())),
@@ -178,6 +254,16 @@ fn base_of<'a>(rows: &'a [&'a MetricRow], method: &str) -> Option<&'a MetricRow>
     rows.iter().copied().find(|r| r.method.starts_with("base") && backbone(&r.method) == bb)
 }
 
+/// " ± sd" (and "(n)" when fewer than `seeds` runs were averaged) for a mean over seeds.
+fn spread(m: &MetricRow, sd: fn(&Spread) -> Option<f64>, seeds: usize) -> String {
+    let Some(s) = &m.spread else { return String::new() };
+    let mut out = sd(s).map(|v| format!(" <span class=\"sd\">± {v:.5}</span>")).unwrap_or_default();
+    if s.runs < seeds {
+        let _ = write!(out, " <span class=\"sd\">({})</span>", s.runs);
+    }
+    out
+}
+
 fn delta(v: f64, base: Option<f64>) -> String {
     match base {
         Some(b) if b > 0.0 => format!(" <span class=\"d{}\">{:+.2}%</span>", if v >= b { "p" } else { "n" }, (v - b) / b * 100.0),
@@ -192,7 +278,7 @@ fn render(name: &str, f: &Found, k: i64) -> String {
         r#"<!DOCTYPE html><html><head><meta charset="utf-8"><title>{n} — dagrun report</title><style>
 body{{font-family:sans-serif;margin:2em;max-width:1100px;color:#222}} table{{border-collapse:collapse;margin:.5em 0 1.5em}}
 td,th{{border:1px solid #ccc;padding:4px 10px;text-align:right}} th{{background:#f4f4f4}} td:first-child,th:first-child{{text-align:left}}
-.dp{{color:#2a7d2a}} .dn{{color:#b22}} .plots svg{{margin:4px;border:1px solid #eee}} .note{{color:#666;font-size:90%}}
+.dp{{color:#2a7d2a}} .dn{{color:#b22}} .sd{{color:#666;font-size:90%}} .plots svg{{margin:4px;border:1px solid #eee}} .note{{color:#666;font-size:90%}}
 </style></head><body><h1>{n}</h1><p class="note">dagrun report of the cached results for the pipeline's current params and inputs.</p>"#,
         n = esc(name)
     );
@@ -216,12 +302,14 @@ td,th{{border:1px solid #ccc;padding:4px 10px;text-align:right}} th{{background:
             let base = base_of(&at_k, &m.method).filter(|b| augmented(&m.method) && b.method != m.method);
             let _ = write!(
                 h,
-                "<tr><td>{}</td><td>{}</td><td>{:.5}{}</td><td>{:.5}{}</td><td>{:.5}</td><td>{}</td>",
+                "<tr><td>{}</td><td>{}</td><td>{:.5}{}{}</td><td>{:.5}{}{}</td><td>{:.5}</td><td>{}</td>",
                 esc(&m.method),
                 esc(&m.node),
                 m.map,
+                spread(m, |s| s.map_sd, f.seeds.len()),
                 delta(m.map, base.map(|b| b.map)),
                 m.ndcg,
+                spread(m, |s| s.ndcg_sd, f.seeds.len()),
                 delta(m.ndcg, base.map(|b| b.ndcg)),
                 m.click,
                 m.lists
@@ -236,6 +324,15 @@ td,th{{border:1px solid #ccc;padding:4px 10px;text-align:right}} th{{background:
             h.push_str("</tr>");
         }
         h.push_str("</table>");
+        if !f.seeds.is_empty() {
+            let seeds: Vec<String> = f.seeds.iter().map(u64::to_string).collect();
+            let _ = write!(
+                h,
+                "<p class=\"note\">Mean ± sample standard deviation over the runs with seeds {}; a method some of those runs lack is averaged over the others (their number in brackets). Changes are between means. The ablation and per-round figures are means too; the curves and histograms below are seed {}'s.</p>",
+                seeds.join(", "),
+                f.seeds[0]
+            );
+        }
         if with_paper {
             h.push_str(
                 "<p class=\"note\">paper: Table I of the RLRF4Rec paper (the full dataset, Llama-3.1-8B-Instruct knowledge, bert-base-uncased vectors); \
@@ -355,7 +452,7 @@ mod tests {
     use super::*;
 
     fn row(method: &str, map: f64, ndcg: f64) -> MetricRow {
-        MetricRow { node: format!("eval_{method}"), method: method.into(), k: 5, map, ndcg, click: 0.1, lists: 10, dataset: Some("synthetic".into()) }
+        MetricRow { node: format!("eval_{method}"), method: method.into(), k: 5, map, ndcg, click: 0.1, lists: 10, dataset: Some("synthetic".into()), spread: None }
     }
 
     #[test]
@@ -375,6 +472,7 @@ mod tests {
             margins: vec![("pairs_1".into(), vec![0.2, 0.3])],
             tastes: vec![("taste_after".into(), [80, 6, 1, 15])],
             missing: vec!["eval_prm".into()],
+            seeds: vec![],
         };
         let h = render("demo <1>", &f, 5);
         assert!(h.contains("<h1>demo &lt;1&gt;</h1>"));
@@ -385,6 +483,32 @@ mod tests {
         assert!(h.contains("Not computed yet") && h.contains("eval_prm"));
         assert!(h.contains("<td>taste_after</td><td>80</td><td>7.5% (6)</td>"), "{h}");
         assert!(!h.contains("http://") || h.matches("http://").count() == h.matches("xmlns=\"http://www.w3.org/2000/svg\"").count(), "no external links");
+    }
+
+    #[test]
+    fn mean_and_sample_standard_deviation() {
+        assert_eq!(mean_sd(&[0.5]), (0.5, None));
+        let (m, sd) = mean_sd(&[0.2, 0.4, 0.6]);
+        assert!((m - 0.4).abs() < 1e-12 && (sd.unwrap() - 0.2).abs() < 1e-12, "{m} {sd:?}");
+    }
+
+    #[test]
+    fn seeds_average_into_means_with_their_spread() {
+        let runs = vec![
+            (Some(1), vec![row("base-dlcm", 0.5, 0.6), row("kar-dlcm", 0.5, 0.62)]),
+            (Some(2), vec![row("base-dlcm", 0.7, 0.6), row("kar-dlcm", 0.7, 0.66)]),
+            (Some(3), vec![row("base-dlcm", 0.6, 0.6)]),
+        ];
+        let avg = averaged(&runs);
+        assert_eq!(avg.iter().map(|m| m.method.as_str()).collect::<Vec<_>>(), ["base-dlcm", "kar-dlcm"]);
+        let (base, kar) = (&avg[0], &avg[1]);
+        assert!((base.map - 0.6).abs() < 1e-12 && (base.spread.unwrap().map_sd.unwrap() - 0.1).abs() < 1e-12 && base.spread.unwrap().runs == 3);
+        assert!((kar.ndcg - 0.64).abs() < 1e-12 && kar.spread.unwrap().runs == 2 && base.spread.unwrap().ndcg_sd == Some(0.0));
+        let h = render("seeds", &Found { metrics: avg, seeds: vec![1, 2, 3], ..Default::default() }, 5);
+        // KAR's mean over its 2 runs, its spread and count, and the change between means.
+        assert!(h.contains("<td>0.60000 <span class=\"sd\">± 0.14142</span> <span class=\"sd\">(2)</span> <span class=\"dp\">+0.00%</span></td>"), "{h}");
+        assert!(h.contains("0.64000 <span class=\"sd\">± 0.02828</span> <span class=\"sd\">(2)</span> <span class=\"dp\">+6.67%</span>"), "{h}");
+        assert!(h.contains("over the runs with seeds 1, 2, 3"), "{h}");
     }
 
     #[test]
