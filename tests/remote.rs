@@ -552,8 +552,8 @@ fn explain_and_plan_count_the_rows_already_computed_here_and_in_the_remote() {
     let e = bob.expect(&["explain", "p.yaml", "r", "--remote", &url], 0).stdout;
     assert!(e.contains("  status   would run\n") && e.contains("  waits on `a` (would run first)\n"), "{e}");
     assert!(e.contains("  rows     not counted until `a` has run (`dagrun run p.yaml --until a`)\n"), "{e}");
-    let e = bob.expect(&["explain", "p.yaml", "r", "--set", "a.rows=20"], 0).stdout;
-    assert!(e.contains("(`dagrun run p.yaml --set a.rows=20 --until a`)"), "{e}");
+    let e = bob.expect(&["explain", "p.yaml", "r", "--set", "a.rows=20", "--cache-dir", "my cache"], 0).stdout;
+    assert!(e.contains("(`dagrun run p.yaml --set a.rows=20 --cache-dir 'my cache' --until a`)"), "{e}");
     let plan = bob.expect(&["plan", "p.yaml", "--rows", "--remote", &url], 0).stdout;
     assert!(!plan.contains("rows not counted"), "a node waiting on its inputs' producers shows that alone: {plan}");
     // His source pushed, a teammate sees the input only in the remote.

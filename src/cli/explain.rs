@@ -67,11 +67,10 @@ pub fn explain(a: ExplainArgs) -> CliResult {
             }
             match row_progress(&pipeline, i, &resolved, store.as_ref(), remote) {
                 Ok(Some(rows)) => println!("  rows     {rows}"),
-                // (Known once its inputs are: "waits on" below says which.)
+                // Not a row-wise kind.
                 Ok(None) => {}
                 Err(RowProgressError::InputPending { producer }) => {
-                    let sets: String = a.spec.set.iter().map(|s| format!(" --set {}", util::shell_word(s))).collect();
-                    println!("  rows     not counted until `{producer}` has run (`dagrun run {}{sets} --until {producer}`)", util::shell_word(&a.spec.pipeline.display().to_string()));
+                    println!("  rows     not counted until `{producer}` has run (`{} --until {producer}`)", util::run_command(&a.spec, &[]));
                 }
                 Err(e) => println!("  rows     not counted: {e}"),
             }

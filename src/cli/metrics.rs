@@ -91,14 +91,13 @@ impl Side {
     }
 
     /// What this side lacks, each with the command that computes it.
-    fn missing_lines(&self, pipeline: &str, sets: &[String]) -> Vec<String> {
+    fn missing_lines(&self, spec: &SpecArgs) -> Vec<String> {
         self.missing
             .iter()
             .map(|(seed, nodes)| {
                 let extra: Vec<String> = self.extra.iter().cloned().chain(seed.map(|s| format!("seed={s}"))).collect();
-                let flags: String = sets.iter().chain(&extra).map(|s| format!(" --set {}", util::shell_word(s))).collect();
                 let with = if extra.is_empty() { String::new() } else { format!(" with {}", extra.join(" ")) };
-                format!("not computed yet{with}: {} (`dagrun run {}{flags}` computes them)", nodes.join(", "), util::shell_word(pipeline))
+                format!("not computed yet{with}: {} (`{}` computes them)", nodes.join(", "), util::run_command(spec, &extra))
             })
             .collect()
     }
@@ -139,12 +138,11 @@ fn click(r: &MetricRow) -> f64 {
 pub fn metrics(a: MetricsArgs) -> CliResult {
     let current = Side::load(&a.spec, &[], &a.seeds, a.k)?;
     let other = if a.compare.is_empty() { None } else { Some(Side::load(&a.spec, &a.compare, &a.seeds, a.k)?) };
-    let pipeline_path = a.spec.pipeline.display().to_string();
     if current.methods.is_empty() {
         if current.missing.is_empty() {
             return Err(CliError::Usage("the pipeline has no `evaluate` node: nothing reports metrics".into()));
         }
-        for line in current.missing_lines(&pipeline_path, &a.spec.set) {
+        for line in current.missing_lines(&a.spec) {
             eprintln!("error: no metrics for the current params: {line}");
         }
         return Ok(EXIT_FAILED);
@@ -257,7 +255,7 @@ pub fn metrics(a: MetricsArgs) -> CliResult {
         }
     }
     print!("{}", columns(&table));
-    for line in current.missing_lines(&pipeline_path, &a.spec.set).into_iter().chain(other.iter().flat_map(|o| o.missing_lines(&pipeline_path, &a.spec.set))) {
+    for line in current.missing_lines(&a.spec).into_iter().chain(other.iter().flat_map(|o| o.missing_lines(&a.spec))) {
         println!("{line}");
     }
     Ok(0)

@@ -167,6 +167,19 @@ pub fn columns(rows: &[Vec<String>]) -> String {
 
 pub use dagrun_engine::ui::human_bytes;
 
+/// The `dagrun run` command line for `spec` (its pipeline, `--set`s and `--cache-dir`) with
+/// `extra` further overrides: what a message tells the user to run.
+pub fn run_command(spec: &super::SpecArgs, extra: &[String]) -> String {
+    let mut cmd = format!("dagrun run {}", shell_word(&spec.pipeline.display().to_string()));
+    for s in spec.set.iter().chain(extra) {
+        cmd.push_str(&format!(" --set {}", shell_word(s)));
+    }
+    if let Some(dir) = &spec.cache_dir {
+        cmd.push_str(&format!(" --cache-dir {}", shell_word(&dir.display().to_string())));
+    }
+    cmd
+}
+
 /// `s` as one word of a shell command line: as it is when only safe characters make it up,
 /// else in single quotes.
 pub fn shell_word(s: &str) -> String {
