@@ -3,11 +3,11 @@
 use std::collections::BTreeSet;
 
 use clap::Args;
-use dagrun_engine::key::diff;
 use dagrun_engine::cache::RemoteCache;
+use dagrun_engine::key::diff;
 use dagrun_engine::plan::{plan as make_plan, resolve_keys, NodePlan, Resolved};
-use dagrun_engine::{row_progress, RowProgressError};
 use dagrun_engine::run::human_seconds;
+use dagrun_engine::{row_progress, RowProgressError};
 
 use super::util::{self, CliResult};
 use super::SpecArgs;
