@@ -60,14 +60,17 @@ pub fn explain(a: ExplainArgs) -> CliResult {
             let remote = super::remote::open_or_warn(&args, &pipeline);
             let remote = remote.as_ref().map(|r| r.as_ref() as &dyn RemoteCache);
             let resolved = resolve_keys(&pipeline, store.as_ref(), remote);
-            if matches!(resolved[i], Resolved::Remote(_)) {
+            let whole_in_remote = matches!(resolved[i], Resolved::Remote(_));
+            if whole_in_remote {
                 println!("  status   in the remote: a run downloads it instead of computing it");
             } else {
                 println!("  status   would run");
             }
-            match row_progress(&pipeline, i, &resolved, store.as_ref(), remote) {
+            // (A node taken whole from the remote computes no rows.)
+            let rows = if whole_in_remote { Ok(None) } else { row_progress(&pipeline, i, &resolved, store.as_ref(), remote) };
+            match rows {
                 Ok(Some(rows)) => println!("  rows     {rows}"),
-                // Not a row-wise kind.
+                // Not a row-wise kind, or taken from the remote.
                 Ok(None) => {}
                 Err(RowProgressError::InputPending { producer }) => {
                     println!("  rows     not counted until `{producer}` has run (`{} --until {producer}`)", util::run_command(&a.spec, &[]));
