@@ -107,6 +107,17 @@ fn mean_of(f: &[Figures], field: fn(&MetricRow) -> f64) -> f64 {
     mean_sd(&f.iter().map(|x| field(&x.row)).collect::<Vec<_>>()).0
 }
 
+/// The lists evaluated: their number, or its range when the seeds' runs differ (a seed that
+/// reshapes the data, as the synthetic world's does).
+fn lists(f: &[Figures]) -> String {
+    let (lo, hi) = f.iter().fold((i64::MAX, i64::MIN), |(lo, hi), x| (lo.min(x.row.lists), hi.max(x.row.lists)));
+    if lo == hi {
+        lo.to_string()
+    } else {
+        format!("{lo}–{hi}")
+    }
+}
+
 /// `v` against `base` as a signed percentage, or "" without a base.
 fn change(v: f64, base: Option<f64>) -> String {
     match base {
@@ -166,7 +177,7 @@ pub fn metrics(a: MetricsArgs) -> CliResult {
                     if seeded {
                         out["map_sd"] = json!(m_sd);
                         out["ndcg_sd"] = json!(n_sd);
-                        out["seeds"] = json!(f.iter().map(|x| json!({ "seed": x.seed, "map": x.row.map, "ndcg": x.row.ndcg, "click": x.row.click })).collect::<Vec<_>>());
+                        out["seeds"] = json!(f.iter().map(|x| json!({ "seed": x.seed, "map": x.row.map, "ndcg": x.row.ndcg, "click": x.row.click, "lists": x.row.lists })).collect::<Vec<_>>());
                     }
                     out
                 })
@@ -214,7 +225,7 @@ pub fn metrics(a: MetricsArgs) -> CliResult {
                 line.push(change(mean_of(f, map), base.map(|b| mean_of(b, map))));
                 line.extend(cells(f, ndcg, seeded));
                 line.push(change(mean_of(f, ndcg), base.map(|b| mean_of(b, ndcg))));
-                line.extend([format!("{:.5}", mean_of(f, click)), f[0].row.lists.to_string()]);
+                line.extend([format!("{:.5}", mean_of(f, click)), lists(f)]);
                 if seeded {
                     line.push(format!("{} of {}", f.len(), a.seeds.len()));
                 }
@@ -259,4 +270,17 @@ pub fn metrics(a: MetricsArgs) -> CliResult {
         println!("{line}");
     }
     Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{lists, Figures, MetricRow};
+
+    #[test]
+    fn lists_show_their_range_when_seeds_reshape_the_data() {
+        let at =
+            |seed: u64, lists: i64| Figures { seed: Some(seed), row: MetricRow { node: "e".into(), method: "base".into(), k: 5, map: 0.5, ndcg: 0.5, click: 1.0, lists, dataset: None, spread: None } };
+        assert_eq!(lists(&[at(1, 75), at(2, 75)]), "75");
+        assert_eq!(lists(&[at(1, 75), at(2, 68), at(3, 70)]), "68–75");
+    }
 }

@@ -60,6 +60,8 @@ pub(super) struct Spread {
     pub map_sd: Option<f64>,
     pub ndcg_sd: Option<f64>,
     pub runs: usize,
+    /// The fewest and most lists a run evaluated (a seed may reshape the data).
+    pub lists: (i64, i64),
 }
 
 /// What the report found in the cache.
@@ -168,7 +170,8 @@ pub(super) fn averaged(runs: &[(Option<u64>, Vec<MetricRow>)]) -> Vec<MetricRow>
         .map(|g| {
             let stat = |f: fn(&MetricRow) -> f64| mean_sd(&g.iter().map(|m| f(m)).collect::<Vec<_>>());
             let ((map, map_sd), (ndcg, ndcg_sd), (click, _)) = (stat(|m| m.map), stat(|m| m.ndcg), stat(|m| m.click));
-            MetricRow { map, ndcg, click, spread: Some(Spread { map_sd, ndcg_sd, runs: g.len() }), ..g[0].clone() }
+            let lists = g.iter().fold((i64::MAX, i64::MIN), |(lo, hi), m| (lo.min(m.lists), hi.max(m.lists)));
+            MetricRow { map, ndcg, click, spread: Some(Spread { map_sd, ndcg_sd, runs: g.len(), lists }), ..g[0].clone() }
         })
         .collect()
 }
@@ -312,7 +315,10 @@ td,th{{border:1px solid #ccc;padding:4px 10px;text-align:right}} th{{background:
                 spread(m, |s| s.ndcg_sd, f.seeds.len()),
                 delta(m.ndcg, base.map(|b| b.ndcg)),
                 m.click,
-                m.lists
+                match m.spread {
+                    Some(Spread { lists: (lo, hi), .. }) if lo != hi => format!("{lo}–{hi}"),
+                    _ => m.lists.to_string(),
+                }
             );
             match (with_paper, published(m)) {
                 (true, Some((map, ndcg))) => {
@@ -509,6 +515,8 @@ mod tests {
         assert!(h.contains("<td>0.60000 <span class=\"sd\">± 0.14142</span> <span class=\"sd\">(2)</span> <span class=\"dp\">+0.00%</span></td>"), "{h}");
         assert!(h.contains("0.64000 <span class=\"sd\">± 0.02828</span> <span class=\"sd\">(2)</span> <span class=\"dp\">+6.67%</span>"), "{h}");
         assert!(h.contains("over the runs with seeds 1, 2, 3"), "{h}");
+        let reshaped = averaged(&[(Some(1), vec![row("base-dlcm", 0.5, 0.6)]), (Some(2), vec![MetricRow { lists: 12, ..row("base-dlcm", 0.7, 0.6) }])]);
+        assert!(render("seeds", &Found { metrics: reshaped, seeds: vec![1, 2], ..Default::default() }, 5).contains("<td>0.10000</td><td>10–12</td>"));
     }
 
     #[test]
