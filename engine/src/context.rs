@@ -102,6 +102,14 @@ pub struct InputArtifact {
     pub dir: PathBuf,
 }
 
+impl InputArtifact {
+    /// Artifact `digest` of `store` as `node`'s input `port`; `None` for a port it lacks.
+    pub(crate) fn of(node: &Node, port: &str, digest: Digest, store: &Store) -> Option<InputArtifact> {
+        let port = node.input_ports.iter().find(|pp| pp.name == port)?.clone();
+        Some(InputArtifact { port, digest, dir: store.artifact_dir(&digest) })
+    }
+}
+
 /// A node's connected inputs, by port name.
 #[derive(Clone, Debug, Default)]
 pub struct Inputs {

@@ -85,8 +85,7 @@ pub fn row_progress(p: &Pipeline, node: usize, resolved: &[Resolved], store: Opt
             (Resolved::Unknown, _) => return Err(pending()),
             (Resolved::Failed(why), _) => return Err(RowProgressError::Failed(why.clone())),
         };
-        let port = n.input_ports.iter().find(|pp| pp.name == e.port).cloned().ok_or_else(pending)?;
-        inputs.insert(e.port.clone(), InputArtifact { port, digest, dir: store.artifact_dir(&digest) });
+        inputs.insert(e.port.clone(), InputArtifact::of(n, &e.port, digest, store).ok_or_else(pending)?);
     }
     let plan = match n.kind.rows(&n.params, n.seed, &Inputs::new(inputs)) {
         Ok(Some(plan)) => plan,

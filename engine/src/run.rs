@@ -480,11 +480,7 @@ fn input_artifacts(p: &Pipeline, i: usize, state: &[State], store: &Store) -> BT
     node.inputs
         .iter()
         .filter_map(|e| match &state[e.from] {
-            State::Done { outputs, .. } => {
-                let digest = outputs[&e.from_port];
-                let port = node.input_ports.iter().find(|pp| pp.name == e.port)?.clone();
-                Some((e.port.clone(), InputArtifact { port, digest, dir: store.artifact_dir(&digest) }))
-            }
+            State::Done { outputs, .. } => Some((e.port.clone(), InputArtifact::of(node, &e.port, outputs[&e.from_port], store)?)),
             _ => None,
         })
         .collect()

@@ -119,8 +119,7 @@ pub fn run_shard(p: &Pipeline, node: usize, shard: Shard, store: &Store, remote:
         if matches!(resolved[e.from], Resolved::Remote(_)) && entry.outputs.values().all(|d| store.check_artifact(d, Check::Quick).is_ok()) {
             let _ = store.put_action(entry);
         }
-        let port = n.input_ports.iter().find(|pp| pp.name == e.port).cloned().ok_or_else(missing)?;
-        inputs.insert(e.port.clone(), InputArtifact { port, digest, dir: store.artifact_dir(&digest) });
+        inputs.insert(e.port.clone(), InputArtifact::of(n, &e.port, digest, store).ok_or_else(missing)?);
     }
 
     // Outputs go to staging directories that are dropped: a shard publishes rows, not results.

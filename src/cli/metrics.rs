@@ -5,12 +5,10 @@
 //! same pipeline under other overrides beside it, so "I changed one parameter: did it help,
 //! beyond seed noise?" is one command once the variants have run.
 
-use std::collections::BTreeMap;
-
 use clap::Args;
 use serde_json::json;
 
-use super::report::{augmented, backbone, gather_runs, mean_sd, published, MetricRow};
+use super::report::{averaged, base_of, change, gather_runs, lists_cell, published, MetricRow};
 use super::util::{self, columns, CliError, CliResult};
 use super::{SpecArgs, EXIT_FAILED};
 
@@ -34,18 +32,14 @@ pub struct MetricsArgs {
     pub json: bool,
 }
 
-/// One method's figures in one variant (one seed).
-#[derive(Clone, Debug)]
-struct Figures {
-    seed: Option<u64>,
-    row: MetricRow,
-}
-
 /// The metrics of one side of the table: the pipeline under one set of overrides, at each
 /// seed asked for.
 struct Side {
-    /// (node, method) in the order the pipeline's nodes report them, with their figures.
-    methods: Vec<((String, String), Vec<Figures>)>,
+    /// Each method's row at k, averaged over the seeds' runs, in the order the pipeline's
+    /// nodes report them.
+    rows: Vec<MetricRow>,
+    /// Each seed's own rows at k (for the JSON's per-seed figures).
+    runs: Vec<(Option<u64>, Vec<MetricRow>)>,
     /// Evaluate nodes with no result, by the seed whose run lacks them.
     missing: Vec<(Option<u64>, Vec<String>)>,
     /// The overrides of this side beyond the user's `--set`s.
@@ -54,40 +48,23 @@ struct Side {
 
 impl Side {
     fn load(spec: &SpecArgs, extra: &[String], seeds: &[u64], k: i64) -> Result<Side, CliError> {
-        let mut side = Side { methods: Vec::new(), missing: Vec::new(), extra: extra.to_vec() };
-        let mut index: BTreeMap<(String, String), usize> = BTreeMap::new();
+        let (mut runs, mut missing) = (Vec::new(), Vec::new());
         for (seed, found) in gather_runs(spec, extra, seeds, &["Metrics"])?.1 {
             let ks: std::collections::BTreeSet<i64> = found.metrics.iter().map(|m| m.k).collect();
             if !ks.is_empty() && !ks.contains(&k) {
                 let ks: Vec<String> = ks.iter().map(i64::to_string).collect();
                 return Err(CliError::Usage(format!("no `evaluate` node reports k = {k}: they report k = {} (the node's `ks` param sets them)", ks.join(", "))));
             }
-            for row in found.metrics.into_iter().filter(|m| m.k == k) {
-                let id = (row.node.clone(), row.method.clone());
-                let at = *index.entry(id.clone()).or_insert_with(|| {
-                    side.methods.push((id, Vec::new()));
-                    side.methods.len() - 1
-                });
-                side.methods[at].1.push(Figures { seed, row });
-            }
+            runs.push((seed, found.metrics.into_iter().filter(|m| m.k == k).collect()));
             if !found.missing.is_empty() {
-                side.missing.push((seed, found.missing));
+                missing.push((seed, found.missing));
             }
         }
-        Ok(side)
+        Ok(Side { rows: averaged(&runs), runs, missing, extra: extra.to_vec() })
     }
 
-    fn get(&self, node: &str, method: &str) -> Option<&[Figures]> {
-        self.methods.iter().find(|((n, m), _)| n == node && m == method).map(|(_, f)| f.as_slice())
-    }
-
-    /// The base reranker's figures a knowledge-augmented method is compared with.
-    fn base_of(&self, method: &str) -> Option<&[Figures]> {
-        if !augmented(method) {
-            return None;
-        }
-        let bb = backbone(method);
-        self.methods.iter().find(|((_, m), _)| m.starts_with("base") && backbone(m) == bb && m != method).map(|(_, f)| f.as_slice())
+    fn get(&self, node: &str, method: &str) -> Option<&MetricRow> {
+        self.rows.iter().find(|m| m.node == node && m.method == method)
     }
 
     /// What this side lacks, each with the command that computes it.
@@ -103,32 +80,13 @@ impl Side {
     }
 }
 
-fn mean_of(f: &[Figures], field: fn(&MetricRow) -> f64) -> f64 {
-    mean_sd(&f.iter().map(|x| field(&x.row)).collect::<Vec<_>>()).0
-}
-
-/// The lists evaluated: their number, or its range when the seeds' runs differ (a seed that
-/// reshapes the data, as the synthetic world's does).
-fn lists(f: &[Figures]) -> String {
-    let (lo, hi) = f.iter().fold((i64::MAX, i64::MIN), |(lo, hi), x| (lo.min(x.row.lists), hi.max(x.row.lists)));
-    if lo == hi {
-        lo.to_string()
-    } else {
-        format!("{lo}–{hi}")
-    }
-}
-
 /// `v` against `base` as a signed percentage, or "" without a base.
-fn change(v: f64, base: Option<f64>) -> String {
-    match base {
-        Some(b) if b > 0.0 && v.is_finite() => format!("{:+.2}%", (v - b) / b * 100.0),
-        _ => String::new(),
-    }
+fn change_cell(v: f64, base: Option<f64>) -> String {
+    change(v, base).filter(|_| v.is_finite()).map(|c| format!("{c:+.2}%")).unwrap_or_default()
 }
 
-/// A figure over the seeds: the value, or the mean and "± sd" when several seeds ran.
-fn cells(f: &[Figures], field: fn(&MetricRow) -> f64, seeded: bool) -> Vec<String> {
-    let (mean, sd) = mean_sd(&f.iter().map(|x| field(&x.row)).collect::<Vec<_>>());
+/// A figure: the value, and over seeds its "± sd" (empty for a single run).
+fn cells(mean: f64, sd: Option<f64>, seeded: bool) -> Vec<String> {
     let mut out = vec![format!("{mean:.5}")];
     if seeded {
         out.push(sd.map(|s| format!("± {s:.5}")).unwrap_or_default());
@@ -136,20 +94,17 @@ fn cells(f: &[Figures], field: fn(&MetricRow) -> f64, seeded: bool) -> Vec<Strin
     out
 }
 
-fn map(r: &MetricRow) -> f64 {
-    r.map
+fn map(m: &MetricRow) -> (f64, Option<f64>) {
+    (m.map, m.spread.and_then(|s| s.map_sd))
 }
-fn ndcg(r: &MetricRow) -> f64 {
-    r.ndcg
-}
-fn click(r: &MetricRow) -> f64 {
-    r.click
+fn ndcg(m: &MetricRow) -> (f64, Option<f64>) {
+    (m.ndcg, m.spread.and_then(|s| s.ndcg_sd))
 }
 
 pub fn metrics(a: MetricsArgs) -> CliResult {
     let current = Side::load(&a.spec, &[], &a.seeds, a.k)?;
     let other = if a.compare.is_empty() { None } else { Some(Side::load(&a.spec, &a.compare, &a.seeds, a.k)?) };
-    if current.methods.is_empty() {
+    if current.rows.is_empty() {
         if current.missing.is_empty() {
             return Err(CliError::Usage("the pipeline has no `evaluate` node: nothing reports metrics".into()));
         }
@@ -162,22 +117,20 @@ pub fn metrics(a: MetricsArgs) -> CliResult {
     if a.json {
         let side_json = |side: &Side| -> serde_json::Value {
             let methods: Vec<_> = side
-                .methods
+                .rows
                 .iter()
-                .map(|((node, method), f)| {
-                    let (m, m_sd) = mean_sd(&f.iter().map(|x| x.row.map).collect::<Vec<_>>());
-                    let (n, n_sd) = mean_sd(&f.iter().map(|x| x.row.ndcg).collect::<Vec<_>>());
-                    let first = &f[0].row;
-                    let paper = (a.k == 5).then(|| published(first)).flatten();
+                .map(|m| {
+                    let paper = (a.k == 5).then(|| published(m)).flatten();
                     let mut out = json!({
-                        "method": method, "node": node, "map": m, "ndcg": n, "click": mean_of(f, click), "lists": first.lists,
-                        "base": side.base_of(method).map(|b| b[0].row.method.clone()),
+                        "method": m.method, "node": m.node, "map": m.map, "ndcg": m.ndcg, "click": m.click, "lists": m.lists,
+                        "base": base_of(&side.rows, &m.method).map(|b| b.method.clone()),
                         "paper": paper.map(|(map, ndcg)| json!({ "map": map, "ndcg": ndcg })),
                     });
                     if seeded {
-                        out["map_sd"] = json!(m_sd);
-                        out["ndcg_sd"] = json!(n_sd);
-                        out["seeds"] = json!(f.iter().map(|x| json!({ "seed": x.seed, "map": x.row.map, "ndcg": x.row.ndcg, "click": x.row.click, "lists": x.row.lists })).collect::<Vec<_>>());
+                        out["map_sd"] = json!(map(m).1);
+                        out["ndcg_sd"] = json!(ndcg(m).1);
+                        let per_seed = side.runs.iter().flat_map(|(seed, rows)| rows.iter().filter(|r| r.node == m.node && r.method == m.method).map(move |r| (seed, r)));
+                        out["seeds"] = json!(per_seed.map(|(seed, r)| json!({ "seed": seed, "map": r.map, "ndcg": r.ndcg, "click": r.click, "lists": r.lists })).collect::<Vec<_>>());
                     }
                     out
                 })
@@ -205,7 +158,7 @@ pub fn metrics(a: MetricsArgs) -> CliResult {
     let mut table = Vec::new();
     match &other {
         None => {
-            let with_paper = k == 5 && current.methods.iter().any(|(_, f)| published(&f[0].row).is_some());
+            let with_paper = k == 5 && current.rows.iter().any(|m| published(m).is_some());
             let mut head = vec!["method".to_string(), "node".into(), format!("MAP@{k}")];
             head.extend(pm.iter().cloned());
             head.extend(["vs base".to_string(), format!("NDCG@{k}")]);
@@ -218,19 +171,20 @@ pub fn metrics(a: MetricsArgs) -> CliResult {
                 head.extend(["paper MAP@5".to_string(), "paper NDCG@5".into()]);
             }
             table.push(head);
-            for ((node, method), f) in &current.methods {
-                let base = current.base_of(method);
-                let mut line = vec![method.clone(), node.clone()];
-                line.extend(cells(f, map, seeded));
-                line.push(change(mean_of(f, map), base.map(|b| mean_of(b, map))));
-                line.extend(cells(f, ndcg, seeded));
-                line.push(change(mean_of(f, ndcg), base.map(|b| mean_of(b, ndcg))));
-                line.extend([format!("{:.5}", mean_of(f, click)), lists(f)]);
+            for m in &current.rows {
+                let base = base_of(&current.rows, &m.method);
+                let mut line = vec![m.method.clone(), m.node.clone()];
+                for field in [map as fn(&MetricRow) -> (f64, Option<f64>), ndcg] {
+                    let (mean, sd) = field(m);
+                    line.extend(cells(mean, sd, seeded));
+                    line.push(change_cell(mean, base.map(|b| field(b).0)));
+                }
+                line.extend([format!("{:.5}", m.click), lists_cell(m)]);
                 if seeded {
-                    line.push(format!("{} of {}", f.len(), a.seeds.len()));
+                    line.push(format!("{} of {}", m.spread.map_or(1, |s| s.runs), a.seeds.len()));
                 }
                 if with_paper {
-                    let p = published(&f[0].row);
+                    let p = published(m);
                     line.extend([p.map(|p| format!("{:.5}", p.0)).unwrap_or_default(), p.map(|p| format!("{:.5}", p.1)).unwrap_or_default()]);
                 }
                 table.push(line);
@@ -253,13 +207,14 @@ pub fn metrics(a: MetricsArgs) -> CliResult {
                 d.extend(pm.iter().cloned());
                 d
             };
-            for ((node, method), f) in &current.methods {
-                let t = o.get(node, method);
-                let mut line = vec![method.clone(), node.clone()];
-                for field in [map as fn(&MetricRow) -> f64, ndcg] {
-                    line.extend(cells(f, field, seeded));
-                    line.extend(t.map(|t| cells(t, field, seeded)).unwrap_or_else(dash));
-                    line.push(t.map(|t| change(mean_of(t, field), Some(mean_of(f, field)))).unwrap_or_default());
+            for m in &current.rows {
+                let t = o.get(&m.node, &m.method);
+                let mut line = vec![m.method.clone(), m.node.clone()];
+                for field in [map as fn(&MetricRow) -> (f64, Option<f64>), ndcg] {
+                    let (mean, sd) = field(m);
+                    line.extend(cells(mean, sd, seeded));
+                    line.extend(t.map(|t| cells(field(t).0, field(t).1, seeded)).unwrap_or_else(dash));
+                    line.push(t.map(|t| change_cell(field(t).0, Some(mean))).unwrap_or_default());
                 }
                 table.push(line);
             }
@@ -270,17 +225,4 @@ pub fn metrics(a: MetricsArgs) -> CliResult {
         println!("{line}");
     }
     Ok(0)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::{lists, Figures, MetricRow};
-
-    #[test]
-    fn lists_show_their_range_when_seeds_reshape_the_data() {
-        let at =
-            |seed: u64, lists: i64| Figures { seed: Some(seed), row: MetricRow { node: "e".into(), method: "base".into(), k: 5, map: 0.5, ndcg: 0.5, click: 1.0, lists, dataset: None, spread: None } };
-        assert_eq!(lists(&[at(1, 75), at(2, 75)]), "75");
-        assert_eq!(lists(&[at(1, 75), at(2, 68), at(3, 70)]), "68–75");
-    }
 }

@@ -96,7 +96,10 @@ pub fn plan(a: PlanArgs) -> CliResult {
                     "reason_details": reasons,
                 });
                 match rows {
-                    Some(Ok(r)) => node["rows"] = json!({ "unit": r.unit, "total": r.total, "local": r.local, "remote": r.remote, "to_compute": r.to_compute() }),
+                    Some(Ok(r)) => {
+                        node["rows"] = json!(r);
+                        node["rows"]["to_compute"] = r.to_compute().into();
+                    }
                     Some(Err(e)) => node["rows"] = json!({ "error": e }),
                     None => {}
                 }

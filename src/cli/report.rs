@@ -177,7 +177,7 @@ pub(super) fn averaged(runs: &[(Option<u64>, Vec<MetricRow>)]) -> Vec<MetricRow>
 }
 
 /// Mean and sample standard deviation (`None` for fewer than two values).
-pub(super) fn mean_sd(v: &[f64]) -> (f64, Option<f64>) {
+fn mean_sd(v: &[f64]) -> (f64, Option<f64>) {
     let n = v.len() as f64;
     let mean = v.iter().sum::<f64>() / n;
     let sd = (v.len() > 1).then(|| (v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0)).sqrt());
@@ -231,7 +231,7 @@ pub(super) fn gather(pipeline: &Pipeline, store: Option<&dagrun_engine::cache::S
 }
 
 /// The backbone a method label names (`base-dlcm`, `rlrf4rec-prm-r2`), if any.
-pub(super) fn backbone(method: &str) -> Option<&'static str> {
+fn backbone(method: &str) -> Option<&'static str> {
     ["dlcm", "prm"].into_iter().find(|b| method.split('-').any(|part| part == *b))
 }
 
@@ -245,16 +245,28 @@ pub(super) fn published(m: &MetricRow) -> Option<(f64, f64)> {
     paper::table_i(m.dataset.as_deref()?, backbone(&m.method)?, &m.method)
 }
 
-/// Whether a method is knowledge-augmented (`kar…`, `rlrf4rec…`): its change is against the
-/// base reranker of its backbone.
-pub(super) fn augmented(method: &str) -> bool {
-    method.starts_with("kar") || method.starts_with("rlrf4rec")
+/// The base reranker row a knowledge-augmented method (`kar…`, `rlrf4rec…`) is compared
+/// with: `base` plus the same backbone. `None` for other methods.
+pub(super) fn base_of<'a>(rows: impl IntoIterator<Item = &'a MetricRow>, method: &str) -> Option<&'a MetricRow> {
+    if !(method.starts_with("kar") || method.starts_with("rlrf4rec")) {
+        return None;
+    }
+    let bb = backbone(method);
+    rows.into_iter().find(|r| r.method.starts_with("base") && backbone(&r.method) == bb && r.method != method)
 }
 
-/// The base reranker row a method is compared with: `base` plus the same backbone.
-fn base_of<'a>(rows: &'a [&'a MetricRow], method: &str) -> Option<&'a MetricRow> {
-    let bb = backbone(method);
-    rows.iter().copied().find(|r| r.method.starts_with("base") && backbone(&r.method) == bb)
+/// `v`'s change against `base` in percent, when there is a positive base.
+pub(super) fn change(v: f64, base: Option<f64>) -> Option<f64> {
+    base.filter(|&b| b > 0.0).map(|b| (v - b) / b * 100.0)
+}
+
+/// The lists a method was evaluated on: their number, or its range when averaged runs differ
+/// (a seed that reshapes the data, as the synthetic world's does).
+pub(super) fn lists_cell(m: &MetricRow) -> String {
+    match m.spread {
+        Some(Spread { lists: (lo, hi), .. }) if lo != hi => format!("{lo}–{hi}"),
+        _ => m.lists.to_string(),
+    }
 }
 
 /// " ± sd" (and "(n)" when fewer than `seeds` runs were averaged) for a mean over seeds.
@@ -268,9 +280,9 @@ fn spread(m: &MetricRow, sd: fn(&Spread) -> Option<f64>, seeds: usize) -> String
 }
 
 fn delta(v: f64, base: Option<f64>) -> String {
-    match base {
-        Some(b) if b > 0.0 => format!(" <span class=\"d{}\">{:+.2}%</span>", if v >= b { "p" } else { "n" }, (v - b) / b * 100.0),
-        _ => String::new(),
+    match change(v, base) {
+        Some(c) => format!(" <span class=\"d{}\">{c:+.2}%</span>", if c >= 0.0 { "p" } else { "n" }),
+        None => String::new(),
     }
 }
 
@@ -302,7 +314,7 @@ td,th{{border:1px solid #ccc;padding:4px 10px;text-align:right}} th{{background:
         h.push_str("</tr>");
         for m in &at_k {
             // Deltas for the knowledge-augmented methods, against their base reranker.
-            let base = base_of(&at_k, &m.method).filter(|b| augmented(&m.method) && b.method != m.method);
+            let base = base_of(at_k.iter().copied(), &m.method);
             let _ = write!(
                 h,
                 "<tr><td>{}</td><td>{}</td><td>{:.5}{}{}</td><td>{:.5}{}{}</td><td>{:.5}</td><td>{}</td>",
@@ -315,10 +327,7 @@ td,th{{border:1px solid #ccc;padding:4px 10px;text-align:right}} th{{background:
                 spread(m, |s| s.ndcg_sd, f.seeds.len()),
                 delta(m.ndcg, base.map(|b| b.ndcg)),
                 m.click,
-                match m.spread {
-                    Some(Spread { lists: (lo, hi), .. }) if lo != hi => format!("{lo}–{hi}"),
-                    _ => m.lists.to_string(),
-                }
+                lists_cell(m)
             );
             match (with_paper, published(m)) {
                 (true, Some((map, ndcg))) => {
@@ -517,6 +526,13 @@ mod tests {
         assert!(h.contains("over the runs with seeds 1, 2, 3"), "{h}");
         let reshaped = averaged(&[(Some(1), vec![row("base-dlcm", 0.5, 0.6)]), (Some(2), vec![MetricRow { lists: 12, ..row("base-dlcm", 0.7, 0.6) }])]);
         assert!(render("seeds", &Found { metrics: reshaped, seeds: vec![1, 2], ..Default::default() }, 5).contains("<td>0.10000</td><td>10–12</td>"));
+    }
+
+    #[test]
+    fn lists_show_their_range_when_seeds_reshape_the_data() {
+        let at = |lists: i64| MetricRow { lists, ..row("base", 0.5, 0.5) };
+        assert_eq!(lists_cell(&averaged(&[(Some(1), vec![at(75)]), (Some(2), vec![at(75)])])[0]), "75");
+        assert_eq!(lists_cell(&averaged(&[(Some(1), vec![at(75)]), (Some(2), vec![at(68)]), (Some(3), vec![at(70)])])[0]), "68–75");
     }
 
     #[test]
