@@ -17,12 +17,17 @@
 //! packing while a step reads 3–7× fewer bytes. A decode step's few
 //! rows (at most six) widen or dequantise each row of a strip in registers and use it at once;
 //! more rows share a slice widened or dequantised into L1 before they pass over it; and a
-//! prefill's hundreds of rows have the whole matrix widened to f32 once for the call.
+//! prefill's hundreds of rows have the whole matrix widened to f32 once for the call. On a CPU
+//! with AVX-512 ([`avx512`]) a strip row is one register and up to 16 rows are summed in one
+//! pass: a batched decode step's rows then dequantise each row of a strip in registers too.
 
 use half::f16;
 use rayon::prelude::*;
 
 use super::quant::{GgmlType, KBlock, LegacyBlock};
+
+#[cfg(target_arch = "x86_64")]
+mod avx512;
 
 /// Columns per strip (two AVX registers).
 const STRIP: usize = 16;
@@ -478,6 +483,13 @@ fn block_value(kind: BlockKind, scale: u16, min: u16, code: &[u8], c: usize) -> 
 
 /// out [m, n] = x [m, k] · W, or out += it when `accumulate`; x and out row-major.
 pub fn rows_matmul(x: &[f32], w: &PackedMatrix, out: &mut [f32], m: usize, accumulate: bool) {
+    rows_matmul_on(Isa::detect(), x, w, out, m, accumulate)
+}
+
+/// [`rows_matmul`] with the kernels of `isa`, at most what the CPU has ([`Isa::available`]):
+/// for tests that compare the levels' bits and benchmarks that compare their speed.
+pub fn rows_matmul_on(isa: Isa, x: &[f32], w: &PackedMatrix, out: &mut [f32], m: usize, accumulate: bool) {
+    assert!(isa <= Isa::of_cpu(), "rows_matmul: this CPU has no {} kernels", isa.name());
     let (k, n) = (w.k, w.n);
     assert!(x.len() >= m * k && out.len() >= m * n, "rows_matmul: buffers do not match [{m}, {k}] x [{k}, {n}]");
     if m == 0 || n == 0 {
@@ -487,7 +499,7 @@ pub fn rows_matmul(x: &[f32], w: &PackedMatrix, out: &mut [f32], m: usize, accum
         // Many rows (a prefill): widen or dequantise the matrix once for the call rather
         // than once per block of rows; the f32 strips then give the same chains and bits.
         let plain = PackedMatrix { strips: Strips::F32(w.widened(WIDE.with(|c| c.take()))), k, n };
-        rows_matmul(x, &plain, out, m, accumulate);
+        rows_matmul_on(isa, x, &plain, out, m, accumulate);
         if let Strips::F32(wide) = plain.strips {
             if wide.capacity() <= KEEP_WIDE {
                 WIDE.with(|c| c.replace(wide));
@@ -502,7 +514,6 @@ pub fn rows_matmul(x: &[f32], w: &PackedMatrix, out: &mut [f32], m: usize, accum
     let want = if m * k * n < 64 * 1024 { 1 } else { rayon::current_num_threads() * 4 };
     let per = strips.div_ceil(want.div_ceil(blocks).min(strips));
     let runs = strips.div_ceil(per);
-    let fast = fast();
     let out_ptr = SendPtr(out.as_mut_ptr());
     (0..blocks * runs).into_par_iter().for_each(|task| {
         let (block, run) = (task / runs, task % runs);
@@ -513,7 +524,7 @@ pub fn rows_matmul(x: &[f32], w: &PackedMatrix, out: &mut [f32], m: usize, accum
         for s in run * per..((run + 1) * per).min(strips) {
             // SAFETY: each task writes its own rows and columns of `out` (m × n, checked
             // above); rows r0..r1 start at r0 · n.
-            unsafe { strip(&x[r0 * k..], w, s, out_ptr.get().add(r0 * n), r1 - r0, accumulate, fast, &mut buf) };
+            unsafe { strip(&x[r0 * k..], w, s, out_ptr.get().add(r0 * n), r1 - r0, accumulate, isa, &mut buf) };
         }
     });
 }
@@ -534,10 +545,84 @@ thread_local! {
 
 /// Whether the CPU has what the vector kernels use: AVX2, FMA and F16C.
 fn fast() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    return std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") && std::arch::is_x86_feature_detected!("f16c");
-    #[cfg(not(target_arch = "x86_64"))]
-    false
+    Isa::detect() >= Isa::Avx2
+}
+
+/// The environment variable that caps the kernels [`rows_matmul`] uses.
+pub const KERNELS_VAR: &str = "DAGRUN_CPU_KERNELS";
+
+/// The kernels a CPU can run, each level including the one before.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Isa {
+    /// One value at a time.
+    Plain,
+    /// AVX2, FMA and F16C: 6 rows × 16 columns in registers.
+    Avx2,
+    /// Also AVX-512 F and BW: 16 rows × 16 columns.
+    Avx512,
+}
+
+impl Isa {
+    /// The kernels to use: what this CPU has, or less where `DAGRUN_CPU_KERNELS` asks for it
+    /// (`avx2` or `plain`: to measure what a level brings, or to rule a kernel out; the
+    /// products are the same bits at every level).
+    pub fn detect() -> Isa {
+        static CHOSEN: std::sync::OnceLock<Isa> = std::sync::OnceLock::new();
+        *CHOSEN.get_or_init(|| {
+            let cpu = Isa::of_cpu();
+            match std::env::var(KERNELS_VAR) {
+                Ok(v) => match Isa::named(&v) {
+                    Some(asked) => asked.min(cpu),
+                    None => {
+                        eprintln!("warning: {KERNELS_VAR}={v:?} is not avx512, avx2 or plain; using what the CPU has ({})", cpu.name());
+                        cpu
+                    }
+                },
+                Err(_) => cpu,
+            }
+        })
+    }
+
+    /// The name `DAGRUN_CPU_KERNELS` takes for this level.
+    pub fn name(self) -> &'static str {
+        match self {
+            Isa::Avx512 => "avx512",
+            Isa::Avx2 => "avx2",
+            Isa::Plain => "plain",
+        }
+    }
+
+    /// The level named `avx512`, `avx2` or `plain` (any case).
+    fn named(name: &str) -> Option<Isa> {
+        match name.trim().to_ascii_lowercase().as_str() {
+            "avx512" => Some(Isa::Avx512),
+            "avx2" => Some(Isa::Avx2),
+            "plain" => Some(Isa::Plain),
+            _ => None,
+        }
+    }
+
+    /// What this CPU has.
+    fn of_cpu() -> Isa {
+        #[cfg(target_arch = "x86_64")]
+        {
+            use std::arch::is_x86_feature_detected as has;
+            if !(has!("avx2") && has!("fma") && has!("f16c")) {
+                return Isa::Plain;
+            }
+            if has!("avx512f") && has!("avx512bw") {
+                return Isa::Avx512;
+            }
+            Isa::Avx2
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        Isa::Plain
+    }
+
+    /// Every level this CPU has, lowest first.
+    pub fn available() -> Vec<Isa> {
+        [Isa::Plain, Isa::Avx2, Isa::Avx512].into_iter().filter(|&i| i <= Isa::detect()).collect()
+    }
 }
 
 /// Rows of x per task: 48 rows of up to 1536 values (288 KiB) stay in a core's L2 while a
@@ -563,13 +648,13 @@ const DEPTH: usize = 64;
 const DEEP: usize = 256;
 const ROWS_DEEP: usize = 16;
 
-/// Columns 16s..16s+16 (those below n) of out, for every row, from strip s of `packed`;
-/// `fast`: the CPU has AVX2, FMA and F16C.
+/// Columns 16s..16s+16 (those below n) of out, for every row, from strip s of `packed`, with
+/// the kernels of `isa`.
 ///
 /// # Safety
 /// `out` points to m × n floats; no one else writes these columns meanwhile.
 #[allow(clippy::too_many_arguments)]
-unsafe fn strip(x: &[f32], packed: &PackedMatrix, s: usize, out: *mut f32, m: usize, accumulate: bool, fast: bool, buf: &mut Vec<f32>) {
+unsafe fn strip(x: &[f32], packed: &PackedMatrix, s: usize, out: *mut f32, m: usize, accumulate: bool, isa: Isa, buf: &mut Vec<f32>) {
     let (k, n, c0) = (packed.k, packed.n, s * STRIP);
     let width = (n - c0).min(STRIP);
     // Prefetching the next slice helps only when the slice is the packed values themselves.
@@ -578,8 +663,16 @@ unsafe fn strip(x: &[f32], packed: &PackedMatrix, s: usize, out: *mut f32, m: us
     // them leaves each value's chain of fused multiply-adds as it is).
     let mut acc = vec![[0f32; STRIP]; m];
     let mut k0 = 0;
+    let fast = isa >= Isa::Avx2;
     #[cfg(target_arch = "x86_64")]
-    if fast && m <= ROWS {
+    if isa == Isa::Avx512 && m <= avx512::ROWS {
+        // Up to 16 rows (a decode step, a batch of them): each row of the strip is widened or
+        // dequantised in a register and used by them all at once.
+        // SAFETY: the CPU has AVX-512 F and BW with AVX2, FMA and F16C (Isa::detect); m rows
+        // of k values of x.
+        unsafe { avx512::strip(packed, s, x, &mut acc) };
+        k0 = k;
+    } else if fast && m <= ROWS {
         // A few rows (a decode step): widening or dequantising a slice and then reading it
         // back would leave the rows' chains of multiply-adds waiting on each other in turn;
         // done row by row in registers, the two overlap.
@@ -614,6 +707,15 @@ unsafe fn strip(x: &[f32], packed: &PackedMatrix, s: usize, out: *mut f32, m: us
         let w = packed.slice(s, k0, depth, buf, fast);
         let mut r = 0;
         while r < m {
+            #[cfg(target_arch = "x86_64")]
+            if isa == Isa::Avx512 {
+                let rows = (m - r).min(avx512::ROWS);
+                // SAFETY: the CPU has AVX-512 F and BW (Isa::detect); x holds rows r..r+rows
+                // of k values, w `depth` rows of 16.
+                unsafe { avx512::block(&x[r * k + k0..], k, w, &mut acc[r..r + rows], depth, r == 0 && prefetch) };
+                r += rows;
+                continue;
+            }
             let rows = (m - r).min(ROWS);
             let a = &mut acc[r..r + rows];
             if fast {
@@ -1159,6 +1261,67 @@ mod tests {
             rows_matmul(&x, &plain, &mut b, m, false);
             assert!(a.iter().zip(&b).all(|(a, b)| a.to_bits() == b.to_bits()), "{what} {m}x{k}x{n}: products differ from the f32 packing");
         }
+    }
+
+    /// Every kernel level this CPU has (scalar, AVX2, AVX-512) gives the same bits for every
+    /// packing and number of rows: a sample's text does not depend on the machine's vector
+    /// width, and the AVX-512 kernels' 16-row passes give what the AVX2 kernels' 6-row ones do.
+    #[test]
+    fn every_kernel_level_gives_the_same_bits() {
+        let levels = Isa::available();
+        if levels.len() < 2 {
+            eprintln!("only {levels:?} on this CPU: nothing to compare");
+            return;
+        }
+        let w: Vec<f32> = (0..96 * 40).map(|i| ((i * 104729) % 997) as f32 / 498.0 - 1.0).collect();
+        let bf16: Vec<f32> = w.iter().map(|v| f32::from_bits(v.to_bits() & 0xFFFF_0000)).collect();
+        let f16s: Vec<f32> = w.iter().map(|&v| f16::from_f32(v).to_f32()).collect();
+        let stored = |groups: &[(GgmlType, usize, u64)], k: usize| {
+            let columns: Vec<(GgmlType, Vec<Vec<u8>>)> = groups.iter().map(|&(t, n, seed)| (t, random_columns(t, k, n, seed))).collect();
+            let refs: Vec<(GgmlType, Vec<&[u8]>)> = columns.iter().map(|(t, c)| (*t, c.iter().map(Vec::as_slice).collect())).collect();
+            PackedMatrix::from_stored(k, &refs).expect("block-coded")
+        };
+        let packings = [
+            ("f32", PackedMatrix::plain(&w, 96, 40)),
+            ("bf16", PackedMatrix::new(&bf16, 96, 40)),
+            ("f16", PackedMatrix::new(&f16s, 96, 40)),
+            ("Q8_0", stored(&[(GgmlType::Q8_0, 40, 1)], 96)),
+            ("Q4_0", stored(&[(GgmlType::Q4_0, 40, 2)], 96)),
+            ("Q4_1", stored(&[(GgmlType::Q4_1, 40, 3)], 96)),
+            ("Q5_0 + Q8_0 + Q4_1", stored(&[(GgmlType::Q5_0, 20, 4), (GgmlType::Q8_0, 9, 5), (GgmlType::Q4_1, 7, 6)], 96)),
+            ("Q4_K", stored(&[(GgmlType::Q4_K, 40, 7)], 512)),
+            ("Q4_K + Q6_K", stored(&[(GgmlType::Q4_K, 20, 8), (GgmlType::Q6_K, 9, 9)], 512)),
+        ];
+        assert!(matches!(packings[1].1.strips, Strips::Half(Half::Bf16, _)) && matches!(packings[2].1.strips, Strips::Half(Half::F16, _)));
+        for (what, packed) in &packings {
+            let (k, n) = (packed.k, packed.n);
+            for m in [1usize, 6, 7, 15, 16, 17, 40, WIDEN_ROWS + 4] {
+                let x: Vec<f32> = (0..m * k).map(|i| ((i * 7919) % 1000) as f32 / 500.0 - 1.0).collect();
+                let products: Vec<Vec<f32>> = levels
+                    .iter()
+                    .map(|&isa| {
+                        let mut out = vec![0.25f32; m * n];
+                        rows_matmul_on(isa, &x, packed, &mut out, m, m % 2 == 1);
+                        out
+                    })
+                    .collect();
+                for (isa, p) in levels.iter().zip(&products).skip(1) {
+                    assert!(p.iter().zip(&products[0]).all(|(a, b)| a.to_bits() == b.to_bits()), "{what} {m}x{k}x{n}: {isa:?} differs from {:?}", levels[0]);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn kernel_levels_are_named_as_the_environment_variable_takes_them() {
+        assert_eq!(Isa::named("avx512"), Some(Isa::Avx512));
+        assert_eq!(Isa::named(" AVX2 "), Some(Isa::Avx2));
+        assert_eq!(Isa::named("plain"), Some(Isa::Plain));
+        assert_eq!(Isa::named("avx-2"), None);
+        for isa in [Isa::Plain, Isa::Avx2, Isa::Avx512] {
+            assert_eq!(Isa::named(isa.name()), Some(isa));
+        }
+        assert!(Isa::available().contains(&Isa::of_cpu()) && Isa::detect() <= Isa::of_cpu());
     }
 
     #[test]
