@@ -101,7 +101,7 @@ pub struct LlmBenchArgs {
     /// Timed repetitions after a warm-up; figures are medians.
     #[arg(long, default_value_t = 3)]
     pub repeats: usize,
-    /// A Python with torch, transformers and gguf: runs bench/llm_transformers.py beside.
+    /// A Python with torch, transformers, accelerate and gguf: runs bench/llm_transformers.py beside.
     #[arg(long, value_name = "PYTHON")]
     pub reference: Option<String>,
     /// Where built-in models are downloaded (its downloads/ folder); default as for `run`.
@@ -264,7 +264,7 @@ fn llm(a: LlmBenchArgs) -> CliResult {
 /// Runs the embedded transformers script on the same prompts; its figures and version line.
 fn transformers(python: &str, model: &std::path::Path, prompts: &dagrun_nodes::models::llm::bench::BenchPrompts, device: &Device, threads: usize) -> Result<Reference, String> {
     let input = serde_json::to_value(prompts).map_err(|e| e.to_string())?;
-    let v = run_reference(python, TRANSFORMERS_SCRIPT, "llm_transformers.py", model, &input, device, threads, "torch, transformers and gguf")?;
+    let v = run_reference(python, TRANSFORMERS_SCRIPT, "llm_transformers.py", model, &input, device, threads, "torch, transformers, accelerate (for GGUF files) and gguf")?;
     let figures: dagrun_nodes::models::llm::bench::Figures = serde_json::from_value(v.clone()).map_err(|e| e.to_string())?;
     let diff = |k: &str| v[k].as_f64().map(|x| x as f32);
     Ok(Reference { figures, version: v["version"].as_str().unwrap_or("transformers").to_string(), tf32_logit_diff: diff("tf32_logit_diff"), gpu_f32_logit_diff: diff("gpu_f32_logit_diff") })
