@@ -142,3 +142,21 @@ fn bad_generate_params_and_models_are_plan_time_errors() {
     assert_eq!(r.status_of("llm"), "failed");
     assert!(r.stderr.contains("bad.gguf: not a GGUF file"), "{}", r.stderr);
 }
+
+/// `bench llm` names the CPU kernels its figures come from; `DAGRUN_CPU_KERNELS` caps them, and
+/// an unknown value is a warning that changes nothing.
+#[test]
+fn bench_llm_names_its_kernels_and_the_environment_caps_them() {
+    let w = Work::new();
+    tiny(&w);
+    let args = ["bench", "llm", "--model", "tiny.gguf", "--prompt-tokens", "12", "--new-tokens", "2", "--batch", "2", "--repeats", "1"];
+    let with = |value: &str| -> common::Ran { w.command(&args).env("DAGRUN_CPU_KERNELS", value).output().unwrap().into() };
+    let plain = with("plain");
+    assert_eq!(plain.code, 0, "{}", plain.stderr);
+    assert!(plain.stdout.contains(" CPU threads, plain kernels): prefill of a 12-token prompt"), "{}", plain.stdout);
+    assert!(plain.stdout.contains("sampling (new tok/s)") && !plain.stderr.contains("warning"), "{}\n{}", plain.stdout, plain.stderr);
+    let odd = with("avx-2");
+    assert_eq!(odd.code, 0, "{}", odd.stderr);
+    let cpu = ["avx512", "avx2", "plain"].into_iter().find(|l| odd.stdout.contains(&format!(" CPU threads, {l} kernels)"))).expect("the kernels named");
+    assert!(odd.stderr.contains(&format!("warning: DAGRUN_CPU_KERNELS=\"avx-2\" is not avx512, avx2 or plain; using what the CPU has ({cpu})")), "{}", odd.stderr);
+}

@@ -219,8 +219,10 @@ fn llm(a: LlmBenchArgs) -> CliResult {
     let (source, path) = bench_model(&a.model, &a.cache_dir)?;
     let s = bench::BenchSettings { prompt_tokens: a.prompt_tokens, new_tokens: a.new_tokens, batch: a.batch, repeats: a.repeats };
     let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    // On the CPU the figures depend on the weight products' kernels (capped by DAGRUN_CPU_KERNELS).
+    let kernels = if matches!(device, Device::Cuda(_)) { String::new() } else { format!(", {} kernels", dagrun_nodes::models::llm::rows_matmul::Isa::detect().name()) };
     println!(
-        "LLM {} on {device} ({threads} CPU threads): prefill of a {}-token prompt; batch-1 greedy decode of {} tokens; sampling {} prompts of ~{} tokens x {} new tokens at temperature 0.7; medians of {}",
+        "LLM {} on {device} ({threads} CPU threads{kernels}): prefill of a {}-token prompt; batch-1 greedy decode of {} tokens; sampling {} prompts of ~{} tokens x {} new tokens at temperature 0.7; medians of {}",
         source.describe(), a.prompt_tokens, a.new_tokens, a.batch, a.prompt_tokens, a.new_tokens, a.repeats
     );
     let (prompts, ours) = bench::measure(&path, &s, device, &mut |what| eprintln!("timing {what}...")).map_err(fail)?;

@@ -150,7 +150,7 @@ pub fn run<B: Backend>(llm: &LoadedLlm<B>, p: &BenchPrompts, progress: &mut dyn 
         let mut next = argmax(&rows_of(logits)[0]);
         let t = Instant::now();
         for _ in 0..p.new_tokens {
-            next = argmax(&rows_of(lm.decode(&mut batch, &[next]))[0]);
+            next = argmax(&lm.decode_rows(&mut batch, &[next])[0]);
         }
         Ok(p.new_tokens as f64 / t.elapsed().as_secs_f64())
     })?;

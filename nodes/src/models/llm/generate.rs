@@ -215,7 +215,7 @@ pub fn generate<B: Backend>(
             continue;
         }
         let running = batch.as_mut().expect("live rows have a batch");
-        logits = rows_of(lm.decode(running, &next));
+        logits = lm.decode_rows(running, &next);
     }
     Ok(())
 }

@@ -189,12 +189,8 @@ impl<B: Backend> Lm<B> {
     pub fn decode(&self, batch: &mut Batch<B>, tokens: &[u32]) -> Tensor<B, 2> {
         let b = batch.rows();
         assert_eq!(tokens.len(), b);
-        if let (Some(host), Cache::Host(cache)) = (&self.host, &mut batch.cache) {
-            let all: Vec<usize> = (0..b).collect();
-            let starts: Vec<usize> = (0..=b).collect();
-            let hidden = host.forward(&HostStep { starts: &starts, len: 1, ids: tokens, positions: &batch.lens, pad: &batch.pad, decode: true }, &self.inv_freq, cache, &all);
-            batch.lens.iter_mut().for_each(|l| *l += 1);
-            return self.host_logits(host, &hidden, b);
+        if let Some(logits) = self.decode_on_host(batch, tokens) {
+            return Tensor::from_data(TensorData::new(logits, [b, self.config.vocab_size]), &self.device);
         }
         let Cache::Tensors(cache) = &mut batch.cache else { panic!("a host cache outside the host path") };
         let slots = cache.len() + 1;
@@ -206,6 +202,27 @@ impl<B: Backend> Lm<B> {
         let hidden = self.module().forward(&step, cache);
         batch.lens.iter_mut().for_each(|l| *l += 1);
         self.module().logits(hidden)
+    }
+
+    /// [`Lm::decode`]'s logits as one row of f32 per sequence: on the host path straight from
+    /// the products, without a round trip through a tensor (a 16-row step's logits are 3 MB).
+    pub fn decode_rows(&self, batch: &mut Batch<B>, tokens: &[u32]) -> Vec<Vec<f32>> {
+        assert_eq!(tokens.len(), batch.rows());
+        match self.decode_on_host(batch, tokens) {
+            Some(logits) => logits.chunks(self.config.vocab_size.max(1)).map(<[f32]>::to_vec).collect(),
+            None => rows_of(self.decode(batch, tokens)),
+        }
+    }
+
+    /// The host path's decode step (logits [rows · vocab]), or None when the batch is not on it.
+    fn decode_on_host(&self, batch: &mut Batch<B>, tokens: &[u32]) -> Option<Vec<f32>> {
+        let (Some(host), Cache::Host(cache)) = (&self.host, &mut batch.cache) else { return None };
+        let b = tokens.len();
+        let all: Vec<usize> = (0..b).collect();
+        let starts: Vec<usize> = (0..=b).collect();
+        let hidden = host.forward(&HostStep { starts: &starts, len: 1, ids: tokens, positions: &batch.lens, pad: &batch.pad, decode: true }, &self.inv_freq, cache, &all);
+        batch.lens.iter_mut().for_each(|l| *l += 1);
+        Some(host.logits(&hidden, b))
     }
 
     /// Logits at every position of one unpadded sequence [len, vocab] (for tests and scoring).

@@ -640,6 +640,9 @@ impl SendPtr {
     }
 }
 
+/// Rows whose running sums a strip keeps on the stack.
+const FEW_ROWS: usize = 16;
+
 /// Depth of one pass over a strip: 64 rows of 16 values (4 KiB) stay in L1 while every row
 /// block of x passes over them, so the strip is read from memory once whatever m is.
 const DEPTH: usize = 64;
@@ -661,7 +664,15 @@ unsafe fn strip(x: &[f32], packed: &PackedMatrix, s: usize, out: *mut f32, m: us
     let prefetch = matches!(packed.strips, Strips::F32(_));
     // Running sums per row, carried from one depth slice to the next (saving and reloading
     // them leaves each value's chain of fused multiply-adds as it is).
-    let mut acc = vec![[0f32; STRIP]; m];
+    // (On the stack for a decode step's few rows: a heap buffer per strip was thousands of
+    // allocations per token.)
+    let (mut few, mut many) = ([[0f32; STRIP]; FEW_ROWS], Vec::new());
+    let acc: &mut [[f32; STRIP]] = if m <= FEW_ROWS {
+        &mut few[..m]
+    } else {
+        many.resize(m, [0f32; STRIP]);
+        &mut many
+    };
     let mut k0 = 0;
     let fast = isa >= Isa::Avx2;
     #[cfg(target_arch = "x86_64")]
@@ -670,7 +681,7 @@ unsafe fn strip(x: &[f32], packed: &PackedMatrix, s: usize, out: *mut f32, m: us
         // dequantised in a register and used by them all at once.
         // SAFETY: the CPU has AVX-512 F and BW with AVX2, FMA and F16C (Isa::detect); m rows
         // of k values of x.
-        unsafe { avx512::strip(packed, s, x, &mut acc) };
+        unsafe { avx512::strip(packed, s, x, acc) };
         k0 = k;
     } else if fast && m <= ROWS {
         // A few rows (a decode step): widening or dequantising a slice and then reading it
@@ -681,19 +692,19 @@ unsafe fn strip(x: &[f32], packed: &PackedMatrix, s: usize, out: *mut f32, m: us
             Strips::Half(half, v) => {
                 // SAFETY: the CPU has AVX2, FMA and F16C (checked); strip s, and m rows of k
                 // values of x.
-                unsafe { avx2::fused_half(*half, &v[s * k * STRIP..(s + 1) * k * STRIP], x, k, &mut acc) };
+                unsafe { avx2::fused_half(*half, &v[s * k * STRIP..(s + 1) * k * STRIP], x, k, acc) };
                 k0 = k;
             }
             Strips::Blocks(b) => {
                 let (cb, first, last) = (b.kind.code_bytes(), s * (k / BLOCK) * STRIP, (s + 1) * (k / BLOCK) * STRIP);
                 let (scales, mins, codes) = (&b.scales[first..last], &b.mins[first..last], &b.codes[s * k * cb..(s + 1) * k * cb]);
                 // SAFETY: as above; strip s's scales and codes.
-                unsafe { avx2::fused(b.kind, scales, mins, codes, x, k, &mut acc) };
+                unsafe { avx2::fused(b.kind, scales, mins, codes, x, k, acc) };
                 k0 = k;
             }
             Strips::KBlocks(b) => {
                 // SAFETY: as above; strip s.
-                unsafe { avx2::fused_k(b.strip(s, k), x, k, &mut acc) };
+                unsafe { avx2::fused_k(b.strip(s, k), x, k, acc) };
                 k0 = k;
             }
         }
