@@ -148,7 +148,11 @@ impl<B: Backend> Lm<B> {
     }
 
     fn host_logits(&self, host: &HostLlama, hidden: &[f32], rows: usize) -> Tensor<B, 2> {
-        let logits = host.logits(hidden, rows);
+        self.logits_tensor(host.logits(hidden, rows), rows)
+    }
+
+    /// The host path's logits [rows · vocab] as a [rows, vocab] tensor.
+    fn logits_tensor(&self, logits: Vec<f32>, rows: usize) -> Tensor<B, 2> {
         Tensor::from_data(TensorData::new(logits, [rows, self.config.vocab_size]), &self.device)
     }
 
@@ -190,7 +194,7 @@ impl<B: Backend> Lm<B> {
         let b = batch.rows();
         assert_eq!(tokens.len(), b);
         if let Some(logits) = self.decode_on_host(batch, tokens) {
-            return Tensor::from_data(TensorData::new(logits, [b, self.config.vocab_size]), &self.device);
+            return self.logits_tensor(logits, b);
         }
         let Cache::Tensors(cache) = &mut batch.cache else { panic!("a host cache outside the host path") };
         let slots = cache.len() + 1;

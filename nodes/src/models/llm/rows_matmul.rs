@@ -381,10 +381,10 @@ impl PackedMatrix {
     }
 
     /// All strips as f32, in `into` (resized): the values [`Self::slice`] gives, strips in
-    /// parallel.
-    fn widened(&self, mut into: Vec<f32>) -> Vec<f32> {
+    /// parallel. `fast`: the AVX2 kernels may be used.
+    fn widened(&self, mut into: Vec<f32>, fast: bool) -> Vec<f32> {
         assert!(!matches!(self.strips, Strips::F32(_)), "widening f32 strips");
-        let (k, fast) = (self.k, fast());
+        let k = self.k;
         into.resize(self.n.div_ceil(STRIP) * k * STRIP, 0.0);
         into.par_chunks_mut(k * STRIP).enumerate().for_each(|(s, strip)| {
             self.slice(s, 0, k, strip, fast);
@@ -498,7 +498,7 @@ pub fn rows_matmul_on(isa: Isa, x: &[f32], w: &PackedMatrix, out: &mut [f32], m:
     if m >= WIDEN_ROWS && !matches!(w.strips, Strips::F32(_)) {
         // Many rows (a prefill): widen or dequantise the matrix once for the call rather
         // than once per block of rows; the f32 strips then give the same chains and bits.
-        let plain = PackedMatrix { strips: Strips::F32(w.widened(WIDE.with(|c| c.take()))), k, n };
+        let plain = PackedMatrix { strips: Strips::F32(w.widened(WIDE.with(|c| c.take()), isa >= Isa::Avx2)), k, n };
         rows_matmul_on(isa, x, &plain, out, m, accumulate);
         if let Strips::F32(wide) = plain.strips {
             if wide.capacity() <= KEEP_WIDE {
@@ -543,11 +543,6 @@ thread_local! {
     static WIDE: std::cell::Cell<Vec<f32>> = const { std::cell::Cell::new(Vec::new()) };
 }
 
-/// Whether the CPU has what the vector kernels use: AVX2, FMA and F16C.
-fn fast() -> bool {
-    Isa::detect() >= Isa::Avx2
-}
-
 /// The environment variable that caps the kernels [`rows_matmul`] uses.
 pub const KERNELS_VAR: &str = "DAGRUN_CPU_KERNELS";
 
@@ -563,6 +558,9 @@ pub enum Isa {
 }
 
 impl Isa {
+    /// Every level, lowest first.
+    const ALL: [Isa; 3] = [Isa::Plain, Isa::Avx2, Isa::Avx512];
+
     /// The kernels to use: what this CPU has, or less where `DAGRUN_CPU_KERNELS` asks for it
     /// (`avx2` or `plain`: to measure what a level brings, or to rule a kernel out; the
     /// products are the same bits at every level).
@@ -594,12 +592,8 @@ impl Isa {
 
     /// The level named `avx512`, `avx2` or `plain` (any case).
     fn named(name: &str) -> Option<Isa> {
-        match name.trim().to_ascii_lowercase().as_str() {
-            "avx512" => Some(Isa::Avx512),
-            "avx2" => Some(Isa::Avx2),
-            "plain" => Some(Isa::Plain),
-            _ => None,
-        }
+        let name = name.trim().to_ascii_lowercase();
+        Isa::ALL.into_iter().find(|l| l.name() == name)
     }
 
     /// What this CPU has.
@@ -619,9 +613,10 @@ impl Isa {
         Isa::Plain
     }
 
-    /// Every level this CPU has, lowest first.
+    /// Every level this CPU has, lowest first (whatever `DAGRUN_CPU_KERNELS` caps the
+    /// default to: tests and benchmarks compare them all).
     pub fn available() -> Vec<Isa> {
-        [Isa::Plain, Isa::Avx2, Isa::Avx512].into_iter().filter(|&i| i <= Isa::detect()).collect()
+        Isa::ALL.into_iter().filter(|&i| i <= Isa::of_cpu()).collect()
     }
 }
 
@@ -1329,7 +1324,7 @@ mod tests {
         assert_eq!(Isa::named(" AVX2 "), Some(Isa::Avx2));
         assert_eq!(Isa::named("plain"), Some(Isa::Plain));
         assert_eq!(Isa::named("avx-2"), None);
-        for isa in [Isa::Plain, Isa::Avx2, Isa::Avx512] {
+        for isa in Isa::ALL {
             assert_eq!(Isa::named(isa.name()), Some(isa));
         }
         assert!(Isa::available().contains(&Isa::of_cpu()) && Isa::detect() <= Isa::of_cpu());
@@ -1400,7 +1395,7 @@ mod tests {
     #[cfg(target_arch = "x86_64")]
     #[test]
     fn vector_dequantisation_equals_value_by_value() {
-        if !fast() {
+        if Isa::of_cpu() < Isa::Avx2 {
             return;
         }
         for ty in [GgmlType::Q8_0, GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q5_1, GgmlType::Q4_K, GgmlType::Q6_K] {
